@@ -1,0 +1,248 @@
+//! `GET /ticket/{user_id}/{ticket_id}/files/{file_path}`: one file's bytes,
+//! with validators (`ETag`/`If-None-Match`) and single byte ranges.
+
+use percent_encoding::percent_decode_str;
+use warp::{
+    Filter, Rejection,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    path::Tail,
+    reply::Response,
+};
+
+use super::{
+    filters::{authenticated, with_state},
+    handle,
+    tickets::visible_ticket,
+};
+use crate::{
+    app::{AppState, State},
+    auth::Requester,
+    error::ApiError,
+    store::{ByteRange, StoredFile, TicketRecord},
+    ticket::is_legal_path,
+};
+
+/// Ticket files change only by replacing the whole ticket, so a short cache
+/// lifetime is safe and spares re-downloads while a TA browses.
+const CACHE_CONTROL: &str = "max-age=600";
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::path!("ticket" / String / String / "files" / ..))
+        .and(warp::path::tail())
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .and(warp::header::headers_cloned())
+        .and_then(|u, t, tail, s, r, h| handle(serve_file(s, r, u, t, tail, h)))
+}
+
+async fn serve_file(
+    state: State,
+    me: Requester,
+    user_id: String,
+    ticket_id: String,
+    tail: Tail,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
+    let file = ticket_file(&ticket, tail.as_str())?;
+    Ok(file_response(&state, file, &headers))
+}
+
+/// Finds a file of the ticket by its percent-encoded URL path. An illegal
+/// path is 403, a legal one the ticket lacks is 404.
+pub(super) fn ticket_file<'t>(
+    ticket: &'t TicketRecord,
+    encoded: &str,
+) -> Result<&'t StoredFile, ApiError> {
+    let path = percent_decode_str(encoded)
+        .decode_utf8()
+        .map_err(|_| ApiError::permission_denied())?;
+    if !is_legal_path(&path) {
+        return Err(ApiError::permission_denied());
+    }
+    ticket
+        .file(&path)
+        .ok_or_else(ApiError::ticket_file_not_found)
+}
+
+fn file_response(state: &AppState, file: &StoredFile, headers: &HeaderMap) -> Response {
+    let etag = format!("\"{}\"", file.sha256);
+    let size = file.size.max(0) as u64;
+
+    let (mut response, status, range) = if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
+        (Response::default(), StatusCode::NOT_MODIFIED, None)
+    } else {
+        match requested_range(headers, &etag, size) {
+            RangeRequest::Unsatisfiable => {
+                let mut response = Response::default();
+                set(
+                    &mut response,
+                    header::CONTENT_RANGE,
+                    format!("bytes */{size}"),
+                );
+                (response, StatusCode::RANGE_NOT_SATISFIABLE, None)
+            }
+            request => {
+                let (status, range) = match request {
+                    RangeRequest::Partial(range) => (StatusCode::PARTIAL_CONTENT, range),
+                    _ => (
+                        StatusCode::OK,
+                        ByteRange {
+                            start: 0,
+                            end: size,
+                        },
+                    ),
+                };
+                let stream = state.store.files.read(file, range);
+                (super::stream_body(stream), status, Some(range))
+            }
+        }
+    };
+    *response.status_mut() = status;
+    if let Some(range) = range {
+        set(
+            &mut response,
+            header::CONTENT_TYPE,
+            file.content_type.clone(),
+        );
+        set(
+            &mut response,
+            header::CONTENT_LENGTH,
+            range.len().to_string(),
+        );
+        if status == StatusCode::PARTIAL_CONTENT {
+            let last = range.end - 1;
+            set(
+                &mut response,
+                header::CONTENT_RANGE,
+                format!("bytes {}-{last}/{size}", range.start),
+            );
+        }
+    }
+    set(&mut response, header::ETAG, etag);
+    set(&mut response, header::CACHE_CONTROL, CACHE_CONTROL.into());
+    set(
+        &mut response,
+        header::X_CONTENT_TYPE_OPTIONS,
+        "nosniff".into(),
+    );
+    set(&mut response, header::ACCEPT_RANGES, "bytes".into());
+    // An uploaded .html or .svg opened directly must not run script with
+    // this origin's rights.
+    set(
+        &mut response,
+        header::CONTENT_SECURITY_POLICY,
+        "sandbox".into(),
+    );
+    response
+}
+
+fn set(response: &mut Response, name: header::HeaderName, value: String) {
+    match HeaderValue::try_from(value) {
+        Ok(value) => {
+            response.headers_mut().insert(name, value);
+        }
+        Err(error) => tracing::error!(%error, %name, "unrepresentable header value"),
+    }
+}
+
+/// `If-None-Match`: `*` or a list of (possibly weak) tags.
+fn etag_matches(header: Option<&HeaderValue>, etag: &str) -> bool {
+    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[derive(Debug, PartialEq)]
+enum RangeRequest {
+    Full,
+    Partial(ByteRange),
+    Unsatisfiable,
+}
+
+/// Honours one `bytes=` range (`a-b`, `a-`, `-n`). Several ranges, other
+/// units, a syntax error, or an `If-Range` that no longer matches all fall
+/// back to the full file, as RFC 9110 allows.
+fn requested_range(headers: &HeaderMap, etag: &str, size: u64) -> RangeRequest {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeRequest::Full;
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok())
+        && if_range.trim() != etag
+    {
+        return RangeRequest::Full;
+    }
+    parse_range(value, size)
+}
+
+fn parse_range(value: &str, size: u64) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let parsed = match (first.is_empty(), last.is_empty()) {
+        // -n: the last n bytes
+        (true, false) => match last.parse::<u64>() {
+            Ok(0) => return RangeRequest::Unsatisfiable,
+            Ok(n) => Some((size.saturating_sub(n), size)),
+            Err(_) => None,
+        },
+        (false, true) => first.parse::<u64>().ok().map(|a| (a, size)),
+        (false, false) => match (first.parse::<u64>(), last.parse::<u64>()) {
+            (Ok(a), Ok(b)) if a <= b => Some((a, b.saturating_add(1).min(size))),
+            _ => None,
+        },
+        (true, true) => None,
+    };
+    match parsed {
+        None => RangeRequest::Full,
+        Some((start, _)) if start >= size => RangeRequest::Unsatisfiable,
+        Some((start, end)) => RangeRequest::Partial(ByteRange { start, end }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(start: u64, end: u64) -> RangeRequest {
+        RangeRequest::Partial(ByteRange { start, end })
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), r(0, 10));
+        assert_eq!(parse_range("bytes=90-200", 100), r(90, 100));
+        assert_eq!(parse_range("bytes=95-", 100), r(95, 100));
+        assert_eq!(parse_range("bytes=-5", 100), r(95, 100));
+        assert_eq!(parse_range("bytes=-500", 100), r(0, 100));
+        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 100), RangeRequest::Full);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Full);
+        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Full);
+        assert_eq!(parse_range("bytes=0-0", 0), RangeRequest::Unsatisfiable);
+    }
+
+    #[test]
+    fn etags() {
+        let tag = "\"abc\"";
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert!(etag_matches(Some(&v("\"abc\"")), tag));
+        assert!(etag_matches(Some(&v("W/\"abc\", \"x\"")), tag));
+        assert!(etag_matches(Some(&v("*")), tag));
+        assert!(!etag_matches(Some(&v("\"abd\"")), tag));
+        assert!(!etag_matches(None, tag));
+    }
+}

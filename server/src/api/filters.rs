@@ -1,0 +1,121 @@
+//! Filters shared by the routes: state, authentication, paging, JSON bodies.
+
+use std::{collections::HashMap, convert::Infallible};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use warp::{Filter, Rejection};
+
+use crate::{
+    app::State,
+    auth::{Claims, Requester},
+    error::ApiError,
+    store::TicketPage,
+};
+
+pub fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Extracts the caller from `Authorization: Bearer <jwt>`. It runs before any
+/// body filter, so an unauthenticated upload is refused unread.
+pub fn authenticated(
+    state: State,
+) -> impl Filter<Extract = (Requester,), Error = Rejection> + Clone {
+    bearer(state.clone(), false).map(move |bearer: Bearer| Requester {
+        id: bearer.claims.user.id.clone(),
+        is_admin: state.is_admin(&bearer.claims.user.id),
+    })
+}
+
+/// A verified bearer token and its claims.
+pub struct Bearer {
+    pub token: String,
+    pub claims: Claims,
+}
+
+/// The verified bearer token; `allow_expired` is for refresh.
+pub fn bearer(
+    state: State,
+    allow_expired: bool,
+) -> impl Filter<Extract = (Bearer,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(with_state(state))
+        .and_then(move |header: Option<String>, state: State| async move {
+            let token = header
+                .as_deref()
+                .and_then(bearer_token)
+                .ok_or_else(ApiError::invalid_credentials)?;
+            match state.tokens.verify(token, allow_expired).await {
+                Ok(claims) => Ok(Bearer {
+                    token: token.to_owned(),
+                    claims,
+                }),
+                Err(e) => Err(Rejection::from(ApiError::from(e))),
+            }
+        })
+}
+
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+const DEFAULT_LENGTH: i64 = 10;
+const MAX_LENGTH: i64 = 100;
+
+/// `?offset&length`: defaults 0 and 10, clamped to offset ≥ 0 and
+/// 1 ≤ length ≤ 100; anything non-numeric is a 400.
+pub fn page() -> impl Filter<Extract = (TicketPage,), Error = Rejection> + Clone {
+    warp::query::<HashMap<String, String>>().and_then(|query: HashMap<String, String>| async move {
+        let number = |key: &str, default: i64| -> Result<i64, Rejection> {
+            match query.get(key) {
+                None => Ok(default),
+                Some(v) => v.trim().parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("Query parameter `{key}` must be an integer"))
+                        .into()
+                }),
+            }
+        };
+        Ok::<_, Rejection>(TicketPage {
+            offset: number("offset", 0)?.max(0) as u64,
+            length: number("length", DEFAULT_LENGTH)?.clamp(1, MAX_LENGTH),
+        })
+    })
+}
+
+/// Most a JSON request body may be.
+const MAX_JSON_BODY: u64 = 64 * 1024;
+
+/// A JSON body: 400 when it is not JSON at all, 422 when it is JSON of the
+/// wrong shape, with serde's message as the detail.
+pub fn json_body<T: DeserializeOwned + Send + 'static>()
+-> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_JSON_BODY)
+        .and(warp::body::bytes())
+        .and_then(|body: Bytes| async move {
+            serde_json::from_slice::<T>(&body).map_err(|e| {
+                let error = if e.is_data() {
+                    ApiError::unprocessable(format!("Invalid request body: {e}"))
+                } else {
+                    ApiError::bad_request(format!("Request body must be JSON: {e}"))
+                };
+                Rejection::from(error)
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer   abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

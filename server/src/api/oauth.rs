@@ -1,0 +1,113 @@
+//! `/oauth`: log in with a Discord authorization code, refresh a token.
+
+use serde::{Deserialize, Serialize};
+use warp::{Filter, Rejection, Reply, reply::Response};
+
+use super::{
+    filters::{Bearer, bearer, json_body, with_state},
+    handle,
+};
+use crate::{
+    app::{AppState, State},
+    auth::{DiscordError, DisplayData, discord::Grant},
+    error::ApiError,
+};
+
+/// A token with more than this left is handed back unchanged on refresh.
+const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let login = warp::post()
+        .and(warp::path!("oauth"))
+        .and(with_state(state.clone()))
+        .and(json_body::<LoginRequest>())
+        .and_then(|s, body| handle(login(s, body)));
+    let refresh = warp::put()
+        .and(warp::path!("oauth"))
+        .and(with_state(state.clone()))
+        .and(bearer(state, true))
+        .and_then(|s, b| handle(refresh(s, b)));
+    login.or(refresh).unify()
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    code: String,
+}
+
+#[derive(Serialize)]
+struct TokenReply {
+    token_type: &'static str,
+    access_token: String,
+}
+
+fn token_reply(access_token: String) -> Response {
+    warp::reply::json(&TokenReply {
+        token_type: "Bearer",
+        access_token,
+    })
+    .into_response()
+}
+
+fn authorize_failed(error: DiscordError) -> ApiError {
+    tracing::warn!(%error, "Discord authorization failed");
+    ApiError::authorize_failed()
+}
+
+async fn login(state: State, request: LoginRequest) -> Result<Response, ApiError> {
+    if request.code.is_empty() {
+        return Err(ApiError::unprocessable("Field `code` must not be empty"));
+    }
+    let grant = state
+        .discord
+        .exchange_code(&request.code)
+        .await
+        .map_err(authorize_failed)?;
+    let token = sign_in(&state, grant).await?;
+    Ok(token_reply(token))
+}
+
+/// Accepts an expired (but genuine) token: hands it back while it has more
+/// than a day left, otherwise renews the Discord grant and issues a new one.
+async fn refresh(state: State, bearer: Bearer) -> Result<Response, ApiError> {
+    let Bearer { token, claims } = bearer;
+    if claims.seconds_left() > REFRESH_THRESHOLD_SECONDS {
+        return Ok(token_reply(token));
+    }
+    let user = state
+        .store
+        .users
+        .get(&claims.user.id)
+        .await?
+        .ok_or_else(ApiError::authorize_failed)?;
+    let refresh_token = user
+        .discord
+        .map(|d| d.refresh_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(ApiError::authorize_failed)?;
+    let grant = state
+        .discord
+        .refresh(&refresh_token)
+        .await
+        .map_err(authorize_failed)?;
+    let token = sign_in(&state, grant).await?;
+    Ok(token_reply(token))
+}
+
+/// Reads the profile with a fresh grant, stores both, and signs our JWT to
+/// expire with the Discord token.
+async fn sign_in(state: &AppState, grant: Grant) -> Result<String, ApiError> {
+    let profile = state
+        .discord
+        .current_user(&grant.tokens.access_token)
+        .await
+        .map_err(authorize_failed)?;
+    state
+        .store
+        .users
+        .upsert_login(&profile, &grant.tokens)
+        .await?;
+    let display = DisplayData::new(&profile, state.is_admin(&profile.id));
+    tracing::info!(user_id = %profile.id, "signed in with Discord");
+    Ok(state.tokens.issue(display, grant.expires_in).await?)
+}

@@ -1,0 +1,261 @@
+//! `/ticket` routes: list, upload, read, update, delete; plus the access
+//! rules shared with the file routes.
+
+use serde::Deserialize;
+use warp::{Filter, Rejection, Reply, http::StatusCode, multipart::FormData, reply::Response};
+
+use super::{
+    filters::{authenticated, json_body, page, with_state},
+    handle,
+    views::{TicketFull, TicketSummary},
+};
+use crate::{
+    app::{AppState, State},
+    auth::Requester,
+    error::ApiError,
+    store::{TicketPage, TicketRecord},
+    ticket::is_ticket_id,
+    upload,
+};
+
+/// Bytes a multipart body may carry beyond the file contents (boundaries,
+/// part headers, the `data` field) before it is refused from its
+/// `Content-Length` alone.
+const FORM_OVERHEAD: u64 = 1024 * 1024;
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let auth = authenticated(state.clone());
+    let state = with_state(state);
+
+    let list_own = warp::get()
+        .and(warp::path!("ticket"))
+        .and(state.clone())
+        .and(auth.clone())
+        .and(page())
+        .and_then(|s, r, p| handle(list_own(s, r, p)));
+    let create = warp::post()
+        .and(warp::path!("ticket"))
+        .and(state.clone())
+        .and(auth.clone())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and_then(|s: State, r, len| async move {
+            check_declared_size(&s, len)
+                .map(|()| (s, r))
+                .map_err(Rejection::from)
+        })
+        .untuple_one()
+        // Limits are enforced while streaming, so no body-size cap here.
+        .and(warp::multipart::form().max_length(None))
+        .and_then(|s, r, form| handle(create(s, r, form)));
+    let list_user = warp::get()
+        .and(warp::path!("ticket" / String))
+        .and(state.clone())
+        .and(auth.clone())
+        .and(page())
+        .and_then(|u, s, r, p| handle(list_user(s, r, u, p)));
+    let get = warp::get()
+        .and(warp::path!("ticket" / String / String))
+        .and(state.clone())
+        .and(auth.clone())
+        .and_then(|u, t, s, r| handle(get(s, r, u, t)));
+    let update = warp::put()
+        .and(warp::path!("ticket" / String / String))
+        .and(state.clone())
+        .and(auth.clone())
+        .and(json_body::<TicketChanges>())
+        .and_then(|u, t, s, r, c| handle(update(s, r, u, t, c)));
+    let delete = warp::delete()
+        .and(warp::path!("ticket" / String / String))
+        .and(state)
+        .and(auth)
+        .and_then(|u, t, s, r| handle(delete(s, r, u, t)));
+
+    list_own
+        .or(create)
+        .unify()
+        .or(list_user)
+        .unify()
+        .or(get)
+        .unify()
+        .or(update)
+        .unify()
+        .or(delete)
+        .unify()
+}
+
+async fn list_own(state: State, me: Requester, page: TicketPage) -> Result<Response, ApiError> {
+    let tickets = state.store.tickets.list(&me.id, false, page).await?;
+    Ok(list_reply(&tickets))
+}
+
+async fn list_user(
+    state: State,
+    me: Requester,
+    user_id: String,
+    page: TicketPage,
+) -> Result<Response, ApiError> {
+    let user_id = me.resolve(&user_id);
+    if !state.store.users.exists(user_id).await? {
+        return Err(ApiError::user_not_found());
+    }
+    let public_only = user_id != me.id && !me.is_admin;
+    let tickets = state.store.tickets.list(user_id, public_only, page).await?;
+    Ok(list_reply(&tickets))
+}
+
+fn list_reply(tickets: &[TicketRecord]) -> Response {
+    let items: Vec<TicketSummary> = tickets.iter().map(Into::into).collect();
+    warp::reply::json(&items).into_response()
+}
+
+/// Refuses a body whose declared size alone exceeds what could be accepted,
+/// before reading any of it.
+fn check_declared_size(state: &AppState, content_length: Option<u64>) -> Result<(), ApiError> {
+    let limit = state
+        .config
+        .limits
+        .max_ticket_size
+        .saturating_add(FORM_OVERHEAD);
+    match content_length {
+        Some(len) if len > limit => Err(ApiError::too_large("Ticket is too large")),
+        _ => Ok(()),
+    }
+}
+
+async fn create(state: State, me: Requester, form: FormData) -> Result<Response, ApiError> {
+    // Spawned so that a client hanging up cannot cancel the cleanup of a
+    // half-received upload.
+    let ingest = upload::ingest(
+        state.store.clone(),
+        state.config.limits.clone(),
+        me.id.clone(),
+        form,
+    );
+    let ticket = tokio::spawn(ingest).await.map_err(|e| {
+        tracing::error!(error = %e, "upload task failed");
+        ApiError::internal()
+    })??;
+    tracing::info!(ticket_id = %ticket.id, files = ticket.files.len(), user_id = %me.id, "ticket created");
+    full_reply(&state, &ticket, StatusCode::CREATED).await
+}
+
+async fn get(
+    state: State,
+    me: Requester,
+    user_id: String,
+    ticket_id: String,
+) -> Result<Response, ApiError> {
+    let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
+    full_reply(&state, &ticket, StatusCode::OK).await
+}
+
+/// `PUT` body: absent fields stay unchanged.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketChanges {
+    is_public: Option<bool>,
+    remark: Option<String>,
+}
+
+async fn update(
+    state: State,
+    me: Requester,
+    user_id: String,
+    ticket_id: String,
+    changes: TicketChanges,
+) -> Result<Response, ApiError> {
+    own_ticket(&state, &me, &user_id, &ticket_id).await?;
+    let ticket = state
+        .store
+        .tickets
+        .update(
+            &ticket_id,
+            &me.id,
+            changes.is_public,
+            changes.remark.as_deref(),
+        )
+        .await?
+        // Deleted between the check and the update.
+        .ok_or_else(ApiError::ticket_not_found)?;
+    // 201, as the original API answered.
+    full_reply(&state, &ticket, StatusCode::CREATED).await
+}
+
+async fn delete(
+    state: State,
+    me: Requester,
+    user_id: String,
+    ticket_id: String,
+) -> Result<Response, ApiError> {
+    own_ticket(&state, &me, &user_id, &ticket_id).await?;
+    // Record first: should removing the bytes fail, no record points at
+    // missing files, and the leftover bytes are found by their ticket id.
+    if state
+        .store
+        .tickets
+        .delete(&ticket_id, &me.id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::ticket_not_found());
+    }
+    state.store.files.delete_ticket(&ticket_id).await?;
+    tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+async fn full_reply(
+    state: &AppState,
+    ticket: &TicketRecord,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let full = TicketFull::load(state, ticket).await?;
+    Ok(warp::reply::with_status(warp::reply::json(&full), status).into_response())
+}
+
+/// A ticket the requester may read: it exists, belongs to `user_id`, and is
+/// the requester's own, public, or the requester is an admin. Every other
+/// case is the same 404, so private tickets cannot be probed.
+pub(super) async fn visible_ticket(
+    state: &AppState,
+    me: &Requester,
+    user_id: &str,
+    ticket_id: &str,
+) -> Result<TicketRecord, ApiError> {
+    if !is_ticket_id(ticket_id) {
+        return Err(ApiError::ticket_not_found());
+    }
+    let owner = me.resolve(user_id);
+    match state.store.tickets.get(ticket_id).await? {
+        Some(t) if t.author_id == owner && (t.author_id == me.id || me.is_admin || t.is_public) => {
+            Ok(t)
+        }
+        _ => Err(ApiError::ticket_not_found()),
+    }
+}
+
+/// A ticket the requester may change: only its author may, whatever the path
+/// or admin rights say (403); the path must name its author (404).
+async fn own_ticket(
+    state: &AppState,
+    me: &Requester,
+    user_id: &str,
+    ticket_id: &str,
+) -> Result<TicketRecord, ApiError> {
+    if !is_ticket_id(ticket_id) {
+        return Err(ApiError::ticket_not_found());
+    }
+    let ticket = state
+        .store
+        .tickets
+        .get(ticket_id)
+        .await?
+        .ok_or_else(ApiError::ticket_not_found)?;
+    if ticket.author_id != me.id {
+        return Err(ApiError::permission_denied());
+    }
+    if me.resolve(user_id) != ticket.author_id {
+        return Err(ApiError::ticket_not_found());
+    }
+    Ok(ticket)
+}

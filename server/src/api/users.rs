@@ -1,0 +1,32 @@
+//! `GET /user/{user_id}`: a user's public display data.
+
+use warp::{Filter, Rejection, Reply, reply::Response};
+
+use super::{
+    filters::{authenticated, with_state},
+    handle,
+};
+use crate::{
+    app::State,
+    auth::{DisplayData, Requester},
+    error::ApiError,
+};
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::path!("user" / String))
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .and_then(|u, s, r| handle(user(s, r, u)))
+}
+
+async fn user(state: State, me: Requester, user_id: String) -> Result<Response, ApiError> {
+    let user = state
+        .store
+        .users
+        .get(me.resolve(&user_id))
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    let display = DisplayData::new(&user.profile(), state.is_admin(&user.id));
+    Ok(warp::reply::json(&display).into_response())
+}

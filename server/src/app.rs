@@ -1,0 +1,123 @@
+//! The running application: shared state and the HTTP server.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use warp::{Filter, Reply};
+
+use crate::{
+    api,
+    auth::{Discord, TokenService},
+    config::Config,
+    store::Store,
+};
+
+/// Everything a request handler needs, built once at start.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub tokens: TokenService,
+    pub discord: Discord,
+}
+
+pub type State = Arc<AppState>;
+
+impl AppState {
+    pub async fn new(config: Config) -> anyhow::Result<State> {
+        let store = Store::connect(&config.mongodb).await?;
+        let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
+        let discord = Discord::new(&config.discord)?;
+        Ok(Arc::new(Self {
+            config,
+            store,
+            tokens,
+            discord,
+        }))
+    }
+
+    /// Admin rights come from the config at request time.
+    pub fn is_admin(&self, user_id: &str) -> bool {
+        self.config.discord.admins.iter().any(|a| a == user_id)
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM, then lets in-flight requests finish.
+pub async fn serve(state: State) -> anyhow::Result<()> {
+    let addr: SocketAddr = format!("{}:{}", state.config.server.host, state.config.server.port)
+        .parse()
+        .map_err(|e| {
+            anyhow::anyhow!("invalid configuration at `server.host`/`server.port`: {e}")
+        })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    tokio::spawn(prepare_database(state.clone()));
+    tracing::info!(%addr, "listening");
+
+    let origins = &state.config.server.cors_origins;
+    let routes = if origins.is_empty() {
+        api::routes(state.clone()).boxed()
+    } else {
+        let cors = warp::cors()
+            .allow_origins(origins.iter().map(String::as_str))
+            .allow_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+            .allow_headers(["authorization", "content-type", "range", "if-none-match"])
+            .expose_headers([
+                "etag",
+                "content-disposition",
+                "content-range",
+                "accept-ranges",
+            ])
+            .max_age(600);
+        // The inner routes never reject (they recover into responses), so
+        // every answer, errors included, carries the CORS headers; the outer
+        // recover answers the requests CORS itself refuses.
+        api::routes(state.clone())
+            .with(cors)
+            .map(Reply::into_response)
+            .recover(api::recover)
+            .unify()
+            .boxed()
+    };
+    warp::serve(routes.with(warp::log::custom(api::log_request)))
+        .incoming(listener)
+        .graceful(shutdown_signal())
+        .run()
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Creates indexes once the database is reachable; retries in the background
+/// so start-up never waits for (or fails on) the database.
+async fn prepare_database(state: State) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match state.store.ensure_indexes().await {
+            Ok(()) => {
+                tracing::info!("database ready");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "database not ready; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Who is asking: JWT issue/verify, and Discord OAuth.
+
+pub mod discord;
+mod jwt;
+
+pub use discord::{Discord, DiscordError};
+pub use jwt::{Claims, DisplayData, TokenError, TokenService};
+
+/// The authenticated caller of a request. `is_admin` comes from the config at
+/// request time, never from the token.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub id: String,
+    pub is_admin: bool,
+}
+
+impl Requester {
+    /// Resolves a `{user_id}` path segment, where `@me` means the requester.
+    pub fn resolve<'a>(&'a self, user_id: &'a str) -> &'a str {
+        if user_id == "@me" { &self.id } else { user_id }
+    }
+}

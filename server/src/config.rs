@@ -1,0 +1,258 @@
+//! Configuration: parsed once at start into typed structs.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file
+//! (`./config.toml` or `--config PATH`), then `PD2_*` environment variables
+//! with `__` for nesting (`PD2_MONGODB__URI`). Unknown keys are errors so a
+//! typo never silently falls back to a default.
+
+use std::{collections::BTreeMap, path::Path};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub discord: DiscordConfig,
+    pub mongodb: MongoConfig,
+    pub limits: LimitsConfig,
+    pub plugins: PluginsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub cors_origins: Vec<String>,
+    /// `plain` (human readable) or `json` (one object per line).
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            cors_origins: Vec::new(),
+            log_format: LogFormat::Plain,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Empty: generated once and stored in MongoDB, shared by every instance.
+    pub jwt_secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    /// Discord user ids with admin rights, checked at request time.
+    pub admins: Vec<String>,
+    pub api_base: String,
+    /// Budget for each call to Discord (token exchange, user lookup).
+    pub timeout_ms: u64,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        Self {
+            client_id: String::new(),
+            client_secret: String::new(),
+            redirect_uri: String::new(),
+            admins: Vec::new(),
+            api_base: "https://discord.com/api/v10".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MongoConfig {
+    pub uri: String,
+    pub database: String,
+    /// How long an operation waits for a usable server before the request
+    /// fails with 503 (the driver's own default is 30 s).
+    pub timeout_ms: u64,
+}
+
+impl Default for MongoConfig {
+    fn default() -> Self {
+        Self {
+            uri: "mongodb://127.0.0.1:27017".into(),
+            database: "pd2-ticket".into(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_file_size: u64,
+    pub max_ticket_size: u64,
+    pub max_files: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_file_size: 1024 * 1024,
+            max_ticket_size: 50 * 1024 * 1024,
+            max_files: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    pub dir: String,
+    pub memory_limit: u64,
+    pub timeout_ms: u64,
+    pub max_output: u64,
+    /// `[plugins.settings.<name>]`: handed verbatim to the plugin of that name.
+    pub settings: BTreeMap<String, toml::Table>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: "plugins/dist".into(),
+            memory_limit: 64 * 1024 * 1024,
+            timeout_ms: 2_000,
+            max_output: 8 * 1024 * 1024,
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+/// Environment variables with this prefix override the file.
+const ENV_PREFIX: &str = "PD2_";
+
+impl Config {
+    /// Loads and validates the configuration. The error names the offending
+    /// key and where its value came from.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if path.exists() {
+            figment = figment.merge(Toml::file_exact(path));
+        } else if path != Path::new(DEFAULT_PATH) {
+            // An explicitly named file that is missing is a mistake, not a default.
+            anyhow::bail!("config file {} does not exist", path.display());
+        }
+        // PD2_CONFIG names the file itself; it is not a key.
+        let env = Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]);
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let checks: [(&str, bool); 5] = [
+            ("limits.max_file_size", self.limits.max_file_size > 0),
+            ("limits.max_ticket_size", self.limits.max_ticket_size > 0),
+            ("limits.max_files", self.limits.max_files > 0),
+            ("mongodb.database", !self.mongodb.database.is_empty()),
+            ("mongodb.timeout_ms", self.mongodb.timeout_ms > 0),
+        ];
+        for (key, ok) in checks {
+            anyhow::ensure!(
+                ok,
+                "invalid configuration: `{key}` must be non-zero / non-empty"
+            );
+        }
+        Ok(())
+    }
+}
+
+pub const DEFAULT_PATH: &str = "config.toml";
+
+/// figment reports one error per problem; show all of them, each with its key.
+fn describe(error: figment::Error) -> String {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("invalid configuration: {}{source}", e.kind)
+            } else {
+                format!("invalid configuration at `{key}`: {}{source}", e.kind)
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> anyhow::Result<Config> {
+        let dir = std::env::temp_dir().join(format!("pd2-config-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("c.toml");
+        std::fs::write(&path, toml)?;
+        Config::load(&path)
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_str("[server]\nprot = 1\n").unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+        assert!(err.contains("server"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = load_str("[limits]\nmax_file_size = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_file_size"), "{err}");
+    }
+
+    #[test]
+    fn defaults_fill_missing_keys() {
+        let c = load_str("[server]\nport = 9000\n").unwrap();
+        assert_eq!(c.server.port, 9000);
+        assert_eq!(c.limits.max_file_size, 1024 * 1024);
+        assert_eq!(c.discord.api_base, "https://discord.com/api/v10");
+    }
+
+    #[test]
+    fn plugin_settings_are_free_form() {
+        let c = load_str("[plugins.settings.file-policy]\nmax_files = 3\nallowed = [\"java\"]\n")
+            .unwrap();
+        assert_eq!(
+            c.plugins.settings["file-policy"]["max_files"].as_integer(),
+            Some(3)
+        );
+    }
+}

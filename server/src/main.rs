@@ -1,0 +1,124 @@
+//! `pd2-ticket`: the PD2 Ticket server and its operator tools.
+
+mod api;
+mod app;
+mod auth;
+mod config;
+mod error;
+mod store;
+mod ticket;
+mod upload;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    app::AppState,
+    auth::DisplayData,
+    config::{Config, LogFormat},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "pd2-ticket",
+    version,
+    about = "Share code between students and teaching assistants"
+)]
+struct Cli {
+    /// Configuration file (default: ./config.toml).
+    #[arg(long, global = true, env = "PD2_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve,
+    /// Print a signed JWT for a user (created if missing), for scripts,
+    /// API consumers and demos without Discord. Only the token goes to stdout.
+    Token {
+        /// Discord user id.
+        #[arg(long)]
+        user_id: String,
+        /// Username for a user that does not exist yet.
+        #[arg(long)]
+        username: Option<String>,
+        /// How long the token is valid, in days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("pd2-ticket: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.server.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("pd2-ticket: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => app::serve(AppState::new(config).await?).await,
+            Command::Token {
+                user_id,
+                username,
+                days,
+            } => print_token(config, &user_id, username.as_deref(), days).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pd2-ticket: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn print_token(
+    config: Config,
+    user_id: &str,
+    username: Option<&str>,
+    days: u32,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !user_id.is_empty() && user_id != "@me",
+        "--user-id must be a Discord user id"
+    );
+    let state = AppState::new(config).await?;
+    let user = state.store.users.ensure(user_id, username).await?;
+    let display = DisplayData::new(&user.profile(), state.is_admin(user_id));
+    let token = state
+        .tokens
+        .issue(display, i64::from(days) * 24 * 60 * 60)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
+    println!("{token}");
+    Ok(())
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,125 @@
+//! The `tickets` collection. A ticket record is written only after all of its
+//! bytes are safely in GridFS, so a record always points at complete files.
+
+use futures_util::TryStreamExt;
+use mongodb::{
+    Collection, Database, IndexModel,
+    bson::{Document, doc},
+    options::ReturnDocument,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Result, StoredFile};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicketRecord {
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// Discord id of the author: a plain id, never a DBRef.
+    pub author_id: String,
+    /// In upload order.
+    pub files: Vec<StoredFile>,
+    pub is_public: bool,
+    pub remark: String,
+    /// Unix milliseconds.
+    pub create_time: i64,
+}
+
+impl TicketRecord {
+    pub fn file(&self, path: &str) -> Option<&StoredFile> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// Which slice of a user's tickets to list, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct TicketPage {
+    pub offset: u64,
+    pub length: i64,
+}
+
+#[derive(Clone)]
+pub struct TicketStore {
+    tickets: Collection<TicketRecord>,
+}
+
+impl TicketStore {
+    pub fn new(db: &Database) -> Self {
+        Self {
+            tickets: db.collection("tickets"),
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        let index = IndexModel::builder()
+            .keys(doc! { "author_id": 1, "create_time": -1 })
+            .build();
+        self.tickets.create_index(index).await?;
+        Ok(())
+    }
+
+    pub async fn insert(&self, ticket: &TicketRecord) -> Result<()> {
+        self.tickets.insert_one(ticket).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<TicketRecord>> {
+        Ok(self.tickets.find_one(doc! { "_id": id }).await?)
+    }
+
+    pub async fn list(
+        &self,
+        author_id: &str,
+        public_only: bool,
+        page: TicketPage,
+    ) -> Result<Vec<TicketRecord>> {
+        let mut filter = doc! { "author_id": author_id };
+        if public_only {
+            filter.insert("is_public", true);
+        }
+        let cursor = self
+            .tickets
+            .find(filter)
+            .sort(doc! { "create_time": -1, "_id": -1 })
+            .skip(page.offset)
+            .limit(page.length)
+            .await?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    /// Applies the given changes if the ticket belongs to `author_id`;
+    /// returns the updated record, or `None` when there is no such ticket.
+    pub async fn update(
+        &self,
+        id: &str,
+        author_id: &str,
+        is_public: Option<bool>,
+        remark: Option<&str>,
+    ) -> Result<Option<TicketRecord>> {
+        let mut set = Document::new();
+        if let Some(is_public) = is_public {
+            set.insert("is_public", is_public);
+        }
+        if let Some(remark) = remark {
+            set.insert("remark", remark);
+        }
+        let filter = doc! { "_id": id, "author_id": author_id };
+        if set.is_empty() {
+            return Ok(self.tickets.find_one(filter).await?);
+        }
+        Ok(self
+            .tickets
+            .find_one_and_update(filter, doc! { "$set": set })
+            .return_document(ReturnDocument::After)
+            .await?)
+    }
+
+    /// Removes the record if it belongs to `author_id` and returns it, so the
+    /// caller can then remove its bytes.
+    pub async fn delete(&self, id: &str, author_id: &str) -> Result<Option<TicketRecord>> {
+        Ok(self
+            .tickets
+            .find_one_and_delete(doc! { "_id": id, "author_id": author_id })
+            .await?)
+    }
+}

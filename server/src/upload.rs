@@ -1,0 +1,245 @@
+//! Upload pipeline: multipart form → validated names → GridFS → ticket record.
+//!
+//! Parts are read one at a time and streamed straight into GridFS, checking
+//! the size limits on every chunk, so memory stays at about one GridFS chunk
+//! per upload and an oversize file is refused as soon as it crosses the
+//! limit. The ticket record is inserted last; on any failure every byte
+//! stored for the ticket is removed before the error is returned.
+
+use std::collections::HashSet;
+
+use bytes::Buf;
+use futures_util::{Stream, TryStreamExt};
+use serde::{Deserialize, Deserializer};
+use warp::multipart::{FormData, Part};
+
+use crate::{
+    config::LimitsConfig,
+    error::ApiError,
+    store::{FileUpload, Store, StoredFile, TicketRecord},
+    ticket::{content_type_for, new_ticket_id, normalize_upload_name},
+};
+
+/// Form field carrying the files (repeated).
+const FILES_FIELD: &str = "files";
+/// Form field carrying the ticket options as a JSON string.
+const DATA_FIELD: &str = "data";
+/// Cap for non-file fields: the options JSON is tiny.
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// The `data` field: `{"is_public": bool | "true" | "false", "remark": string}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TicketOptions {
+    #[serde(deserialize_with = "bool_or_string")]
+    pub is_public: bool,
+    pub remark: String,
+}
+
+/// The original front end sends `is_public` as the strings "true"/"false".
+fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Flag::Text(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Flag::Text(s) => Err(serde::de::Error::custom(format!(
+            "`is_public` must be true or false, not {s:?}"
+        ))),
+    }
+}
+
+/// Receives a whole upload and records the ticket. Runs to completion even
+/// if the client goes away (callers spawn it), so cleanup always happens.
+pub async fn ingest(
+    store: Store,
+    limits: LimitsConfig,
+    author_id: String,
+    form: FormData,
+) -> Result<TicketRecord, ApiError> {
+    let ticket_id = new_ticket_id();
+    let mut receiver = Receiver {
+        store: &store,
+        limits: &limits,
+        ticket_id: &ticket_id,
+        files: Vec::new(),
+        names: HashSet::new(),
+        total: 0,
+    };
+    let outcome = match receiver.receive(form).await {
+        Ok(_) if receiver.files.is_empty() => Err(ApiError::bad_request("Missing file")),
+        Ok(options) => {
+            let ticket = TicketRecord {
+                id: ticket_id.clone(),
+                author_id,
+                files: std::mem::take(&mut receiver.files),
+                is_public: options.is_public,
+                remark: options.remark,
+                create_time: now_millis(),
+            };
+            match store.tickets.insert(&ticket).await {
+                Ok(()) => Ok(ticket),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    if outcome.is_err() {
+        discard(&store, &ticket_id).await;
+    }
+    outcome
+}
+
+async fn discard(store: &Store, ticket_id: &str) {
+    if let Err(error) = store.files.delete_ticket(ticket_id).await {
+        // The files stay tagged with a ticket id that has no record; they can
+        // be found and removed by that id once the database is back.
+        tracing::error!(%error, ticket_id, "could not remove the bytes of a failed upload");
+    }
+}
+
+struct Receiver<'a> {
+    store: &'a Store,
+    limits: &'a LimitsConfig,
+    ticket_id: &'a str,
+    files: Vec<StoredFile>,
+    names: HashSet<String>,
+    /// Bytes of file content received so far, all files together.
+    total: u64,
+}
+
+impl Receiver<'_> {
+    async fn receive(&mut self, mut form: FormData) -> Result<TicketOptions, ApiError> {
+        let mut options = TicketOptions::default();
+        while let Some(part) = form.try_next().await.map_err(malformed)? {
+            match part.name() {
+                FILES_FIELD => self.receive_file(part).await?,
+                DATA_FIELD => {
+                    let raw = read_field(part).await?;
+                    options = serde_json::from_slice(&raw)
+                        .map_err(|e| ApiError::bad_request(format!("Invalid `data` field: {e}")))?;
+                }
+                // Unknown fields are ignored, as the original server did.
+                _ => drop(read_field(part).await?),
+            }
+        }
+        Ok(options)
+    }
+
+    async fn receive_file(&mut self, part: Part) -> Result<(), ApiError> {
+        let raw = part.filename().unwrap_or_default().to_owned();
+        let path = normalize_upload_name(&raw)
+            .ok_or_else(|| ApiError::bad_request(format!("Illegal file name: {raw:?}")))?;
+        if self.names.contains(&path) {
+            return Err(ApiError::bad_request(format!(
+                "Duplicate file name: {path:?}"
+            )));
+        }
+        if self.files.len() >= self.limits.max_files {
+            return Err(ApiError::too_large(format!(
+                "Too many files (at most {})",
+                self.limits.max_files
+            )));
+        }
+        let content_type = content_type_for(&path);
+        let mut upload = self
+            .store
+            .files
+            .begin(self.ticket_id, &path, &content_type)
+            .await?;
+        if let Err(e) = self.copy(part.stream(), &mut upload).await {
+            if let Err(error) = upload.abort().await {
+                tracing::warn!(%error, "could not abort a GridFS upload");
+            }
+            return Err(e);
+        }
+        self.files.push(upload.finish().await?);
+        self.names.insert(path);
+        Ok(())
+    }
+
+    async fn copy<B: Buf>(
+        &mut self,
+        data: impl Stream<Item = Result<B, warp::Error>>,
+        upload: &mut FileUpload,
+    ) -> Result<(), ApiError> {
+        let mut data = std::pin::pin!(data);
+        while let Some(mut buf) = data.try_next().await.map_err(malformed)? {
+            while buf.has_remaining() {
+                let chunk = buf.chunk();
+                let len = chunk.len() as u64;
+                if upload.size() + len > self.limits.max_file_size {
+                    return Err(ApiError::too_large("File is too large"));
+                }
+                if self.total + len > self.limits.max_ticket_size {
+                    return Err(ApiError::too_large("Ticket is too large"));
+                }
+                upload.write(chunk).await?;
+                self.total += len;
+                buf.advance(len as usize);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a small non-file field whole, refusing anything over the cap.
+async fn read_field(part: Part) -> Result<Vec<u8>, ApiError> {
+    let name = part.name().to_owned();
+    let mut data = std::pin::pin!(part.stream());
+    let mut out = Vec::new();
+    while let Some(mut buf) = data.try_next().await.map_err(malformed)? {
+        if out.len() + buf.remaining() > MAX_FIELD_BYTES {
+            return Err(ApiError::too_large(format!(
+                "Form field `{name}` is too large"
+            )));
+        }
+        while buf.has_remaining() {
+            let chunk = buf.chunk();
+            out.extend_from_slice(chunk);
+            let len = chunk.len();
+            buf.advance(len);
+        }
+    }
+    Ok(out)
+}
+
+/// A body that ends early or breaks the multipart syntax.
+fn malformed(error: warp::Error) -> ApiError {
+    ApiError::bad_request(format!("Malformed multipart body: {error}"))
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TicketOptions;
+
+    fn parse(json: &str) -> Result<TicketOptions, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn options_accept_bool_and_string_flags() {
+        assert!(parse(r#"{"is_public": true}"#).unwrap().is_public);
+        assert!(parse(r#"{"is_public": "true"}"#).unwrap().is_public);
+        assert!(
+            !parse(r#"{"is_public": "false", "remark": "hi"}"#)
+                .unwrap()
+                .is_public
+        );
+        assert_eq!(parse(r#"{"remark": "hi"}"#).unwrap().remark, "hi");
+        assert!(parse(r#"{"is_public": "yes"}"#).is_err());
+        assert!(parse(r#"{"is_public": 1}"#).is_err());
+    }
+}
