@@ -26,10 +26,15 @@ const MAX_SEGMENT_BYTES: usize = 255;
 const MAX_PATH_BYTES: usize = 1024;
 const FORBIDDEN: &[char] = &[':', '*', '?', '"', '<', '>', '|', '~'];
 
-/// Turns a file name as a browser sends it (folders may use `\`) into the
-/// stored relative path, or `None` when it is not a legal path.
+/// Turns a file name as a client sends it into the stored relative path, or
+/// `None` when it is not a legal path. Browsers send Windows folders with a
+/// raw `\`; some HTTP clients escape it as the quoted-pair `\\`
+/// (RFC 9110), which is undone first. Either way `\` becomes `/`.
 pub fn normalize_upload_name(raw: &str) -> Option<String> {
-    let path = raw.replace('\\', "/");
+    let path = raw
+        .replace("\\\\", "\\")
+        .replace("\\\"", "\"")
+        .replace('\\', "/");
     is_legal_path(&path).then_some(path)
 }
 
@@ -188,7 +193,12 @@ mod tests {
             normalize_upload_name("src\\main\\App.java").as_deref(),
             Some("src/main/App.java")
         );
+        assert_eq!(
+            normalize_upload_name("src\\\\main\\\\App.java").as_deref(),
+            Some("src/main/App.java")
+        );
         assert_eq!(normalize_upload_name("..\\evil"), None);
+        assert_eq!(normalize_upload_name("a\\\"b"), None);
     }
 
     #[test]

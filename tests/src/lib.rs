@@ -1,1 +1,520 @@
+//! Black-box test support: the real `pd2-ticket` binary over HTTP, a real
+//! MongoDB-compatible server (SecantusDB) over TCP, and a fake Discord.
+//!
+//! Each test process shares one database server (started here unless
+//! `TEST_MONGODB_URI` names one); each [`Server`] gets a database of its own,
+//! so tests run in parallel without seeing each other's data.
 
+pub mod discord;
+pub mod multipart;
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use mongodb::bson::{Document, doc};
+
+/// Root of the workspace (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The server binary of the same profile as this test, built if stale.
+pub fn server_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+            None => "dev".to_owned(),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "pd2-ticket",
+                "--bin",
+                "pd2-ticket",
+                "--profile",
+                &profile,
+            ])
+            .current_dir(workspace_root());
+        // `cargo test` exports per-package variables (CARGO_PKG_*, …) that
+        // build scripts watch; passing them on would make this build and the
+        // next `cargo test` invalidate each other every time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let keep =
+                ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_ref());
+            if (key.starts_with("CARGO_") && !keep)
+                || key == "OUT_DIR"
+                || key == "RUST_TEST_THREADS"
+            {
+                command.env_remove(key.as_ref());
+            }
+        }
+        let status = command.status().expect("run cargo build");
+        assert!(status.success(), "building pd2-ticket failed");
+        profile_dir.join("pd2-ticket")
+    })
+}
+
+/// The `secantusd-py` launcher: `SECANTUSD`, the project venv, or `PATH`.
+pub fn secantusd() -> PathBuf {
+    if let Ok(path) = std::env::var("SECANTUSD") {
+        return path.into();
+    }
+    let venv = workspace_root().join(".venv/bin/secantusd-py");
+    if venv.exists() {
+        return venv;
+    }
+    "secantusd-py".into()
+}
+
+/// A SecantusDB process owned by the caller, killed on drop.
+pub struct DbServer {
+    child: Child,
+    pub uri: String,
+    pub port: u16,
+    pub storage: PathBuf,
+}
+
+impl DbServer {
+    /// Starts a database server on a free port with fresh storage, and waits
+    /// until it accepts connections.
+    pub fn start() -> Self {
+        let storage = temp_dir("db");
+        Self::start_at(free_port(), storage)
+    }
+
+    /// Starts (or restarts) a server on the given port and storage.
+    pub fn start_at(port: u16, storage: PathBuf) -> Self {
+        let log = std::fs::File::create(storage.with_extension("log")).expect("db log file");
+        let mut command = Command::new(secantusd());
+        command
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--storage-path",
+            ])
+            .arg(&storage)
+            .args(["--log-level", "WARNING"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log);
+        kill_with_parent(&mut command);
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (run ./test.sh, or pip install SecantusDB)",
+                secantusd().display()
+            )
+        });
+        let server = Self {
+            child,
+            uri: format!("mongodb://127.0.0.1:{port}"),
+            port,
+            storage,
+        };
+        wait_for_port(port, Duration::from_secs(60));
+        server
+    }
+
+    pub fn stop(mut self) -> (u16, PathBuf) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.port, self.storage.clone())
+    }
+}
+
+impl Drop for DbServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The database server shared by every test of this process.
+pub fn shared_db_uri() -> &'static str {
+    static URI: OnceLock<String> = OnceLock::new();
+    URI.get_or_init(|| {
+        if let Ok(uri) = std::env::var("TEST_MONGODB_URI") {
+            return uri;
+        }
+        // Started on a thread that lives as long as the process, because the
+        // child is tied to the lifetime of the thread that spawned it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let db = DbServer::start();
+            tx.send(db.uri.clone()).expect("send uri");
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("database server started")
+    })
+}
+
+/// Makes the child die with the thread that spawned it, so a test process
+/// that crashes or is killed leaves no database server behind.
+fn kill_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pd2-test-{tag}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn wait_for_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < limit,
+            "nothing listens on port {port} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How a test server is configured: environment overrides on top of a
+/// fresh database and free port.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    pub env: Vec<(String, String)>,
+    pub db_uri: Option<String>,
+    pub database: Option<String>,
+}
+
+impl ServerOptions {
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_owned(), value.to_string()));
+        self
+    }
+    pub fn secret(self, secret: &str) -> Self {
+        self.env("PD2_AUTH__JWT_SECRET", secret)
+    }
+    pub fn admins(self, ids: &[&str]) -> Self {
+        self.env(
+            "PD2_DISCORD__ADMINS",
+            format!(
+                "[{}]",
+                ids.iter()
+                    .map(|i| format!("\"{i}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        )
+    }
+    pub fn discord(self, base: &str) -> Self {
+        self.env("PD2_DISCORD__API_BASE", base)
+            .env("PD2_DISCORD__CLIENT_ID", "client-1")
+            .env("PD2_DISCORD__CLIENT_SECRET", "secret-1")
+            .env(
+                "PD2_DISCORD__REDIRECT_URI",
+                "http://localhost:3000/callback",
+            )
+            .env("PD2_DISCORD__TIMEOUT_MS", 1000)
+    }
+    /// Shares a database with another server (multi-instance tests).
+    pub fn database(mut self, uri: &str, name: &str) -> Self {
+        self.db_uri = Some(uri.to_owned());
+        self.database = Some(name.to_owned());
+        self
+    }
+}
+
+/// A running `pd2-ticket serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub port: u16,
+    pub db_uri: String,
+    pub database: String,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+    workdir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Self {
+        let db_uri = options
+            .db_uri
+            .clone()
+            .unwrap_or_else(|| shared_db_uri().to_owned());
+        let database = options
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("test-{:016x}", rand::random::<u64>()));
+        let port = free_port();
+        let workdir = temp_dir("server");
+        let mut env = vec![
+            ("PD2_MONGODB__URI".to_owned(), db_uri.clone()),
+            ("PD2_MONGODB__DATABASE".to_owned(), database.clone()),
+            ("PD2_SERVER__PORT".to_owned(), port.to_string()),
+            ("PD2_MONGODB__TIMEOUT_MS".to_owned(), "3000".to_owned()),
+            ("RUST_LOG".to_owned(), "info".to_owned()),
+        ];
+        env.extend(options.env.iter().cloned());
+        let log = workdir.join("server.log");
+        let log_file = std::fs::File::create(&log).expect("server log");
+        let mut command = Command::new(server_binary());
+        command
+            .arg("serve")
+            // No config.toml in the working directory: defaults + env only.
+            .current_dir(&workdir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file);
+        let child = command.spawn().expect("start pd2-ticket");
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            db_uri,
+            database,
+            log,
+            env,
+            workdir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.http.get(self.url("/ping")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server did not come up; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Runs `pd2-ticket token` against this server's configuration.
+    pub fn token(&self, user_id: &str) -> String {
+        self.token_named(user_id, None)
+    }
+
+    pub fn token_named(&self, user_id: &str, username: Option<&str>) -> String {
+        let mut args = vec!["token", "--user-id", user_id];
+        if let Some(name) = username {
+            args.extend(["--username", name]);
+        }
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8 token")
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs the binary with this server's environment and working directory.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(server_binary())
+            .args(args)
+            .current_dir(&self.workdir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run pd2-ticket")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait for server")
+    }
+
+    /// A direct driver connection to this server's database, for checking
+    /// what is (not) stored.
+    pub async fn mongo(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(&self.db_uri)
+            .await
+            .expect("mongo client")
+            .database(&self.database)
+    }
+
+    pub async fn count(&self, collection: &str, filter: Document) -> u64 {
+        self.mongo()
+            .await
+            .collection::<Document>(collection)
+            .count_documents(filter)
+            .await
+            .expect("count documents")
+    }
+
+    /// GridFS files and chunks stored, and ticket records.
+    pub async fn stored(&self) -> Stored {
+        Stored {
+            tickets: self.count("tickets", doc! {}).await,
+            files: self.count("files.files", doc! {}).await,
+            chunks: self.count("files.chunks", doc! {}).await,
+        }
+    }
+
+    /// Waits until nothing is stored (cleanup after a disconnect runs in the
+    /// background), returning what is left after `limit`.
+    pub async fn wait_until_empty(&self, limit: Duration) -> Stored {
+        let start = Instant::now();
+        loop {
+            let stored = self.stored().await;
+            if stored == Stored::default() || start.elapsed() > limit {
+                return stored;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(token)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+pub struct Stored {
+    pub tickets: u64,
+    pub files: u64,
+    pub chunks: u64,
+}
+
+/// Uploads `files` as a ticket; returns the response.
+pub async fn upload(
+    server: &Server,
+    token: &str,
+    files: &[(&str, &[u8])],
+    data: Option<&str>,
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, bytes) in files {
+        form = form.part(
+            "files",
+            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()),
+        );
+    }
+    if let Some(data) = data {
+        form = form.text("data", data.to_owned());
+    }
+    server
+        .http
+        .post(server.url("/ticket"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload request")
+}
+
+/// Uploads and returns the created ticket's JSON (asserting 201).
+pub async fn create_ticket(
+    server: &Server,
+    token: &str,
+    files: &[(&str, &[u8])],
+    data: Option<&str>,
+) -> serde_json::Value {
+    let response = upload(server, token, files, data).await;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.expect("json body");
+    assert_eq!(status, 201, "upload failed: {body}");
+    body
+}
+
+/// `(status, body as JSON)` of a response.
+pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+    (status, body)
+}
+
+/// Asserts `{"detail": detail}` with `status`.
+pub async fn assert_error(response: reqwest::Response, status: u16, detail: &str) {
+    let (got, body) = json(response).await;
+    assert_eq!(
+        (got, body["detail"].as_str()),
+        (status, Some(detail)),
+        "body: {body}"
+    );
+}

@@ -34,8 +34,8 @@ const PIECE: usize = 64 * 1024;
 const PIECES_IN_FLIGHT: usize = 4;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::get()
-        .and(warp::path!("ticket" / String / String / "download"))
+    warp::path!("ticket" / String / String / "download")
+        .and(warp::get())
         .and(with_state(state.clone()))
         .and(authenticated(state))
         .and_then(|u, t, s, r| handle(download(s, r, u, t)))

@@ -27,8 +27,8 @@ use crate::{
 const CACHE_CONTROL: &str = "max-age=600";
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::get()
-        .and(warp::path!("ticket" / String / String / "files" / ..))
+    warp::path!("ticket" / String / String / "files" / ..)
+        .and(warp::get())
         .and(warp::path::tail())
         .and(with_state(state.clone()))
         .and(authenticated(state))

@@ -17,11 +17,11 @@ use crate::{app::State, error::ApiError};
 
 /// Every route of the API, with errors already turned into responses.
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let ping = warp::get()
-        .and(warp::path!("ping"))
+    let ping = warp::path!("ping")
+        .and(warp::get())
         .map(|| warp::reply::json(&"pong").into_response());
-    let version = warp::get()
-        .and(warp::path!("version"))
+    let version = warp::path!("version")
+        .and(warp::get())
         .map(|| warp::reply::json(&"v2.0.0").into_response());
 
     ping.or(version)

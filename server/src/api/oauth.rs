@@ -17,13 +17,13 @@ use crate::{
 const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let login = warp::post()
-        .and(warp::path!("oauth"))
+    let login = warp::path!("oauth")
+        .and(warp::post())
         .and(with_state(state.clone()))
         .and(json_body::<LoginRequest>())
         .and_then(|s, body| handle(login(s, body)));
-    let refresh = warp::put()
-        .and(warp::path!("oauth"))
+    let refresh = warp::path!("oauth")
+        .and(warp::put())
         .and(with_state(state.clone()))
         .and(bearer(state, true))
         .and_then(|s, b| handle(refresh(s, b)));

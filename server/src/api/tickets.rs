@@ -2,7 +2,12 @@
 //! rules shared with the file routes.
 
 use serde::Deserialize;
-use warp::{Filter, Rejection, Reply, http::StatusCode, multipart::FormData, reply::Response};
+use warp::{
+    Filter, Rejection, Reply,
+    http::{HeaderMap, StatusCode, header},
+    multipart::FormData,
+    reply::Response,
+};
 
 use super::{
     filters::{authenticated, json_body, page, with_state},
@@ -27,19 +32,19 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     let auth = authenticated(state.clone());
     let state = with_state(state);
 
-    let list_own = warp::get()
-        .and(warp::path!("ticket"))
+    let list_own = warp::path!("ticket")
+        .and(warp::get())
         .and(state.clone())
         .and(auth.clone())
         .and(page())
         .and_then(|s, r, p| handle(list_own(s, r, p)));
-    let create = warp::post()
-        .and(warp::path!("ticket"))
+    let create = warp::path!("ticket")
+        .and(warp::post())
         .and(state.clone())
         .and(auth.clone())
-        .and(warp::header::optional::<u64>("content-length"))
-        .and_then(|s: State, r, len| async move {
-            check_declared_size(&s, len)
+        .and(warp::header::headers_cloned())
+        .and_then(|s: State, r, headers| async move {
+            check_upload_headers(&s, &headers)
                 .map(|()| (s, r))
                 .map_err(Rejection::from)
         })
@@ -47,25 +52,25 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         // Limits are enforced while streaming, so no body-size cap here.
         .and(warp::multipart::form().max_length(None))
         .and_then(|s, r, form| handle(create(s, r, form)));
-    let list_user = warp::get()
-        .and(warp::path!("ticket" / String))
+    let list_user = warp::path!("ticket" / String)
+        .and(warp::get())
         .and(state.clone())
         .and(auth.clone())
         .and(page())
         .and_then(|u, s, r, p| handle(list_user(s, r, u, p)));
-    let get = warp::get()
-        .and(warp::path!("ticket" / String / String))
+    let get = warp::path!("ticket" / String / String)
+        .and(warp::get())
         .and(state.clone())
         .and(auth.clone())
         .and_then(|u, t, s, r| handle(get(s, r, u, t)));
-    let update = warp::put()
-        .and(warp::path!("ticket" / String / String))
+    let update = warp::path!("ticket" / String / String)
+        .and(warp::put())
         .and(state.clone())
         .and(auth.clone())
         .and(json_body::<TicketChanges>())
         .and_then(|u, t, s, r, c| handle(update(s, r, u, t, c)));
-    let delete = warp::delete()
-        .and(warp::path!("ticket" / String / String))
+    let delete = warp::path!("ticket" / String / String)
+        .and(warp::delete())
         .and(state)
         .and(auth)
         .and_then(|u, t, s, r| handle(delete(s, r, u, t)));
@@ -108,15 +113,29 @@ fn list_reply(tickets: &[TicketRecord]) -> Response {
     warp::reply::json(&items).into_response()
 }
 
-/// Refuses a body whose declared size alone exceeds what could be accepted,
-/// before reading any of it.
-fn check_declared_size(state: &AppState, content_length: Option<u64>) -> Result<(), ApiError> {
+/// Refuses, before reading any of the body, a request that is not a
+/// multipart form or whose declared size alone exceeds what could be accepted.
+fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let is_form = content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data");
+    if !is_form || !content_type.contains("boundary=") {
+        return Err(ApiError::bad_request("Expected a multipart/form-data body"));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let limit = state
         .config
         .limits
         .max_ticket_size
         .saturating_add(FORM_OVERHEAD);
-    match content_length {
+    match declared {
         Some(len) if len > limit => Err(ApiError::too_large("Ticket is too large")),
         _ => Ok(()),
     }

@@ -13,8 +13,8 @@ use crate::{
 };
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::get()
-        .and(warp::path!("user" / String))
+    warp::path!("user" / String)
+        .and(warp::get())
         .and(with_state(state.clone()))
         .and(authenticated(state))
         .and_then(|u, s, r| handle(user(s, r, u)))
