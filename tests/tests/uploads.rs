@@ -1,0 +1,245 @@
+//! Upload limits, streaming refusals, truncated bodies and cleanup, and
+//! start-up configuration errors.
+
+use std::time::{Duration, Instant};
+
+use pd2_ticket_tests::{
+    Server, ServerOptions, Stored, assert_error, json,
+    multipart::{self, closing, file_head, file_part, post_head, read_status, send},
+    upload,
+};
+use tokio::io::AsyncWriteExt;
+
+fn small_limits() -> ServerOptions {
+    ServerOptions::default()
+        .env("PD2_LIMITS__MAX_FILE_SIZE", 1000)
+        .env("PD2_LIMITS__MAX_TICKET_SIZE", 2500)
+        .env("PD2_LIMITS__MAX_FILES", 3)
+}
+
+const CLEANUP: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn limits_are_413_and_leave_nothing() {
+    let server = Server::start_with(small_limits()).await;
+    let t = server.token("1");
+    let ok = vec![b'a'; 1000];
+    let over = vec![b'a'; 1001];
+    let near = vec![b'a'; 900];
+
+    // Exactly at the limit is fine.
+    let (status, _) = json(upload(&server, &t, &[("a.txt", &ok)], None).await).await;
+    assert_eq!(status, 201);
+    let baseline = server.stored().await;
+
+    assert_error(
+        upload(&server, &t, &[("a.txt", &near), ("b.txt", &over)], None).await,
+        413,
+        "File is too large",
+    )
+    .await;
+    assert_error(
+        upload(
+            &server,
+            &t,
+            &[("a.txt", &near), ("b.txt", &near), ("c.txt", &near)],
+            None,
+        )
+        .await,
+        413,
+        "Ticket is too large",
+    )
+    .await;
+    assert_error(
+        upload(
+            &server,
+            &t,
+            &[("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4")],
+            None,
+        )
+        .await,
+        413,
+        "Too many files (at most 3)",
+    )
+    .await;
+    let left = wait_for(&server, baseline).await;
+    assert_eq!(left, baseline, "rejected uploads left data behind");
+}
+
+async fn wait_for(server: &Server, expected: Stored) -> Stored {
+    let start = Instant::now();
+    loop {
+        let stored = server.stored().await;
+        if stored == expected || start.elapsed() > CLEANUP {
+            return stored;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The 413 arrives while the client is still sending: the server does not
+/// read the rest of an oversize file.
+#[tokio::test]
+async fn oversize_file_is_refused_mid_stream() {
+    let server = Server::start_with(small_limits()).await;
+    let t = server.token("1");
+    let mut body = file_head("big.txt");
+    body.extend(vec![b'x'; 1500]);
+    // Declares more than it sends; the rest never comes.
+    let mut stream = send(server.port, &post_head(server.port, Some(&t), 2400)).await;
+    stream.write_all(&body).await.unwrap();
+    let status = read_status(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(status, Some(413));
+    drop(stream);
+    assert_eq!(server.wait_until_empty(CLEANUP).await, Stored::default());
+}
+
+#[tokio::test]
+async fn declared_size_over_the_limit_is_refused_unread() {
+    let server = Server::start_with(small_limits()).await;
+    let t = server.token("1");
+    let mut stream = send(server.port, &post_head(server.port, Some(&t), 50 << 20)).await;
+    assert_eq!(
+        read_status(&mut stream, Duration::from_secs(10)).await,
+        Some(413)
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_upload_is_refused_unread() {
+    let server = Server::start().await;
+    // Only the head is sent; a server that waited for the body would hang.
+    let mut stream = send(server.port, &post_head(server.port, None, 10 << 20)).await;
+    assert_eq!(
+        read_status(&mut stream, Duration::from_secs(10)).await,
+        Some(403)
+    );
+    let mut stream = send(
+        server.port,
+        &post_head(server.port, Some("bad.token.here"), 10 << 20),
+    )
+    .await;
+    assert_eq!(
+        read_status(&mut stream, Duration::from_secs(10)).await,
+        Some(403)
+    );
+}
+
+/// A client that hangs up halfway leaves neither a ticket nor chunks, even
+/// after a whole file of the upload was already stored.
+#[tokio::test]
+async fn truncated_upload_leaves_nothing() {
+    let server =
+        Server::start_with(ServerOptions::default().env("PD2_LIMITS__MAX_FILE_SIZE", 2 << 20))
+            .await;
+    let t = server.token("1");
+    let first = vec![b'1'; 600 * 1024];
+    let mut body = file_part("first.bin", &first);
+    body.extend(file_head("second.bin"));
+    body.extend(vec![b'2'; 300 * 1024]);
+    let declared = body.len() + 400 * 1024;
+    let mut stream = send(server.port, &post_head(server.port, Some(&t), declared)).await;
+    stream.write_all(&body).await.unwrap();
+    stream.flush().await.unwrap();
+    // Let the server store the first file and start on the second.
+    let start = Instant::now();
+    while server.stored().await.files == 0 && start.elapsed() < CLEANUP {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.stored().await.files,
+        1,
+        "the first file was stored before the hang-up"
+    );
+    drop(stream);
+    assert_eq!(server.wait_until_empty(CLEANUP).await, Stored::default());
+    assert!(
+        server.log_text().contains("Malformed multipart body") || server.log_text().contains("400")
+    );
+}
+
+#[tokio::test]
+async fn body_without_closing_boundary_is_400() {
+    let server = Server::start().await;
+    let t = server.token("1");
+    let body = file_part("a.txt", b"hello");
+    let mut stream = send(server.port, &post_head(server.port, Some(&t), body.len())).await;
+    stream.write_all(&body).await.unwrap();
+    assert_eq!(
+        read_status(&mut stream, Duration::from_secs(10)).await,
+        Some(400)
+    );
+    assert_eq!(server.wait_until_empty(CLEANUP).await, Stored::default());
+}
+
+/// Browsers send Windows folders with raw backslashes.
+#[tokio::test]
+async fn raw_backslash_names_become_folders() {
+    let server = Server::start().await;
+    let t = server.token("1");
+    let mut body = file_part("src\\main\\A.java", b"class A {}");
+    body.extend(format!(
+        "--{}\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n{{\"is_public\":\"true\",\"remark\":\"r\"}}\r\n",
+        multipart::BOUNDARY
+    ).into_bytes());
+    body.extend(closing());
+    let response = server
+        .http
+        .post(server.url("/ticket"))
+        .bearer_auth(&t)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={}", multipart::BOUNDARY),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, ticket) = json(response).await;
+    assert_eq!(status, 201, "{ticket}");
+    assert_eq!(ticket["files"], serde_json::json!(["src/main/A.java"]));
+    assert_eq!(ticket["is_public"], serde_json::json!(true));
+}
+
+#[test]
+fn bad_configuration_stops_startup_naming_the_key() {
+    let bin = pd2_ticket_tests::server_binary();
+    let dir = pd2_ticket_tests::temp_dir("config");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .current_dir(&dir)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, err) = run(&["serve"], &[("PD2_LIMITS__MAX_FILE_SIZE", "lots")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("limits.max_file_size"), "{err}");
+
+    let (code, err) = run(&["serve"], &[("PD2_SERVER__PROT", "1")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("prot"), "{err}");
+
+    std::fs::write(dir.join("bad.toml"), "[mongodb]\nurl = \"mongodb://x\"\n").unwrap();
+    let (code, err) = run(&["--config", "bad.toml", "serve"], &[]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("url") && err.contains("mongodb"), "{err}");
+
+    let (code, err) = run(&["--config", "missing.toml", "serve"], &[]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("missing.toml"), "{err}");
+
+    let (code, err) = run(&["serve"], &[("PD2_CONFIG", "also-missing.toml")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("also-missing.toml"), "{err}");
+
+    let (code, err) = run(&["serve"], &[("PD2_LIMITS__MAX_FILES", "0")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("limits.max_files"), "{err}");
+}
