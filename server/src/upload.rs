@@ -24,8 +24,11 @@ use crate::{
 const FILES_FIELD: &str = "files";
 /// Form field carrying the ticket options as a JSON string.
 const DATA_FIELD: &str = "data";
-/// Cap for non-file fields: the options JSON is tiny.
+/// Cap for one non-file field: the options JSON is tiny.
 const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// Cap for all non-file fields together, so a body of endless small unknown
+/// fields cannot keep the server reading.
+const MAX_FIELDS_BYTES: usize = 1024 * 1024;
 
 /// The `data` field: `{"is_public": bool | "true" | "false", "remark": string}`.
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +73,7 @@ pub async fn ingest(
         files: Vec::new(),
         names: HashSet::new(),
         total: 0,
+        field_bytes: 0,
     };
     let outcome = match receiver.receive(form).await {
         Ok(_) if receiver.files.is_empty() => Err(ApiError::bad_request("Missing file")),
@@ -111,6 +115,8 @@ struct Receiver<'a> {
     names: HashSet<String>,
     /// Bytes of file content received so far, all files together.
     total: u64,
+    /// Bytes of non-file fields received so far.
+    field_bytes: usize,
 }
 
 impl Receiver<'_> {
@@ -120,12 +126,12 @@ impl Receiver<'_> {
             match part.name() {
                 FILES_FIELD => self.receive_file(part).await?,
                 DATA_FIELD => {
-                    let raw = read_field(part).await?;
+                    let raw = self.read_field(part).await?;
                     options = serde_json::from_slice(&raw)
                         .map_err(|e| ApiError::bad_request(format!("Invalid `data` field: {e}")))?;
                 }
                 // Unknown fields are ignored, as the original server did.
-                _ => drop(read_field(part).await?),
+                _ => drop(self.read_field(part).await?),
             }
         }
         Ok(options)
@@ -186,27 +192,29 @@ impl Receiver<'_> {
         }
         Ok(())
     }
-}
 
-/// Reads a small non-file field whole, refusing anything over the cap.
-async fn read_field(part: Part) -> Result<Vec<u8>, ApiError> {
-    let name = part.name().to_owned();
-    let mut data = std::pin::pin!(part.stream());
-    let mut out = Vec::new();
-    while let Some(mut buf) = data.try_next().await.map_err(malformed)? {
-        if out.len() + buf.remaining() > MAX_FIELD_BYTES {
-            return Err(ApiError::too_large(format!(
-                "Form field `{name}` is too large"
-            )));
+    /// Reads a small non-file field whole, refusing anything over the caps.
+    async fn read_field(&mut self, part: Part) -> Result<Vec<u8>, ApiError> {
+        let name = part.name().to_owned();
+        let mut data = std::pin::pin!(part.stream());
+        let mut out = Vec::new();
+        while let Some(mut buf) = data.try_next().await.map_err(malformed)? {
+            self.field_bytes += buf.remaining();
+            if out.len() + buf.remaining() > MAX_FIELD_BYTES || self.field_bytes > MAX_FIELDS_BYTES
+            {
+                return Err(ApiError::too_large(format!(
+                    "Form field `{name}` is too large"
+                )));
+            }
+            while buf.has_remaining() {
+                let chunk = buf.chunk();
+                out.extend_from_slice(chunk);
+                let len = chunk.len();
+                buf.advance(len);
+            }
         }
-        while buf.has_remaining() {
-            let chunk = buf.chunk();
-            out.extend_from_slice(chunk);
-            let len = chunk.len();
-            buf.advance(len);
-        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// A body that ends early or breaks the multipart syntax.

@@ -39,12 +39,11 @@ pub fn server_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("current exe");
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps")
-            .to_path_buf();
+        // Tests live in target/<profile>/deps/, binaries in target/<profile>/.
+        let mut profile_dir = exe.parent().expect("exe has a folder").to_path_buf();
+        if profile_dir.ends_with("deps") {
+            profile_dir.pop();
+        }
         let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") => "dev".to_owned(),
             Some(other) => other.to_owned(),

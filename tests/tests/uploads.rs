@@ -243,3 +243,52 @@ fn bad_configuration_stops_startup_naming_the_key() {
     assert_ne!(code, Some(0));
     assert!(err.contains("limits.max_files"), "{err}");
 }
+
+#[tokio::test]
+async fn endless_unknown_fields_are_cut_off() {
+    let server = Server::start().await;
+    let t = server.token("1");
+    let filler = "f".repeat(60 * 1024);
+    let mut form = reqwest::multipart::Form::new().part(
+        "files",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"),
+    );
+    for i in 0..20 {
+        form = form.text(format!("junk{i}"), filler.clone());
+    }
+    let response = server
+        .http
+        .post(server.url("/ticket"))
+        .bearer_auth(&t)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Form field `junk"),
+        "{body}"
+    );
+    assert_eq!(server.wait_until_empty(CLEANUP).await, Stored::default());
+
+    // A few unknown fields are simply ignored.
+    let form = reqwest::multipart::Form::new()
+        .text("extra", "ignored")
+        .part(
+            "files",
+            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"),
+        );
+    let response = server
+        .http
+        .post(server.url("/ticket"))
+        .bearer_auth(&t)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}

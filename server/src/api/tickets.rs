@@ -168,9 +168,9 @@ async fn get(
     full_reply(&state, &ticket, StatusCode::OK).await
 }
 
-/// `PUT` body: absent fields stay unchanged.
+/// `PUT` body: absent fields stay unchanged; other fields are ignored, as
+/// the original server did, so clients sending a whole ticket keep working.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TicketChanges {
     is_public: Option<bool>,
     remark: Option<String>,

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Quick start: builds and runs the server with ./config.toml.
+# Without PD2_MONGODB__URI it provisions a local SecantusDB in .venv, keeps
+# its data in .data/db, and stops it again when the server exits.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/db.sh
+
+if [ -z "${PD2_MONGODB__URI:-}" ]; then
+  pd2_ensure_secantusdb
+  port="${PD2_DEV_DB_PORT:-27017}"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "==> using the database already listening on 127.0.0.1:$port" >&2
+  else
+    mkdir -p .data
+    pd2_start_secantusdb "$port" .data/db .data/secantusdb.log
+    trap 'kill "$PD2_DB_PID" 2>/dev/null || true' EXIT
+    echo "==> SecantusDB on 127.0.0.1:$port (data in .data/db)" >&2
+  fi
+  export PD2_MONGODB__URI="mongodb://127.0.0.1:$port"
+fi
+
+cargo build --release -p pd2-ticket
+./target/release/pd2-ticket "${@:-serve}"

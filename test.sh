@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests and the black-box tests, which start the real
+# binary against a real SecantusDB (installed into .venv on first use).
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/db.sh
+
+pd2_ensure_secantusdb
+if [ -z "${TEST_MONGODB_URI:-}" ]; then
+  port="$(pd2_free_port)"
+  storage="$(mktemp -d -t pd2-test-db.XXXXXX)"
+  pd2_start_secantusdb "$port" "$storage/db" "$storage/secantusdb.log"
+  trap 'kill "$PD2_DB_PID" 2>/dev/null || true; rm -rf "$storage"' EXIT
+  export TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
+fi
+export SECANTUSD="$PD2_VENV/bin/secantusd-py"
+
+cargo test --workspace "$@"

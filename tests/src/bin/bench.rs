@@ -1,0 +1,319 @@
+//! Benchmarks of the real server against a real SecantusDB on this machine.
+//!
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick]`
+//!
+//! Starts its own database server and a release `pd2-ticket`, then measures:
+//! request rate and latency of the main routes at 32 connections; upload and
+//! download throughput of a 50 MiB ticket next to raw GridFS through the
+//! same driver; and the server's peak RSS while 20 clients upload 10 MiB
+//! files at once. Prints a Markdown report for BENCHMARKS.md.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::{AsyncReadExt, AsyncWriteExt};
+use pd2_ticket_tests::{DbServer, Server, ServerOptions, create_ticket};
+
+const CONNECTIONS: usize = 32;
+
+struct Latencies {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    sorted: Vec<Duration>,
+}
+
+impl Latencies {
+    fn percentile(&self, p: f64) -> Duration {
+        if self.sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.sorted.len() as f64 * p).ceil() as usize).clamp(1, self.sorted.len()) - 1;
+        self.sorted[i]
+    }
+    fn row(&self, name: &str) -> String {
+        format!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {} |",
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            self.percentile(0.50).as_secs_f64() * 1000.0,
+            self.percentile(0.99).as_secs_f64() * 1000.0,
+            self.errors
+        )
+    }
+}
+
+/// Runs `make()` from `CONNECTIONS` workers for `duration`.
+async fn load<F, Fut>(duration: Duration, expect: u16, make: F) -> Latencies
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send,
+{
+    let make = Arc::new(make);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let make = make.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while start.elapsed() < duration {
+                let t = Instant::now();
+                match make().await {
+                    Ok(r) if r.status().as_u16() == expect => {
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut sorted = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await.expect("worker");
+        sorted.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    sorted.sort();
+    Latencies {
+        requests: sorted.len(),
+        errors,
+        elapsed,
+        sorted,
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let duration = Duration::from_secs(if quick { 2 } else { 10 });
+    let db = DbServer::start();
+    let options = ServerOptions::default()
+        .database(&db.uri, "bench")
+        .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
+        .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20)
+        .env("RUST_LOG", "warn");
+    let server = Server::start_with(options).await;
+    let token = server.token("1");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .expect("client");
+
+    println!(
+        "## Request rates ({CONNECTIONS} connections, {}s each)\n",
+        duration.as_secs()
+    );
+    println!("| route | req/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|");
+
+    // Something to list and read.
+    let mut last_id = String::new();
+    for i in 0..20 {
+        let name = format!("Main{i}.java");
+        let t = create_ticket(&server, &token, &[(name.as_str(), &pattern(4096, i))], None).await;
+        last_id = t["id"].as_str().expect("id").to_owned();
+    }
+
+    // The server alone, no database: the ceiling for the routes below.
+    let (c, url) = (http.clone(), server.url("/ping"));
+    let r = load(duration, 200, move || c.get(&url).send()).await;
+    println!("{}", r.row("GET /ping (no database)"));
+
+    let (c, url, tok) = (http.clone(), server.url("/ticket/@me"), token.clone());
+    let r = load(duration, 200, move || c.get(&url).bearer_auth(&tok).send()).await;
+    println!("{}", r.row("GET /ticket/@me"));
+
+    let (c, url, tok) = (
+        http.clone(),
+        server.url(&format!("/ticket/@me/{last_id}/files/Main19.java")),
+        token.clone(),
+    );
+    let r = load(duration, 200, move || c.get(&url).bearer_auth(&tok).send()).await;
+    println!(
+        "{}",
+        r.row("GET /ticket/@me/{id}/files/Main19.java (4 KiB)")
+    );
+
+    let body = Arc::new(pattern(100 * 1024, 7));
+    let (c, url, tok) = (http.clone(), server.url("/ticket"), token.clone());
+    let r = load(duration, 201, move || {
+        let form = reqwest::multipart::Form::new().part(
+            "files",
+            reqwest::multipart::Part::bytes(body.as_ref().clone()).file_name("upload.bin"),
+        );
+        c.post(&url).bearer_auth(&tok).multipart(form).send()
+    })
+    .await;
+    println!("{}", r.row("POST /ticket (one 100 KiB file)"));
+
+    // Throughput: a 50 MiB ticket of 10 files of 5 MiB.
+    println!("\n## Throughput: 50 MiB ticket (10 × 5 MiB) vs raw GridFS, same driver\n");
+    println!("| path | upload MiB/s | download MiB/s |");
+    println!("|---|---|---|");
+    let files: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("part{i}.bin"), pattern(5 << 20, i as u8)))
+        .collect();
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let rounds = if quick { 1 } else { 3 };
+
+    let mut api_up = Vec::new();
+    let mut api_zip = Vec::new();
+    let mut api_files = Vec::new();
+    for _ in 0..rounds {
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let t = Instant::now();
+        let ticket = create_ticket(&server, &token, &refs, None).await;
+        api_up.push(mib_per_s(total, t.elapsed()));
+        let id = ticket["id"].as_str().expect("id").to_owned();
+
+        let t = Instant::now();
+        let zip = http
+            .get(server.url(&format!("/ticket/@me/{id}/download")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("zip")
+            .bytes()
+            .await
+            .expect("zip body");
+        assert!(zip.len() >= total);
+        api_zip.push(mib_per_s(total, t.elapsed()));
+
+        let t = Instant::now();
+        for (name, bytes) in &files {
+            let got = http
+                .get(server.url(&format!("/ticket/@me/{id}/files/{name}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("file")
+                .bytes()
+                .await
+                .expect("file body");
+            assert_eq!(got.len(), bytes.len());
+        }
+        api_files.push(mib_per_s(total, t.elapsed()));
+    }
+
+    let bucket = server.mongo().await.gridfs_bucket(
+        mongodb::options::GridFsBucketOptions::builder()
+            .bucket_name("rawbench".to_owned())
+            .chunk_size_bytes(255 * 1024)
+            .build(),
+    );
+    let mut raw_up = Vec::new();
+    let mut raw_down = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let mut ids = Vec::new();
+        for (name, bytes) in &files {
+            let mut up = bucket.open_upload_stream(name).await.expect("open upload");
+            up.write_all(bytes).await.expect("write");
+            up.close().await.expect("close");
+            ids.push(up.id().clone());
+        }
+        raw_up.push(mib_per_s(total, t.elapsed()));
+        let t = Instant::now();
+        for id in &ids {
+            let mut down = bucket
+                .open_download_stream(id.clone())
+                .await
+                .expect("open download");
+            let mut out = Vec::new();
+            down.read_to_end(&mut out).await.expect("read");
+        }
+        raw_down.push(mib_per_s(total, t.elapsed()));
+    }
+    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "| raw GridFS (driver, in-process) | {:.1} | {:.1} |",
+        best(&raw_up),
+        best(&raw_down)
+    );
+    println!(
+        "| API: POST /ticket, GET files/ one by one | {:.1} | {:.1} |",
+        best(&api_up),
+        best(&api_files)
+    );
+    println!(
+        "| API: GET download (zip, stored) | – | {:.1} |",
+        best(&api_zip)
+    );
+    println!(
+        "\nAPI / raw: upload {:.0} %, file download {:.0} %, zip {:.0} % (best of {rounds}).",
+        100.0 * best(&api_up) / best(&raw_up),
+        100.0 * best(&api_files) / best(&raw_down),
+        100.0 * best(&api_zip) / best(&raw_down),
+    );
+
+    // Memory: 20 clients upload a 10 MiB file each at once, twice.
+    println!("\n## Peak server RSS: 20 concurrent uploads of 10 MiB\n");
+    println!("| moment | VmHWM MiB |");
+    println!("|---|---|");
+    println!(
+        "| before | {:.1} |",
+        vm_hwm_kib(server.pid()) as f64 / 1024.0
+    );
+    let big = Arc::new(pattern(10 << 20, 3));
+    for round in 1..=2 {
+        let mut clients = Vec::new();
+        for i in 0..20 {
+            let (c, url, tok, big) = (
+                http.clone(),
+                server.url("/ticket"),
+                token.clone(),
+                big.clone(),
+            );
+            clients.push(tokio::spawn(async move {
+                let form = reqwest::multipart::Form::new().part(
+                    "files",
+                    reqwest::multipart::Part::bytes(big.as_ref().clone())
+                        .file_name(format!("big{i}.bin")),
+                );
+                c.post(&url)
+                    .bearer_auth(&tok)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }));
+        }
+        for c in clients {
+            assert_eq!(c.await.expect("client").expect("upload"), 201);
+        }
+        println!(
+            "| after round {round} ({} MiB uploaded in all) | {:.1} |",
+            round * 200,
+            vm_hwm_kib(server.pid()) as f64 / 1024.0
+        );
+    }
+}
