@@ -57,13 +57,13 @@ async fn download(
             tx: tx.clone(),
             buf: Vec::with_capacity(PIECE),
         };
-        if let Err(error) = write_zip(&runtime, &files, &ticket, &mut out) {
-            if error.kind() != io::ErrorKind::BrokenPipe {
-                tracing::error!(%error, ticket_id = %ticket.id, "zip download failed");
-                // Fails the response instead of ending it cleanly, so the
-                // client sees a broken download rather than a short zip.
-                let _ = tx.blocking_send(Err(error));
-            }
+        if let Err(error) = write_zip(&runtime, &files, &ticket, &mut out)
+            && error.kind() != io::ErrorKind::BrokenPipe
+        {
+            tracing::error!(%error, ticket_id = %ticket.id, "zip download failed");
+            // Fails the response instead of ending it cleanly, so the
+            // client sees a broken download rather than a short zip.
+            let _ = tx.blocking_send(Err(error));
         }
     });
     let mut response = warp::reply::stream(ReceiverStream::new(rx)).into_response();
