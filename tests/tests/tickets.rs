@@ -470,3 +470,54 @@ async fn users_route_shows_display_data_only() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn cors_lets_the_configured_front_end_in() {
+    let origin = "http://localhost:3000";
+    let server = Server::start_with(
+        pd2_ticket_tests::ServerOptions::default()
+            .env("PD2_SERVER__CORS_ORIGINS", format!("[\"{origin}\"]")),
+    )
+    .await;
+    let t = server.token("1");
+
+    let preflight = server
+        .http
+        .request(reqwest::Method::OPTIONS, server.url("/ticket"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], origin);
+
+    let ok = server
+        .get("/ticket", &t)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["access-control-allow-origin"], origin);
+    // Errors carry the header too, so the front end can read `detail`.
+    let denied = server
+        .http
+        .get(server.url("/ticket"))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    assert_eq!(denied.headers()["access-control-allow-origin"], origin);
+
+    let other = server
+        .get("/ticket", &t)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(other.status(), 403);
+}
