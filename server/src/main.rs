@@ -101,7 +101,7 @@ async fn print_token(
     );
     let state = AppState::new(config).await?;
     let user = state.store.users.ensure(user_id, username).await?;
-    let display = DisplayData::new(&user.profile(), state.is_admin(user_id));
+    let display = DisplayData::new(&user.profile, state.is_admin(user_id));
     let token = state
         .tokens
         .issue(display, i64::from(days) * 24 * 60 * 60)

@@ -241,11 +241,8 @@ pub(super) async fn visible_ticket(
     user_id: &str,
     ticket_id: &str,
 ) -> Result<TicketRecord, ApiError> {
-    if !is_ticket_id(ticket_id) {
-        return Err(ApiError::ticket_not_found());
-    }
     let owner = me.resolve(user_id);
-    match state.store.tickets.get(ticket_id).await? {
+    match find_ticket(state, ticket_id).await? {
         Some(t) if t.author_id == owner && (t.author_id == me.id || me.is_admin || t.is_public) => {
             Ok(t)
         }
@@ -261,13 +258,7 @@ async fn own_ticket(
     user_id: &str,
     ticket_id: &str,
 ) -> Result<TicketRecord, ApiError> {
-    if !is_ticket_id(ticket_id) {
-        return Err(ApiError::ticket_not_found());
-    }
-    let ticket = state
-        .store
-        .tickets
-        .get(ticket_id)
+    let ticket = find_ticket(state, ticket_id)
         .await?
         .ok_or_else(ApiError::ticket_not_found)?;
     if ticket.author_id != me.id {
@@ -277,4 +268,12 @@ async fn own_ticket(
         return Err(ApiError::ticket_not_found());
     }
     Ok(ticket)
+}
+
+/// Looks a ticket up by id; a malformed id never reaches the database.
+async fn find_ticket(state: &AppState, ticket_id: &str) -> Result<Option<TicketRecord>, ApiError> {
+    if !is_ticket_id(ticket_id) {
+        return Ok(None);
+    }
+    Ok(state.store.tickets.get(ticket_id).await?)
 }

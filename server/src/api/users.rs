@@ -27,6 +27,6 @@ async fn user(state: State, me: Requester, user_id: String) -> Result<Response, 
         .get(me.resolve(&user_id))
         .await?
         .ok_or_else(ApiError::user_not_found)?;
-    let display = DisplayData::new(&user.profile(), state.is_admin(&user.id));
+    let display = DisplayData::new(&user.profile, state.is_admin(&user.profile.id));
     Ok(warp::reply::json(&display).into_response())
 }

@@ -59,7 +59,7 @@ impl<'a> TicketFull<'a> {
 /// the author's id rather than failing.
 pub async fn display_data(state: &AppState, user_id: &str) -> Result<DisplayData, ApiError> {
     let profile = match state.store.users.get(user_id).await? {
-        Some(user) => user.profile(),
+        Some(user) => user.profile,
         None => UserProfile {
             id: user_id.to_owned(),
             username: user_id.to_owned(),

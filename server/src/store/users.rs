@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Result;
 
-/// What Discord tells us about a user (the fields the API shows).
+/// What Discord tells us about a user (the fields the API shows). Stored
+/// under `_id`; read from Discord's `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserProfile {
+    #[serde(rename = "_id", alias = "id")]
     pub id: String,
     pub username: String,
     #[serde(default)]
@@ -31,26 +33,10 @@ pub struct DiscordTokens {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRecord {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub username: String,
-    #[serde(default)]
-    pub global_name: Option<String>,
-    #[serde(default)]
-    pub avatar: Option<String>,
+    #[serde(flatten)]
+    pub profile: UserProfile,
     #[serde(default)]
     pub discord: Option<DiscordTokens>,
-}
-
-impl UserRecord {
-    pub fn profile(&self) -> UserProfile {
-        UserProfile {
-            id: self.id.clone(),
-            username: self.username.clone(),
-            global_name: self.global_name.clone(),
-            avatar: self.avatar.clone(),
-        }
-    }
 }
 
 #[derive(Clone)]
