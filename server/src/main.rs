@@ -5,6 +5,8 @@ mod app;
 mod auth;
 mod config;
 mod error;
+mod plugin_cli;
+mod plugins;
 mod store;
 mod ticket;
 mod upload;
@@ -51,6 +53,35 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         days: u32,
     },
+    /// Try a plugin on local files (no database needed).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin and print its manifest; fails with the reason it
+    /// cannot be used.
+    Check { file: PathBuf },
+    /// Render INPUT: the preview goes to stdout, its content type to stderr.
+    Render {
+        file: PathBuf,
+        input: PathBuf,
+        /// Settings as a TOML file or inline TOML (default: the config's
+        /// `[plugins.settings.<name>]`).
+        #[arg(long)]
+        settings: Option<String>,
+    },
+    /// Validate INPUT files as one upload; exits 1 on any rejection.
+    Validate {
+        file: PathBuf,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        settings: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +94,28 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.server.log_format);
+    if let Command::Plugin { command } = &cli.command {
+        let result = match command {
+            PluginCommand::Check { file } => plugin_cli::check(&config, file),
+            PluginCommand::Render {
+                file,
+                input,
+                settings,
+            } => plugin_cli::render(&config, file, input, settings.as_deref()),
+            PluginCommand::Validate {
+                file,
+                inputs,
+                settings,
+            } => plugin_cli::validate(&config, file, inputs, settings.as_deref()),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("pd2-ticket: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(error) => {
@@ -78,6 +131,7 @@ fn main() -> ExitCode {
                 username,
                 days,
             } => print_token(config, &user_id, username.as_deref(), days).await,
+            Command::Plugin { .. } => Ok(()),
         }
     });
     match result {

@@ -1,0 +1,266 @@
+//! Write PD2 Ticket plugins in plain Rust.
+//!
+//! A plugin is one type implementing [`Plugin`] (only the hooks it needs;
+//! the rest have defaults) and one [`export_plugin!`] call. Build it with
+//! `cargo build --target wasm32-wasip2 --release` and drop the `.wasm` into
+//! the server's plugin directory. The same code runs natively in unit tests
+//! through [`testing`], without wasm.
+//!
+//! ```
+//! use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html};
+//!
+//! struct Shout;
+//!
+//! impl Plugin for Shout {
+//!     fn manifest() -> Manifest {
+//!         Manifest::new("shout", "1.0.0")
+//!             .description("Upper-cases text files")
+//!             .hook(Hook::Render)
+//!             .paths(["*.txt"])
+//!     }
+//!
+//!     fn render(_info: &FileInfo, content: &dyn Content) -> Option<Preview> {
+//!         let text = String::from_utf8_lossy(&content.read_all()).to_uppercase();
+//!         Some(Preview::html(format!("<pre>{}</pre>", html::escape(&text))))
+//!     }
+//! }
+//!
+//! pd2_plugin_sdk::export_plugin!(Shout);
+//!
+//! // Natively, in a unit test:
+//! let (info, file) = pd2_plugin_sdk::testing::file("a.txt", "text/plain", b"hi <b>");
+//! let preview = Shout::render(&info, &file).unwrap();
+//! assert_eq!(preview.body, b"<pre>HI &lt;B&gt;</pre>");
+//! ```
+
+use serde::de::DeserializeOwned;
+
+/// The WIT interface this SDK implements, as `MAJOR.MINOR.PATCH`.
+pub const INTERFACE_VERSION: &str = "1.0.0";
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "pd2_plugin_sdk::bindings",
+    });
+}
+
+#[doc(hidden)]
+pub mod glue;
+pub mod html;
+pub mod log;
+pub mod testing;
+
+/// The extension points a plugin may implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// [`Plugin::validate_file`], for each uploaded file that matches.
+    ValidateFile,
+    /// [`Plugin::validate_ticket`], once per upload.
+    ValidateTicket,
+    /// [`Plugin::render`], for previews of files that match.
+    Render,
+}
+
+/// What a plugin is and which files it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub hooks: Vec<Hook>,
+    /// Globs on the path (`*.java`, `src/**/*.py`); a glob without `/`
+    /// matches the file name in any folder.
+    pub paths: Vec<String>,
+    /// MIME patterns (`text/markdown`, `image/*`).
+    pub mime_types: Vec<String>,
+    /// Higher runs first.
+    pub priority: i32,
+}
+
+impl Manifest {
+    /// A manifest with no hooks and no matchers (matches every file).
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            description: String::new(),
+            hooks: Vec::new(),
+            paths: Vec::new(),
+            mime_types: Vec::new(),
+            priority: 0,
+        }
+    }
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+    pub fn hook(mut self, hook: Hook) -> Self {
+        if !self.hooks.contains(&hook) {
+            self.hooks.push(hook);
+        }
+        self
+    }
+    pub fn paths<S: Into<String>>(mut self, globs: impl IntoIterator<Item = S>) -> Self {
+        self.paths.extend(globs.into_iter().map(Into::into));
+        self
+    }
+    pub fn mime_types<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.mime_types.extend(patterns.into_iter().map(Into::into));
+        self
+    }
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+/// What the server knows about a file before it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Relative, `/`-separated path inside the ticket.
+    pub path: String,
+    /// As served, e.g. `text/x-java; charset=utf-8`.
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl FileInfo {
+    /// The file name without folders.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+    /// The lower-cased extension, if any.
+    pub fn extension(&self) -> Option<String> {
+        let name = self.name();
+        name.rsplit_once('.')
+            .filter(|(stem, _)| !stem.is_empty())
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+    }
+    /// The content type without parameters (`text/x-java`).
+    pub fn mime(&self) -> &str {
+        self.content_type.split(';').next().unwrap_or("").trim()
+    }
+}
+
+/// A validator's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// Refuses the whole upload; the message is shown to the student.
+    Reject(String),
+}
+
+/// A rendered preview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Preview {
+    /// An HTML document (`text/html; charset=utf-8`). The server serves it
+    /// sandboxed: no scripts run, images only as `data:` URLs.
+    pub fn html(body: impl Into<String>) -> Self {
+        Self {
+            content_type: "text/html; charset=utf-8".into(),
+            body: body.into().into_bytes(),
+        }
+    }
+    pub fn new(content_type: impl Into<String>, body: Vec<u8>) -> Self {
+        Self {
+            content_type: content_type.into(),
+            body,
+        }
+    }
+}
+
+/// A file's content, read on demand: a check of the first bytes does not
+/// copy the whole file into the plugin.
+pub trait Content {
+    fn size(&self) -> u64;
+    /// Up to `len` bytes from `offset`; fewer at the end of the file.
+    fn read(&self, offset: u64, len: u32) -> Vec<u8>;
+
+    /// The whole file, read in pieces.
+    fn read_all(&self) -> Vec<u8> {
+        let size = self.size();
+        let mut out = Vec::with_capacity(size.min(64 << 20) as usize);
+        while (out.len() as u64) < size {
+            let piece = self.read(out.len() as u64, 256 * 1024);
+            if piece.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&piece);
+        }
+        out
+    }
+}
+
+/// A PD2 Ticket plugin. Implement [`Plugin::manifest`] and the hooks it
+/// lists; the others keep their defaults (accept, decline).
+pub trait Plugin {
+    fn manifest() -> Manifest;
+
+    /// Checks one uploaded file. Called before the ticket is created; a
+    /// rejection aborts the upload.
+    fn validate_file(_info: &FileInfo, _content: &dyn Content) -> Verdict {
+        Verdict::Accept
+    }
+
+    /// Checks the upload as a whole (e.g. "at most 20 files").
+    fn validate_ticket(_files: &[FileInfo]) -> Verdict {
+        Verdict::Accept
+    }
+
+    /// Renders a preview, or `None` to let the next renderer try.
+    fn render(_info: &FileInfo, _content: &dyn Content) -> Option<Preview> {
+        None
+    }
+}
+
+/// The plugin's `[plugins.settings.<name>]` table, parsed into its own type.
+/// Missing keys take the type's serde defaults.
+pub fn settings<T: DeserializeOwned>() -> Result<T, String> {
+    let raw = glue::settings_json();
+    serde_json::from_str(&raw).map_err(|e| format!("invalid plugin settings: {e}"))
+}
+
+/// Exports a [`Plugin`] implementation as the component's interface. Call
+/// it once, at the crate root.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __Pd2Guest;
+            impl $crate::bindings::exports::pd2::plugin::guest::Guest for __Pd2Guest {
+                fn describe() -> $crate::bindings::pd2::plugin::types::Manifest {
+                    $crate::glue::manifest::<$plugin>()
+                }
+                fn validate_file(
+                    info: $crate::bindings::pd2::plugin::types::FileInfo,
+                    content: &$crate::bindings::pd2::plugin::host::File,
+                ) -> $crate::bindings::pd2::plugin::types::Verdict {
+                    $crate::glue::validate_file::<$plugin>(info, content)
+                }
+                fn validate_ticket(
+                    files: ::std::vec::Vec<$crate::bindings::pd2::plugin::types::FileInfo>,
+                ) -> $crate::bindings::pd2::plugin::types::Verdict {
+                    $crate::glue::validate_ticket::<$plugin>(files)
+                }
+                fn render(
+                    info: $crate::bindings::pd2::plugin::types::FileInfo,
+                    content: &$crate::bindings::pd2::plugin::host::File,
+                ) -> ::std::option::Option<$crate::bindings::pd2::plugin::types::Preview> {
+                    $crate::glue::render::<$plugin>(info, content)
+                }
+            }
+    $crate::bindings::export!(__Pd2Guest with_types_in $crate::bindings);
+        };
+    };
+}

@@ -1,0 +1,73 @@
+//! Native test support: in-memory files and settings, so a plugin's
+//! [`Plugin`](crate::Plugin) impl can be unit-tested with `cargo test`.
+
+use std::cell::RefCell;
+
+use crate::{Content, FileInfo};
+
+/// A file held in memory. Counts the bytes read, so a test can prove a
+/// check looked only at a header.
+#[derive(Debug, Default)]
+pub struct MemoryFile {
+    data: Vec<u8>,
+    read: std::cell::Cell<u64>,
+}
+
+impl MemoryFile {
+    pub fn new(data: impl Into<Vec<u8>>) -> Self {
+        Self {
+            data: data.into(),
+            read: Default::default(),
+        }
+    }
+    /// Bytes handed out by [`Content::read`] so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.get()
+    }
+}
+
+impl Content for MemoryFile {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read(&self, offset: u64, len: u32) -> Vec<u8> {
+        let start = (offset.min(self.data.len() as u64)) as usize;
+        let end = start.saturating_add(len as usize).min(self.data.len());
+        self.read.set(self.read.get() + (end - start) as u64);
+        self.data[start..end].to_vec()
+    }
+}
+
+/// A file's info and content, as the server would hand them over.
+pub fn file(path: &str, content_type: &str, data: impl Into<Vec<u8>>) -> (FileInfo, MemoryFile) {
+    let file = MemoryFile::new(data);
+    let info = FileInfo {
+        path: path.to_owned(),
+        content_type: content_type.to_owned(),
+        size: file.size(),
+    };
+    (info, file)
+}
+
+/// Just the info (for `validate_ticket`).
+pub fn info(path: &str, size: u64) -> FileInfo {
+    FileInfo {
+        path: path.to_owned(),
+        content_type: "application/octet-stream".to_owned(),
+        size,
+    }
+}
+
+thread_local! {
+    static SETTINGS: RefCell<String> = RefCell::new("{}".to_owned());
+}
+
+/// Sets what [`crate::settings`] returns on this thread, as the server would
+/// from `[plugins.settings.<name>]`.
+pub fn set_settings(settings: serde_json::Value) {
+    SETTINGS.with(|s| *s.borrow_mut() = settings.to_string());
+}
+
+pub(crate) fn current_settings() -> String {
+    SETTINGS.with(|s| s.borrow().clone())
+}

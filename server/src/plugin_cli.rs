@@ -1,0 +1,144 @@
+//! `pd2-ticket plugin check|render|validate`: try a plugin on local files,
+//! without MongoDB or a running server.
+
+use std::{path::Path, sync::Arc};
+
+use crate::{
+    config::Config,
+    plugins::{FileInfo, Hook, LoadedPlugin, MemorySource, PluginHost, Verdict},
+    ticket::content_type_for,
+};
+
+/// Loads the plugin, or explains why it cannot be used.
+fn load(
+    config: &Config,
+    file: &Path,
+    settings: Option<&str>,
+) -> anyhow::Result<(Arc<PluginHost>, LoadedPlugin)> {
+    let host = PluginHost::new(&config.plugins)?;
+    let plugin = host
+        .load_file(file)
+        .map_err(|e| anyhow::anyhow!("{} cannot be used: {e:#}", file.display()))?;
+    let plugin = match settings {
+        None => LoadedPlugin::clone(&plugin),
+        Some(arg) => PluginHost::with_settings(&plugin, settings_json(arg)?),
+    };
+    Ok((host, plugin))
+}
+
+/// `--settings` names a TOML file or is inline TOML (`'max_files = 3'`).
+fn settings_json(arg: &str) -> anyhow::Result<String> {
+    let text = match std::fs::read_to_string(arg) {
+        Ok(text) => text,
+        Err(_) => arg.to_owned(),
+    };
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--settings is not a TOML table: {e}"))?;
+    Ok(serde_json::to_string(&table)?)
+}
+
+fn input(path: &Path) -> anyhow::Result<(FileInfo, Arc<MemorySource>)> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let name = path.to_string_lossy().replace('\\', "/");
+    let name = name.trim_start_matches("./").to_owned();
+    let info = FileInfo {
+        content_type: content_type_for(&name),
+        path: name,
+        size: bytes.len() as u64,
+    };
+    Ok((info, Arc::new(MemorySource(bytes))))
+}
+
+pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
+    let (_, plugin) = load(config, file, None)?;
+    let m = &plugin.manifest;
+    println!("name:        {}", m.name);
+    println!("version:     {}", m.version);
+    println!("description: {}", m.description);
+    println!("hooks:       {}", m.hooks.join(", "));
+    println!("paths:       {}", m.matchers.paths.join(" "));
+    println!("mime types:  {}", m.matchers.mime_types.join(" "));
+    println!("priority:    {}", m.priority);
+    println!("build:       {}", plugin.build);
+    Ok(())
+}
+
+/// Writes the preview to stdout and its content type to stderr.
+pub fn render(
+    config: &Config,
+    file: &Path,
+    input_path: &Path,
+    settings: Option<&str>,
+) -> anyhow::Result<()> {
+    let (host, plugin) = load(config, file, settings)?;
+    anyhow::ensure!(
+        PluginHost::plugin_has(&plugin, Hook::Render),
+        "{} does not render previews",
+        plugin.name()
+    );
+    let (info, source) = input(input_path)?;
+    if !PluginHost::plugin_matches(&plugin, &info) {
+        eprintln!(
+            "note: {} does not match {} (rendering anyway)",
+            plugin.name(),
+            info.path
+        );
+    }
+    match host.render_blocking(&plugin, info, source) {
+        Ok(Some(preview)) => {
+            eprintln!("{}", preview.content_type);
+            use std::io::Write;
+            std::io::stdout().write_all(&preview.body)?;
+            Ok(())
+        }
+        Ok(None) => anyhow::bail!(
+            "{} declined to render {}",
+            plugin.name(),
+            input_path.display()
+        ),
+        Err(e) => anyhow::bail!("{} failed: {e}", plugin.name()),
+    }
+}
+
+/// Runs the file hook on each matching input, then the ticket hook on all;
+/// exits non-zero when anything is rejected.
+pub fn validate(
+    config: &Config,
+    file: &Path,
+    inputs: &[std::path::PathBuf],
+    settings: Option<&str>,
+) -> anyhow::Result<()> {
+    let (host, plugin) = load(config, file, settings)?;
+    let mut infos = Vec::new();
+    let mut rejected = 0;
+    for path in inputs {
+        let (info, source) = input(path)?;
+        infos.push(info.clone());
+        if !PluginHost::plugin_has(&plugin, Hook::ValidateFile)
+            || !PluginHost::plugin_matches(&plugin, &info)
+        {
+            continue;
+        }
+        match host.validate_file_blocking(&plugin, info.clone(), source) {
+            Ok(Verdict::Accept) => println!("accept  {}", info.path),
+            Ok(Verdict::Reject(message)) => {
+                rejected += 1;
+                println!("reject  {}: {message}", info.path);
+            }
+            Err(e) => anyhow::bail!("{} failed on {}: {e}", plugin.name(), info.path),
+        }
+    }
+    if PluginHost::plugin_has(&plugin, Hook::ValidateTicket) {
+        match host.validate_ticket_blocking(&plugin, infos) {
+            Ok(Verdict::Accept) => println!("accept  (ticket)"),
+            Ok(Verdict::Reject(message)) => {
+                rejected += 1;
+                println!("reject  (ticket): {message}");
+            }
+            Err(e) => anyhow::bail!("{} failed on the ticket: {e}", plugin.name()),
+        }
+    }
+    anyhow::ensure!(rejected == 0, "{rejected} rejection(s)");
+    Ok(())
+}
