@@ -8,8 +8,12 @@ use crate::{
     api,
     auth::{Discord, TokenService},
     config::Config,
+    plugins::PluginHost,
     store::Store,
 };
+
+/// How often the plugin directory is checked for changes.
+const PLUGIN_RESCAN: Duration = Duration::from_secs(1);
 
 /// Everything a request handler needs, built once at start.
 pub struct AppState {
@@ -17,6 +21,7 @@ pub struct AppState {
     pub store: Store,
     pub tokens: TokenService,
     pub discord: Discord,
+    pub plugins: Arc<PluginHost>,
 }
 
 pub type State = Arc<AppState>;
@@ -26,11 +31,13 @@ impl AppState {
         let store = Store::connect(&config.mongodb).await?;
         let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
         let discord = Discord::new(&config.discord)?;
+        let plugins = PluginHost::new(&config.plugins)?;
         Ok(Arc::new(Self {
             config,
             store,
             tokens,
             discord,
+            plugins,
         }))
     }
 
@@ -51,6 +58,11 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tokio::spawn(prepare_database(state.clone()));
+    // Plugins present at start are loaded before the first request; later
+    // changes to the directory are picked up by the watcher.
+    let plugins = state.plugins.clone();
+    tokio::task::spawn_blocking(move || plugins.sync()).await?;
+    state.plugins.watch(PLUGIN_RESCAN);
     tracing::info!(%addr, "listening");
 
     let origins = &state.config.server.cors_origins;

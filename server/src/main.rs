@@ -5,6 +5,7 @@ mod app;
 mod auth;
 mod config;
 mod error;
+mod hooks;
 mod plugin_cli;
 mod plugins;
 mod store;

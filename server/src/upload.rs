@@ -14,8 +14,10 @@ use serde::{Deserialize, Deserializer};
 use warp::multipart::{FormData, Part};
 
 use crate::{
+    app::State,
     config::LimitsConfig,
     error::ApiError,
+    hooks,
     store::{FileUpload, Store, StoredFile, TicketRecord},
     ticket::{content_type_for, new_ticket_id, normalize_upload_name},
 };
@@ -60,41 +62,43 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// Receives a whole upload and records the ticket. Runs to completion even
 /// if the client goes away (callers spawn it), so cleanup always happens.
 pub async fn ingest(
-    store: Store,
-    limits: LimitsConfig,
+    state: State,
     author_id: String,
     form: FormData,
 ) -> Result<TicketRecord, ApiError> {
+    let store = &state.store;
     let ticket_id = new_ticket_id();
     let mut receiver = Receiver {
-        store: &store,
-        limits: &limits,
+        store,
+        limits: &state.config.limits,
         ticket_id: &ticket_id,
         files: Vec::new(),
         names: HashSet::new(),
         total: 0,
         field_bytes: 0,
     };
-    let outcome = match receiver.receive(form).await {
-        Ok(_) if receiver.files.is_empty() => Err(ApiError::bad_request("Missing file")),
-        Ok(options) => {
-            let ticket = TicketRecord {
-                id: ticket_id.clone(),
-                author_id,
-                files: std::mem::take(&mut receiver.files),
-                is_public: options.is_public,
-                remark: options.remark,
-                create_time: now_millis(),
-            };
-            match store.tickets.insert(&ticket).await {
-                Ok(()) => Ok(ticket),
-                Err(e) => Err(e.into()),
-            }
+    let outcome = async {
+        let options = receiver.receive(form).await?;
+        if receiver.files.is_empty() {
+            return Err(ApiError::bad_request("Missing file"));
         }
-        Err(e) => Err(e),
-    };
+        // Validators see the stored files before any ticket points at them;
+        // a rejection removes them again below.
+        hooks::validate_upload(&state, &receiver.files).await?;
+        let ticket = TicketRecord {
+            id: ticket_id.clone(),
+            author_id,
+            files: std::mem::take(&mut receiver.files),
+            is_public: options.is_public,
+            remark: options.remark,
+            create_time: now_millis(),
+        };
+        store.tickets.insert(&ticket).await?;
+        Ok(ticket)
+    }
+    .await;
     if outcome.is_err() {
-        discard(&store, &ticket_id).await;
+        discard(store, &ticket_id).await;
     }
     outcome
 }

@@ -5,6 +5,8 @@ mod download;
 mod files;
 mod filters;
 mod oauth;
+mod plugins;
+mod preview;
 mod tickets;
 mod users;
 mod views;
@@ -34,7 +36,11 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .unify()
         .or(files::routes(state.clone()))
         .unify()
-        .or(download::routes(state))
+        .or(download::routes(state.clone()))
+        .unify()
+        .or(preview::routes(state.clone()))
+        .unify()
+        .or(plugins::routes(state))
         .unify()
         .recover(recover)
         .unify()

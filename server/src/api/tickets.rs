@@ -144,12 +144,7 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<(), Api
 async fn create(state: State, me: Requester, form: FormData) -> Result<Response, ApiError> {
     // Spawned so that a client hanging up cannot cancel the cleanup of a
     // half-received upload.
-    let ingest = upload::ingest(
-        state.store.clone(),
-        state.config.limits.clone(),
-        me.id.clone(),
-        form,
-    );
+    let ingest = upload::ingest(state.clone(), me.id.clone(), form);
     let ticket = tokio::spawn(ingest).await.map_err(|e| {
         tracing::error!(error = %e, "upload task failed");
         ApiError::internal()

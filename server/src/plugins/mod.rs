@@ -91,6 +91,11 @@ impl LoadedPlugin {
         &self.name
     }
 
+    /// The settings table this plugin sees, as JSON.
+    pub fn settings_json(&self) -> &str {
+        &self.settings
+    }
+
     fn has(&self, hook: Hook) -> bool {
         self.hooks.contains(&hook)
     }

@@ -4,6 +4,7 @@
 //! typed operations; nothing above this layer builds queries.
 
 mod files;
+mod previews;
 mod settings;
 mod tickets;
 mod users;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use mongodb::{Client, error::ErrorKind, options::ClientOptions};
 
 pub use files::{ByteRange, FileStore, FileUpload, StoredFile};
+pub use previews::{CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use tickets::{TicketPage, TicketRecord, TicketStore};
 pub use users::{DiscordTokens, UserProfile, UserStore};
@@ -52,6 +54,7 @@ pub struct Store {
     pub tickets: TicketStore,
     pub files: FileStore,
     pub settings: SettingsStore,
+    pub previews: PreviewStore,
 }
 
 impl Store {
@@ -72,6 +75,7 @@ impl Store {
             tickets: TicketStore::new(&db),
             files: FileStore::new(&db),
             settings: SettingsStore::new(&db),
+            previews: PreviewStore::new(&db),
         })
     }
 

@@ -1,0 +1,65 @@
+//! `GET /ticket/{user_id}/{ticket_id}/preview/{file_path}`: a plugin-rendered
+//! preview, with the same visibility rules as `files/`.
+
+use warp::{
+    Filter, Rejection,
+    http::{HeaderValue, StatusCode, header},
+    path::Tail,
+    reply::Response,
+};
+
+use super::{
+    files::ticket_file,
+    filters::{authenticated, with_state},
+    handle,
+    tickets::visible_ticket,
+};
+use crate::{app::State, auth::Requester, error::ApiError, hooks};
+
+/// Previews are documents a plugin wrote: nothing in them may run script or
+/// load anything; images must be inline `data:` URLs.
+const PREVIEW_CSP: &str = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'";
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("ticket" / String / String / "preview" / ..)
+        .and(warp::get())
+        .and(warp::path::tail())
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .and_then(|u, t, tail, s, r| handle(preview(s, r, u, t, tail)))
+}
+
+async fn preview(
+    state: State,
+    me: Requester,
+    user_id: String,
+    ticket_id: String,
+    tail: Tail,
+) -> Result<Response, ApiError> {
+    let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
+    let file = ticket_file(&ticket, tail.as_str())?;
+    let reply = hooks::preview(&state, file).await?;
+    let preview = reply.preview;
+    let mut response = Response::new(preview.body.into());
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    let mut set = |name: header::HeaderName, value: &str| match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(error) => tracing::error!(%error, "unrepresentable preview header"),
+    };
+    set(header::CONTENT_TYPE, &preview.content_type);
+    set(header::CONTENT_SECURITY_POLICY, PREVIEW_CSP);
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::CACHE_CONTROL, "max-age=600");
+    set(
+        header::HeaderName::from_static("x-preview-plugin"),
+        &preview.plugin,
+    );
+    set(
+        header::HeaderName::from_static("x-preview-cache"),
+        if reply.cache_hit { "hit" } else { "miss" },
+    );
+    Ok(response)
+}
