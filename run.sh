@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick start: builds and runs the server with ./config.toml.
+# Quick start: builds the plugins and the server, and runs it with ./config.toml.
 # Without PD2_MONGODB__URI it provisions a local SecantusDB in .venv, keeps
 # its data in .data/db, and stops it again when the server exits.
 set -euo pipefail
@@ -20,5 +20,6 @@ if [ -z "${PD2_MONGODB__URI:-}" ]; then
   export PD2_MONGODB__URI="mongodb://127.0.0.1:$port"
 fi
 
+plugins/build.sh
 cargo build --release -p pd2-ticket
 ./target/release/pd2-ticket "${@:-serve}"

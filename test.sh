@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests and the black-box tests, which start the real
-# binary against a real SecantusDB (installed into .venv on first use).
+# Runs every test: unit tests, the plugins' native tests, and the black-box
+# tests, which start the real binary against a real SecantusDB (installed
+# into .venv on first use) with real plugins in wasmtime.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/db.sh
@@ -15,4 +16,8 @@ if [ -z "${TEST_MONGODB_URI:-}" ]; then
 fi
 export SECANTUSD="$PD2_VENV/bin/secantusd-py"
 
+plugins/build.sh
+# Plugins' own native unit tests (their workspace is separate: it builds
+# for wasm32-wasip2).
+(cd plugins && cargo test --workspace --quiet)
 cargo test --workspace "$@"

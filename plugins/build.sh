@@ -5,8 +5,10 @@
 #   plugins/build.sh DIR OUT         every crate of the workspace in DIR into OUT
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-workspace="${1:-$here}"
+workspace="$(cd "${1:-$here}" && pwd)"
 out="${2:-$here/dist}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "==> adding the wasm32-wasip2 target" >&2

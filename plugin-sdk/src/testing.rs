@@ -68,6 +68,7 @@ pub fn set_settings(settings: serde_json::Value) {
     SETTINGS.with(|s| *s.borrow_mut() = settings.to_string());
 }
 
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) fn current_settings() -> String {
     SETTINGS.with(|s| s.borrow().clone())
 }

@@ -54,9 +54,7 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
         .map_err(|e| {
             anyhow::anyhow!("invalid configuration at `server.host`/`server.port`: {e}")
         })?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = listen(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tokio::spawn(prepare_database(state.clone()));
     // Plugins present at start are loaded before the first request; later
     // changes to the directory are picked up by the watcher.
@@ -97,6 +95,22 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
         .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A listener whose connections send small writes at once. Without
+/// TCP_NODELAY the last piece of a streamed response waits for the client's
+/// delayed ACK: about 40 ms per file download. Linux hands the option from
+/// the listening socket to every accepted one (warp accepts them itself).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 async fn shutdown_signal() {

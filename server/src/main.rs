@@ -75,6 +75,14 @@ enum PluginCommand {
         #[arg(long)]
         settings: Option<String>,
     },
+    /// Time one hook on INPUT: a fresh instance per call (instantiate, call,
+    /// drop), as the server runs it. Prints median and p99.
+    Bench {
+        file: PathBuf,
+        input: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+    },
     /// Validate INPUT files as one upload; exits 1 on any rejection.
     Validate {
         file: PathBuf,
@@ -103,6 +111,11 @@ fn main() -> ExitCode {
                 input,
                 settings,
             } => plugin_cli::render(&config, file, input, settings.as_deref()),
+            PluginCommand::Bench {
+                file,
+                input,
+                iterations,
+            } => plugin_cli::bench(&config, file, input, *iterations),
             PluginCommand::Validate {
                 file,
                 inputs,

@@ -73,12 +73,12 @@ pub fn render(
 ) -> anyhow::Result<()> {
     let (host, plugin) = load(config, file, settings)?;
     anyhow::ensure!(
-        PluginHost::plugin_has(&plugin, Hook::Render),
+        plugin.has(Hook::Render),
         "{} does not render previews",
         plugin.name()
     );
     let (info, source) = input(input_path)?;
-    if !PluginHost::plugin_matches(&plugin, &info) {
+    if !plugin.matches(&info) {
         eprintln!(
             "note: {} does not match {} (rendering anyway)",
             plugin.name(),
@@ -115,9 +115,7 @@ pub fn validate(
     for path in inputs {
         let (info, source) = input(path)?;
         infos.push(info.clone());
-        if !PluginHost::plugin_has(&plugin, Hook::ValidateFile)
-            || !PluginHost::plugin_matches(&plugin, &info)
-        {
+        if !plugin.has(Hook::ValidateFile) || !plugin.matches(&info) {
             continue;
         }
         match host.validate_file_blocking(&plugin, info.clone(), source) {
@@ -129,7 +127,7 @@ pub fn validate(
             Err(e) => anyhow::bail!("{} failed on {}: {e}", plugin.name(), info.path),
         }
     }
-    if PluginHost::plugin_has(&plugin, Hook::ValidateTicket) {
+    if plugin.has(Hook::ValidateTicket) {
         match host.validate_ticket_blocking(&plugin, infos) {
             Ok(Verdict::Accept) => println!("accept  (ticket)"),
             Ok(Verdict::Reject(message)) => {
@@ -140,5 +138,49 @@ pub fn validate(
         }
     }
     anyhow::ensure!(rejected == 0, "{rejected} rejection(s)");
+    Ok(())
+}
+
+/// Calls the plugin's first hook on `input` repeatedly, each call on a fresh
+/// instance, and prints the latency distribution.
+pub fn bench(
+    config: &Config,
+    file: &Path,
+    input_path: &Path,
+    iterations: usize,
+) -> anyhow::Result<()> {
+    let (host, plugin) = load(config, file, None)?;
+    let (info, source) = input(input_path)?;
+    let hook = [Hook::ValidateTicket, Hook::ValidateFile, Hook::Render]
+        .into_iter()
+        .find(|h| plugin.has(*h))
+        .ok_or_else(|| anyhow::anyhow!("{} implements no hook", plugin.name()))?;
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations.max(1) {
+        let started = std::time::Instant::now();
+        let ok = match hook {
+            Hook::ValidateTicket => host
+                .validate_ticket_blocking(&plugin, vec![info.clone()])
+                .is_ok(),
+            Hook::ValidateFile => host
+                .validate_file_blocking(&plugin, info.clone(), source.clone())
+                .is_ok(),
+            Hook::Render => host
+                .render_blocking(&plugin, info.clone(), source.clone())
+                .is_ok(),
+        };
+        times.push(started.elapsed());
+        anyhow::ensure!(ok, "{} failed during the benchmark", plugin.name());
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+    println!(
+        "{} {:?}: {} calls, median {:.1} µs, p99 {:.1} µs",
+        plugin.name(),
+        hook,
+        times.len(),
+        at(0.5).as_secs_f64() * 1e6,
+        at(0.99).as_secs_f64() * 1e6
+    );
     Ok(())
 }

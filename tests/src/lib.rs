@@ -63,24 +63,64 @@ pub fn server_binary() -> &'static Path {
                 &profile,
             ])
             .current_dir(workspace_root());
-        // `cargo test` exports per-package variables (CARGO_PKG_*, …) that
-        // build scripts watch; passing them on would make this build and the
-        // next `cargo test` invalidate each other every time.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            let keep =
-                ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_ref());
-            if (key.starts_with("CARGO_") && !keep)
-                || key == "OUT_DIR"
-                || key == "RUST_TEST_THREADS"
-            {
-                command.env_remove(key.as_ref());
-            }
-        }
+        clean_cargo_env(&mut command);
         let status = command.status().expect("run cargo build");
         assert!(status.success(), "building pd2-ticket failed");
         profile_dir.join("pd2-ticket")
     })
+}
+
+/// `cargo test` exports per-package variables (CARGO_PKG_*, …) that build
+/// scripts watch; passing them to a nested cargo would make it and the next
+/// `cargo test` invalidate each other's builds every time.
+fn clean_cargo_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_ref());
+        if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" || key == "RUST_TEST_THREADS" {
+            command.env_remove(key.as_ref());
+        }
+    }
+}
+
+/// Builds the plugins of a workspace with `plugins/build.sh` (once per
+/// process) and returns the folder holding the `.wasm` files.
+fn build_plugins(workspace: &str, dist: &str) -> PathBuf {
+    let root = workspace_root();
+    let mut command = Command::new("bash");
+    command
+        .arg(root.join("plugins/build.sh"))
+        .arg(root.join(workspace))
+        .arg(root.join(dist))
+        .current_dir(&root);
+    clean_cargo_env(&mut command);
+    let status = command.status().expect("run plugins/build.sh");
+    assert!(
+        status.success(),
+        "building the plugins of {workspace} failed"
+    );
+    root.join(dist)
+}
+
+/// The first-party plugins, built (`plugins/dist`).
+pub fn first_party_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_plugins("plugins", "plugins/dist"))
+}
+
+/// The misbehaving test plugins, built (`tests/fixtures/dist`).
+pub fn fixture_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_plugins("tests/fixtures", "tests/fixtures/dist"))
+}
+
+/// A fresh plugin directory holding copies of the given `.wasm` files.
+pub fn plugin_dir(files: &[&Path]) -> PathBuf {
+    let dir = temp_dir("plugins");
+    for file in files {
+        std::fs::copy(file, dir.join(file.file_name().expect("file name"))).expect("copy plugin");
+    }
+    dir
 }
 
 /// The `secantusd-py` launcher: `SECANTUSD`, the project venv, or `PATH`.

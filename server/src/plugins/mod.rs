@@ -96,12 +96,12 @@ impl LoadedPlugin {
         &self.settings
     }
 
-    fn has(&self, hook: Hook) -> bool {
+    pub fn has(&self, hook: Hook) -> bool {
         self.hooks.contains(&hook)
     }
 
     /// Any path glob or MIME pattern matches; none declared matches all.
-    fn matches(&self, info: &FileInfo) -> bool {
+    pub fn matches(&self, info: &FileInfo) -> bool {
         if self.paths.is_empty() && self.mime_types.is_empty() {
             return true;
         }
@@ -589,14 +589,6 @@ impl PluginHost {
             settings: Arc::from(settings_json),
             ..plugin.clone()
         }
-    }
-
-    pub fn plugin_has(plugin: &LoadedPlugin, hook: Hook) -> bool {
-        plugin.has(hook)
-    }
-
-    pub fn plugin_matches(plugin: &LoadedPlugin, info: &FileInfo) -> bool {
-        plugin.matches(info)
     }
 }
 

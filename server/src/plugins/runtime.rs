@@ -255,7 +255,7 @@ impl Runtime {
             Some(trap) if elapsed >= self.limits.timeout => {
                 PluginError::Timeout(self.limits.timeout).with_detail(trap.to_string())
             }
-            Some(_) => PluginError::Trap(format!("{error:?}")),
+            Some(trap) => PluginError::Trap(trap.to_string()),
             None => PluginError::Trap(format!("{error:#}")),
         }
     }

@@ -14,7 +14,10 @@ use std::{
 };
 
 use futures_util::{AsyncReadExt, AsyncWriteExt};
-use pd2_ticket_tests::{DbServer, Server, ServerOptions, create_ticket};
+use pd2_ticket_tests::{
+    DbServer, Server, ServerOptions, create_ticket, first_party_plugins, fixture_plugins,
+    plugin_dir, server_binary,
+};
 
 const CONNECTIONS: usize = 32;
 
@@ -275,6 +278,8 @@ async fn main() {
         100.0 * best(&api_zip) / best(&raw_down),
     );
 
+    plugin_section(&server, &db, &token, &files, total, rounds).await;
+
     // Memory: 20 clients upload a 10 MiB file each at once, twice.
     println!("\n## Peak server RSS: 20 concurrent uploads of 10 MiB\n");
     println!("| moment | VmHWM MiB |");
@@ -316,4 +321,135 @@ async fn main() {
             vm_hwm_kib(server.pid()) as f64 / 1024.0
         );
     }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Hook overhead (in-process, via `pd2-ticket plugin bench`), preview
+/// latency cold and cached, and upload throughput with a validator.
+async fn plugin_section(
+    plain: &Server,
+    db: &DbServer,
+    token: &str,
+    files: &[(String, Vec<u8>)],
+    total: usize,
+    rounds: usize,
+) {
+    let misbehave = fixture_plugins().join("misbehave.wasm");
+    let plain_text = first_party_plugins().join("plain-text.wasm");
+    println!("\n## Plugins\n");
+    println!(
+        "Host overhead of one hook call (fresh pooled instance: instantiate + call + drop), in-process:\n"
+    );
+    let input = pd2_ticket_tests::temp_dir("bench-input").join("Main.txt");
+    std::fs::write(&input, "x".repeat(1024)).expect("input");
+    for (plugin, what) in [
+        (&misbehave, "trivial validator (`validate-ticket`)"),
+        (&plain_text, "plain-text render of 1 KiB"),
+    ] {
+        let out = std::process::Command::new(server_binary())
+            .args(["plugin", "bench"])
+            .arg(plugin)
+            .arg(&input)
+            .args(["--iterations", "5000"])
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("plugin bench");
+        println!("- {what}: {}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+
+    let dir = plugin_dir(&[&misbehave, &plain_text]);
+    let options = ServerOptions::default()
+        .database(&db.uri, "bench-plugins")
+        .env("PD2_PLUGINS__DIR", dir.display())
+        .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
+        .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20)
+        .env("RUST_LOG", "warn");
+    let server = Server::start_with(options).await;
+    let ptoken = server.token("1");
+
+    // Preview latency: 1,000-line text files, rendered by plain-text
+    // (misbehave declines nothing but only matches *.txt: use .log).
+    let text: String = (0..1000)
+        .map(|i| format!("line {i}: some output of a student program\n"))
+        .collect();
+    let names: Vec<String> = (0..50).map(|i| format!("run{i}.log")).collect();
+    let bodies: Vec<Vec<u8>> = (0..50)
+        .map(|i| format!("{i}\n{text}").into_bytes())
+        .collect();
+    let refs: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(String::as_str)
+        .zip(bodies.iter().map(Vec::as_slice))
+        .collect();
+    let ticket = create_ticket(&server, &ptoken, &refs, None).await;
+    let id = ticket["id"].as_str().expect("id").to_owned();
+    let (mut cold, mut cached, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    for name in &names {
+        for (bucket, path) in [
+            (&mut cold, "preview"),
+            (&mut cached, "preview"),
+            (&mut raw, "files"),
+        ] {
+            let t = Instant::now();
+            let r = server
+                .get(&format!("/ticket/@me/{id}/{path}/{name}"), &ptoken)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(r.status(), 200);
+            let _ = r.bytes().await;
+            bucket.push(t.elapsed());
+        }
+    }
+    for v in [&mut cold, &mut cached, &mut raw] {
+        v.sort();
+    }
+    println!(
+        "\nPreview latency, 1,000-line text file (~45 KiB), plain-text renderer, one connection:\n"
+    );
+    println!("| request | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    println!(
+        "| preview, cold (plugin runs, result cached) | {:.2} | {:.2} |",
+        percentile(&cold, 0.5),
+        percentile(&cold, 0.99)
+    );
+    println!(
+        "| preview, cached | {:.2} | {:.2} |",
+        percentile(&cached, 0.5),
+        percentile(&cached, 0.99)
+    );
+    println!(
+        "| files/ (same file, no plugin) | {:.2} | {:.2} |",
+        percentile(&raw, 0.5),
+        percentile(&raw, 0.99)
+    );
+
+    // Upload throughput: the same 50 MiB as .txt, validated by misbehave
+    // (validate-file reads 4 bytes of each file; validate-ticket once).
+    let txt: Vec<(String, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.replace(".bin", ".txt"), b.as_slice()))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = txt.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let mut best = [0.0f64; 2];
+    for _ in 0..rounds {
+        for (i, (srv, tok)) in [(plain, token), (&server, ptoken.as_str())]
+            .into_iter()
+            .enumerate()
+        {
+            let t = Instant::now();
+            create_ticket(srv, tok, &refs, None).await;
+            best[i] = best[i].max(mib_per_s(total, t.elapsed()));
+        }
+    }
+    println!("\nUpload of 50 MiB (10 × 5 MiB .txt), best of {rounds}:\n");
+    println!("| server | MiB/s |");
+    println!("|---|---|");
+    println!("| no plugins | {:.1} |", best[0]);
+    println!("| one validator (file + ticket hooks) | {:.1} |", best[1]);
 }
