@@ -40,8 +40,17 @@ fn settings_json(arg: &str) -> anyhow::Result<String> {
 fn input(path: &Path) -> anyhow::Result<(FileInfo, Arc<MemorySource>)> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let name = path.to_string_lossy().replace('\\', "/");
-    let name = name.trim_start_matches("./").to_owned();
+    // Plugins see ticket paths: relative, `/`-separated. An absolute or
+    // `..` path is shown to the plugin by its file name alone.
+    let given = path.to_string_lossy().replace('\\', "/");
+    let given = given.trim_start_matches("./");
+    let name = if crate::ticket::is_legal_path(given) {
+        given.to_owned()
+    } else {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| given.to_owned())
+    };
     let info = FileInfo {
         content_type: content_type_for(&name),
         path: name,

@@ -100,6 +100,42 @@ impl LoadedPlugin {
         self.hooks.contains(&hook)
     }
 
+    fn call_validate_file(
+        &self,
+        rt: &Runtime,
+        info: FileInfo,
+        source: Arc<dyn FileSource>,
+    ) -> CallResult<Verdict> {
+        rt.call(&self.pre, &self.name, &self.settings, |store, instance| {
+            let file = Runtime::file(store, source)?;
+            instance
+                .pd2_plugin_guest()
+                .call_validate_file(store, &info, file)
+        })
+    }
+
+    fn call_validate_ticket(&self, rt: &Runtime, files: Vec<FileInfo>) -> CallResult<Verdict> {
+        rt.call(&self.pre, &self.name, &self.settings, |store, instance| {
+            instance
+                .pd2_plugin_guest()
+                .call_validate_ticket(store, &files)
+        })
+    }
+
+    /// Renders, then checks the output's size and content type.
+    fn call_render(
+        &self,
+        rt: &Runtime,
+        info: FileInfo,
+        source: Arc<dyn FileSource>,
+    ) -> CallResult<Option<Preview>> {
+        let preview = rt.call(&self.pre, &self.name, &self.settings, |store, instance| {
+            let file = Runtime::file(store, source)?;
+            instance.pd2_plugin_guest().call_render(store, &info, file)
+        })?;
+        preview.map(|p| rt.check_preview(p)).transpose()
+    }
+
     /// Any path glob or MIME pattern matches; none declared matches all.
     pub fn matches(&self, info: &FileInfo) -> bool {
         if self.paths.is_empty() && self.mime_types.is_empty() {
@@ -441,20 +477,8 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Verdict> {
-        self.run(plugin, move |runtime, plugin| {
-            runtime.call(
-                &plugin.pre,
-                &plugin.name,
-                &plugin.settings,
-                |store, instance| {
-                    let file = Runtime::file(store, source)?;
-                    instance
-                        .pd2_plugin_guest()
-                        .call_validate_file(store, &info, file)
-                },
-            )
-        })
-        .await
+        self.run(plugin, move |rt, p| p.call_validate_file(rt, info, source))
+            .await
     }
 
     pub async fn validate_ticket(
@@ -462,19 +486,8 @@ impl PluginHost {
         plugin: &Arc<LoadedPlugin>,
         files: Vec<FileInfo>,
     ) -> CallResult<Verdict> {
-        self.run(plugin, move |runtime, plugin| {
-            runtime.call(
-                &plugin.pre,
-                &plugin.name,
-                &plugin.settings,
-                |store, instance| {
-                    instance
-                        .pd2_plugin_guest()
-                        .call_validate_ticket(store, &files)
-                },
-            )
-        })
-        .await
+        self.run(plugin, move |rt, p| p.call_validate_ticket(rt, files))
+            .await
     }
 
     pub async fn render(
@@ -483,19 +496,8 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Option<Preview>> {
-        self.run(plugin, move |runtime, plugin| {
-            let preview = runtime.call(
-                &plugin.pre,
-                &plugin.name,
-                &plugin.settings,
-                |store, instance| {
-                    let file = Runtime::file(store, source)?;
-                    instance.pd2_plugin_guest().call_render(store, &info, file)
-                },
-            )?;
-            preview.map(|p| runtime.check_preview(p)).transpose()
-        })
-        .await
+        self.run(plugin, move |rt, p| p.call_render(rt, info, source))
+            .await
     }
 
     /// Runs a call on the blocking pool (never on the reactor), bounded by
@@ -528,23 +530,14 @@ impl PluginHost {
         result
     }
 
-    /// Runs a call synchronously (CLI, benchmarks): no runtime needed.
+    /// The hooks run synchronously (CLI, benchmarks): no async runtime.
     pub fn render_blocking(
         &self,
         plugin: &LoadedPlugin,
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Option<Preview>> {
-        let preview = self.runtime.call(
-            &plugin.pre,
-            &plugin.name,
-            &plugin.settings,
-            |store, instance| {
-                let file = Runtime::file(store, source)?;
-                instance.pd2_plugin_guest().call_render(store, &info, file)
-            },
-        )?;
-        preview.map(|p| self.runtime.check_preview(p)).transpose()
+        plugin.call_render(&self.runtime, info, source)
     }
 
     pub fn validate_file_blocking(
@@ -553,17 +546,7 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Verdict> {
-        self.runtime.call(
-            &plugin.pre,
-            &plugin.name,
-            &plugin.settings,
-            |store, instance| {
-                let file = Runtime::file(store, source)?;
-                instance
-                    .pd2_plugin_guest()
-                    .call_validate_file(store, &info, file)
-            },
-        )
+        plugin.call_validate_file(&self.runtime, info, source)
     }
 
     pub fn validate_ticket_blocking(
@@ -571,16 +554,7 @@ impl PluginHost {
         plugin: &LoadedPlugin,
         files: Vec<FileInfo>,
     ) -> CallResult<Verdict> {
-        self.runtime.call(
-            &plugin.pre,
-            &plugin.name,
-            &plugin.settings,
-            |store, instance| {
-                instance
-                    .pd2_plugin_guest()
-                    .call_validate_ticket(store, &files)
-            },
-        )
+        plugin.call_validate_ticket(&self.runtime, files)
     }
 
     /// Replaces the settings a loaded plugin sees (CLI `--settings`).
