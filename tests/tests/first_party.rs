@@ -88,3 +88,57 @@ async fn default_policy_names_rule_and_file_and_stores_nothing() {
     .await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test]
+async fn png_preview_is_a_bounded_png_thumbnail() {
+    let server = default_server().await;
+    let t = server.token("1");
+    let photo = std::fs::read(workspace_root().join("tests/fixtures/images/photo.png")).unwrap();
+    let ticket = pd2_ticket_tests::create_ticket(
+        &server,
+        &t,
+        &[("img/photo.png", &photo), ("notes.txt", b"<b>hi</b>")],
+        None,
+    )
+    .await;
+    let id = ticket["id"].as_str().unwrap();
+
+    let response = server
+        .get(&format!("/ticket/@me/{id}/preview/img/photo.png"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.headers()["x-preview-plugin"], "image-preview");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let png = response.bytes().await.unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!(
+        (width, height),
+        (512, 384),
+        "800×600 scaled to 512 on the long side"
+    );
+
+    let again = server
+        .get(&format!("/ticket/@me/{id}/preview/img/photo.png"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["x-preview-cache"], "hit");
+
+    // Text goes to plain-text, escaped, with no script anywhere.
+    let text = server
+        .get(&format!("/ticket/@me/{id}/preview/notes.txt"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.headers()["x-preview-plugin"], "plain-text");
+    let html = text.text().await.unwrap();
+    assert!(
+        html.contains("&lt;b&gt;hi&lt;/b&gt;") && !html.contains("<script"),
+        "{html}"
+    );
+}
