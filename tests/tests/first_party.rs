@@ -142,3 +142,39 @@ async fn png_preview_is_a_bounded_png_thumbnail() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn java_preview_is_highlighted_html_without_script() {
+    let server = default_server().await;
+    let t = server.token("1");
+    let java = "public class Main {\n  // </script><script>alert(1)</script>\n  String s = \"<img onerror=x>\";\n}\n";
+    let ticket =
+        pd2_ticket_tests::create_ticket(&server, &t, &[("src/Main.java", java.as_bytes())], None)
+            .await;
+    let id = ticket["id"].as_str().unwrap();
+    let response = server
+        .get(&format!("/ticket/@me/{id}/preview/src/Main.java"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    assert_eq!(response.headers()["x-preview-plugin"], "code-preview");
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<span style=\"color:"), "highlighted: {html}");
+    assert!(html.contains("<td class=\"n\">4</td>"), "line numbers");
+    let lower = html.to_lowercase();
+    assert!(
+        !lower.contains("<script") && !lower.contains("<img"),
+        "{html}"
+    );
+}

@@ -1,0 +1,272 @@
+//! `code-preview`: syntax-highlighted, self-contained HTML (inline styles,
+//! no scripts) with line numbers, for the languages a programming course
+//! uses. The language comes from the file name or extension, else from the
+//! first line (shebangs). Input that is not UTF-8 is shown with replacement
+//! characters and a notice; a file over `max_bytes` or `max_lines` is shown
+//! as escaped plain text with a notice instead of being highlighted, so
+//! huge files never run into the time limit.
+
+use std::time::{Duration, Instant};
+
+use highlight::{BASE_STYLE, Highlighter, numbered, plain_lines};
+use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Bytes highlighted at most; larger files are shown plain, truncated.
+    pub max_bytes: u64,
+    /// Lines highlighted at most; longer files are shown plain.
+    pub max_lines: usize,
+    /// Milliseconds spent highlighting at most; later lines are shown plain
+    /// (keep it well below `plugins.timeout_ms`).
+    pub highlight_budget_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_bytes: 512 * 1024,
+            max_lines: 5_000,
+            highlight_budget_ms: 1_000,
+        }
+    }
+}
+
+/// Files this plugin renders.
+pub const PATHS: &[&str] = &[
+    "*.c",
+    "*.h",
+    "*.cc",
+    "*.cpp",
+    "*.cxx",
+    "*.c++",
+    "*.hh",
+    "*.hpp",
+    "*.hxx",
+    "*.java",
+    "*.py",
+    "*.pyw",
+    "*.rs",
+    "*.js",
+    "*.mjs",
+    "*.cjs",
+    "*.jsx",
+    "*.ts",
+    "*.tsx",
+    "*.go",
+    "*.cs",
+    "*.kt",
+    "*.kts",
+    "*.scala",
+    "*.sh",
+    "*.bash",
+    "*.zsh",
+    "*.sql",
+    "*.json",
+    "*.yaml",
+    "*.yml",
+    "*.toml",
+    "*.xml",
+    "*.html",
+    "*.htm",
+    "*.css",
+    "*.scss",
+    "*.rb",
+    "*.php",
+    "*.swift",
+    "*.lua",
+    "*.pl",
+    "*.r",
+    "*.hs",
+    "*.ml",
+    "*.m",
+    "*.asm",
+    "*.s",
+    "*.gradle",
+    "*.cmake",
+    "*.mk",
+    "Makefile",
+    "makefile",
+    "GNUmakefile",
+    "Dockerfile",
+    "CMakeLists.txt",
+];
+
+pub struct CodePreview;
+
+impl Plugin for CodePreview {
+    fn manifest() -> Manifest {
+        Manifest::new("code-preview", env!("CARGO_PKG_VERSION"))
+            .description("Syntax-highlighted source code with line numbers")
+            .hook(Hook::Render)
+            .paths(PATHS.iter().copied())
+    }
+
+    fn render(info: &FileInfo, content: &dyn Content) -> Option<Preview> {
+        let s: Settings = settings().unwrap_or_else(|e| {
+            log::warn(&format!("{e}; using the defaults"));
+            Settings::default()
+        });
+        let size = content.size();
+        let shown = size.min(s.max_bytes);
+        let bytes = content.read(0, shown as u32);
+        if bytes.iter().take(8192).any(|b| *b == 0) {
+            // A binary under a source name: nothing sensible to show.
+            return None;
+        }
+        let (text, lossy) = match String::from_utf8(bytes) {
+            Ok(text) => (text, false),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        };
+        let line_count = text.lines().count();
+        let mut notices = Vec::new();
+        if lossy {
+            notices
+                .push("This file is not valid UTF-8; undecodable bytes are shown as �.".to_owned());
+        }
+        let plain = shown < size || line_count > s.max_lines;
+        let (lines, style) = if plain {
+            notices.push(if shown < size {
+                format!(
+                    "Showing the first {shown} of {size} bytes without highlighting (max_bytes)."
+                )
+            } else {
+                format!(
+                    "{line_count} lines: shown without highlighting (max_lines is {}).",
+                    s.max_lines
+                )
+            });
+            (plain_lines(&text), BASE_STYLE.to_owned())
+        } else {
+            let deadline = Instant::now() + Duration::from_millis(s.highlight_budget_ms);
+            let h = Highlighter::load();
+            let first_line = text.lines().next().unwrap_or("");
+            let syntax = h.for_file(&info.path, first_line);
+            let (lines, highlighted) = h.lines_until(&text, syntax, Some(deadline));
+            if highlighted < lines.len() {
+                notices.push(format!(
+                    "Highlighted the first {highlighted} of {} lines; the rest is plain (highlight_budget_ms).",
+                    lines.len()
+                ));
+            }
+            (lines, h.style())
+        };
+        let notices: String = notices
+            .iter()
+            .map(|n| format!("<p class=\"notice\">{}</p>", html::escape(n)))
+            .collect();
+        Some(Preview::html(html::document(
+            &info.path,
+            &style,
+            &format!("{notices}{}", numbered(&lines)),
+        )))
+    }
+}
+
+pd2_plugin_sdk::export_plugin!(CodePreview);
+
+#[cfg(test)]
+mod tests {
+    use pd2_plugin_sdk::{Plugin, testing};
+
+    use super::CodePreview;
+
+    fn render(path: &str, data: impl Into<Vec<u8>>) -> Option<String> {
+        let (info, file) = testing::file(path, "text/plain; charset=utf-8", data);
+        CodePreview::render(&info, &file).map(|p| {
+            assert_eq!(p.content_type, "text/html; charset=utf-8");
+            String::from_utf8(p.body).unwrap()
+        })
+    }
+
+    #[test]
+    fn highlights_with_line_numbers_and_no_script() {
+        let html = render(
+            "src/Main.java",
+            "public class Main {\n  // </script><script>alert(1)\n}\n",
+        )
+        .unwrap();
+        assert!(html.contains("<td class=\"n\">3</td>"), "{html}");
+        assert!(html.contains("<span style=\"color:"), "highlighted");
+        assert!(!html.to_lowercase().contains("<script"), "{html}");
+        assert!(html.contains("&lt;/script&gt;"));
+    }
+
+    #[test]
+    fn every_course_language_is_highlighted() {
+        let samples = [
+            ("a.c", "int main(void) { return 0; }"),
+            (
+                "a.cpp",
+                "#include <vector>\nint main() { std::vector<int> v; }",
+            ),
+            ("A.java", "class A { void f() {} }"),
+            ("a.py", "def f():\n    return 'x'"),
+            ("a.rs", "fn main() { let x = 1; }"),
+            ("a.js", "const x = () => 1;"),
+            ("a.ts", "let x: number = 1;"),
+            ("a.go", "package main\nfunc main() {}"),
+            ("A.cs", "class A { static void Main() {} }"),
+            ("A.kt", "fun main() { val x = 1 }"),
+            ("run.sh", "for i in 1 2; do echo \"$i\"; done"),
+            ("q.sql", "SELECT * FROM t WHERE id = 1;"),
+            ("d.json", "{\"a\": [1, true]}"),
+            ("c.yaml", "a: 1\nb: [x]"),
+            ("Cargo.toml", "[package]\nname = \"x\""),
+            ("p.xml", "<a b=\"1\">t</a>"),
+            ("i.html", "<p class=\"x\">hi</p>"),
+            ("s.css", "a { color: red; }"),
+            ("Makefile", "all: main\n\tcc -o main main.c"),
+        ];
+        for (path, code) in samples {
+            let html = render(path, code).unwrap();
+            assert!(
+                html.contains("<span style=\"color:"),
+                "{path} is not highlighted: {html}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_files_and_invalid_utf8() {
+        let empty = render("a.py", "").unwrap();
+        assert!(empty.contains("<table></table>"));
+        let html = render("a.c", vec![b'i', b'n', b't', 0xFF, 0xFE, b';']).unwrap();
+        assert!(
+            html.contains("not valid UTF-8") && html.contains('�'),
+            "{html}"
+        );
+        assert_eq!(
+            render("a.c", vec![0x7F, b'E', b'L', b'F', 0, 0]),
+            None,
+            "binary declined"
+        );
+    }
+
+    #[test]
+    fn huge_files_are_plain_with_a_notice() {
+        let big = "x = 1\n".repeat(200_000); // 1.2 MB, 200k lines
+        let (info, file) = testing::file("big.py", "text/x-python", big.clone());
+        let html = String::from_utf8(CodePreview::render(&info, &file).unwrap().body).unwrap();
+        assert!(html.contains("without highlighting (max_bytes)"), "notice");
+        assert!(!html.contains("<span style="), "not highlighted");
+        assert_eq!(file.bytes_read(), 512 * 1024, "reads only max_bytes");
+
+        testing::set_settings(serde_json::json!({"highlight_budget_ms": 0}));
+        let html = render("budget.py", "x = 1\ny = 2\n").unwrap();
+        assert!(
+            html.contains("Highlighted the first 0 of 2 lines"),
+            "{html}"
+        );
+        testing::set_settings(serde_json::json!({}));
+
+        let many_lines = "x\n".repeat(6_000);
+        let html = render("many.py", many_lines).unwrap();
+        assert!(
+            html.contains("6000 lines: shown without highlighting"),
+            "max_lines notice"
+        );
+    }
+}
