@@ -178,3 +178,38 @@ async fn java_preview_is_highlighted_html_without_script() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn markdown_preview_is_sanitized_html() {
+    let server = default_server().await;
+    let t = server.token("1");
+    let md = "# Homework\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))\n\n```java\nclass A {}\n```\n";
+    let ticket =
+        pd2_ticket_tests::create_ticket(&server, &t, &[("README.md", md.as_bytes())], None).await;
+    let id = ticket["id"].as_str().unwrap();
+    let response = server
+        .get(&format!("/ticket/@me/{id}/preview/README.md"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    assert_eq!(response.headers()["x-preview-plugin"], "markdown-preview");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("<h1>Homework</h1>") && html.contains("<table"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<span style=\"color:"),
+        "fenced code highlighted"
+    );
+    let lower = html.to_lowercase();
+    assert!(
+        !lower.contains("<script") && !lower.contains("javascript:"),
+        "{html}"
+    );
+}
