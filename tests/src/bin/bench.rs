@@ -279,6 +279,7 @@ async fn main() {
     );
 
     plugin_section(&server, &db, &token, &files, total, rounds).await;
+    first_party_section(&db).await;
 
     // Memory: 20 clients upload a 10 MiB file each at once, twice.
     println!("\n## Peak server RSS: 20 concurrent uploads of 10 MiB\n");
@@ -452,4 +453,130 @@ async fn plugin_section(
     println!("|---|---|");
     println!("| no plugins | {:.1} |", best[0]);
     println!("| one validator (file + ticket hooks) | {:.1} |", best[1]);
+}
+
+fn java_source(variant: usize) -> Vec<u8> {
+    let mut lines = vec![
+        format!("// variant {variant}"),
+        "public class Big {".to_owned(),
+    ];
+    for i in 0..997 {
+        lines.push(format!(
+            "    int f{i}(int x) {{ return x * {i} + \"s\".length(); }} // comment {i}"
+        ));
+    }
+    lines.push("}".to_owned());
+    lines.join("\n").into_bytes()
+}
+
+fn markdown(variant: usize) -> Vec<u8> {
+    let mut md = format!("# Notes, variant {variant}\n\n");
+    let mut i = 0;
+    while md.len() < 200 * 1024 {
+        md.push_str(&format!(
+            "## Section {i}\n\nSome *emphasis*, `code`, a [link](https://example.com/{i}) and ~~old~~ text.\n\n\
+             - [x] task {i}\n- [ ] another\n\n| a | b |\n|---|---|\n| {i} | {} |\n\n\
+             ```java\nclass C{i} {{ int f() {{ return {i}; }} }}\n```\n\n",
+            i * 2
+        ));
+        i += 1;
+    }
+    md.into_bytes()
+}
+
+fn jpeg(variant: usize) -> Vec<u8> {
+    let (w, h) = (2560u32, 1600u32); // 4.1 MP
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x / 10) as u8,
+            (y / 7) as u8,
+            ((x + y) as usize / 13 + variant) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode jpeg");
+    out.into_inner()
+}
+
+/// Cold (plugin runs) and cached preview latency of the first-party
+/// renderers, and their sizes.
+async fn first_party_section(db: &DbServer) {
+    let dir = first_party_plugins();
+    let options = ServerOptions::default()
+        .database(&db.uri, "bench-first-party")
+        .env("PD2_PLUGINS__DIR", dir.display())
+        .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
+        .env("RUST_LOG", "warn");
+    let server = Server::start_with(options).await;
+    let token = server.token("1");
+    println!("\n## First-party plugins\n");
+    println!(
+        "Preview latency (one connection; cold = first request for new content, median of 3 variants; cached = median of 20):\n"
+    );
+    println!("| file | plugin | size KiB | cold ms | cached ms | files/ ms |");
+    println!("|---|---|---|---|---|---|");
+    let samples: [(&str, fn(usize) -> Vec<u8>); 3] = [
+        ("Big.java", java_source),
+        ("Notes.md", markdown),
+        ("photo.jpg", jpeg),
+    ];
+    for (name, make) in samples {
+        let mut cold = Vec::new();
+        let mut cached = Vec::new();
+        let mut raw = Vec::new();
+        let mut plugin = String::new();
+        let mut size = 0;
+        for variant in 0..3 {
+            let data = make(variant);
+            size = data.len();
+            let t = create_ticket(&server, &token, &[(name, &data)], None).await;
+            let id = t["id"].as_str().expect("id").to_owned();
+            let url = format!("/ticket/@me/{id}/preview/{name}");
+            let started = Instant::now();
+            let r = server.get(&url, &token).send().await.expect("preview");
+            assert_eq!(r.status(), 200, "{name}");
+            plugin = r.headers()["x-preview-plugin"]
+                .to_str()
+                .unwrap_or("")
+                .to_owned();
+            let _ = r.bytes().await;
+            cold.push(started.elapsed());
+            for _ in 0..if variant == 0 { 20 } else { 0 } {
+                for (bucket, path) in [
+                    (&mut cached, &url),
+                    (&mut raw, &format!("/ticket/@me/{id}/files/{name}")),
+                ] {
+                    let started = Instant::now();
+                    let r = server.get(path, &token).send().await.expect("get");
+                    let _ = r.bytes().await;
+                    bucket.push(started.elapsed());
+                }
+            }
+        }
+        for v in [&mut cold, &mut cached, &mut raw] {
+            v.sort();
+        }
+        println!(
+            "| {name} | {plugin} | {} | {:.1} | {:.2} | {:.2} |",
+            size / 1024,
+            percentile(&cold, 0.5),
+            percentile(&cached, 0.5),
+            percentile(&raw, 0.5)
+        );
+    }
+    println!("\nPlugin sizes (`plugins/dist`, release, `opt-level = \"s\"`, LTO, stripped):\n");
+    println!("| plugin | KiB |");
+    println!("|---|---|");
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("dist").flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        println!(
+            "| {} | {} |",
+            entry.file_name().to_string_lossy(),
+            size / 1024
+        );
+    }
 }
