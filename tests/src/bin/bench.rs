@@ -500,6 +500,9 @@ fn jpeg(variant: usize) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Makes one variant of a benchmark input.
+type Sample = fn(usize) -> Vec<u8>;
+
 /// Cold (plugin runs) and cached preview latency of the first-party
 /// renderers, and their sizes.
 async fn first_party_section(db: &DbServer) {
@@ -517,7 +520,7 @@ async fn first_party_section(db: &DbServer) {
     );
     println!("| file | plugin | size KiB | cold ms | cached ms | files/ ms |");
     println!("|---|---|---|---|---|---|");
-    let samples: [(&str, fn(usize) -> Vec<u8>); 3] = [
+    let samples: [(&str, Sample); 3] = [
         ("Big.java", java_source),
         ("Notes.md", markdown),
         ("photo.jpg", jpeg),
