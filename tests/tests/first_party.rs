@@ -15,6 +15,38 @@ async fn default_server() -> Server {
     .await
 }
 
+/// Uploads one file and fetches its preview, asserting the status, content
+/// type and rendering plugin; returns the preview's headers and body.
+async fn preview_of(
+    server: &Server,
+    token: &str,
+    path: &str,
+    data: &[u8],
+    content_type: &str,
+    plugin: &str,
+) -> (reqwest::header::HeaderMap, bytes::Bytes) {
+    let ticket = pd2_ticket_tests::create_ticket(server, token, &[(path, data)], None).await;
+    let id = ticket["id"].as_str().unwrap();
+    let response = server
+        .get(&format!("/ticket/@me/{id}/preview/{path}"), token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], content_type, "{path}");
+    assert_eq!(headers["x-preview-plugin"], plugin, "{path}");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox"),
+        "{path}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    (headers, response.bytes().await.unwrap())
+}
+
 fn rejection<'a>(body: &'a Value, file: &str) -> &'a Value {
     body["rejections"]
         .as_array()
@@ -148,28 +180,16 @@ async fn java_preview_is_highlighted_html_without_script() {
     let server = default_server().await;
     let t = server.token("1");
     let java = "public class Main {\n  // </script><script>alert(1)</script>\n  String s = \"<img onerror=x>\";\n}\n";
-    let ticket =
-        pd2_ticket_tests::create_ticket(&server, &t, &[("src/Main.java", java.as_bytes())], None)
-            .await;
-    let id = ticket["id"].as_str().unwrap();
-    let response = server
-        .get(&format!("/ticket/@me/{id}/preview/src/Main.java"), &t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/html; charset=utf-8"
-    );
-    assert_eq!(response.headers()["x-preview-plugin"], "code-preview");
-    assert!(
-        response.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .starts_with("sandbox")
-    );
-    let html = response.text().await.unwrap();
+    let (_, body) = preview_of(
+        &server,
+        &t,
+        "src/Main.java",
+        java.as_bytes(),
+        "text/html; charset=utf-8",
+        "code-preview",
+    )
+    .await;
+    let html = String::from_utf8(body.to_vec()).unwrap();
     assert!(html.contains("<span style=\"color:"), "highlighted: {html}");
     assert!(html.contains("<td class=\"n\">4</td>"), "line numbers");
     let lower = html.to_lowercase();
@@ -184,21 +204,16 @@ async fn markdown_preview_is_sanitized_html() {
     let server = default_server().await;
     let t = server.token("1");
     let md = "# Homework\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))\n\n```java\nclass A {}\n```\n";
-    let ticket =
-        pd2_ticket_tests::create_ticket(&server, &t, &[("README.md", md.as_bytes())], None).await;
-    let id = ticket["id"].as_str().unwrap();
-    let response = server
-        .get(&format!("/ticket/@me/{id}/preview/README.md"), &t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/html; charset=utf-8"
-    );
-    assert_eq!(response.headers()["x-preview-plugin"], "markdown-preview");
-    let html = response.text().await.unwrap();
+    let (_, body) = preview_of(
+        &server,
+        &t,
+        "README.md",
+        md.as_bytes(),
+        "text/html; charset=utf-8",
+        "markdown-preview",
+    )
+    .await;
+    let html = String::from_utf8(body.to_vec()).unwrap();
     assert!(
         html.contains("<h1>Homework</h1>") && html.contains("<table"),
         "{html}"
