@@ -482,6 +482,18 @@ impl Server {
     pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.http.get(self.url(path)).bearer_auth(token)
     }
+
+    pub fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn put(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.put(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.delete(self.url(path)).bearer_auth(token)
+    }
 }
 
 impl Drop for Server {
@@ -516,9 +528,7 @@ pub async fn upload(
         form = form.text("data", data.to_owned());
     }
     server
-        .http
-        .post(server.url("/ticket"))
-        .bearer_auth(token)
+        .post("/ticket", token)
         .multipart(form)
         .send()
         .await

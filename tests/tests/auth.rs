@@ -225,19 +225,11 @@ async fn owner_other_admin_matrix() {
     // Changes: only the author, by any path.
     let put = |path: String, token: String| {
         server
-            .http
-            .put(server.url(&path))
-            .bearer_auth(token)
+            .put(&path, &token)
             .json(&json!({"remark": "hacked", "is_public": true}))
             .send()
     };
-    let delete = |path: String, token: String| {
-        server
-            .http
-            .delete(server.url(&path))
-            .bearer_auth(token)
-            .send()
-    };
+    let delete = |path: String, token: String| server.delete(&path, &token).send();
     for ticket in [&private, &public] {
         for (token, path) in [
             (&bob, format!("/ticket/100/{ticket}")),
@@ -444,13 +436,7 @@ async fn refresh_keeps_fresh_tokens_and_renews_old_ones() {
             .secret(SECRET),
     )
     .await;
-    let refresh = |token: String| {
-        server
-            .http
-            .put(server.url("/oauth"))
-            .bearer_auth(token)
-            .send()
-    };
+    let refresh = |token: String| server.put("/oauth", &token).send();
 
     // A week left: handed back unchanged, Discord not asked.
     let (_, body) = json(

@@ -213,9 +213,7 @@ async fn upload_errors_name_the_file_and_store_nothing() {
 
     let (status, body) = json(
         server
-            .http
-            .post(server.url("/ticket"))
-            .bearer_auth(&t)
+            .post("/ticket", &t)
             .json(&json!({"files": []}))
             .send()
             .await
@@ -292,9 +290,7 @@ async fn update_changes_only_given_fields() {
     let id = ticket["id"].as_str().unwrap();
     let put = |body: serde_json::Value| {
         server
-            .http
-            .put(server.url(&format!("/ticket/@me/{id}")))
-            .bearer_auth(&t)
+            .put(&format!("/ticket/@me/{id}"), &t)
             .json(&body)
             .send()
     };
@@ -320,9 +316,7 @@ async fn update_changes_only_given_fields() {
     let (status, _) = json(put(json!({"is_public": "yes"})).await.unwrap()).await;
     assert_eq!(status, 422);
     let raw = server
-        .http
-        .put(server.url(&format!("/ticket/@me/{id}")))
-        .bearer_auth(&t)
+        .put(&format!("/ticket/@me/{id}"), &t)
         .header("content-type", "application/json")
         .body("{oops")
         .send()
@@ -357,9 +351,7 @@ async fn delete_removes_record_and_bytes() {
 
     let id = gone["id"].as_str().unwrap();
     let response = server
-        .http
-        .delete(server.url(&format!("/ticket/@me/{id}")))
-        .bearer_auth(&t)
+        .delete(&format!("/ticket/@me/{id}"), &t)
         .send()
         .await
         .unwrap();
@@ -383,9 +375,7 @@ async fn delete_removes_record_and_bytes() {
     )
     .await;
     let again = server
-        .http
-        .delete(server.url(&format!("/ticket/@me/{id}")))
-        .bearer_auth(&t)
+        .delete(&format!("/ticket/@me/{id}"), &t)
         .send()
         .await
         .unwrap();
@@ -422,18 +412,14 @@ async fn malformed_ticket_ids_are_not_found_everywhere() {
             .await;
         }
         let put = server
-            .http
-            .put(server.url(&format!("/ticket/@me/{bad}")))
-            .bearer_auth(&t)
+            .put(&format!("/ticket/@me/{bad}"), &t)
             .json(&json!({"remark": "x"}))
             .send()
             .await
             .unwrap();
         assert_error(put, 404, "Ticket not found").await;
         let delete = server
-            .http
-            .delete(server.url(&format!("/ticket/@me/{bad}")))
-            .bearer_auth(&t)
+            .delete(&format!("/ticket/@me/{bad}"), &t)
             .send()
             .await
             .unwrap();

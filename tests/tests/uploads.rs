@@ -184,9 +184,7 @@ async fn raw_backslash_names_become_folders() {
     ).into_bytes());
     body.extend(closing());
     let response = server
-        .http
-        .post(server.url("/ticket"))
-        .bearer_auth(&t)
+        .post("/ticket", &t)
         .header(
             "content-type",
             format!("multipart/form-data; boundary={}", multipart::BOUNDARY),
@@ -257,9 +255,7 @@ async fn endless_unknown_fields_are_cut_off() {
         form = form.text(format!("junk{i}"), filler.clone());
     }
     let response = server
-        .http
-        .post(server.url("/ticket"))
-        .bearer_auth(&t)
+        .post("/ticket", &t)
         .multipart(form)
         .send()
         .await
@@ -283,9 +279,7 @@ async fn endless_unknown_fields_are_cut_off() {
             reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"),
         );
     let response = server
-        .http
-        .post(server.url("/ticket"))
-        .bearer_auth(&t)
+        .post("/ticket", &t)
         .multipart(form)
         .send()
         .await
