@@ -145,16 +145,16 @@ pub async fn preview(state: &AppState, file: &StoredFile) -> Result<PreviewReply
     let keys: Vec<String> = renderers.iter().map(|p| cache_key(file, p)).collect();
     let cached = state.store.previews.get_many(&keys).await?;
     for (plugin, key) in renderers.iter().zip(&keys) {
-        if let Some(entry) = cached.get(key) {
-            match entry {
-                Some(preview) => {
-                    return Ok(PreviewReply {
-                        preview: preview.clone(),
-                        cache_hit: true,
-                    });
-                }
-                None => continue,
+        match cached.get(key) {
+            Some(Some(preview)) => {
+                return Ok(PreviewReply {
+                    preview: preview.clone(),
+                    cache_hit: true,
+                });
             }
+            // Declined before: skip without running it.
+            Some(None) => continue,
+            None => {}
         }
         match host.render(plugin, info.clone(), source(state, file)).await {
             Ok(Some(preview)) => {
