@@ -26,6 +26,14 @@ impl ApiError {
         }
     }
 
+    /// Adds a top-level field next to `detail`.
+    pub fn with_field(mut self, key: &str, value: Value) -> Self {
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
+        self
+    }
+
     pub fn invalid_credentials() -> Self {
         Self::new(StatusCode::FORBIDDEN, "Invalid authentication credentials")
     }

@@ -57,15 +57,11 @@ fn info(file: &StoredFile) -> FileInfo {
 
 /// A failing validator fails closed: the upload is refused, naming it.
 fn unavailable(plugin: &LoadedPlugin) -> ApiError {
-    let mut error = ApiError::new(
+    ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("Plugin unavailable: {}", plugin.name()),
-    );
-    error.extra = Some(serde_json::Map::from_iter([(
-        "plugin".to_owned(),
-        json!(plugin.name()),
-    )]));
-    error
+    )
+    .with_field("plugin", json!(plugin.name()))
 }
 
 /// Runs every matching file validator on each file, then every ticket
@@ -101,12 +97,8 @@ pub async fn validate_upload(state: &AppState, files: &[StoredFile]) -> Result<(
     if rejections.is_empty() {
         return Ok(());
     }
-    let mut error = ApiError::unprocessable("File rejected by policy");
-    error.extra = Some(serde_json::Map::from_iter([(
-        "rejections".to_owned(),
-        json!(rejections),
-    )]));
-    Err(error)
+    Err(ApiError::unprocessable("File rejected by policy")
+        .with_field("rejections", json!(rejections)))
 }
 
 /// A preview ready to send.

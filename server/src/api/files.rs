@@ -121,25 +121,18 @@ fn file_response(state: &AppState, file: &StoredFile, headers: &HeaderMap) -> Re
         }
     }
     set(&mut response, header::ETAG, etag);
-    set(&mut response, header::CACHE_CONTROL, CACHE_CONTROL.into());
-    set(
-        &mut response,
-        header::X_CONTENT_TYPE_OPTIONS,
-        "nosniff".into(),
-    );
-    set(&mut response, header::ACCEPT_RANGES, "bytes".into());
+    set(&mut response, header::CACHE_CONTROL, CACHE_CONTROL);
+    set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(&mut response, header::ACCEPT_RANGES, "bytes");
     // An uploaded .html or .svg opened directly must not run script with
     // this origin's rights.
-    set(
-        &mut response,
-        header::CONTENT_SECURITY_POLICY,
-        "sandbox".into(),
-    );
+    set(&mut response, header::CONTENT_SECURITY_POLICY, "sandbox");
     response
 }
 
-fn set(response: &mut Response, name: header::HeaderName, value: String) {
-    match HeaderValue::try_from(value) {
+/// Sets a header, logging (not failing on) a value that cannot be one.
+pub(super) fn set(response: &mut Response, name: header::HeaderName, value: impl Into<String>) {
+    match HeaderValue::try_from(value.into()) {
         Ok(value) => {
             response.headers_mut().insert(name, value);
         }

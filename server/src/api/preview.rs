@@ -3,13 +3,13 @@
 
 use warp::{
     Filter, Rejection,
-    http::{HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     path::Tail,
     reply::Response,
 };
 
 use super::{
-    files::ticket_file,
+    files::{set, ticket_file},
     filters::{authenticated, with_state},
     handle,
     tickets::visible_ticket,
@@ -42,22 +42,17 @@ async fn preview(
     let preview = reply.preview;
     let mut response = Response::new(preview.body.into());
     *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    let mut set = |name: header::HeaderName, value: &str| match HeaderValue::from_str(value) {
-        Ok(v) => {
-            headers.insert(name, v);
-        }
-        Err(error) => tracing::error!(%error, "unrepresentable preview header"),
-    };
-    set(header::CONTENT_TYPE, &preview.content_type);
-    set(header::CONTENT_SECURITY_POLICY, PREVIEW_CSP);
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::CACHE_CONTROL, "max-age=600");
+    set(&mut response, header::CONTENT_TYPE, preview.content_type);
+    set(&mut response, header::CONTENT_SECURITY_POLICY, PREVIEW_CSP);
+    set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(&mut response, header::CACHE_CONTROL, "max-age=600");
     set(
+        &mut response,
         header::HeaderName::from_static("x-preview-plugin"),
-        &preview.plugin,
+        preview.plugin,
     );
     set(
+        &mut response,
         header::HeaderName::from_static("x-preview-cache"),
         if reply.cache_hit { "hit" } else { "miss" },
     );

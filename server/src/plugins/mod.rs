@@ -335,22 +335,20 @@ impl PluginHost {
                 }
             }
         }
-        let changed: Vec<PathBuf> = {
+        let (changed, removed): (Vec<PathBuf>, Vec<PathBuf>) = {
             let registry = self.read();
-            found
+            let changed = found
                 .iter()
                 .filter(|(path, stamp)| registry.seen.get(*path) != Some(stamp))
                 .map(|(path, _)| path.clone())
-                .collect()
-        };
-        let removed: Vec<PathBuf> = {
-            let registry = self.read();
-            registry
+                .collect();
+            let removed = registry
                 .seen
                 .keys()
                 .filter(|p| !found.contains_key(*p))
                 .cloned()
-                .collect()
+                .collect();
+            (changed, removed)
         };
         if changed.is_empty() && removed.is_empty() {
             return;
