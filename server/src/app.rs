@@ -8,8 +8,11 @@ use crate::{
     api,
     auth::{Discord, TokenService},
     config::Config,
+    http,
+    janitor::Janitor,
     plugins::PluginHost,
     store::Store,
+    telemetry,
 };
 
 /// How often the plugin directory is checked for changes.
@@ -22,6 +25,7 @@ pub struct AppState {
     pub tokens: TokenService,
     pub discord: Discord,
     pub plugins: Arc<PluginHost>,
+    pub janitor: Arc<Janitor>,
 }
 
 pub type State = Arc<AppState>;
@@ -38,6 +42,7 @@ impl AppState {
             tokens,
             discord,
             plugins,
+            janitor: Arc::default(),
         }))
     }
 
@@ -55,7 +60,13 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
             anyhow::anyhow!("invalid configuration at `server.host`/`server.port`: {e}")
         })?;
     let listener = listen(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    telemetry::metrics();
+    // None of these wait for the database: the server starts (and answers
+    // 503 on data routes) while it is down, and recovers when it returns.
+    tokio::spawn(state.store.clone().monitor());
     tokio::spawn(prepare_database(state.clone()));
+    let janitor = state.clone();
+    tokio::spawn(async move { janitor.janitor.run(janitor.store.clone()).await });
     // Plugins present at start are loaded before the first request; later
     // changes to the directory are picked up by the watcher.
     let plugins = state.plugins.clone();
@@ -88,11 +99,9 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
             .unify()
             .boxed()
     };
-    warp::serve(routes.with(warp::log::custom(api::log_request)))
-        .incoming(listener)
-        .graceful(shutdown_signal())
-        .run()
-        .await;
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let table = Arc::new(api::RouteTable::new());
+    http::run(listener, routes, table, shutdown_signal(), grace).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -129,12 +138,17 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// Creates indexes once the database is reachable; retries in the background
-/// so start-up never waits for (or fails on) the database.
+/// Creates indexes and loads the JWT secret once the database is reachable
+/// (a secret already in memory keeps tokens verifiable through an outage);
+/// retries in the background so start-up never waits for the database.
 async fn prepare_database(state: State) {
     let mut delay = Duration::from_millis(500);
     loop {
-        match state.store.ensure_indexes().await {
+        let ready = async {
+            state.store.ensure_indexes().await?;
+            state.tokens.warm().await
+        };
+        match ready.await {
             Ok(()) => {
                 tracing::info!("database ready");
                 return;

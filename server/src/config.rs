@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// `plain` (human readable) or `json` (one object per line).
     pub log_format: LogFormat,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish
+    /// before the process exits anyway.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             port: 8080,
             cors_origins: Vec::new(),
             log_format: LogFormat::Plain,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -91,7 +95,8 @@ pub struct MongoConfig {
     pub uri: String,
     pub database: String,
     /// How long an operation waits for a usable server before the request
-    /// fails with 503 (the driver's own default is 30 s).
+    /// fails with 503 (the driver's own default is 30 s). Once the health
+    /// check has seen the database down, requests fail at once instead.
     pub timeout_ms: u64,
 }
 
@@ -100,7 +105,7 @@ impl Default for MongoConfig {
         Self {
             uri: "mongodb://127.0.0.1:27017".into(),
             database: "pd2-ticket".into(),
-            timeout_ms: 5_000,
+            timeout_ms: 1_000,
         }
     }
 }
@@ -139,7 +144,7 @@ impl Default for PluginsConfig {
         Self {
             dir: "plugins/dist".into(),
             memory_limit: 64 * 1024 * 1024,
-            timeout_ms: 2_000,
+            timeout_ms: 1_000,
             max_output: 8 * 1024 * 1024,
             settings: BTreeMap::new(),
         }

@@ -2,10 +2,21 @@
 //! single `recover` in `api` turns it (and warp's own rejections) into the
 //! `{"detail": ...}` JSON responses of the spec.
 
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 
 use crate::{auth::TokenError, store::StoreError};
+
+/// Every error response: `{"detail": "<message>"}`, sometimes with more
+/// fields next to `detail` (see the 422 of `POST /ticket`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Ticket not found"}))]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub detail: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 
 use crate::{
@@ -15,6 +17,7 @@ use crate::{
     error::ApiError,
     plugins::{FileInfo, FileSource, Hook, LoadedPlugin, PluginHost, Verdict},
     store::{ByteRange, CachedPreview, FileStore, StoredFile},
+    telemetry::metrics,
 };
 
 /// A stored file read through GridFS, a range at a time. Plugin calls run
@@ -64,6 +67,27 @@ fn unavailable(plugin: &LoadedPlugin) -> ApiError {
     .with_field("plugin", json!(plugin.name()))
 }
 
+/// One reason an upload was refused (`rejections` of the 422 body).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyRejection {
+    /// The file concerned; `null` for a rule about the whole ticket.
+    pub file: Option<String>,
+    /// The validator that refused it.
+    pub plugin: String,
+    pub message: String,
+}
+
+/// The 422 body of a refused upload.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "detail": "File rejected by policy",
+    "rejections": [{"file": "a.exe", "plugin": "file-policy", "message": "denied_extensions: `.exe` files are not accepted"}]
+}))]
+pub struct PolicyRejected {
+    pub detail: String,
+    pub rejections: Vec<PolicyRejection>,
+}
+
 /// Runs every matching file validator on each file, then every ticket
 /// validator once. All rejections are reported together (422).
 pub async fn validate_upload(state: &AppState, files: &[StoredFile]) -> Result<(), ApiError> {
@@ -77,8 +101,11 @@ pub async fn validate_upload(state: &AppState, files: &[StoredFile]) -> Result<(
                 .await
             {
                 Ok(Verdict::Accept) => {}
-                Ok(Verdict::Reject(message)) => rejections
-                    .push(json!({"file": file.path, "plugin": plugin.name(), "message": message})),
+                Ok(Verdict::Reject(message)) => rejections.push(PolicyRejection {
+                    file: Some(file.path.clone()),
+                    plugin: plugin.name().to_owned(),
+                    message,
+                }),
                 Err(_) => return Err(unavailable(&plugin)),
             }
         }
@@ -88,9 +115,11 @@ pub async fn validate_upload(state: &AppState, files: &[StoredFile]) -> Result<(
         match host.validate_ticket(&plugin, infos.clone()).await {
             Ok(Verdict::Accept) => {}
             // Not about one file: `file` is null.
-            Ok(Verdict::Reject(message)) => {
-                rejections.push(json!({"file": null, "plugin": plugin.name(), "message": message}))
-            }
+            Ok(Verdict::Reject(message)) => rejections.push(PolicyRejection {
+                file: None,
+                plugin: plugin.name().to_owned(),
+                message,
+            }),
             Err(_) => return Err(unavailable(&plugin)),
         }
     }
@@ -139,6 +168,7 @@ pub async fn preview(state: &AppState, file: &StoredFile) -> Result<PreviewReply
     for (plugin, key) in renderers.iter().zip(&keys) {
         match cached.get(key) {
             Some(Some(preview)) => {
+                metrics().preview_cache(true);
                 return Ok(PreviewReply {
                     preview: preview.clone(),
                     cache_hit: true,
@@ -148,6 +178,7 @@ pub async fn preview(state: &AppState, file: &StoredFile) -> Result<PreviewReply
             Some(None) => continue,
             None => {}
         }
+        metrics().preview_cache(false);
         match host.render(plugin, info.clone(), source(state, file)).await {
             Ok(Some(preview)) => {
                 let preview = CachedPreview {

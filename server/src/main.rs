@@ -6,22 +6,20 @@ mod auth;
 mod config;
 mod error;
 mod hooks;
+mod http;
+mod janitor;
 mod plugin_cli;
 mod plugins;
 mod store;
+mod telemetry;
 mod ticket;
 mod upload;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
-use crate::{
-    app::AppState,
-    auth::DisplayData,
-    config::{Config, LogFormat},
-};
+use crate::{app::AppState, auth::DisplayData, config::Config};
 
 #[derive(Parser)]
 #[command(
@@ -102,7 +100,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.server.log_format);
+    telemetry::init_logging(config.server.log_format);
     if let Command::Plugin { command } = &cli.command {
         let result = match command {
             PluginCommand::Check { file } => plugin_cli::check(&config, file),
@@ -177,16 +175,4 @@ async fn print_token(
         .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
     println!("{token}");
     Ok(())
-}
-
-/// Logs go to stderr; `RUST_LOG` overrides the default level.
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

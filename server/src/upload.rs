@@ -4,9 +4,13 @@
 //! the size limits on every chunk, so memory stays at about one GridFS chunk
 //! per upload and an oversize file is refused as soon as it crosses the
 //! limit. The ticket record is inserted last; on any failure every byte
-//! stored for the ticket is removed before the error is returned.
+//! stored for the ticket is removed before the error is returned (or, if
+//! the database is gone, by the janitor once it is back).
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use bytes::Buf;
 use futures_util::{Stream, TryStreamExt};
@@ -17,8 +21,9 @@ use crate::{
     app::State,
     config::LimitsConfig,
     error::ApiError,
-    hooks,
-    store::{FileUpload, Store, StoredFile, TicketRecord},
+    hooks, janitor,
+    store::{FileIdBlock, FileUpload, Store, StoredFile, TicketRecord},
+    telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, new_ticket_id, normalize_upload_name},
 };
 
@@ -31,6 +36,9 @@ const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Cap for all non-file fields together, so a body of endless small unknown
 /// fields cannot keep the server reading.
 const MAX_FIELDS_BYTES: usize = 1024 * 1024;
+/// A client that sends nothing for this long is cut off, so no upload (and
+/// no journal entry) lives forever.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The `data` field: `{"is_public": bool | "true" | "false", "remark": string}`.
 #[derive(Debug, Default, Deserialize)]
@@ -68,10 +76,22 @@ pub async fn ingest(
 ) -> Result<TicketRecord, ApiError> {
     let store = &state.store;
     let ticket_id = new_ticket_id();
+    let ids = FileIdBlock::new();
+    // Journaled before the first byte, so whatever happens next the bytes
+    // can be found again (see `store::uploads`).
+    store
+        .uploads
+        .begin(&ticket_id, &ids)
+        .await
+        .inspect_err(|_| {
+            metrics().upload(UploadOutcome::Failed, 0, 0);
+        })?;
     let mut receiver = Receiver {
         store,
         limits: &state.config.limits,
         ticket_id: &ticket_id,
+        ids,
+        touched: Instant::now(),
         files: Vec::new(),
         names: HashSet::new(),
         total: 0,
@@ -97,24 +117,35 @@ pub async fn ingest(
         Ok(ticket)
     }
     .await;
-    if outcome.is_err() {
-        discard(store, &ticket_id).await;
+    match &outcome {
+        Ok(ticket) => {
+            metrics().upload(UploadOutcome::Stored, ticket.files.len(), receiver.total);
+            // A leftover entry is harmless: the janitor sees the ticket and
+            // keeps its files.
+            if let Err(error) = store.uploads.remove(&ticket_id).await {
+                tracing::warn!(%error, ticket_id, "could not close the upload journal entry");
+            }
+        }
+        Err(error) => {
+            let outcome = if error.status.is_server_error() {
+                UploadOutcome::Failed
+            } else {
+                UploadOutcome::Rejected
+            };
+            metrics().upload(outcome, 0, 0);
+            state.janitor.discard(store, &ticket_id).await;
+        }
     }
     outcome
-}
-
-async fn discard(store: &Store, ticket_id: &str) {
-    if let Err(error) = store.files.delete_ticket(ticket_id).await {
-        // The files stay tagged with a ticket id that has no record; they can
-        // be found and removed by that id once the database is back.
-        tracing::error!(%error, ticket_id, "could not remove the bytes of a failed upload");
-    }
 }
 
 struct Receiver<'a> {
     store: &'a Store,
     limits: &'a LimitsConfig,
     ticket_id: &'a str,
+    ids: FileIdBlock,
+    /// When the journal entry was last refreshed.
+    touched: Instant,
     files: Vec<StoredFile>,
     names: HashSet<String>,
     /// Bytes of file content received so far, all files together.
@@ -126,7 +157,7 @@ struct Receiver<'a> {
 impl Receiver<'_> {
     async fn receive(&mut self, mut form: FormData) -> Result<TicketOptions, ApiError> {
         let mut options = TicketOptions::default();
-        while let Some(part) = form.try_next().await.map_err(malformed)? {
+        while let Some(part) = idle(form.try_next()).await? {
             match part.name() {
                 FILES_FIELD => self.receive_file(part).await?,
                 DATA_FIELD => {
@@ -160,7 +191,7 @@ impl Receiver<'_> {
         let mut upload = self
             .store
             .files
-            .begin(self.ticket_id, &path, &content_type)
+            .begin(self.ids.next_id(), self.ticket_id, &path, &content_type)
             .await?;
         if let Err(e) = self.copy(part.stream(), &mut upload).await {
             if let Err(error) = upload.abort().await {
@@ -179,7 +210,11 @@ impl Receiver<'_> {
         upload: &mut FileUpload,
     ) -> Result<(), ApiError> {
         let mut data = std::pin::pin!(data);
-        while let Some(mut buf) = data.try_next().await.map_err(malformed)? {
+        while let Some(mut buf) = idle(data.try_next()).await? {
+            if self.touched.elapsed() >= janitor::TOUCH_EVERY {
+                self.store.uploads.touch(self.ticket_id).await?;
+                self.touched = Instant::now();
+            }
             while buf.has_remaining() {
                 let chunk = buf.chunk();
                 let len = chunk.len() as u64;
@@ -202,7 +237,7 @@ impl Receiver<'_> {
         let name = part.name().to_owned();
         let mut data = std::pin::pin!(part.stream());
         let mut out = Vec::new();
-        while let Some(mut buf) = data.try_next().await.map_err(malformed)? {
+        while let Some(mut buf) = idle(data.try_next()).await? {
             self.field_bytes += buf.remaining();
             if out.len() + buf.remaining() > MAX_FIELD_BYTES || self.field_bytes > MAX_FIELDS_BYTES
             {
@@ -218,6 +253,17 @@ impl Receiver<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// The next piece of the body, unless the client has gone quiet.
+async fn idle<T>(next: impl Future<Output = Result<T, warp::Error>>) -> Result<T, ApiError> {
+    match tokio::time::timeout(IDLE_TIMEOUT, next).await {
+        Ok(result) => result.map_err(malformed),
+        Err(_) => Err(ApiError::new(
+            warp::http::StatusCode::REQUEST_TIMEOUT,
+            format!("Upload stalled: no data for {} s", IDLE_TIMEOUT.as_secs()),
+        )),
     }
 }
 

@@ -334,7 +334,6 @@ impl Server {
             ("PD2_MONGODB__URI".to_owned(), db_uri.clone()),
             ("PD2_MONGODB__DATABASE".to_owned(), database.clone()),
             ("PD2_SERVER__PORT".to_owned(), port.to_string()),
-            ("PD2_MONGODB__TIMEOUT_MS".to_owned(), "3000".to_owned()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
         ];
         env.extend(options.env.iter().cloned());

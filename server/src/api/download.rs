@@ -17,6 +17,7 @@ use warp::{Filter, Rejection, Reply, http::header, reply::Response};
 use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
 
 use super::{
+    files::FileBytes,
     filters::{authenticated, with_state},
     handle,
     tickets::visible_ticket,
@@ -24,7 +25,7 @@ use super::{
 use crate::{
     app::State,
     auth::Requester,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     store::{ByteRange, FileStore, StoredFile, TicketRecord},
 };
 
@@ -41,7 +42,22 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .and_then(|u, t, s, r| handle(download(s, r, u, t)))
 }
 
-async fn download(
+/// All files of a ticket as one zip, streamed; entries keep their paths.
+#[utoipa::path(
+    get, path = "/ticket/{user_id}/{ticket_id}/download", tag = "files",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+    ),
+    responses(
+        (status = 200, description = "`attachment; filename=\"<ticket_id>.zip\"`", body = FileBytes, content_type = "application/zip"),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`Ticket not found`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn download(
     state: State,
     me: Requester,
     user_id: String,

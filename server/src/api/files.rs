@@ -17,7 +17,7 @@ use super::{
 use crate::{
     app::{AppState, State},
     auth::Requester,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     store::{ByteRange, StoredFile, TicketRecord},
     ticket::is_legal_path,
 };
@@ -25,6 +25,20 @@ use crate::{
 /// Ticket files change only by replacing the whole ticket, so a short cache
 /// lifetime is safe and spares re-downloads while a TA browses.
 const CACHE_CONTROL: &str = "max-age=600";
+
+/// Any file's bytes (documentation only).
+pub(super) struct FileBytes;
+
+impl utoipa::PartialSchema for FileBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_media_type("application/octet-stream")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FileBytes {}
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("ticket" / String / String / "files" / ..)
@@ -36,7 +50,30 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .and_then(|u, t, tail, s, r, h| handle(serve_file(s, r, u, t, tail, h)))
 }
 
-async fn serve_file(
+/// A file's bytes, with `ETag`/`If-None-Match` (304) and `Range` (206, 416)
+/// support. `Content-Type` comes from the extension; text types carry
+/// `charset=utf-8`.
+#[utoipa::path(
+    get, path = "/ticket/{user_id}/{ticket_id}/files/{file_path}", tag = "files",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+        ("file_path" = String, Path, description = "The file's path in the ticket, percent-encoded; `/` separates folders"),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer"),
+    ),
+    responses(
+        (status = 200, description = "The whole file", body = FileBytes, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range", body = FileBytes, content_type = "application/octet-stream"),
+        (status = 304, description = "Unchanged since the given `ETag`"),
+        (status = 403, description = "`Permission denied` (illegal path) or `Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`Ticket not found` or `Ticket file not found`", body = ErrorBody),
+        (status = 416, description = "The range lies outside the file", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn serve_file(
     state: State,
     me: Requester,
     user_id: String,

@@ -17,15 +17,39 @@ pub fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infal
     warp::any().map(move || state.clone())
 }
 
+/// Refuses at once, with 503, while the health check sees the database
+/// down: every route behind it needs the database, and waiting for the
+/// driver's server selection would only make the client wait for the same
+/// answer.
+pub fn database(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::any()
+        .and_then(move || {
+            let up = state.store.health.is_up();
+            async move {
+                if up {
+                    Ok(())
+                } else {
+                    Err(Rejection::from(ApiError::database_unavailable()))
+                }
+            }
+        })
+        .untuple_one()
+}
+
 /// Extracts the caller from `Authorization: Bearer <jwt>`. It runs before any
 /// body filter, so an unauthenticated upload is refused unread.
 pub fn authenticated(
     state: State,
 ) -> impl Filter<Extract = (Requester,), Error = Rejection> + Clone {
-    bearer(state.clone(), false).map(move |bearer: Bearer| Requester {
-        id: bearer.claims.user.id.clone(),
-        is_admin: state.is_admin(&bearer.claims.user.id),
-    })
+    database(state.clone())
+        .and(bearer(state.clone(), false))
+        .map(move |bearer: Bearer| {
+            crate::telemetry::set_user(&bearer.claims.user.id);
+            Requester {
+                id: bearer.claims.user.id.clone(),
+                is_admin: state.is_admin(&bearer.claims.user.id),
+            }
+        })
 }
 
 /// A verified bearer token and its claims.
@@ -47,9 +71,13 @@ pub fn bearer(
                 .and_then(bearer_token)
                 .ok_or_else(ApiError::invalid_credentials)?;
             match state.tokens.verify(token, allow_expired).await {
-                Ok(claims) => Ok(Bearer {
-                    token: token.to_owned(),
-                    claims,
+                Ok(claims) => Ok({
+                    // Names the caller in this request's log line.
+                    crate::telemetry::set_user(&claims.user.id);
+                    Bearer {
+                        token: token.to_owned(),
+                        claims,
+                    }
                 }),
                 Err(e) => Err(Rejection::from(ApiError::from(e))),
             }

@@ -1,10 +1,13 @@
 //! HTTP routes: small filters composed per resource, one `recover` that turns
 //! every failure into the spec's `{"detail": ...}` response.
 
+mod docs;
 mod download;
 mod files;
 mod filters;
 mod oauth;
+mod openapi;
+mod ops;
 mod plugins;
 mod preview;
 mod tickets;
@@ -17,16 +20,12 @@ use warp::{Filter, Rejection, Reply, http::StatusCode, reply::Response};
 
 use crate::{app::State, error::ApiError};
 
+pub use openapi::RouteTable;
+
 /// Every route of the API, with errors already turned into responses.
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let ping = warp::path!("ping")
-        .and(warp::get())
-        .map(|| warp::reply::json(&"pong").into_response());
-    let version = warp::path!("version")
-        .and(warp::get())
-        .map(|| warp::reply::json(&"v2.0.0").into_response());
-
-    ping.or(version)
+    ops::routes(state.clone())
+        .or(openapi::routes())
         .unify()
         .or(oauth::routes(state.clone()))
         .unify()
@@ -91,18 +90,6 @@ fn invalid_header(name: &str) -> ApiError {
     } else {
         ApiError::bad_request(format!("Invalid `{name}` header"))
     }
-}
-
-/// One log line per request.
-pub fn log_request(info: warp::log::Info<'_>) {
-    tracing::info!(
-        target: "pd2_ticket::request",
-        method = %info.method(),
-        path = info.path(),
-        status = info.status().as_u16(),
-        latency_ms = info.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
 }
 
 /// Adapts a handler returning `Result<_, ApiError>` to warp's rejection.

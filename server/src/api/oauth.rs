@@ -1,16 +1,17 @@
 //! `/oauth`: log in with a Discord authorization code, refresh a token.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply, reply::Response};
 
 use super::{
-    filters::{Bearer, bearer, json_body, with_state},
+    filters::{Bearer, bearer, database, json_body, with_state},
     handle,
 };
 use crate::{
     app::{AppState, State},
     auth::{DiscordError, DisplayData, discord::Grant},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
 };
 
 /// A token with more than this left is handed back unchanged on refresh.
@@ -19,24 +20,29 @@ const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let login = warp::path!("oauth")
         .and(warp::post())
+        .and(database(state.clone()))
         .and(with_state(state.clone()))
         .and(json_body::<LoginRequest>())
         .and_then(|s, body| handle(login(s, body)));
     let refresh = warp::path!("oauth")
         .and(warp::put())
+        .and(database(state.clone()))
         .and(with_state(state.clone()))
         .and(bearer(state, true))
         .and_then(|s, b| handle(refresh(s, b)));
     login.or(refresh).unify()
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct LoginRequest {
+    /// The `code` Discord's authorization redirect carried.
     code: String,
 }
 
-#[derive(Serialize)]
-struct TokenReply {
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"token_type": "Bearer", "access_token": "eyJhbGciOiJIUzI1NiJ9..."}))]
+pub(super) struct TokenReply {
+    /// Always `Bearer`.
     token_type: &'static str,
     access_token: String,
 }
@@ -54,7 +60,20 @@ fn authorize_failed(error: DiscordError) -> ApiError {
     ApiError::authorize_failed()
 }
 
-async fn login(state: State, request: LoginRequest) -> Result<Response, ApiError> {
+/// Log in with a Discord authorization code. The JWT expires with the
+/// Discord token.
+#[utoipa::path(
+    post, path = "/oauth", tag = "auth",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Logged in", body = TokenReply),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "`Authorize failed`: Discord refused the code, timed out, or the `identify` scope is missing", body = ErrorBody),
+        (status = 422, description = "The body is JSON without a `code` string", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn login(state: State, request: LoginRequest) -> Result<Response, ApiError> {
     if request.code.is_empty() {
         return Err(ApiError::unprocessable("Field `code` must not be empty"));
     }
@@ -69,7 +88,20 @@ async fn login(state: State, request: LoginRequest) -> Result<Response, ApiError
 
 /// Accepts an expired (but genuine) token: hands it back while it has more
 /// than a day left, otherwise renews the Discord grant and issues a new one.
-async fn refresh(state: State, bearer: Bearer) -> Result<Response, ApiError> {
+/// Refresh a token. An expired but correctly signed token is accepted; one
+/// with more than a day left comes back unchanged, otherwise the stored
+/// Discord refresh token is used.
+#[utoipa::path(
+    put, path = "/oauth", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A valid token", body = TokenReply),
+        (status = 401, description = "`Authorize failed`: Discord refused the refresh", body = ErrorBody),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn refresh(state: State, bearer: Bearer) -> Result<Response, ApiError> {
     let Bearer { token, claims } = bearer;
     if claims.seconds_left() > REFRESH_THRESHOLD_SECONDS {
         return Ok(token_reply(token));

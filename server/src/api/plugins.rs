@@ -3,14 +3,20 @@
 
 use std::sync::atomic::Ordering;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply, reply::Response};
 
 use super::{
     filters::{authenticated, with_state},
     handle,
 };
-use crate::{app::State, auth::Requester, error::ApiError};
+use crate::{
+    app::State,
+    auth::Requester,
+    error::{ApiError, ErrorBody},
+    plugins::ManifestInfo,
+};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("plugins")
@@ -20,36 +26,88 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .and_then(|s, r| handle(list(s, r)))
 }
 
-async fn list(state: State, me: Requester) -> Result<Response, ApiError> {
+#[derive(Serialize, ToSchema)]
+pub struct PluginList {
+    pub plugins: Vec<PluginEntry>,
+    /// Admins only: files in the plugin directory that could not be loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<LoadError>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PluginEntry {
+    #[serde(flatten)]
+    pub manifest: ManifestInfo,
+    /// Admins only: the component file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Admins only: first 16 hex digits of the file's SHA-256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// Admins only: calls since this instance started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<PluginStats>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PluginStats {
+    pub calls: u64,
+    pub failures: u64,
+    pub mean_ms: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoadError {
+    pub file: String,
+    pub error: String,
+}
+
+/// List the loaded plugins.
+#[utoipa::path(
+    get, path = "/plugins", tag = "plugins",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Loaded plugins; admins also see files, builds, statistics and load errors", body = PluginList),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(state: State, me: Requester) -> Result<Response, ApiError> {
     let host = &state.plugins;
-    let plugins: Vec<Value> = host
+    let plugins = host
         .plugins()
         .iter()
         .map(|p| {
-            let mut entry = serde_json::to_value(&p.manifest).unwrap_or_default();
-            if me.is_admin {
+            let admin = me.is_admin.then(|| {
                 let stats = host.stats(p.name());
                 let calls = stats.calls.load(Ordering::Relaxed);
                 let micros = stats.total_micros.load(Ordering::Relaxed);
-                entry["file"] = json!(p.file.display().to_string());
-                entry["build"] = json!(p.build);
-                entry["stats"] = json!({
-                    "calls": calls,
-                    "failures": stats.failures.load(Ordering::Relaxed),
-                    "mean_ms": if calls == 0 { 0.0 } else { micros as f64 / calls as f64 / 1000.0 },
-                });
+                PluginStats {
+                    calls,
+                    failures: stats.failures.load(Ordering::Relaxed),
+                    mean_ms: if calls == 0 {
+                        0.0
+                    } else {
+                        micros as f64 / calls as f64 / 1000.0
+                    },
+                }
+            });
+            PluginEntry {
+                manifest: p.manifest.clone(),
+                file: me.is_admin.then(|| p.file.display().to_string()),
+                build: me.is_admin.then(|| p.build.clone()),
+                stats: admin,
             }
-            entry
         })
         .collect();
-    let mut body = json!({ "plugins": plugins });
-    if me.is_admin {
-        let errors: Vec<Value> = host
-            .load_errors()
+    let errors = me.is_admin.then(|| {
+        host.load_errors()
             .into_iter()
-            .map(|(file, error)| json!({"file": file.display().to_string(), "error": error}))
-            .collect();
-        body["errors"] = json!(errors);
-    }
-    Ok(warp::reply::json(&body).into_response())
+            .map(|(file, error)| LoadError {
+                file: file.display().to_string(),
+                error,
+            })
+            .collect()
+    });
+    Ok(warp::reply::json(&PluginList { plugins, errors }).into_response())
 }

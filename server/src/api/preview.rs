@@ -9,12 +9,18 @@ use warp::{
 };
 
 use super::{
+    files::FileBytes,
     files::{set, ticket_file},
     filters::{authenticated, with_state},
     handle,
     tickets::visible_ticket,
 };
-use crate::{app::State, auth::Requester, error::ApiError, hooks};
+use crate::{
+    app::State,
+    auth::Requester,
+    error::{ApiError, ErrorBody},
+    hooks,
+};
 
 /// Previews are documents a plugin wrote: nothing in them may run script or
 /// load anything; images must be inline `data:` URLs.
@@ -29,7 +35,27 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .and_then(|u, t, tail, s, r| handle(preview(s, r, u, t, tail)))
 }
 
-async fn preview(
+/// A rendered preview of a file from the first matching renderer plugin
+/// (highlighted code, Markdown, image thumbnail). Served with
+/// `Content-Security-Policy: sandbox`, `X-Preview-Plugin` (who rendered it)
+/// and `X-Preview-Cache: hit|miss`.
+#[utoipa::path(
+    get, path = "/ticket/{user_id}/{ticket_id}/preview/{file_path}", tag = "files",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+        ("file_path" = String, Path, description = "The file's path in the ticket, percent-encoded; `/` separates folders"),
+    ),
+    responses(
+        (status = 200, description = "The preview, in the content type the plugin chose (HTML, an image, text)", body = FileBytes, content_type = "text/html"),
+        (status = 403, description = "`Permission denied` (illegal path) or `Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`Ticket not found` or `Ticket file not found`", body = ErrorBody),
+        (status = 415, description = "`No preview available`: no renderer takes this file", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn preview(
     state: State,
     me: Requester,
     user_id: String,

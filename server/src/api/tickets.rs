@@ -2,6 +2,7 @@
 //! rules shared with the file routes.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 use warp::{
     Filter, Rejection, Reply,
     http::{HeaderMap, StatusCode, header},
@@ -17,7 +18,8 @@ use super::{
 use crate::{
     app::{AppState, State},
     auth::Requester,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
+    hooks::PolicyRejected,
     store::{TicketPage, TicketRecord},
     ticket::is_ticket_id,
     upload,
@@ -88,12 +90,49 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .unify()
 }
 
-async fn list_own(state: State, me: Requester, page: TicketPage) -> Result<Response, ApiError> {
+/// List your own tickets, newest first.
+#[utoipa::path(
+    get, path = "/ticket", tag = "tickets",
+    security(("bearer" = [])),
+    params(
+        ("offset" = Option<i64>, Query, description = "Tickets to skip (default 0; negative counts as 0)"),
+        ("length" = Option<i64>, Query, description = "Tickets to return (default 10, clamped to 1..=100)"),
+    ),
+    responses(
+        (status = 200, description = "Your tickets", body = [TicketSummary]),
+        (status = 400, description = "`offset` or `length` is not an integer", body = ErrorBody),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_own(
+    state: State,
+    me: Requester,
+    page: TicketPage,
+) -> Result<Response, ApiError> {
     let tickets = state.store.tickets.list(&me.id, false, page).await?;
     Ok(list_reply(&tickets))
 }
 
-async fn list_user(
+/// List a user's tickets, newest first: all of them for the user and
+/// admins, only public ones for everybody else.
+#[utoipa::path(
+    get, path = "/ticket/{user_id}", tag = "tickets",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        ("offset" = Option<i64>, Query, description = "Tickets to skip (default 0; negative counts as 0)"),
+        ("length" = Option<i64>, Query, description = "Tickets to return (default 10, clamped to 1..=100)"),
+    ),
+    responses(
+        (status = 200, description = "The user's tickets", body = [TicketSummary]),
+        (status = 400, description = "`offset` or `length` is not an integer", body = ErrorBody),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`User not found`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_user(
     state: State,
     me: Requester,
     user_id: String,
@@ -141,7 +180,28 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<(), Api
     }
 }
 
-async fn create(state: State, me: Requester, form: FormData) -> Result<Response, ApiError> {
+/// Upload a ticket: a multipart form of files (names may carry folders)
+/// and optional options. Limits are checked while the body streams in;
+/// a refused upload leaves nothing stored.
+#[utoipa::path(
+    post, path = "/ticket", tag = "tickets",
+    security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "The new ticket", body = TicketFull),
+        (status = 400, description = "`Missing file`, an illegal or duplicate file name (named in the detail), a malformed form", body = ErrorBody),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 408, description = "`Upload stalled: no data for 60 s`", body = ErrorBody),
+        (status = 413, description = "`File is too large`, `Ticket is too large`, `Too many files (at most N)`", body = ErrorBody),
+        (status = 422, description = "`File rejected by policy`: a validator plugin refused the upload", body = PolicyRejected),
+        (status = 503, description = "`Database unavailable`, or `Plugin unavailable: <name>` when a validator fails", body = ErrorBody),
+    )
+)]
+pub(super) async fn create(
+    state: State,
+    me: Requester,
+    form: FormData,
+) -> Result<Response, ApiError> {
     // Spawned so that a client hanging up cannot cancel the cleanup of a
     // half-received upload.
     let ingest = upload::ingest(state.clone(), me.id.clone(), form);
@@ -153,7 +213,22 @@ async fn create(state: State, me: Requester, form: FormData) -> Result<Response,
     full_reply(&state, &ticket, StatusCode::CREATED).await
 }
 
-async fn get(
+/// Read a ticket. Visible to its author, admins, and everybody when public.
+#[utoipa::path(
+    get, path = "/ticket/{user_id}/{ticket_id}", tag = "tickets",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+    ),
+    responses(
+        (status = 200, description = "The ticket", body = TicketFull),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`Ticket not found` (also when you may not see it)", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn get(
     state: State,
     me: Requester,
     user_id: String,
@@ -165,13 +240,48 @@ async fn get(
 
 /// `PUT` body: absent fields stay unchanged; other fields are ignored, as
 /// the original server did, so clients sending a whole ticket keep working.
-#[derive(Deserialize)]
-struct TicketChanges {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct TicketChanges {
+    /// Whether everybody may see the ticket.
     is_public: Option<bool>,
+    /// A note for the reader.
     remark: Option<String>,
 }
 
-async fn update(
+/// The `POST /ticket` form (documentation only: the body is streamed).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UploadForm {
+    /// One part per file; the part's file name is the path in the ticket
+    /// (`src/main/App.java`; `\\` becomes `/`).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    files: Vec<Vec<u8>>,
+    /// JSON text: `{"is_public": bool or "true"/"false", "remark": string}`;
+    /// absent means private with no remark.
+    #[schema(example = r#"{"is_public": "true", "remark": "help with lab 3"}"#)]
+    data: Option<String>,
+}
+
+/// Change a ticket's visibility or remark (author only). Absent fields
+/// stay unchanged. Answers 201, as the original API did.
+#[utoipa::path(
+    put, path = "/ticket/{user_id}/{ticket_id}", tag = "tickets",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+    ),
+    request_body(content = TicketChanges, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The updated ticket", body = TicketFull),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 403, description = "`Permission denied` (not the author) or `Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`Ticket not found`", body = ErrorBody),
+        (status = 422, description = "The body is JSON of the wrong shape", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn update(
     state: State,
     me: Requester,
     user_id: String,
@@ -195,7 +305,22 @@ async fn update(
     full_reply(&state, &ticket, StatusCode::CREATED).await
 }
 
-async fn delete(
+/// Delete a ticket and all of its stored bytes (author only).
+#[utoipa::path(
+    delete, path = "/ticket/{user_id}/{ticket_id}", tag = "tickets",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`Permission denied` (not the author) or `Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`Ticket not found`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn delete(
     state: State,
     me: Requester,
     user_id: String,

@@ -9,7 +9,7 @@ use super::{
 use crate::{
     app::State,
     auth::{DisplayData, Requester},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
 };
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -20,7 +20,25 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .and_then(|u, s, r| handle(user(s, r, u)))
 }
 
-async fn user(state: State, me: Requester, user_id: String) -> Result<Response, ApiError> {
+/// A user's public display data.
+#[utoipa::path(
+    get, path = "/user/{user_id}", tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+    ),
+    responses(
+        (status = 200, description = "The user", body = DisplayData),
+        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
+        (status = 404, description = "`User not found`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+    )
+)]
+pub(super) async fn user(
+    state: State,
+    me: Requester,
+    user_id: String,
+) -> Result<Response, ApiError> {
     let user = state
         .store
         .users

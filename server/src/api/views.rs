@@ -1,6 +1,7 @@
 //! JSON shapes of the v2 API.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{
     app::AppState,
@@ -10,12 +11,16 @@ use crate::{
 };
 
 /// A ticket in a list.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "3f9a1c0b7d2e6553a1b2", "files": ["src/Main.java", "README.md"], "is_public": false, "remark": "lab 3", "create_time": 1700000000000_i64}))]
 pub struct TicketSummary<'a> {
+    /// 20 lowercase hex characters.
     pub id: &'a str,
+    /// Paths, `/`-separated, in upload order.
     pub files: Vec<&'a str>,
     pub is_public: bool,
     pub remark: &'a str,
+    /// Unix milliseconds.
     pub create_time: i64,
 }
 
@@ -32,14 +37,14 @@ impl<'a> From<&'a TicketRecord> for TicketSummary<'a> {
 }
 
 /// A ticket with its author.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TicketFull<'a> {
     #[serde(flatten)]
     pub ticket: TicketSummary<'a>,
     pub author: Author,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Author {
     pub display_data: DisplayData,
 }

@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use crate::store::{SettingsStore, StoreError, UserProfile};
 
 /// A user as every client sees them (`author.display_data`, `/user/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DisplayData {
     pub id: String,
     pub username: String,
@@ -116,6 +116,12 @@ impl TokenService {
                 Ok(Keys::new(secret.as_bytes()))
             })
             .await
+    }
+
+    /// Loads (or generates) the secret now, so that tokens stay verifiable
+    /// through a later database outage.
+    pub async fn warm(&self) -> Result<(), StoreError> {
+        self.keys().await.map(|_| ())
     }
 
     /// Signs a token for `user` valid for `ttl_seconds` from now.

@@ -48,7 +48,7 @@ impl PluginError {
 }
 
 /// A plugin's declared identity and interests, as `GET /plugins` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ManifestInfo {
     pub name: String,
     pub version: String,
@@ -58,7 +58,7 @@ pub struct ManifestInfo {
     pub priority: i32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MatchersInfo {
     pub paths: Vec<String>,
     pub mime_types: Vec<String>,
@@ -475,8 +475,10 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Verdict> {
-        self.run(plugin, move |rt, p| p.call_validate_file(rt, info, source))
-            .await
+        self.run(plugin, "validate-file", move |rt, p| {
+            p.call_validate_file(rt, info, source)
+        })
+        .await
     }
 
     pub async fn validate_ticket(
@@ -484,8 +486,10 @@ impl PluginHost {
         plugin: &Arc<LoadedPlugin>,
         files: Vec<FileInfo>,
     ) -> CallResult<Verdict> {
-        self.run(plugin, move |rt, p| p.call_validate_ticket(rt, files))
-            .await
+        self.run(plugin, "validate-ticket", move |rt, p| {
+            p.call_validate_ticket(rt, files)
+        })
+        .await
     }
 
     pub async fn render(
@@ -494,8 +498,10 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Option<Preview>> {
-        self.run(plugin, move |rt, p| p.call_render(rt, info, source))
-            .await
+        self.run(plugin, "render", move |rt, p| {
+            p.call_render(rt, info, source)
+        })
+        .await
     }
 
     /// Runs a call on the blocking pool (never on the reactor), bounded by
@@ -503,6 +509,7 @@ impl PluginHost {
     async fn run<R: Send + 'static>(
         self: &Arc<Self>,
         plugin: &Arc<LoadedPlugin>,
+        hook: &'static str,
         call: impl FnOnce(&Runtime, &LoadedPlugin) -> CallResult<R> + Send + 'static,
     ) -> CallResult<R> {
         let _slot = self
@@ -517,10 +524,12 @@ impl PluginHost {
         let result = tokio::task::spawn_blocking(move || call(&runtime, &loaded))
             .await
             .unwrap_or_else(|e| Err(PluginError::Host(format!("call panicked: {e}"))));
+        let elapsed = started.elapsed();
+        crate::telemetry::metrics().plugin_call(plugin.name(), hook, elapsed, result.is_err());
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats
             .total_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         if let Err(error) = &result {
             stats.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(plugin = plugin.name(), build = %plugin.build, "plugin call failed: {error}");

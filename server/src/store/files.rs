@@ -100,14 +100,15 @@ impl FileStore {
         Ok(())
     }
 
-    /// Starts storing one file of a ticket.
+    /// Starts storing one file of a ticket under `id` (from the upload's
+    /// [`super::FileIdBlock`], so an interrupted upload can be found).
     pub async fn begin(
         &self,
+        id: ObjectId,
         ticket_id: &str,
         path: &str,
         content_type: &str,
     ) -> Result<FileUpload> {
-        let id = ObjectId::new();
         let stream = self
             .bucket
             .open_upload_stream(path)
@@ -150,6 +151,17 @@ impl FileStore {
         self.files
             .delete_many(doc! { "_id": { "$in": &ids } })
             .await?;
+        Ok(())
+    }
+
+    /// Removes every file, complete or not, whose id is in `first..=last`.
+    /// Chunks go first, for the same reason as in [`Self::delete_ticket`].
+    pub async fn delete_id_range(&self, first: ObjectId, last: ObjectId) -> Result<()> {
+        let range = doc! { "$gte": first, "$lte": last };
+        self.chunks
+            .delete_many(doc! { "files_id": range.clone() })
+            .await?;
+        self.files.delete_many(doc! { "_id": range }).await?;
         Ok(())
     }
 

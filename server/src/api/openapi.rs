@@ -1,0 +1,213 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and the
+//! response types themselves, served at `/openapi.json` and rendered as a
+//! page at `/docs`. Its paths double as the route templates the metrics and
+//! logs use, so a route missing from the document shows up as `unmatched`.
+
+use std::sync::LazyLock;
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use warp::{Filter, Rejection, Reply, http::header, reply::Response};
+
+use super::{docs, download, files, oauth, ops, plugins, preview, tickets, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "PD2 Ticket",
+        description = "Share code between students and teaching assistants. A student logs in with Discord, uploads a folder of files as a ticket, and a TA browses, previews and downloads it.\n\nEvery route except `/ping`, `/version`, `/health`, `POST /oauth` and the docs routes needs `Authorization: Bearer <jwt>`. Errors are JSON `{\"detail\": \"<message>\"}`. `user_id` in a path may be `@me`.",
+    ),
+    paths(
+        oauth::login, oauth::refresh,
+        tickets::list_own, tickets::create, tickets::list_user,
+        tickets::get, tickets::update, tickets::delete,
+        files::serve_file, download::download, preview::preview,
+        users::user, plugins::list,
+        ops::ping, ops::version, ops::health, ops::prometheus,
+        openapi_json, docs_page,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Log in with Discord; refresh tokens"),
+        (name = "tickets", description = "Upload, list, read, change and delete tickets"),
+        (name = "files", description = "A ticket's files: bytes, previews, the whole ticket as a zip"),
+        (name = "users", description = "Display data of users"),
+        (name = "plugins", description = "The WebAssembly plugins this server runs"),
+        (name = "operations", description = "Liveness, readiness, metrics, this documentation"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT from `POST /oauth` (or `pd2-ticket token` for scripts).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Built once: the document never changes while the process runs.
+static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = "v2.0.0".into();
+    doc
+});
+static JSON: LazyLock<String> = LazyLock::new(|| DOCUMENT.to_pretty_json().unwrap_or_default());
+static PAGE: LazyLock<String> = LazyLock::new(|| docs::render(&DOCUMENT));
+
+pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let json = warp::path!("openapi.json")
+        .and(warp::get())
+        .map(openapi_json);
+    let page = warp::path!("docs").and(warp::get()).map(docs_page);
+    json.or(page).unify()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+fn openapi_json() -> Response {
+    warp::reply::with_header(JSON.as_str(), header::CONTENT_TYPE, "application/json")
+        .into_response()
+}
+
+/// This document as a page for people.
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "HTML", content_type = "text/html")))]
+fn docs_page() -> Response {
+    warp::reply::html(PAGE.as_str()).into_response()
+}
+
+/// Maps request paths to the document's path templates, for metric labels
+/// and log lines (a raw path would give every ticket its own time series).
+pub struct RouteTable {
+    templates: Vec<(&'static str, Vec<Segment>)>,
+}
+
+enum Segment {
+    Literal(String),
+    Param,
+    /// A trailing parameter that spans the rest of the path (file paths).
+    Rest,
+}
+
+impl RouteTable {
+    pub fn new() -> Self {
+        let templates = DOCUMENT
+            .paths
+            .paths
+            .keys()
+            .map(|template| {
+                let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+                let last = parts.len() - 1;
+                let segments = parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, part)| match part.strip_prefix('{') {
+                        Some(name) if i == last && name == "file_path}" => Segment::Rest,
+                        Some(_) => Segment::Param,
+                        None => Segment::Literal((*part).to_owned()),
+                    })
+                    .collect();
+                // Leaked once per template at start: labels are &'static.
+                let label: &'static str = Box::leak(template.clone().into_boxed_str());
+                (label, segments)
+            })
+            .collect();
+        Self { templates }
+    }
+
+    /// The template `path` matches, preferring literal segments over
+    /// parameters; `unmatched` for anything else.
+    pub fn label(&self, path: &str) -> &'static str {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        self.templates
+            .iter()
+            .filter_map(|(label, segments)| score(segments, &parts).map(|s| (s, *label)))
+            .max_by_key(|(s, _)| *s)
+            .map_or("unmatched", |(_, label)| label)
+    }
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Literal segments matched, or `None` when the template does not match.
+fn score(segments: &[Segment], parts: &[&str]) -> Option<usize> {
+    let mut literals = 0;
+    for (i, segment) in segments.iter().enumerate() {
+        match segment {
+            Segment::Rest => return (parts.len() > i).then_some(literals),
+            Segment::Param => {
+                if parts.get(i).is_none_or(|p| p.is_empty()) {
+                    return None;
+                }
+            }
+            Segment::Literal(literal) => {
+                if parts.get(i) != Some(&literal.as_str()) {
+                    return None;
+                }
+                literals += 1;
+            }
+        }
+    }
+    (parts.len() == segments.len()).then_some(literals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RouteTable;
+
+    #[test]
+    fn labels_use_templates() {
+        let table = RouteTable::new();
+        assert_eq!(table.label("/ping"), "/ping");
+        assert_eq!(table.label("/ticket"), "/ticket");
+        assert_eq!(table.label("/ticket/@me"), "/ticket/{user_id}");
+        assert_eq!(
+            table.label("/ticket/@me/0123456789abcdef0123"),
+            "/ticket/{user_id}/{ticket_id}"
+        );
+        assert_eq!(
+            table.label("/ticket/@me/0123456789abcdef0123/download"),
+            "/ticket/{user_id}/{ticket_id}/download"
+        );
+        assert_eq!(
+            table.label("/ticket/1/0123456789abcdef0123/files/src/download"),
+            "/ticket/{user_id}/{ticket_id}/files/{file_path}"
+        );
+        assert_eq!(
+            table.label("/ticket/1/0123456789abcdef0123/preview/a.md"),
+            "/ticket/{user_id}/{ticket_id}/preview/{file_path}"
+        );
+        assert_eq!(table.label("/nope"), "unmatched");
+        assert_eq!(table.label("/ticket/1/2/nope"), "unmatched");
+    }
+
+    #[test]
+    fn document_has_bearer_scheme_and_every_tagged_route() {
+        let doc: serde_json::Value = serde_json::from_str(&super::JSON).expect("document is JSON");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert!(doc["paths"]["/ticket/{user_id}/{ticket_id}"]["put"].is_object());
+    }
+}

@@ -1,0 +1,140 @@
+//! Operational routes: liveness (`/ping`, `/version`), readiness
+//! (`/health`) and Prometheus metrics (`/metrics`).
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use warp::{Filter, Rejection, Reply, http::StatusCode, reply::Response};
+
+use super::{
+    filters::{Bearer, bearer, with_state},
+    handle,
+};
+use crate::{
+    app::State,
+    error::{ApiError, ErrorBody},
+    store::DbStatus,
+    telemetry::metrics,
+};
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let ping = warp::path!("ping").and(warp::get()).map(ping);
+    let version = warp::path!("version").and(warp::get()).map(version);
+    let health = warp::path!("health")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(health);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        // No database gate: metrics matter most during an outage, and the
+        // token is checked with the secret already in memory.
+        .and(bearer(state, false))
+        .and_then(|s, b| handle(prometheus(s, b)));
+    ping.or(version)
+        .unify()
+        .or(health)
+        .unify()
+        .or(metrics)
+        .unify()
+}
+
+/// Liveness: answers as long as the process serves HTTP, database or not.
+#[utoipa::path(get, path = "/ping", tag = "operations",
+    responses((status = 200, description = "Always `\"pong\"`", body = String, example = json!("pong"))))]
+pub(super) fn ping() -> Response {
+    warp::reply::json(&"pong").into_response()
+}
+
+/// The API version.
+#[utoipa::path(get, path = "/version", tag = "operations",
+    responses((status = 200, description = "Always `\"v2.0.0\"`", body = String, example = json!("v2.0.0"))))]
+pub(super) fn version() -> Response {
+    warp::reply::json(&"v2.0.0").into_response()
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "status": "ok",
+    "database": {"status": "up", "latency_ms": 0.8, "checked_ms_ago": 212},
+    "plugins": {"status": "ok", "loaded": ["code-preview", "file-policy"], "errors": 0}
+}))]
+pub struct Health {
+    /// `ok`, or `unavailable` when the database cannot be used.
+    pub status: &'static str,
+    /// `Database unavailable` when `status` is `unavailable`, as on data routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'static str>,
+    pub database: DbStatus,
+    pub plugins: PluginHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PluginHealth {
+    /// `ok`, or `degraded` when some file in the plugin directory could not
+    /// be loaded (the others keep working, so this alone is not a 503).
+    pub status: &'static str,
+    /// Names of the loaded plugins.
+    pub loaded: Vec<String>,
+    /// Files that could not be loaded (`GET /plugins` tells admins why).
+    pub errors: usize,
+}
+
+/// Readiness for load balancers: 200 while the database answers, 503
+/// naming it when it does not. Needs no token.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Not ready: the failing part is named (`database`)", body = Health),
+    ))]
+pub(super) fn health(state: State) -> Response {
+    let database = state.store.health.status();
+    let up = database.status == "up";
+    let loaded: Vec<String> = state
+        .plugins
+        .plugins()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    let errors = state.plugins.load_errors().len();
+    let body = Health {
+        status: if up { "ok" } else { "unavailable" },
+        detail: (!up).then_some("Database unavailable"),
+        database,
+        plugins: PluginHealth {
+            status: if errors == 0 { "ok" } else { "degraded" },
+            loaded,
+            errors,
+        },
+    };
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// Prometheus metrics of this instance (admins only): requests by route
+/// template and status, latencies, uploads, plugin calls, preview cache.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 403, description = "`Permission denied` (not an admin) or `Invalid authentication credentials`", body = ErrorBody),
+        (status = 503, description = "`Database unavailable` (the token cannot be checked)", body = ErrorBody),
+    ))]
+pub(super) async fn prometheus(state: State, bearer: Bearer) -> Result<Response, ApiError> {
+    if !state.is_admin(&bearer.claims.user.id) {
+        return Err(ApiError::permission_denied());
+    }
+    let m = metrics();
+    m.plugins_loaded.set(state.plugins.plugins().len() as i64);
+    m.plugin_load_errors
+        .set(state.plugins.load_errors().len() as i64);
+    Ok(warp::reply::with_header(
+        m.render(),
+        "content-type",
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+    .into_response())
+}

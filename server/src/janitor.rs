@@ -1,0 +1,112 @@
+//! Removes the bytes of uploads that did not become tickets.
+//!
+//! An upload that fails cleans up after itself at once. When it cannot (the
+//! database went away mid-upload), its ticket id waits here and is cleaned
+//! as soon as the database is back. Uploads whose process died are found by
+//! any instance through their stale journal entry (see `store::uploads`).
+
+use std::{
+    collections::HashSet,
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
+
+use mongodb::bson::DateTime;
+
+use crate::store::{Result, Store};
+
+/// A live upload touches its journal entry at least this often.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// An entry untouched this long belongs to a dead upload. Far above
+/// [`TOUCH_EVERY`] and the upload idle timeout, so a live upload is never
+/// mistaken for one.
+const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
+/// How often stale entries are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct Janitor {
+    pending: Mutex<HashSet<String>>,
+}
+
+impl Janitor {
+    /// Removes what a failed upload stored; if the database cannot be
+    /// reached now, remembers it for when it can.
+    pub async fn discard(&self, store: &Store, ticket_id: &str) {
+        if let Err(error) = cleanup(store, ticket_id).await {
+            tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.insert(ticket_id.to_owned());
+            }
+        }
+    }
+
+    /// Runs forever: retries pending cleanups whenever the database comes
+    /// back, and sweeps stale uploads periodically.
+    pub async fn run(&self, store: Store) {
+        let mut health = store.health.subscribe();
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = sweep.tick() => {
+                    if store.health.is_up() {
+                        self.retry_pending(&store).await;
+                        if let Err(error) = sweep_stale(&store).await {
+                            tracing::warn!(%error, "sweeping stale uploads failed");
+                        }
+                    }
+                }
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if *health.borrow_and_update() {
+                        self.retry_pending(&store).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn retry_pending(&self, store: &Store) {
+        let pending: Vec<String> = match self.pending.lock() {
+            Ok(pending) => pending.iter().cloned().collect(),
+            Err(_) => return,
+        };
+        for ticket_id in pending {
+            match cleanup(store, &ticket_id).await {
+                Ok(()) => {
+                    tracing::info!(ticket_id, "removed the bytes of a failed upload");
+                    if let Ok(mut p) = self.pending.lock() {
+                        p.remove(&ticket_id);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, ticket_id, "cleanup failed; will retry"),
+            }
+        }
+    }
+}
+
+/// Removes the journaled bytes of an upload unless its ticket was recorded
+/// (a write whose acknowledgement was lost in an outage), then the entry.
+async fn cleanup(store: &Store, ticket_id: &str) -> Result<()> {
+    let Some(entry) = store.uploads.get(ticket_id).await? else {
+        return Ok(());
+    };
+    if store.tickets.get(ticket_id).await?.is_none() {
+        store
+            .files
+            .delete_id_range(entry.first_file_id, entry.last_file_id)
+            .await?;
+    }
+    store.uploads.remove(ticket_id).await
+}
+
+async fn sweep_stale(store: &Store) -> Result<()> {
+    let before = DateTime::from_system_time(SystemTime::now() - STALE_AFTER);
+    for entry in store.uploads.stale(before).await? {
+        tracing::info!(ticket_id = entry.ticket_id, "removing an abandoned upload");
+        cleanup(store, &entry.ticket_id).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The `uploads` collection: a journal of uploads in flight.
+//!
+//! GridFS writes a file's chunks before its files document, so the bytes of
+//! an interrupted upload cannot be found by ticket id alone. Each upload
+//! therefore takes a block of file ids up front ([`FileIdBlock`]) and
+//! records it here before the first byte is written. Whatever interrupts it
+//! (a rejected file, a database outage, a crashed process), the entry names
+//! exactly which chunks to remove; it is deleted once the ticket record is
+//! written or the bytes are gone.
+
+use futures_util::TryStreamExt;
+use mongodb::{
+    Collection, Database, IndexModel,
+    bson::{DateTime, doc, oid::ObjectId},
+};
+use serde::{Deserialize, Serialize};
+
+use super::Result;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadEntry {
+    /// The ticket id the upload will be recorded under.
+    #[serde(rename = "_id")]
+    pub ticket_id: String,
+    pub first_file_id: ObjectId,
+    pub last_file_id: ObjectId,
+    pub started_at: DateTime,
+    /// Refreshed while bytes arrive; an entry nobody touches for a while
+    /// belongs to an upload that died with its process.
+    pub touched_at: DateTime,
+}
+
+/// The GridFS ids one upload may use: the first 8 bytes (a timestamp and
+/// random bytes, like any ObjectId) are fixed, the last 4 count files. All of
+/// an upload's chunks thus fall in one range of the `files_id` index.
+#[derive(Debug, Clone, Copy)]
+pub struct FileIdBlock {
+    prefix: [u8; 8],
+    next: u32,
+}
+
+impl FileIdBlock {
+    pub fn new() -> Self {
+        let seed = ObjectId::new().bytes();
+        let mut prefix = [0u8; 8];
+        prefix[..4].copy_from_slice(&seed[..4]);
+        prefix[4..].copy_from_slice(&rand::random::<[u8; 4]>());
+        Self { prefix, next: 0 }
+    }
+
+    fn id(&self, n: u32) -> ObjectId {
+        let mut bytes = [0u8; 12];
+        bytes[..8].copy_from_slice(&self.prefix);
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+        ObjectId::from_bytes(bytes)
+    }
+
+    pub fn first(&self) -> ObjectId {
+        self.id(0)
+    }
+
+    pub fn last(&self) -> ObjectId {
+        self.id(u32::MAX)
+    }
+
+    /// The id for the next file of the upload.
+    pub fn next_id(&mut self) -> ObjectId {
+        let id = self.id(self.next);
+        self.next = self.next.saturating_add(1);
+        id
+    }
+}
+
+impl Default for FileIdBlock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone)]
+pub struct UploadJournal {
+    uploads: Collection<UploadEntry>,
+}
+
+impl UploadJournal {
+    pub fn new(db: &Database) -> Self {
+        Self {
+            uploads: db.collection("uploads"),
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        let index = IndexModel::builder().keys(doc! { "touched_at": 1 }).build();
+        self.uploads.create_index(index).await?;
+        Ok(())
+    }
+
+    pub async fn begin(&self, ticket_id: &str, ids: &FileIdBlock) -> Result<()> {
+        let now = DateTime::now();
+        self.uploads
+            .insert_one(UploadEntry {
+                ticket_id: ticket_id.to_owned(),
+                first_file_id: ids.first(),
+                last_file_id: ids.last(),
+                started_at: now,
+                touched_at: now,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn touch(&self, ticket_id: &str) -> Result<()> {
+        self.uploads
+            .update_one(
+                doc! { "_id": ticket_id },
+                doc! { "$set": { "touched_at": DateTime::now() } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, ticket_id: &str) -> Result<Option<UploadEntry>> {
+        Ok(self.uploads.find_one(doc! { "_id": ticket_id }).await?)
+    }
+
+    pub async fn remove(&self, ticket_id: &str) -> Result<()> {
+        self.uploads.delete_one(doc! { "_id": ticket_id }).await?;
+        Ok(())
+    }
+
+    /// Entries not touched since `before`.
+    pub async fn stale(&self, before: DateTime) -> Result<Vec<UploadEntry>> {
+        Ok(self
+            .uploads
+            .find(doc! { "touched_at": { "$lt": before } })
+            .limit(100)
+            .await?
+            .try_collect()
+            .await?)
+    }
+}
