@@ -15,6 +15,12 @@ if [ -z "${TEST_MONGODB_URI:-}" ]; then
   export TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
 fi
 export SECANTUSD="$PD2_VENV/bin/secantusd-py"
+# The OpenAPI test validates the served document with the reference
+# validator.
+if [ ! -x "$PD2_VENV/bin/openapi-spec-validator" ]; then
+  "$PD2_VENV/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator
+fi
+export OPENAPI_SPEC_VALIDATOR="$PD2_VENV/bin/openapi-spec-validator"
 
 plugins/build.sh
 # Plugins' own native unit tests (their workspace is separate: it builds

@@ -185,7 +185,18 @@ impl DbServer {
         server
     }
 
+    /// Shuts the server down as an operator would (SIGTERM, so it flushes
+    /// its storage), killing it if it takes more than 20 s.
     pub fn stop(mut self) -> (u16, PathBuf) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         (self.port, self.storage.clone())
@@ -431,11 +442,38 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.child.wait().expect("wait for server")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
         // SAFETY: plain kill(2) on our own child.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        self.child.wait().expect("wait for server")
+    }
+
+    /// The exit status, once the process has exited; `None` while it runs
+    /// after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Prometheus text of this server, read with an admin `token`.
+    pub async fn metrics(&self, token: &str) -> String {
+        let response = self.get("/metrics", token).send().await.expect("metrics");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("metrics text")
     }
 
     /// A direct driver connection to this server's database, for checking
@@ -500,6 +538,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of one sample (`name{labels}`, labels in the order the
+/// exporter writes them: alphabetical) in Prometheus text; 0 when absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("numeric sample"))
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
