@@ -12,15 +12,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn health(server: &Server) -> (u16, Value) {
-    json(
-        server
-            .http
-            .get(server.url("/health"))
-            .send()
-            .await
-            .expect("health"),
-    )
-    .await
+    json(server.get_anonymous("/health").await).await
 }
 
 #[tokio::test]
@@ -117,12 +109,7 @@ async fn health_metrics_and_logs_report_what_happened() {
     )
     .await;
     assert_error(
-        server
-            .http
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics"),
+        server.get_anonymous("/metrics").await,
         403,
         "Invalid authentication credentials",
     )

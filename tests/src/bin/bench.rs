@@ -120,6 +120,7 @@ async fn main() {
         .database(&db.uri, "bench")
         .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
         .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20)
+        .admins(&["1"])
         .env("RUST_LOG", "warn");
     let server = Server::start_with(options).await;
     let token = server.token("1");
@@ -147,6 +148,10 @@ async fn main() {
     let (c, url) = (http.clone(), server.url("/ping"));
     let r = load(duration, 200, move || c.get(&url).send()).await;
     println!("{}", r.row("GET /ping (no database)"));
+
+    let (c, url) = (http.clone(), server.url("/health"));
+    let r = load(duration, 200, move || c.get(&url).send()).await;
+    println!("{}", r.row("GET /health (cached check, no database)"));
 
     let (c, url, tok) = (http.clone(), server.url("/ticket/@me"), token.clone());
     let r = load(duration, 200, move || c.get(&url).bearer_auth(&tok).send()).await;
@@ -322,6 +327,68 @@ async fn main() {
             vm_hwm_kib(server.pid()) as f64 / 1024.0
         );
     }
+
+    let (c, url, tok) = (http.clone(), server.url("/metrics"), token.clone());
+    let r = load(Duration::from_secs(2), 200, move || {
+        c.get(&url).bearer_auth(&tok).send()
+    })
+    .await;
+    println!("\n## Operations\n");
+    println!("| route | req/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|");
+    println!("{}", r.row("GET /metrics (admin, after the whole run)"));
+    outage_section(db, &server, &token, &http).await;
+}
+
+/// Stops the database under a steady trickle of requests: how long until
+/// requests get 503, how fast those come, and how long after the database
+/// is back until they succeed again. Last, since it stops the database.
+async fn outage_section(db: DbServer, server: &Server, token: &str, http: &reqwest::Client) {
+    let url = server.url("/ticket/@me");
+    let probe = || async {
+        let t = Instant::now();
+        let status = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        (status, t.elapsed())
+    };
+    println!("\n| outage (SIGTERM to SecantusDB, then restart) | ms |");
+    println!("|---|---|");
+    let (port, storage) = db.stop();
+    let (status, first) = probe().await;
+    assert_eq!(status, 503);
+    println!(
+        "| first request after the stop: answered 503 in | {:.1} |",
+        first.as_secs_f64() * 1000.0
+    );
+    let mut fast = Vec::new();
+    for _ in 0..50 {
+        let (status, took) = probe().await;
+        assert_eq!(status, 503);
+        fast.push(took);
+    }
+    fast.sort();
+    println!(
+        "| later 503s (50 requests): p50 / max | {:.2} / {:.2} |",
+        percentile(&fast, 0.5),
+        fast.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
+    let _db = DbServer::start_at(port, storage);
+    let listening = Instant::now();
+    loop {
+        if probe().await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "| database accepting connections → first 200 | {:.0} |",
+        listening.elapsed().as_secs_f64() * 1000.0
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
