@@ -93,14 +93,14 @@ where
             .scope(async move { service.call(request).await })
             .await;
         let elapsed = started.elapsed();
-        let status = response.status().as_u16();
-        metrics().request(method_label(&method), route, status, elapsed);
+        let status = response.status();
+        metrics().request(method_label(&method), route, status.as_str(), elapsed);
         tracing::info!(
             target: "pd2_ticket::request",
             method = %method,
             route,
             path,
-            status,
+            status = status.as_u16(),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             user_id = context.user_id(),
             "request"

@@ -120,11 +120,14 @@ pub async fn ingest(
     match &outcome {
         Ok(ticket) => {
             metrics().upload(UploadOutcome::Stored, ticket.files.len(), receiver.total);
-            // A leftover entry is harmless: the janitor sees the ticket and
-            // keeps its files.
-            if let Err(error) = store.uploads.remove(&ticket_id).await {
-                tracing::warn!(%error, ticket_id, "could not close the upload journal entry");
-            }
+            // Off the response path, and a leftover entry is harmless: the
+            // janitor sees the ticket and keeps its files.
+            let (uploads, ticket_id) = (store.uploads.clone(), ticket_id.clone());
+            tokio::spawn(async move {
+                if let Err(error) = uploads.remove(&ticket_id).await {
+                    tracing::warn!(%error, ticket_id, "could not close the upload journal entry");
+                }
+            });
         }
         Err(error) => {
             let outcome = if error.status.is_server_error() {

@@ -134,10 +134,22 @@ impl RouteTable {
     /// The template `path` matches, preferring literal segments over
     /// parameters; `unmatched` for anything else.
     pub fn label(&self, path: &str) -> &'static str {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Runs on every request: split into a small stack buffer, no heap.
+        let mut parts = [""; 8];
+        let mut count = 0;
+        for part in path.trim_start_matches('/').split('/') {
+            if count == parts.len() {
+                // Deeper than any template but file paths, which only
+                // need to know that more segments follow.
+                break;
+            }
+            parts[count] = part;
+            count += 1;
+        }
+        let parts = &parts[..count];
         self.templates
             .iter()
-            .filter_map(|(label, segments)| score(segments, &parts).map(|s| (s, *label)))
+            .filter_map(|(label, segments)| score(segments, parts).map(|s| (s, *label)))
             .max_by_key(|(s, _)| *s)
             .map_or("unmatched", |(_, label)| label)
     }

@@ -149,7 +149,10 @@ mod tests {
         let mut block = FileIdBlock::new();
         let ids: Vec<_> = (0..3).map(|_| block.next_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(ids.iter().all(|id| block.first() <= *id && *id <= block.last()));
+        assert!(
+            ids.iter()
+                .all(|id| block.first() <= *id && *id <= block.last())
+        );
         // Another upload's block does not overlap (random middle bytes).
         let other = FileIdBlock::new();
         assert!(other.last() < block.first() || other.first() > block.last());
