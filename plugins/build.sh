@@ -17,13 +17,22 @@ fi
 
 cd "$workspace"
 cargo build --quiet --target wasm32-wasip2 --release --workspace
+# Where cargo put them: CARGO_TARGET_DIR when set (e.g. a shared CI cache).
+target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$out"
+built=0
 for manifest in */Cargo.toml; do
   name="$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -1)"
-  artifact="target/wasm32-wasip2/release/${name//-/_}.wasm"
+  artifact="$target/wasm32-wasip2/release/${name//-/_}.wasm"
+  # Library crates (shared code) produce no component.
   [ -f "$artifact" ] || continue
+  built=$((built + 1))
   # Copy then rename: the server never sees a half-written file.
   cp "$artifact" "$out/.$name.wasm.tmp"
   mv "$out/.$name.wasm.tmp" "$out/$name.wasm"
   echo "$out/$name.wasm" >&2
 done
+if [ "$built" -eq 0 ]; then
+  echo "plugins/build.sh: no component found under $target/wasm32-wasip2/release" >&2
+  exit 1
+fi

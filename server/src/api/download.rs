@@ -20,6 +20,7 @@ use super::{
     files::FileBytes,
     filters::{authenticated, with_state},
     handle,
+    openapi::DataErrors,
     tickets::visible_ticket,
 };
 use crate::{
@@ -52,9 +53,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     ),
     responses(
         (status = 200, description = "`attachment; filename=\"<ticket_id>.zip\"`", body = FileBytes, content_type = "application/zip"),
-        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
         (status = 404, description = "`Ticket not found`", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        DataErrors,
     )
 )]
 pub(super) async fn download(

@@ -7,6 +7,7 @@ use warp::{Filter, Rejection, Reply, reply::Response};
 use super::{
     filters::{Bearer, bearer, database, json_body, with_state},
     handle,
+    openapi::DataErrors,
 };
 use crate::{
     app::{AppState, State},
@@ -97,8 +98,7 @@ pub(super) async fn login(state: State, request: LoginRequest) -> Result<Respons
     responses(
         (status = 200, description = "A valid token", body = TokenReply),
         (status = 401, description = "`Authorize failed`: Discord refused the refresh", body = ErrorBody),
-        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        DataErrors,
     )
 )]
 pub(super) async fn refresh(state: State, bearer: Bearer) -> Result<Response, ApiError> {

@@ -60,6 +60,37 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The two errors every authenticated data route can answer, documented
+/// once: a bad token (403) and the database being down (503).
+pub(super) struct DataErrors;
+
+impl utoipa::IntoResponses for DataErrors {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::{
+            Ref, RefOr,
+            content::Content,
+            response::{ResponseBuilder, ResponsesBuilder},
+        };
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody")))),
+                )
+                .build()
+        };
+        ResponsesBuilder::new()
+            .response("403", error("`Invalid authentication credentials`"))
+            .response("503", error("`Database unavailable`"))
+            .build()
+            .into()
+    }
+}
+
 /// Built once: the document never changes while the process runs.
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();

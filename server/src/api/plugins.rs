@@ -10,13 +10,9 @@ use warp::{Filter, Rejection, Reply, reply::Response};
 use super::{
     filters::{authenticated, with_state},
     handle,
+    openapi::DataErrors,
 };
-use crate::{
-    app::State,
-    auth::Requester,
-    error::{ApiError, ErrorBody},
-    plugins::ManifestInfo,
-};
+use crate::{app::State, auth::Requester, error::ApiError, plugins::ManifestInfo};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("plugins")
@@ -68,8 +64,7 @@ pub struct LoadError {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Loaded plugins; admins also see files, builds, statistics and load errors", body = PluginList),
-        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        DataErrors,
     )
 )]
 pub(super) async fn list(state: State, me: Requester) -> Result<Response, ApiError> {

@@ -13,6 +13,7 @@ use warp::{
 use super::{
     filters::{authenticated, json_body, page, with_state},
     handle,
+    openapi::DataErrors,
     views::{TicketFull, TicketSummary},
 };
 use crate::{
@@ -101,8 +102,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     responses(
         (status = 200, description = "Your tickets", body = [TicketSummary]),
         (status = 400, description = "`offset` or `length` is not an integer", body = ErrorBody),
-        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        DataErrors,
     )
 )]
 pub(super) async fn list_own(
@@ -127,9 +127,8 @@ pub(super) async fn list_own(
     responses(
         (status = 200, description = "The user's tickets", body = [TicketSummary]),
         (status = 400, description = "`offset` or `length` is not an integer", body = ErrorBody),
-        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
         (status = 404, description = "`User not found`", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        DataErrors,
     )
 )]
 pub(super) async fn list_user(
@@ -223,9 +222,8 @@ pub(super) async fn create(
     ),
     responses(
         (status = 200, description = "The ticket", body = TicketFull),
-        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
         (status = 404, description = "`Ticket not found` (also when you may not see it)", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        DataErrors,
     )
 )]
 pub(super) async fn get(

@@ -5,6 +5,7 @@ use warp::{Filter, Rejection, Reply, reply::Response};
 use super::{
     filters::{authenticated, with_state},
     handle,
+    openapi::DataErrors,
 };
 use crate::{
     app::State,
@@ -29,9 +30,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     ),
     responses(
         (status = 200, description = "The user", body = DisplayData),
-        (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
         (status = 404, description = "`User not found`", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        DataErrors,
     )
 )]
 pub(super) async fn user(
