@@ -162,7 +162,16 @@ async fn database_outage_gives_quick_503s_and_recovers() {
     let first = started.elapsed();
     assert_error(response, 503, "Database unavailable").await;
     assert!(first < Duration::from_secs(3), "first 503 took {first:?}");
-    // Once the outage is known, every data route answers at once.
+    // Once the outage is known (as /health tells), every data route
+    // answers at once.
+    let started = Instant::now();
+    while health(&server).await.0 != 503 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "outage not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for path in ["/ticket", "/ticket/@me", file.as_str(), "/user/@me"] {
         let started = Instant::now();
         let response = server.get(path, &token).send().await.expect("request");
