@@ -43,12 +43,9 @@ pub fn authenticated(
 ) -> impl Filter<Extract = (Requester,), Error = Rejection> + Clone {
     database(state.clone())
         .and(bearer(state.clone(), false))
-        .map(move |bearer: Bearer| {
-            crate::telemetry::set_user(&bearer.claims.user.id);
-            Requester {
-                id: bearer.claims.user.id.clone(),
-                is_admin: state.is_admin(&bearer.claims.user.id),
-            }
+        .map(move |bearer: Bearer| Requester {
+            id: bearer.claims.user.id.clone(),
+            is_admin: state.is_admin(&bearer.claims.user.id),
         })
 }
 
