@@ -60,6 +60,9 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
             anyhow::anyhow!("invalid configuration at `server.host`/`server.port`: {e}")
         })?;
     let listener = listen(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    // The bound address, not the configured one: with `server.port = 0` the
+    // system picks the port and this line is how to learn it.
+    let addr = listener.local_addr().unwrap_or(addr);
     telemetry::metrics();
     // None of these wait for the database: the server starts (and answers
     // 503 on data routes) while it is down, and recovers when it returns.

@@ -147,13 +147,17 @@ impl DbServer {
     /// Starts a database server on a free port with fresh storage, and waits
     /// until it accepts connections.
     pub fn start() -> Self {
-        let storage = temp_dir("db");
-        Self::start_at(free_port(), storage)
+        // Port 0: the kernel picks a port nobody holds, and the server's log
+        // says which. Picking a "free" port here and passing it on would race
+        // with every other test doing the same.
+        Self::start_at(0, temp_dir("db"))
     }
 
-    /// Starts (or restarts) a server on the given port and storage.
+    /// Starts (or restarts) a server on the given port (0: any free one) and
+    /// storage, and waits until it accepts connections.
     pub fn start_at(port: u16, storage: PathBuf) -> Self {
-        let log = std::fs::File::create(storage.with_extension("log")).expect("db log file");
+        let log_path = storage.with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("db log file");
         let mut command = Command::new(secantusd());
         command
             .args([
@@ -164,25 +168,43 @@ impl DbServer {
                 "--storage-path",
             ])
             .arg(&storage)
-            .args(["--log-level", "WARNING"])
+            // INFO for the one "listening on" line; it logs little else.
+            .args(["--log-level", "INFO"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log);
         kill_with_parent(&mut command);
-        let child = command.spawn().unwrap_or_else(|e| {
+        let mut child = command.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start {}: {e} (run ./test.sh, or pip install SecantusDB)",
                 secantusd().display()
             )
         });
-        let server = Self {
+        // Only our own process's log line proves that *it* got the port:
+        // a connect could reach whoever else holds it.
+        let start = Instant::now();
+        let port = loop {
+            if let Some(port) = listening_port(&log_path, "listening on") {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "database server exited ({status}) before listening; log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "database server not listening after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self {
             child,
             uri: format!("mongodb://127.0.0.1:{port}"),
             port,
             storage,
-        };
-        wait_for_port(port, Duration::from_secs(60));
-        server
+        }
     }
 
     /// Shuts the server down as an operator would (SIGTERM, so it flushes
@@ -254,15 +276,14 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-fn wait_for_port(port: u16, limit: Duration) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < limit,
-            "nothing listens on port {port} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The port of the first socket address on the first line of `log` that
+/// contains `marker` (plain or JSON logs alike).
+fn listening_port(log: &Path, marker: &str) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(marker))?;
+    line.split(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
+        .find_map(|word| word.parse::<std::net::SocketAddr>().ok())
+        .map(|addr| addr.port())
 }
 
 /// How a test server is configured: environment overrides on top of a
@@ -339,12 +360,13 @@ impl Server {
             .database
             .clone()
             .unwrap_or_else(|| format!("test-{:016x}", rand::random::<u64>()));
-        let port = free_port();
         let workdir = temp_dir("server");
         let mut env = vec![
             ("PD2_MONGODB__URI".to_owned(), db_uri.clone()),
             ("PD2_MONGODB__DATABASE".to_owned(), database.clone()),
-            ("PD2_SERVER__PORT".to_owned(), port.to_string()),
+            // Any free port; the log's "listening" line names it (see
+            // `DbServer::start` for why not pick one here).
+            ("PD2_SERVER__PORT".to_owned(), "0".to_owned()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
         ];
         env.extend(options.env.iter().cloned());
@@ -359,7 +381,8 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file);
-        let child = command.spawn().expect("start pd2-ticket");
+        let mut child = command.spawn().expect("start pd2-ticket");
+        let port = Self::wait_listening(&mut child, &log).await;
         let server = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -376,6 +399,27 @@ impl Server {
         };
         server.wait_ready().await;
         server
+    }
+
+    async fn wait_listening(child: &mut Child, log: &Path) -> u16 {
+        let start = Instant::now();
+        loop {
+            if let Some(port) = listening_port(log, "listening") {
+                return port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "server exited ({status}) before listening; log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server not listening after 30 s; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_ready(&self) {
