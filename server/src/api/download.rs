@@ -20,7 +20,7 @@ use super::{
     files::FileBytes,
     filters::{authenticated, with_state},
     handle,
-    openapi::DataErrors,
+    openapi::{DataErrors, TicketPath},
     tickets::visible_ticket,
 };
 use crate::{
@@ -48,8 +48,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     get, path = "/ticket/{user_id}/{ticket_id}/download", tag = "files",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
-        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+        TicketPath,
     ),
     responses(
         (status = 200, description = "`attachment; filename=\"<ticket_id>.zip\"`", body = FileBytes, content_type = "application/zip"),

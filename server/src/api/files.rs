@@ -12,6 +12,7 @@ use warp::{
 use super::{
     filters::{authenticated, with_state},
     handle,
+    openapi::FilePath,
     tickets::visible_ticket,
 };
 use crate::{
@@ -57,9 +58,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     get, path = "/ticket/{user_id}/{ticket_id}/files/{file_path}", tag = "files",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
-        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
-        ("file_path" = String, Path, description = "The file's path in the ticket, percent-encoded; `/` separates folders"),
+        FilePath,
         ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`"),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer"),
     ),

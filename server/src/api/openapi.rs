@@ -60,6 +60,53 @@ impl Modify for BearerAuth {
     }
 }
 
+// The path and query parameters the routes share, documented once. warp
+// extracts them positionally, so these types exist for the document only.
+
+/// `/…/{user_id}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct UserPath {
+    /// A Discord user id, or `@me`
+    user_id: String,
+}
+
+/// `/ticket/{user_id}/{ticket_id}…`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct TicketPath {
+    /// A Discord user id, or `@me`
+    user_id: String,
+    /// 20 lowercase hex characters
+    ticket_id: String,
+}
+
+/// `/ticket/{user_id}/{ticket_id}/…/{file_path}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct FilePath {
+    /// A Discord user id, or `@me`
+    user_id: String,
+    /// 20 lowercase hex characters
+    ticket_id: String,
+    /// The file's path in the ticket, percent-encoded; `/` separates folders
+    file_path: String,
+}
+
+/// `?offset&length` of the ticket lists (see `filters::page`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct PageQuery {
+    /// Tickets to skip (default 0; negative counts as 0)
+    offset: Option<i64>,
+    /// Tickets to return (default 10, clamped to 1..=100)
+    length: Option<i64>,
+}
+
 /// The two errors every authenticated data route can answer, documented
 /// once: a bad token (403) and the database being down (503).
 pub(super) struct DataErrors;

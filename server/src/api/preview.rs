@@ -13,6 +13,7 @@ use super::{
     files::{set, ticket_file},
     filters::{authenticated, with_state},
     handle,
+    openapi::FilePath,
     tickets::visible_ticket,
 };
 use crate::{
@@ -43,9 +44,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     get, path = "/ticket/{user_id}/{ticket_id}/preview/{file_path}", tag = "files",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
-        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
-        ("file_path" = String, Path, description = "The file's path in the ticket, percent-encoded; `/` separates folders"),
+        FilePath,
     ),
     responses(
         (status = 200, description = "The preview, in the content type the plugin chose (HTML, an image, text)", body = FileBytes, content_type = "text/html"),

@@ -13,7 +13,7 @@ use warp::{
 use super::{
     filters::{authenticated, json_body, page, with_state},
     handle,
-    openapi::DataErrors,
+    openapi::{DataErrors, PageQuery, TicketPath, UserPath},
     views::{TicketFull, TicketSummary},
 };
 use crate::{
@@ -96,8 +96,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     get, path = "/ticket", tag = "tickets",
     security(("bearer" = [])),
     params(
-        ("offset" = Option<i64>, Query, description = "Tickets to skip (default 0; negative counts as 0)"),
-        ("length" = Option<i64>, Query, description = "Tickets to return (default 10, clamped to 1..=100)"),
+        PageQuery,
     ),
     responses(
         (status = 200, description = "Your tickets", body = [TicketSummary]),
@@ -120,9 +119,7 @@ pub(super) async fn list_own(
     get, path = "/ticket/{user_id}", tag = "tickets",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
-        ("offset" = Option<i64>, Query, description = "Tickets to skip (default 0; negative counts as 0)"),
-        ("length" = Option<i64>, Query, description = "Tickets to return (default 10, clamped to 1..=100)"),
+        UserPath, PageQuery,
     ),
     responses(
         (status = 200, description = "The user's tickets", body = [TicketSummary]),
@@ -217,8 +214,7 @@ pub(super) async fn create(
     get, path = "/ticket/{user_id}/{ticket_id}", tag = "tickets",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
-        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+        TicketPath,
     ),
     responses(
         (status = 200, description = "The ticket", body = TicketFull),
@@ -266,8 +262,7 @@ pub(super) struct UploadForm {
     put, path = "/ticket/{user_id}/{ticket_id}", tag = "tickets",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
-        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+        TicketPath,
     ),
     request_body(content = TicketChanges, content_type = "application/json"),
     responses(
@@ -308,8 +303,7 @@ pub(super) async fn update(
     delete, path = "/ticket/{user_id}/{ticket_id}", tag = "tickets",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
-        ("ticket_id" = String, Path, description = "20 lowercase hex characters"),
+        TicketPath,
     ),
     responses(
         (status = 204, description = "Deleted"),

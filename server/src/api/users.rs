@@ -5,7 +5,7 @@ use warp::{Filter, Rejection, Reply, reply::Response};
 use super::{
     filters::{authenticated, with_state},
     handle,
-    openapi::DataErrors,
+    openapi::{DataErrors, UserPath},
 };
 use crate::{
     app::State,
@@ -26,7 +26,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     get, path = "/user/{user_id}", tag = "users",
     security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "A Discord user id, or `@me`"),
+        UserPath,
     ),
     responses(
         (status = 200, description = "The user", body = DisplayData),
