@@ -121,6 +121,7 @@ async fn misbehaving_renderers_fail_only_their_call() {
     let admin = server.token("900");
     let names = [
         "loop.txt",
+        "sleep.txt",
         "alloc.txt",
         "panic.txt",
         "big.txt",
@@ -177,6 +178,7 @@ async fn misbehaving_renderers_fail_only_their_call() {
     );
 
     for name in [
+        "sleep.txt",
         "alloc.txt",
         "panic.txt",
         "big.txt",
@@ -209,12 +211,19 @@ async fn misbehaving_renderers_fail_only_their_call() {
         .find(|p| p["name"] == "misbehave")
         .unwrap()
         .clone();
-    assert_eq!(entry["stats"]["failures"], json!(5), "{entry}"); // loop, alloc, panic, big, badtype
+    assert_eq!(entry["stats"]["failures"], json!(6), "{entry}"); // loop, sleep, alloc, panic, big, badtype
     assert!(
         server.log_text().contains("rendering ok.txt"),
         "plugin log lines reach the server log"
     );
     assert!(server.log_text().contains("plugin call failed"));
+    // Spinning in wasm and sleeping in the host both end at the time limit.
+    assert_eq!(
+        server.log_text().matches("exceeded its 500ms time limit").count(),
+        2,
+        "{}",
+        server.log_text()
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! Request handlers see only the hook methods of [`PluginHost`]; loading,
 //! version checks, matching and the wasmtime details stay in here.
 
+mod poll;
 mod runtime;
 
 use std::{

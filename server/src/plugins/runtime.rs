@@ -81,9 +81,17 @@ pub struct FileHandle {
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// When the call's time limit ends; host waits stop there (`poll`).
+    pub(super) deadline: Instant,
     limits: StoreLimits,
     plugin: Arc<str>,
     settings: Arc<str>,
+}
+
+impl CallState {
+    pub(super) fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
 }
 
 impl WasiView for CallState {
@@ -175,6 +183,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        super::poll::add_to_linker(&mut linker)?;
         Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
 
         // Drives every store's deadline; stops with the engine's last user.
@@ -208,6 +217,7 @@ impl Runtime {
         let state = CallState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
+            deadline: Instant::now() + self.limits.timeout,
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.memory)
                 .instances(32)
@@ -250,6 +260,9 @@ impl Runtime {
     }
 
     fn classify(&self, error: wasmtime::Error, elapsed: Duration) -> PluginError {
+        if error.is::<super::poll::BlockedPastDeadline>() {
+            return PluginError::Timeout(self.limits.timeout);
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => PluginError::Timeout(self.limits.timeout),
             Some(trap) if elapsed >= self.limits.timeout => {
