@@ -36,13 +36,14 @@ impl AppState {
         let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
         let discord = Discord::new(&config.discord)?;
         let plugins = PluginHost::new(&config.plugins)?;
+        let janitor = Arc::new(Janitor::new(config.limits.upload_idle()));
         Ok(Arc::new(Self {
             config,
             store,
             tokens,
             discord,
             plugins,
-            janitor: Arc::default(),
+            janitor,
         }))
     }
 

@@ -5,7 +5,7 @@
 //! with `__` for nesting (`PD2_MONGODB__URI`). Unknown keys are errors so a
 //! typo never silently falls back to a default.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use figment::{
     Figment,
@@ -116,6 +116,15 @@ pub struct LimitsConfig {
     pub max_file_size: u64,
     pub max_ticket_size: u64,
     pub max_files: usize,
+    /// Seconds an upload may go without receiving a byte before it is cut
+    /// off with 408. It also paces the upload journal (see `janitor`).
+    pub upload_idle_secs: u64,
+}
+
+impl LimitsConfig {
+    pub fn upload_idle(&self) -> Duration {
+        Duration::from_secs(self.upload_idle_secs)
+    }
 }
 
 impl Default for LimitsConfig {
@@ -124,6 +133,7 @@ impl Default for LimitsConfig {
             max_file_size: 1024 * 1024,
             max_ticket_size: 50 * 1024 * 1024,
             max_files: 200,
+            upload_idle_secs: 60,
         }
     }
 }
@@ -176,10 +186,11 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        let checks: [(&str, bool); 5] = [
+        let checks: [(&str, bool); 6] = [
             ("limits.max_file_size", self.limits.max_file_size > 0),
             ("limits.max_ticket_size", self.limits.max_ticket_size > 0),
             ("limits.max_files", self.limits.max_files > 0),
+            ("limits.upload_idle_secs", self.limits.upload_idle_secs > 0),
             ("mongodb.database", !self.mongodb.database.is_empty()),
             ("mongodb.timeout_ms", self.mongodb.timeout_ms > 0),
         ];
@@ -241,6 +252,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("limits.max_file_size"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        let err = load_str("[limits]\nupload_idle_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`limits.upload_idle_secs` must be non-zero"),
+            "{err}"
+        );
     }
 
     #[test]

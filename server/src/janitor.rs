@@ -15,21 +15,32 @@ use mongodb::bson::DateTime;
 
 use crate::store::{Result, Store};
 
-/// A live upload touches its journal entry at least this often.
-pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
-/// An entry untouched this long belongs to a dead upload. Far above
-/// [`TOUCH_EVERY`] and the upload idle timeout, so a live upload is never
-/// mistaken for one.
-const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
-/// How often stale entries are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// An entry untouched for this many idle periods (`limits.upload_idle_secs`)
+/// belongs to a dead upload. A live upload touches its entry at least once
+/// per idle period while bytes flow, and is cut off after one idle period
+/// without bytes, so its entry is never older than two periods; the rest is
+/// margin for clocks that disagree between instances.
+const STALE_PERIODS: u32 = 10;
 
-#[derive(Default)]
 pub struct Janitor {
+    /// `limits.upload_idle_secs`: paces touching and sweeping.
+    idle: Duration,
     pending: Mutex<HashSet<String>>,
 }
 
 impl Janitor {
+    pub fn new(idle: Duration) -> Self {
+        Self {
+            idle,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// How often a live upload refreshes its journal entry.
+    pub fn touch_every(&self) -> Duration {
+        self.idle
+    }
+
     /// Removes what a failed upload stored; if the database cannot be
     /// reached now, remembers it for when it can.
     pub async fn discard(&self, store: &Store, ticket_id: &str) {
@@ -45,13 +56,13 @@ impl Janitor {
     /// back, and sweeps stale uploads periodically.
     pub async fn run(&self, store: Store) {
         let mut health = store.health.subscribe();
-        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let mut sweep = tokio::time::interval(self.idle);
         loop {
             tokio::select! {
                 _ = sweep.tick() => {
                     if store.health.is_up() {
                         self.retry_pending(&store).await;
-                        if let Err(error) = sweep_stale(&store).await {
+                        if let Err(error) = sweep_stale(&store, self.idle * STALE_PERIODS).await {
                             tracing::warn!(%error, "sweeping stale uploads failed");
                         }
                     }
@@ -102,11 +113,13 @@ async fn cleanup(store: &Store, ticket_id: &str) -> Result<()> {
     store.uploads.remove(ticket_id).await
 }
 
-async fn sweep_stale(store: &Store) -> Result<()> {
-    let before = DateTime::from_system_time(SystemTime::now() - STALE_AFTER);
+async fn sweep_stale(store: &Store, stale_after: Duration) -> Result<()> {
+    let before = DateTime::from_system_time(SystemTime::now() - stale_after);
     for entry in store.uploads.stale(before).await? {
-        tracing::info!(ticket_id = entry.ticket_id, "removing an abandoned upload");
-        cleanup(store, &entry.ticket_id).await?;
+        if store.uploads.claim_stale(&entry.ticket_id, before).await? {
+            tracing::info!(ticket_id = entry.ticket_id, "removing an abandoned upload");
+            cleanup(store, &entry.ticket_id).await?;
+        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::{
     app::State,
     config::LimitsConfig,
     error::ApiError,
-    hooks, janitor,
+    hooks,
     store::{FileIdBlock, FileUpload, Store, StoredFile, TicketRecord},
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, new_ticket_id, normalize_upload_name},
@@ -36,9 +36,6 @@ const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Cap for all non-file fields together, so a body of endless small unknown
 /// fields cannot keep the server reading.
 const MAX_FIELDS_BYTES: usize = 1024 * 1024;
-/// A client that sends nothing for this long is cut off, so no upload (and
-/// no journal entry) lives forever.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The `data` field: `{"is_public": bool | "true" | "false", "remark": string}`.
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +86,7 @@ pub async fn ingest(
     let mut receiver = Receiver {
         store,
         limits: &state.config.limits,
+        touch_every: state.janitor.touch_every(),
         ticket_id: &ticket_id,
         ids,
         touched: Instant::now(),
@@ -104,7 +102,18 @@ pub async fn ingest(
         }
         // Validators see the stored files before any ticket points at them;
         // a rejection removes them again below.
-        hooks::validate_upload(&state, &receiver.files).await?;
+        if let Err(error) = hooks::validate_upload(&state, &receiver.files).await {
+            // A validator that could not read its file may have lost it to
+            // a sweep; then that is the cause to report.
+            if error.status.is_server_error() {
+                receiver.keep_alive().await?;
+            }
+            return Err(error);
+        }
+        // Validation can take long (plugin time limits, many files): make
+        // sure no sweep took this upload for abandoned meanwhile, or the
+        // ticket would point at deleted bytes.
+        receiver.keep_alive().await?;
         let ticket = TicketRecord {
             id: ticket_id.clone(),
             author_id,
@@ -145,6 +154,8 @@ pub async fn ingest(
 struct Receiver<'a> {
     store: &'a Store,
     limits: &'a LimitsConfig,
+    /// How often the journal entry is refreshed (see `janitor`).
+    touch_every: Duration,
     ticket_id: &'a str,
     ids: FileIdBlock,
     /// When the journal entry was last refreshed.
@@ -158,9 +169,29 @@ struct Receiver<'a> {
 }
 
 impl Receiver<'_> {
+    /// Refreshes the journal entry if it is due; fails the upload if a
+    /// sweep has already removed it.
+    async fn keep_alive(&mut self) -> Result<(), ApiError> {
+        if self.touched.elapsed() < self.touch_every {
+            return Ok(());
+        }
+        if !self.store.uploads.touch(self.ticket_id, &self.ids).await? {
+            tracing::warn!(
+                ticket_id = self.ticket_id,
+                "upload was taken for abandoned; refusing to record it"
+            );
+            return Err(ApiError::new(
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Upload took too long; please try again",
+            ));
+        }
+        self.touched = Instant::now();
+        Ok(())
+    }
+
     async fn receive(&mut self, mut form: FormData) -> Result<TicketOptions, ApiError> {
         let mut options = TicketOptions::default();
-        while let Some(part) = idle(form.try_next()).await? {
+        while let Some(part) = self.idle(form.try_next()).await? {
             match part.name() {
                 FILES_FIELD => self.receive_file(part).await?,
                 DATA_FIELD => {
@@ -213,11 +244,8 @@ impl Receiver<'_> {
         upload: &mut FileUpload,
     ) -> Result<(), ApiError> {
         let mut data = std::pin::pin!(data);
-        while let Some(mut buf) = idle(data.try_next()).await? {
-            if self.touched.elapsed() >= janitor::TOUCH_EVERY {
-                self.store.uploads.touch(self.ticket_id).await?;
-                self.touched = Instant::now();
-            }
+        while let Some(mut buf) = self.idle(data.try_next()).await? {
+            self.keep_alive().await?;
             while buf.has_remaining() {
                 let chunk = buf.chunk();
                 let len = chunk.len() as u64;
@@ -235,12 +263,31 @@ impl Receiver<'_> {
         Ok(())
     }
 
+    /// The next piece of the body, unless the client has gone quiet for
+    /// `limits.upload_idle_secs`: no upload (and no journal entry) lives
+    /// forever.
+    async fn idle<T>(
+        &self,
+        next: impl Future<Output = Result<T, warp::Error>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.limits.upload_idle(), next).await {
+            Ok(result) => result.map_err(malformed),
+            Err(_) => Err(ApiError::new(
+                warp::http::StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Upload stalled: no data for {} s",
+                    self.limits.upload_idle_secs
+                ),
+            )),
+        }
+    }
+
     /// Reads a small non-file field whole, refusing anything over the caps.
     async fn read_field(&mut self, part: Part) -> Result<Vec<u8>, ApiError> {
         let name = part.name().to_owned();
         let mut data = std::pin::pin!(part.stream());
         let mut out = Vec::new();
-        while let Some(mut buf) = idle(data.try_next()).await? {
+        while let Some(mut buf) = self.idle(data.try_next()).await? {
             self.field_bytes += buf.remaining();
             if out.len() + buf.remaining() > MAX_FIELD_BYTES || self.field_bytes > MAX_FIELDS_BYTES
             {
@@ -256,17 +303,6 @@ impl Receiver<'_> {
             }
         }
         Ok(out)
-    }
-}
-
-/// The next piece of the body, unless the client has gone quiet.
-async fn idle<T>(next: impl Future<Output = Result<T, warp::Error>>) -> Result<T, ApiError> {
-    match tokio::time::timeout(IDLE_TIMEOUT, next).await {
-        Ok(result) => result.map_err(malformed),
-        Err(_) => Err(ApiError::new(
-            warp::http::StatusCode::REQUEST_TIMEOUT,
-            format!("Upload stalled: no data for {} s", IDLE_TIMEOUT.as_secs()),
-        )),
     }
 }
 

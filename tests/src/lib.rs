@@ -490,6 +490,13 @@ impl Server {
         self.child.wait().expect("wait for server")
     }
 
+    /// Kills the process outright (SIGKILL), as a crash or an OOM kill
+    /// would: nothing of it gets to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn send_sigterm(&self) {
         // SAFETY: plain kill(2) on our own child.

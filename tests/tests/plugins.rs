@@ -219,7 +219,10 @@ async fn misbehaving_renderers_fail_only_their_call() {
     assert!(server.log_text().contains("plugin call failed"));
     // Spinning in wasm and sleeping in the host both end at the time limit.
     assert_eq!(
-        server.log_text().matches("exceeded its 500ms time limit").count(),
+        server
+            .log_text()
+            .matches("exceeded its 500ms time limit")
+            .count(),
         2,
         "{}",
         server.log_text()

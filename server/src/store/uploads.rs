@@ -28,6 +28,9 @@ pub struct UploadEntry {
     /// Refreshed while bytes arrive; an entry nobody touches for a while
     /// belongs to an upload that died with its process.
     pub touched_at: DateTime,
+    /// Claimed by a sweep as abandoned; the upload may no longer finish.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swept: bool,
 }
 
 /// The GridFS ids one upload may use: the first 8 bytes (a timestamp and
@@ -104,19 +107,58 @@ impl UploadJournal {
                 last_file_id: ids.last(),
                 started_at: now,
                 touched_at: now,
+                swept: false,
             })
             .await?;
         Ok(())
     }
 
-    pub async fn touch(&self, ticket_id: &str) -> Result<()> {
+    /// Marks the upload alive. `false` when a sweep has claimed it as
+    /// abandoned (its bytes are being or have been removed): the upload must
+    /// fail. The entry is then recreated if the sweep already removed it, so
+    /// the failed upload's own cleanup still finds every chunk, including any
+    /// written after the sweep.
+    pub async fn touch(&self, ticket_id: &str, ids: &FileIdBlock) -> Result<bool> {
+        let now = DateTime::now();
+        let alive = self
+            .uploads
+            .update_one(
+                doc! { "_id": ticket_id, "swept": { "$ne": true } },
+                doc! { "$set": { "touched_at": now } },
+            )
+            .await?;
+        if alive.matched_count == 1 {
+            return Ok(true);
+        }
         self.uploads
             .update_one(
                 doc! { "_id": ticket_id },
-                doc! { "$set": { "touched_at": DateTime::now() } },
+                doc! { "$setOnInsert": {
+                    "first_file_id": ids.first(),
+                    "last_file_id": ids.last(),
+                    "started_at": now,
+                    "touched_at": now,
+                    "swept": true,
+                } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(false)
+    }
+
+    /// Claims a stale entry for removal, unless its upload touched it since
+    /// `before`. The claim and the touch exclude each other: an upload either
+    /// refreshed its entry first (and the sweep leaves it) or finds it
+    /// claimed at its next touch (and fails).
+    pub async fn claim_stale(&self, ticket_id: &str, before: DateTime) -> Result<bool> {
+        let claimed = self
+            .uploads
+            .update_one(
+                doc! { "_id": ticket_id, "touched_at": { "$lt": before } },
+                doc! { "$set": { "swept": true } },
             )
             .await?;
-        Ok(())
+        Ok(claimed.matched_count == 1)
     }
 
     pub async fn get(&self, ticket_id: &str) -> Result<Option<UploadEntry>> {
