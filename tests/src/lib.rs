@@ -286,6 +286,19 @@ fn listening_port(log: &Path, marker: &str) -> Option<u16> {
         .map(|addr| addr.port())
 }
 
+/// Polls `check` until it holds, failing with `what` after `limit`.
+pub async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    check: impl Fn() -> F,
+) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// How a test server is configured: environment overrides on top of a
 /// fresh database and free port.
 #[derive(Clone, Default)]

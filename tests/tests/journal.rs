@@ -5,11 +5,11 @@
 //! Every server here runs with `limits.upload_idle_secs = 1`, so an entry is
 //! abandoned after 10 s untouched and sweeps run every second.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongodb::bson::doc;
 use pd2_ticket_tests::{
-    Server, ServerOptions, Stored, assert_error, fixture_plugins,
+    Server, ServerOptions, Stored, assert_error, eventually, fixture_plugins,
     multipart::{closing, file_head, post_head, read_status, send},
     plugin_dir, upload,
 };
@@ -17,15 +17,6 @@ use tokio::io::AsyncWriteExt;
 
 fn quick_journal() -> ServerOptions {
     ServerOptions::default().env("PD2_LIMITS__UPLOAD_IDLE_SECS", 1)
-}
-
-/// Waits until `check` holds, failing with `what` after `limit`.
-async fn eventually<F: Future<Output = bool>>(what: &str, limit: Duration, check: impl Fn() -> F) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "{what} after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A client that goes quiet mid-file is cut off with 408, and what it sent

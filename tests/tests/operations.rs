@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
 use pd2_ticket_tests::{
-    DbServer, Server, ServerOptions, Stored, assert_error, create_ticket, first_party_plugins,
-    json, multipart, sample,
+    DbServer, Server, ServerOptions, Stored, assert_error, create_ticket, eventually,
+    first_party_plugins, json, multipart, sample,
 };
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -164,14 +164,10 @@ async fn database_outage_gives_quick_503s_and_recovers() {
     assert!(first < Duration::from_secs(3), "first 503 took {first:?}");
     // Once the outage is known (as /health tells), every data route
     // answers at once.
-    let started = Instant::now();
-    while health(&server).await.0 != 503 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "outage not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("outage not noticed", Duration::from_secs(10), || async {
+        health(&server).await.0 == 503
+    })
+    .await;
     for path in ["/ticket", "/ticket/@me", file.as_str(), "/user/@me"] {
         let started = Instant::now();
         let response = server.get(path, &token).send().await.expect("request");
@@ -237,17 +233,10 @@ async fn upload_cut_off_by_an_outage_leaves_nothing() {
     head.extend(first);
     head.extend(second);
     let mut stream = multipart::send(server.port, &head).await;
-    let chunks_stored = async {
-        let started = Instant::now();
-        while server.count("files.chunks", doc! {}).await < 4 {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "bytes never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    chunks_stored.await;
+    eventually("bytes never arrived", Duration::from_secs(20), || async {
+        server.count("files.chunks", doc! {}).await >= 4
+    })
+    .await;
     assert_eq!(server.count("uploads", doc! {}).await, 1, "journal entry");
 
     let (port, storage) = db.stop();
@@ -262,14 +251,10 @@ async fn upload_cut_off_by_an_outage_leaves_nothing() {
     let _db = DbServer::start_at(port, storage);
     let left = server.wait_until_empty(Duration::from_secs(30)).await;
     assert_eq!(left, Stored::default(), "bytes left after the outage");
-    let started = Instant::now();
-    while server.count("uploads", doc! {}).await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "journal entry left"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("journal entry left", Duration::from_secs(10), || async {
+        server.count("uploads", doc! {}).await == 0
+    })
+    .await;
     // Removed by the janitor once the database was back, not before.
     assert!(
         server
@@ -335,11 +320,10 @@ async fn starts_without_a_database_and_connects_when_it_appears() {
     .await;
 
     let _db = DbServer::start_at(port, pd2_ticket_tests::temp_dir("late-db"));
-    let started = Instant::now();
-    while health(&server).await.0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(30), "never healthy");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("never healthy", Duration::from_secs(30), || async {
+        health(&server).await.0 == 200
+    })
+    .await;
     let response = server.get("/ticket", &token).send().await.expect("request");
     assert_eq!(response.status(), 200);
 }
