@@ -169,8 +169,8 @@ struct Receiver<'a> {
 }
 
 impl Receiver<'_> {
-    /// Refreshes the journal entry if it is due; fails the upload if a
-    /// sweep has already removed it.
+    /// Refreshes the journal entry if a period has passed; fails the upload
+    /// if a sweep has claimed it as abandoned.
     async fn keep_alive(&mut self) -> Result<(), ApiError> {
         if self.touched.elapsed() < self.touch_every {
             return Ok(());
