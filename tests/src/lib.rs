@@ -383,6 +383,18 @@ impl Server {
             ("RUST_LOG".to_owned(), "info".to_owned()),
         ];
         env.extend(options.env.iter().cloned());
+        // Whatever level a test chooses, the "listening" line must be logged:
+        // it is how the harness learns the port.
+        let level = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "RUST_LOG")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        env.push((
+            "RUST_LOG".to_owned(),
+            format!("{level},pd2_ticket::app=info"),
+        ));
         let log = workdir.join("server.log");
         let log_file = std::fs::File::create(&log).expect("server log");
         let mut command = Command::new(server_binary());
