@@ -592,6 +592,16 @@ impl Server {
         }
     }
 
+    /// Asserts that nothing at all is left within `limit`: no tickets, files
+    /// or chunks, and no upload journal entry (removed last, after the bytes).
+    pub async fn assert_nothing_left(&self, limit: Duration) {
+        assert_eq!(self.wait_until_empty(limit).await, Stored::default());
+        eventually("journal entry left", limit, || async {
+            self.count("uploads", doc! {}).await == 0
+        })
+        .await;
+    }
+
     /// `GET path` without a token.
     pub async fn get_anonymous(&self, path: &str) -> reqwest::Response {
         self.http

@@ -49,15 +49,7 @@ async fn stalled_upload_is_408_and_leaves_nothing() {
         response.contains(r#"{"detail":"Upload stalled: no data for 1 s"}"#),
         "{response}"
     );
-    assert_eq!(
-        server.wait_until_empty(Duration::from_secs(15)).await,
-        Stored::default()
-    );
-    // The entry goes last, after the bytes.
-    eventually("journal entry left", Duration::from_secs(10), || async {
-        server.count("uploads", doc! {}).await == 0
-    })
-    .await;
+    server.assert_nothing_left(Duration::from_secs(15)).await;
 }
 
 /// A server killed mid-upload cannot clean up; another instance finds the
@@ -184,15 +176,7 @@ async fn upload_whose_validation_outlives_its_journal_fails_cleanly() {
     for response in [accepts, reads] {
         assert_error(response, 503, "Upload took too long; please try again").await;
     }
-    assert_eq!(
-        server.wait_until_empty(Duration::from_secs(15)).await,
-        Stored::default()
-    );
-    // The entry goes last, after the bytes.
-    eventually("journal entry left", Duration::from_secs(10), || async {
-        server.count("uploads", doc! {}).await == 0
-    })
-    .await;
+    server.assert_nothing_left(Duration::from_secs(15)).await;
 
     // Quick validation is unaffected.
     let (status, _) =
