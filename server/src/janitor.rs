@@ -36,11 +36,6 @@ impl Janitor {
         }
     }
 
-    /// How often a live upload refreshes its journal entry.
-    pub fn touch_every(&self) -> Duration {
-        self.idle
-    }
-
     /// Removes what a failed upload stored; if the database cannot be
     /// reached now, remembers it for when it can.
     pub async fn discard(&self, store: &Store, ticket_id: &str) {

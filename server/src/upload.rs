@@ -7,10 +7,7 @@
 //! stored for the ticket is removed before the error is returned (or, if
 //! the database is gone, by the janitor once it is back).
 
-use std::{
-    collections::HashSet,
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, time::Instant};
 
 use bytes::Buf;
 use futures_util::{Stream, TryStreamExt};
@@ -86,7 +83,6 @@ pub async fn ingest(
     let mut receiver = Receiver {
         store,
         limits: &state.config.limits,
-        touch_every: state.janitor.touch_every(),
         ticket_id: &ticket_id,
         ids,
         touched: Instant::now(),
@@ -154,8 +150,6 @@ pub async fn ingest(
 struct Receiver<'a> {
     store: &'a Store,
     limits: &'a LimitsConfig,
-    /// How often the journal entry is refreshed (see `janitor`).
-    touch_every: Duration,
     ticket_id: &'a str,
     ids: FileIdBlock,
     /// When the journal entry was last refreshed.
@@ -169,10 +163,11 @@ struct Receiver<'a> {
 }
 
 impl Receiver<'_> {
-    /// Refreshes the journal entry if a period has passed; fails the upload
-    /// if a sweep has claimed it as abandoned.
+    /// Refreshes the journal entry once per `limits.upload_idle_secs` (the
+    /// pace `janitor` counts on); fails the upload if a sweep has claimed it
+    /// as abandoned.
     async fn keep_alive(&mut self) -> Result<(), ApiError> {
-        if self.touched.elapsed() < self.touch_every {
+        if self.touched.elapsed() < self.limits.upload_idle() {
             return Ok(());
         }
         if !self.store.uploads.touch(self.ticket_id, &self.ids).await? {

@@ -33,13 +33,11 @@ impl HasData for HasBoundedPoll {
 /// Shadows the `wasi:io/poll` that `add_to_linker_sync` linked.
 pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let added = sync_poll::add_to_linker::<CallState, HasBoundedPoll>(linker, |state| {
-        let deadline = state.deadline;
-        BoundedPoll {
-            table: state.table_mut(),
-            deadline,
-        }
-    });
+    let added =
+        sync_poll::add_to_linker::<CallState, HasBoundedPoll>(linker, |state| BoundedPoll {
+            table: &mut state.table,
+            deadline: state.deadline,
+        });
     linker.allow_shadowing(false);
     added
 }

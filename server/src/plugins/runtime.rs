@@ -80,18 +80,12 @@ pub struct FileHandle {
 /// preopened directories, environment, arguments, network or stdio.
 pub struct CallState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     /// When the call's time limit ends; host waits stop there (`poll`).
     pub(super) deadline: Instant,
     limits: StoreLimits,
     plugin: Arc<str>,
     settings: Arc<str>,
-}
-
-impl CallState {
-    pub(super) fn table_mut(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
 }
 
 impl WasiView for CallState {
