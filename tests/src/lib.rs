@@ -184,14 +184,8 @@ impl DbServer {
         // a connect could reach whoever else holds it.
         let start = Instant::now();
         let port = loop {
-            if let Some(port) = listening_port(&log_path, "listening on") {
+            if let Some(port) = listening_port(&mut child, &log_path, "listening on") {
                 break port;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "database server exited ({status}) before listening; log:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
@@ -276,9 +270,18 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// The port of the first socket address on the first line of `log` that
-/// contains `marker` (plain or JSON logs alike).
-fn listening_port(log: &Path, marker: &str) -> Option<u16> {
+/// The port `child` listens on: the first socket address on the first line
+/// of its `log` that contains `marker` (plain or JSON logs alike); `None`
+/// while there is no such line yet. Panics, with the log, if the child
+/// exited instead.
+fn listening_port(child: &mut Child, log: &Path, marker: &str) -> Option<u16> {
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!(
+            "{} exited ({status}) before listening; log:\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
     let text = std::fs::read_to_string(log).ok()?;
     let line = text.lines().find(|l| l.contains(marker))?;
     line.split(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
@@ -429,14 +432,8 @@ impl Server {
     async fn wait_listening(child: &mut Child, log: &Path) -> u16 {
         let start = Instant::now();
         loop {
-            if let Some(port) = listening_port(log, "listening") {
+            if let Some(port) = listening_port(child, log, "listening") {
                 return port;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "server exited ({status}) before listening; log:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
