@@ -67,7 +67,7 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
     telemetry::metrics();
     // None of these wait for the database: the server starts (and answers
     // 503 on data routes) while it is down, and recovers when it returns.
-    tokio::spawn(state.store.clone().monitor());
+    tokio::spawn(state.store.monitor().run());
     tokio::spawn(prepare_database(state.clone()));
     let janitor = state.clone();
     tokio::spawn(async move { janitor.janitor.run(janitor.store.clone()).await });
@@ -103,9 +103,9 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
             .unify()
             .boxed()
     };
-    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let limits = http::Limits::from_config(&state.config.server);
     let table = Arc::new(api::RouteTable::new());
-    http::run(listener, routes, table, shutdown_signal(), grace).await;
+    http::run(listener, routes, table, shutdown_signal(), limits).await;
     tracing::info!("stopped");
     Ok(())
 }

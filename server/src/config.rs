@@ -35,6 +35,24 @@ pub struct ServerConfig {
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish
     /// before the process exits anyway.
     pub shutdown_grace_secs: u64,
+    /// A client must send a complete request head within this many seconds
+    /// of connecting, or of the first byte of a later request on the same
+    /// connection (slow-header clients are cut off).
+    pub header_read_timeout_secs: u64,
+    /// An idle kept-alive connection is closed after this many seconds.
+    pub keep_alive_secs: u64,
+    /// Open client connections at most; beyond it the server stops
+    /// accepting until one closes (clients wait in the listen queue).
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_read_timeout_secs.max(1))
+    }
+    pub fn keep_alive(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.keep_alive_secs.max(1))
+    }
 }
 
 impl Default for ServerConfig {
@@ -45,6 +63,9 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             log_format: LogFormat::Plain,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            keep_alive_secs: 30,
+            max_connections: 4096,
         }
     }
 }
@@ -94,10 +115,19 @@ impl Default for DiscordConfig {
 pub struct MongoConfig {
     pub uri: String,
     pub database: String,
-    /// How long an operation waits for a usable server before the request
-    /// fails with 503 (the driver's own default is 30 s). Once the health
-    /// check has seen the database down, requests fail at once instead.
+    /// Longest a request waits for one database operation (a free
+    /// connection, a usable server and the answer together) before it
+    /// answers 503. Once the health check has confirmed an outage, requests
+    /// fail at once instead.
     pub timeout_ms: u64,
+    /// Connections per instance, and database operations running at once.
+    pub max_pool_size: u32,
+}
+
+impl MongoConfig {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.max(1))
+    }
 }
 
 impl Default for MongoConfig {
@@ -105,7 +135,8 @@ impl Default for MongoConfig {
         Self {
             uri: "mongodb://127.0.0.1:27017".into(),
             database: "pd2-ticket".into(),
-            timeout_ms: 1_000,
+            timeout_ms: 2_000,
+            max_pool_size: 10,
         }
     }
 }

@@ -21,11 +21,17 @@ use crate::store::{Result, Store};
 /// without bytes, so its entry is never older than two periods; the rest is
 /// margin for clocks that disagree between instances.
 const STALE_PERIODS: u32 = 10;
+/// How often cleanups that failed are retried while the database answers:
+/// a failure during a brief freeze is repaired right after it, without
+/// waiting for the health check to have seen an outage.
+const RETRY: Duration = Duration::from_secs(1);
 
 pub struct Janitor {
     /// `limits.upload_idle_secs`: paces touching and sweeping.
     idle: Duration,
     pending: Mutex<HashSet<String>>,
+    /// Wakes `run` when a cleanup joins `pending`.
+    wake: tokio::sync::Notify,
 }
 
 impl Janitor {
@@ -33,6 +39,7 @@ impl Janitor {
         Self {
             idle,
             pending: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -44,6 +51,7 @@ impl Janitor {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.insert(ticket_id.to_owned());
             }
+            self.wake.notify_one();
         }
     }
 
@@ -52,8 +60,16 @@ impl Janitor {
     pub async fn run(&self, store: Store) {
         let mut health = store.health.subscribe();
         let mut sweep = tokio::time::interval(self.idle);
+        let mut retry = tokio::time::interval(RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                () = self.wake.notified() => {}
+                _ = retry.tick(), if self.has_pending() => {
+                    if store.health.is_up() {
+                        self.retry_pending(&store).await;
+                    }
+                }
                 _ = sweep.tick() => {
                     if store.health.is_up() {
                         self.retry_pending(&store).await;
@@ -72,6 +88,10 @@ impl Janitor {
                 }
             }
         }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.pending.lock().is_ok_and(|p| !p.is_empty())
     }
 
     async fn retry_pending(&self, store: &Store) {

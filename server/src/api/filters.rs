@@ -97,7 +97,7 @@ pub fn page() -> impl Filter<Extract = (TicketPage,), Error = Rejection> + Clone
         let number = |key: &str, default: i64| -> Result<i64, Rejection> {
             match query.get(key) {
                 None => Ok(default),
-                Some(v) => v.trim().parse::<i64>().map_err(|_| {
+                Some(v) => integer(v).ok_or_else(|| {
                     ApiError::bad_request(format!("Query parameter `{key}` must be an integer"))
                         .into()
                 }),
@@ -108,6 +108,20 @@ pub fn page() -> impl Filter<Extract = (TicketPage,), Error = Rejection> + Clone
             length: number("length", DEFAULT_LENGTH)?.clamp(1, MAX_LENGTH),
         })
     })
+}
+
+/// A decimal integer, saturated to the range of `i64`: a number too large
+/// to represent is still a number (clamped like any other), not a 400.
+fn integer(text: &str) -> Option<i64> {
+    use std::num::IntErrorKind;
+    match text.trim().parse::<i64>() {
+        Ok(n) => Some(n),
+        Err(e) => match e.kind() {
+            IntErrorKind::PosOverflow => Some(i64::MAX),
+            IntErrorKind::NegOverflow => Some(i64::MIN),
+            _ => None,
+        },
+    }
 }
 
 /// Most a JSON request body may be.
@@ -133,7 +147,18 @@ pub fn json_body<T: DeserializeOwned + Send + 'static>()
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_token;
+    use super::{bearer_token, integer};
+
+    #[test]
+    fn paging_numbers_saturate() {
+        assert_eq!(integer(" 42 "), Some(42));
+        assert_eq!(integer("99999999999999999999"), Some(i64::MAX));
+        assert_eq!(integer("9223372036854775808"), Some(i64::MAX));
+        assert_eq!(integer("-99999999999999999999"), Some(i64::MIN));
+        assert_eq!(integer("ten"), None);
+        assert_eq!(integer("1e3"), None);
+        assert_eq!(integer(""), None);
+    }
 
     #[test]
     fn bearer_parsing() {

@@ -173,7 +173,14 @@ fn docs_page() -> Response {
 /// Maps request paths to the document's path templates, for metric labels
 /// and log lines (a raw path would give every ticket its own time series).
 pub struct RouteTable {
-    templates: Vec<(&'static str, Vec<Segment>)>,
+    templates: Vec<Template>,
+}
+
+struct Template {
+    label: &'static str,
+    segments: Vec<Segment>,
+    /// The `Allow` header of a `405` on this route.
+    allow: &'static str,
 }
 
 enum Segment {
@@ -188,8 +195,8 @@ impl RouteTable {
         let templates = DOCUMENT
             .paths
             .paths
-            .keys()
-            .map(|template| {
+            .iter()
+            .map(|(template, item)| {
                 let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
                 let last = parts.len() - 1;
                 let segments = parts
@@ -203,7 +210,24 @@ impl RouteTable {
                     .collect();
                 // Leaked once per template at start: labels are &'static.
                 let label: &'static str = Box::leak(template.clone().into_boxed_str());
-                (label, segments)
+                let methods = [
+                    // HEAD is served wherever GET is (see `http`).
+                    ("GET, HEAD", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let allow = methods
+                    .iter()
+                    .filter(|(_, present)| *present)
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Template {
+                    label,
+                    segments,
+                    allow: Box::leak(allow.into_boxed_str()),
+                }
             })
             .collect();
         Self { templates }
@@ -212,6 +236,15 @@ impl RouteTable {
     /// The template `path` matches, preferring literal segments over
     /// parameters; `unmatched` for anything else.
     pub fn label(&self, path: &str) -> &'static str {
+        self.matching(path).map_or("unmatched", |t| t.label)
+    }
+
+    /// The methods `path` answers, for the `Allow` header of a `405`.
+    pub fn allow(&self, path: &str) -> Option<&'static str> {
+        self.matching(path).map(|t| t.allow)
+    }
+
+    fn matching(&self, path: &str) -> Option<&Template> {
         // Runs on every request: split into a small stack buffer, no heap.
         let mut parts = [""; 8];
         let mut count = 0;
@@ -227,9 +260,9 @@ impl RouteTable {
         let parts = &parts[..count];
         self.templates
             .iter()
-            .filter_map(|(label, segments)| score(segments, parts).map(|s| (s, *label)))
+            .filter_map(|t| score(&t.segments, parts).map(|s| (s, t)))
             .max_by_key(|(s, _)| *s)
-            .map_or("unmatched", |(_, label)| label)
+            .map(|(_, t)| t)
     }
 }
 
@@ -288,6 +321,13 @@ mod tests {
             "/ticket/{user_id}/{ticket_id}/preview/{file_path}"
         );
         assert_eq!(table.label("/nope"), "unmatched");
+        assert_eq!(table.allow("/ticket"), Some("GET, HEAD, POST"));
+        assert_eq!(
+            table.allow("/ticket/@me/0123456789abcdef0123"),
+            Some("GET, HEAD, PUT, DELETE")
+        );
+        assert_eq!(table.allow("/oauth"), Some("POST, PUT"));
+        assert_eq!(table.allow("/nope"), None);
         assert_eq!(table.label("/ticket/1/2/nope"), "unmatched");
     }
 

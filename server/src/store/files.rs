@@ -15,7 +15,7 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Result, StoreError};
+use super::{Gate, Result, StoreError};
 
 const BUCKET: &str = "files";
 /// GridFS' customary chunk size: below MongoDB's 16 MiB document limit with
@@ -64,10 +64,11 @@ pub struct FileStore {
     bucket: GridFsBucket,
     files: Collection<Document>,
     chunks: Collection<Chunk>,
+    gate: Gate,
 }
 
 impl FileStore {
-    pub fn new(db: &Database) -> Self {
+    pub fn new(db: &Database, gate: Gate) -> Self {
         let options = GridFsBucketOptions::builder()
             .bucket_name(BUCKET.to_owned())
             .chunk_size_bytes(CHUNK_SIZE)
@@ -76,6 +77,7 @@ impl FileStore {
             bucket: db.gridfs_bucket(options),
             files: db.collection(&format!("{BUCKET}.files")),
             chunks: db.collection(&format!("{BUCKET}.chunks")),
+            gate,
         }
     }
 
@@ -110,17 +112,23 @@ impl FileStore {
         content_type: &str,
     ) -> Result<FileUpload> {
         let stream = self
-            .bucket
-            .open_upload_stream(path)
-            .id(Bson::ObjectId(id))
-            .metadata(doc! {
-                "ticket_id": ticket_id,
-                "path": path,
-                "content_type": content_type,
+            .gate
+            .bounded(async {
+                Ok(self
+                    .bucket
+                    .open_upload_stream(path)
+                    .id(Bson::ObjectId(id))
+                    .metadata(doc! {
+                        "ticket_id": ticket_id,
+                        "path": path,
+                        "content_type": content_type,
+                    })
+                    .await?)
             })
             .await?;
         Ok(FileUpload {
             stream,
+            gate: self.gate.clone(),
             files: self.files.clone(),
             id,
             path: path.to_owned(),
@@ -134,35 +142,43 @@ impl FileStore {
     /// first: a crash in between leaves a files document without chunks,
     /// which is still found (and removed) by ticket id.
     pub async fn delete_ticket(&self, ticket_id: &str) -> Result<()> {
-        let ids: Vec<Bson> = self
-            .files
-            .find(doc! { "metadata.ticket_id": ticket_id })
-            .projection(doc! { "_id": 1 })
-            .await?
-            .try_filter_map(|d| async move { Ok(d.get("_id").cloned()) })
-            .try_collect()
-            .await?;
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.chunks
-            .delete_many(doc! { "files_id": { "$in": &ids } })
-            .await?;
-        self.files
-            .delete_many(doc! { "_id": { "$in": &ids } })
-            .await?;
-        Ok(())
+        let (files, chunks) = (self.files.clone(), self.chunks.clone());
+        let filter = doc! { "metadata.ticket_id": ticket_id };
+        self.gate
+            .run(async move {
+                let ids: Vec<Bson> = files
+                    .find(filter)
+                    .projection(doc! { "_id": 1 })
+                    .await?
+                    .try_filter_map(|d| async move { Ok(d.get("_id").cloned()) })
+                    .try_collect()
+                    .await?;
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                chunks
+                    .delete_many(doc! { "files_id": { "$in": &ids } })
+                    .await?;
+                files.delete_many(doc! { "_id": { "$in": &ids } }).await?;
+                Ok(())
+            })
+            .await
     }
 
     /// Removes every file, complete or not, whose id is in `first..=last`.
     /// Chunks go first, for the same reason as in [`Self::delete_ticket`].
     pub async fn delete_id_range(&self, first: ObjectId, last: ObjectId) -> Result<()> {
         let range = doc! { "$gte": first, "$lte": last };
-        self.chunks
-            .delete_many(doc! { "files_id": range.clone() })
-            .await?;
-        self.files.delete_many(doc! { "_id": range }).await?;
-        Ok(())
+        let (files, chunks) = (self.files.clone(), self.chunks.clone());
+        self.gate
+            .run(async move {
+                chunks
+                    .delete_many(doc! { "files_id": range.clone() })
+                    .await?;
+                files.delete_many(doc! { "_id": range }).await?;
+                Ok(())
+            })
+            .await
     }
 
     /// Streams `range` of `file`, fetching only the chunks it covers.
@@ -172,6 +188,7 @@ impl FileStore {
         range: ByteRange,
     ) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
         let chunks = self.chunks.clone();
+        let gate = self.gate.clone();
         let file_id = file.file_id;
         let chunk_size = file.chunk_size.max(1) as u64;
         let first = (range.start / chunk_size) as i64;
@@ -188,24 +205,37 @@ impl FileStore {
         }
 
         stream::try_unfold(State::Start, move |state| {
-            let chunks = chunks.clone();
+            let (chunks, gate) = (chunks.clone(), gate.clone());
             async move {
-                let (mut cursor, expected) = match state {
+                let (cursor, expected) = match state {
                     State::Done => return Ok(None),
                     State::Start if first > last => return Ok(None),
-                    State::Start => {
-                        let cursor = chunks
-                            .find(
-                                doc! { "files_id": file_id, "n": { "$gte": first, "$lte": last } },
-                            )
-                            .sort(doc! { "n": 1 })
-                            .batch_size(READ_BATCH)
-                            .await?;
-                        (Box::new(cursor), first)
-                    }
-                    State::Reading(cursor, expected) => (cursor, expected),
+                    State::Start => (None, first),
+                    State::Reading(cursor, expected) => (Some(cursor), expected),
                 };
-                let Some(chunk) = cursor.try_next().await? else {
+                // Opening the cursor and every later batch go through the
+                // gate: a client hanging up mid-download drops this stream,
+                // never a driver operation in flight.
+                let (cursor, chunk) = gate
+                    .run(async move {
+                        let mut cursor = match cursor {
+                            Some(cursor) => cursor,
+                            None => Box::new(
+                                chunks
+                                    .find(doc! {
+                                        "files_id": file_id,
+                                        "n": { "$gte": first, "$lte": last },
+                                    })
+                                    .sort(doc! { "n": 1 })
+                                    .batch_size(READ_BATCH)
+                                    .await?,
+                            ),
+                        };
+                        let chunk = cursor.try_next().await?;
+                        Ok((cursor, chunk))
+                    })
+                    .await?;
+                let Some(chunk) = chunk else {
                     return Err(StoreError::Corrupt(format!(
                         "file {file_id} is missing chunk {expected}"
                     )));
@@ -242,6 +272,7 @@ impl FileStore {
 /// delete the chunks written so far.
 pub struct FileUpload {
     stream: GridFsUploadStream,
+    gate: Gate,
     files: Collection<Document>,
     id: ObjectId,
     path: String,
@@ -258,25 +289,37 @@ impl FileUpload {
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
         self.hasher.update(data);
         self.size += data.len() as u64;
-        self.stream
-            .write_all(data)
+        let stream = &mut self.stream;
+        self.gate
+            .bounded(async {
+                stream
+                    .write_all(data)
+                    .await
+                    .map_err(|e| StoreError::from(mongodb::error::Error::from(e)))
+            })
             .await
-            .map_err(|e| StoreError::from(mongodb::error::Error::from(e)))
     }
 
     /// Flushes the last chunk, writes the files document, and records the
     /// content hash in its metadata.
     pub async fn finish(mut self) -> Result<StoredFile> {
-        self.stream
-            .close()
-            .await
-            .map_err(|e| StoreError::from(mongodb::error::Error::from(e)))?;
+        let stream = &mut self.stream;
+        self.gate
+            .bounded(async {
+                stream
+                    .close()
+                    .await
+                    .map_err(|e| StoreError::from(mongodb::error::Error::from(e)))
+            })
+            .await?;
         let sha256 = hex::encode(self.hasher.finalize());
-        self.files
-            .update_one(
-                doc! { "_id": self.id },
-                doc! { "$set": { "metadata.sha256": &sha256, "metadata.size": self.size as i64 } },
-            )
+        let (files, id, size) = (self.files.clone(), self.id, self.size as i64);
+        let set = doc! { "$set": { "metadata.sha256": &sha256, "metadata.size": size } };
+        self.gate
+            .run(async move {
+                files.update_one(doc! { "_id": id }, set).await?;
+                Ok(())
+            })
             .await?;
         Ok(StoredFile {
             path: self.path,
@@ -290,6 +333,7 @@ impl FileUpload {
 
     /// Discards the chunks written so far.
     pub async fn abort(mut self) -> Result<()> {
-        Ok(self.stream.abort().await?)
+        let stream = &mut self.stream;
+        self.gate.bounded(async { Ok(stream.abort().await?) }).await
     }
 }

@@ -1,28 +1,33 @@
-//! Database health: a background check that lets requests fail fast.
+//! Database health: a background check that lets requests fail fast once
+//! an outage is confirmed, and only then.
 //!
-//! The driver would make every request wait for a server up to the
-//! selection timeout while the database is down. Instead, two sources keep
-//! one up/down flag: the driver's topology events (a lost connection or a
-//! primary stepping down is known at once) and a periodic ping (which also
-//! catches a server that accepts connections but does not answer). While
-//! the flag is down, data routes answer 503 at once; the first sign of a
-//! usable server lets them through again.
+//! The check pings over a client of its own (one connection, its own
+//! pool), so request traffic can never delay it: an earlier version shared
+//! the request pool, and a burst of abandoned requests queued in front of
+//! its ping made it report a healthy database as down for minutes (see
+//! `gate`). One failed ping is not an outage (a late answer on a loaded
+//! machine, one connection lost to an idle timeout): the check retries at
+//! once on a fresh connection, and only a second failure in a row turns
+//! the flag down. Until then requests go to the driver, which retries a
+//! lost connection itself, bounded by `mongodb.timeout_ms`. While the flag
+//! is down, data routes answer 503 at once; the first good ping lets them
+//! through again.
 
 use std::{
     sync::Mutex,
     time::{Duration, Instant},
 };
 
+use mongodb::{Database, bson::doc};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Ping period while the database answers.
 const CHECK_UP: Duration = Duration::from_millis(500);
 /// Ping period while it does not: recovery is noticed within this.
 const CHECK_DOWN: Duration = Duration::from_millis(250);
-/// A ping slower than this counts as a failure. Generous: a busy server is
-/// not a dead one, and lost connections are reported by topology events.
-const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// Failed pings in a row that make an outage.
+const CONFIRM: u32 = 2;
 
 pub struct DbHealth {
     up: watch::Sender<bool>,
@@ -85,21 +90,6 @@ impl DbHealth {
         }
     }
 
-    /// From the driver's topology events: whether a server can take writes.
-    pub fn topology_changed(&self, writable: bool) {
-        if writable {
-            self.record(Ok(None));
-        } else if self.last.lock().is_ok_and(|last| last.at.is_none()) {
-            // The driver's first view, before it has contacted anything:
-            // not news. The first ping decides what to report.
-            self.up.send_replace(false);
-        } else {
-            self.record(Err(
-                "no writable server (connection lost or no primary)".into()
-            ));
-        }
-    }
-
     fn record(&self, result: Result<Option<Duration>, String>) {
         let up = result.is_ok();
         let was_up = self.is_up();
@@ -135,19 +125,54 @@ impl DbHealth {
     }
 }
 
-impl super::Store {
+/// The health check: pings over its own client and records the result.
+pub struct Monitor {
+    pub(super) db: Database,
+    pub(super) health: std::sync::Arc<DbHealth>,
+    /// An answer slower than this is a failed ping: `mongodb.timeout_ms`,
+    /// the same bound requests get.
+    pub(super) timeout: Duration,
+    /// Notified when a request's operation timed out: look now.
+    pub(super) suspect: std::sync::Arc<Notify>,
+}
+
+impl Monitor {
     /// Checks the database forever; spawned once by the server.
-    pub async fn monitor(self) {
+    pub async fn run(self) {
+        let mut failures = 0u32;
         loop {
             let started = Instant::now();
-            let result = match tokio::time::timeout(PING_TIMEOUT, self.ping()).await {
-                Ok(Ok(())) => Ok(Some(started.elapsed())),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
-            };
-            let up = result.is_ok();
-            self.health.record(result);
-            tokio::time::sleep(if up { CHECK_UP } else { CHECK_DOWN }).await;
+            let result =
+                match tokio::time::timeout(self.timeout, self.db.run_command(doc! { "ping": 1 }))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(Some(started.elapsed())),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+                };
+            match result {
+                Ok(latency) => {
+                    failures = 0;
+                    self.health.record(Ok(latency));
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures >= CONFIRM {
+                        self.health.record(Err(error));
+                    } else {
+                        // Unconfirmed: look again at once. The driver has
+                        // closed the connection that failed, so the retry
+                        // runs on a fresh one.
+                        tracing::debug!(%error, "database ping failed; checking again");
+                        continue;
+                    }
+                }
+            }
+            let period = if failures == 0 { CHECK_UP } else { CHECK_DOWN };
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                () = self.suspect.notified() => {}
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! typed operations; nothing above this layer builds queries.
 
 mod files;
+mod gate;
 mod health;
 mod previews;
 mod settings;
@@ -13,16 +14,12 @@ mod users;
 
 use std::{sync::Arc, time::Duration};
 
-use mongodb::{
-    Client, Database,
-    bson::doc,
-    error::ErrorKind,
-    event::{EventHandler, sdam::SdamEvent},
-    options::ClientOptions,
-};
+use mongodb::{Client, Database, error::ErrorKind, options::ClientOptions};
+use tokio::sync::Notify;
 
 pub use files::{ByteRange, FileStore, FileUpload, StoredFile};
-pub use health::{DbHealth, DbStatus};
+pub use gate::Gate;
+pub use health::{DbHealth, DbStatus, Monitor};
 pub use previews::{CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use tickets::{TicketPage, TicketRecord, TicketStore};
@@ -37,6 +34,8 @@ pub enum StoreError {
     Mongo(#[from] mongodb::error::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("no answer from the database within {0:?}")]
+    Timeout(Duration),
 }
 
 impl StoreError {
@@ -53,6 +52,7 @@ impl StoreError {
                 ErrorKind::Command(c) => SHUTDOWN_OR_STEPDOWN.contains(&c.code),
                 _ => false,
             },
+            StoreError::Timeout(_) => true,
             StoreError::Corrupt(_) => false,
         }
     }
@@ -65,6 +65,12 @@ const SHUTDOWN_OR_STEPDOWN: &[i32] = &[11600, 11602, 10107, 13435, 13436, 189, 9
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Idle pooled connections are closed after this: below the idle limits of
+/// databases (SecantusDB closes connections idle for 300 s), firewalls and
+/// load balancers, so a request never picks a connection that was cut
+/// under it. A connection cut anyway is one the driver retries.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
 /// Handles to every collection. Cheap to clone (the driver shares one pool).
 #[derive(Clone)]
 pub struct Store {
@@ -75,53 +81,73 @@ pub struct Store {
     pub previews: PreviewStore,
     pub uploads: UploadJournal,
     pub health: Arc<DbHealth>,
-    db: Database,
+    gate: Gate,
+    /// The health check's own client (see `health`).
+    monitor_db: Database,
+    timeout: Duration,
+    suspect: Arc<Notify>,
 }
 
 impl Store {
-    /// Builds the client without contacting the server: the driver connects
-    /// lazily, so the process starts even while the database is down.
+    /// Builds the clients without contacting the server: the driver
+    /// connects lazily, so the process starts even while the database is
+    /// down.
     pub async fn connect(config: &MongoConfig) -> anyhow::Result<Self> {
         let mut options = ClientOptions::parse(&config.uri)
             .await
             .map_err(|e| anyhow::anyhow!("invalid configuration at `mongodb.uri`: {e}"))?;
-        // Bounds how long a request waits while no server is usable; the
-        // connect timeout stays the driver's, so a slow handshake under load
-        // is not mistaken for an outage.
-        options.server_selection_timeout = Some(Duration::from_millis(config.timeout_ms));
+        // A request's whole operation is bounded by the gate; the selection
+        // timeout only has to be no longer. The connect timeout stays the
+        // driver's, so a slow handshake under load is not an outage.
+        options.server_selection_timeout = Some(config.timeout());
+        options.max_idle_time = Some(POOL_IDLE);
+        options.max_pool_size = Some(config.max_pool_size.max(1));
         options.app_name = Some("pd2-ticket".into());
-        let health = Arc::new(DbHealth::default());
-        let events = health.clone();
-        options.sdam_event_handler = Some(EventHandler::callback(move |event: SdamEvent| {
-            if let SdamEvent::TopologyDescriptionChanged(change) = event {
-                events.topology_changed(change.new_description.has_writable_server());
-            }
-        }));
+        let mut monitor_options = options.clone();
+        monitor_options.max_pool_size = Some(1);
+        monitor_options.app_name = Some("pd2-ticket-health".into());
         let client = Client::with_options(options)?;
+        let monitor = Client::with_options(monitor_options)?;
         let db = client.database(&config.database);
+        let suspect = Arc::new(Notify::new());
+        let gate = Gate::new(
+            config.max_pool_size.max(1) as usize,
+            config.timeout(),
+            suspect.clone(),
+        );
         Ok(Self {
-            users: UserStore::new(&db),
-            tickets: TicketStore::new(&db),
-            files: FileStore::new(&db),
-            settings: SettingsStore::new(&db),
-            previews: PreviewStore::new(&db),
-            uploads: UploadJournal::new(&db),
-            health,
-            db,
+            users: UserStore::new(&db, gate.clone()),
+            tickets: TicketStore::new(&db, gate.clone()),
+            files: FileStore::new(&db, gate.clone()),
+            settings: SettingsStore::new(&db, gate.clone()),
+            previews: PreviewStore::new(&db, gate.clone()),
+            uploads: UploadJournal::new(&db, gate.clone()),
+            health: Arc::new(DbHealth::default()),
+            gate,
+            monitor_db: monitor.database(&config.database),
+            timeout: config.timeout(),
+            suspect,
         })
+    }
+
+    /// The health check of this store; spawned once by the server.
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            db: self.monitor_db.clone(),
+            health: self.health.clone(),
+            timeout: self.timeout,
+            suspect: self.suspect.clone(),
+        }
     }
 
     /// Creates the indexes the queries rely on. Idempotent.
     pub async fn ensure_indexes(&self) -> Result<()> {
-        self.tickets.ensure_indexes().await?;
-        self.files.ensure_indexes().await?;
-        self.uploads.ensure_indexes().await?;
-        Ok(())
-    }
-
-    /// One round trip to the server.
-    pub async fn ping(&self) -> Result<()> {
-        self.db.run_command(doc! { "ping": 1 }).await?;
-        Ok(())
+        self.gate
+            .bounded(async {
+                self.tickets.ensure_indexes().await?;
+                self.files.ensure_indexes().await?;
+                self.uploads.ensure_indexes().await
+            })
+            .await
     }
 }

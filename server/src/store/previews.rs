@@ -10,7 +10,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::Result;
+use super::{Gate, Result};
 
 /// A preview as served.
 #[derive(Debug, Clone)]
@@ -39,12 +39,14 @@ struct PreviewDoc {
 #[derive(Clone)]
 pub struct PreviewStore {
     previews: Collection<PreviewDoc>,
+    gate: Gate,
 }
 
 impl PreviewStore {
-    pub fn new(db: &Database) -> Self {
+    pub fn new(db: &Database, gate: Gate) -> Self {
         Self {
             previews: db.collection("previews"),
+            gate,
         }
     }
 
@@ -53,11 +55,10 @@ impl PreviewStore {
         &self,
         keys: &[String],
     ) -> Result<HashMap<String, Option<CachedPreview>>> {
+        let (previews, filter) = (self.previews.clone(), doc! { "_id": { "$in": keys } });
         let docs: Vec<PreviewDoc> = self
-            .previews
-            .find(doc! { "_id": { "$in": keys } })
-            .await?
-            .try_collect()
+            .gate
+            .run(async move { Ok(previews.find(filter).await?.try_collect().await?) })
             .await?;
         Ok(docs
             .into_iter()
@@ -91,10 +92,12 @@ impl PreviewStore {
             }),
             created_at: DateTime::now(),
         };
-        self.previews
-            .replace_one(doc! { "_id": key }, &doc)
-            .upsert(true)
-            .await?;
-        Ok(())
+        let (previews, filter) = (self.previews.clone(), doc! { "_id": key });
+        self.gate
+            .run(async move {
+                previews.replace_one(filter, doc).upsert(true).await?;
+                Ok(())
+            })
+            .await
     }
 }

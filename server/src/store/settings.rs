@@ -6,19 +6,21 @@ use mongodb::{
     error::{ErrorKind, WriteFailure},
 };
 
-use super::Result;
+use super::{Gate, Result};
 
 const JWT_SECRET: &str = "jwt_secret";
 
 #[derive(Clone)]
 pub struct SettingsStore {
     settings: Collection<Document>,
+    gate: Gate,
 }
 
 impl SettingsStore {
-    pub fn new(db: &Database) -> Self {
+    pub fn new(db: &Database, gate: Gate) -> Self {
         Self {
             settings: db.collection("settings"),
+            gate,
         }
     }
 
@@ -29,11 +31,15 @@ impl SettingsStore {
         if let Some(value) = self.get_string(JWT_SECRET).await? {
             return Ok(value);
         }
-        match self
-            .settings
-            .insert_one(doc! { "_id": JWT_SECRET, "value": candidate })
-            .await
-        {
+        let (settings, secret) = (
+            self.settings.clone(),
+            doc! { "_id": JWT_SECRET, "value": candidate },
+        );
+        let inserted = self
+            .gate
+            .run(async move { Ok(settings.insert_one(secret).await) })
+            .await?;
+        match inserted {
             Ok(_) => Ok(candidate.to_owned()),
             Err(e) if is_duplicate_key(&e) => self.get_string(JWT_SECRET).await?.ok_or_else(|| {
                 super::StoreError::Corrupt("jwt secret vanished after a conflict".into())
@@ -43,7 +49,11 @@ impl SettingsStore {
     }
 
     async fn get_string(&self, key: &str) -> Result<Option<String>> {
-        let found = self.settings.find_one(doc! { "_id": key }).await?;
+        let (settings, filter) = (self.settings.clone(), doc! { "_id": key });
+        let found = self
+            .gate
+            .run(async move { Ok(settings.find_one(filter).await?) })
+            .await?;
         Ok(found.and_then(|d| d.get_str("value").ok().map(str::to_owned)))
     }
 }

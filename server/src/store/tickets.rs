@@ -9,7 +9,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Result, StoredFile};
+use super::{Gate, Result, StoredFile};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TicketRecord {
@@ -41,12 +41,14 @@ pub struct TicketPage {
 #[derive(Clone)]
 pub struct TicketStore {
     tickets: Collection<TicketRecord>,
+    gate: Gate,
 }
 
 impl TicketStore {
-    pub fn new(db: &Database) -> Self {
+    pub fn new(db: &Database, gate: Gate) -> Self {
         Self {
             tickets: db.collection("tickets"),
+            gate,
         }
     }
 
@@ -59,12 +61,20 @@ impl TicketStore {
     }
 
     pub async fn insert(&self, ticket: &TicketRecord) -> Result<()> {
-        self.tickets.insert_one(ticket).await?;
-        Ok(())
+        let (tickets, ticket) = (self.tickets.clone(), ticket.clone());
+        self.gate
+            .run(async move {
+                tickets.insert_one(ticket).await?;
+                Ok(())
+            })
+            .await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<TicketRecord>> {
-        Ok(self.tickets.find_one(doc! { "_id": id }).await?)
+        let (tickets, filter) = (self.tickets.clone(), doc! { "_id": id });
+        self.gate
+            .run(async move { Ok(tickets.find_one(filter).await?) })
+            .await
     }
 
     pub async fn list(
@@ -77,14 +87,18 @@ impl TicketStore {
         if public_only {
             filter.insert("is_public", true);
         }
-        let cursor = self
-            .tickets
-            .find(filter)
-            .sort(doc! { "create_time": -1, "_id": -1 })
-            .skip(page.offset)
-            .limit(page.length)
-            .await?;
-        Ok(cursor.try_collect().await?)
+        let tickets = self.tickets.clone();
+        self.gate
+            .run(async move {
+                let cursor = tickets
+                    .find(filter)
+                    .sort(doc! { "create_time": -1, "_id": -1 })
+                    .skip(page.offset)
+                    .limit(page.length)
+                    .await?;
+                Ok(cursor.try_collect().await?)
+            })
+            .await
     }
 
     /// Applies the given changes if the ticket belongs to `author_id`;
@@ -104,22 +118,29 @@ impl TicketStore {
             set.insert("remark", remark);
         }
         let filter = doc! { "_id": id, "author_id": author_id };
-        if set.is_empty() {
-            return Ok(self.tickets.find_one(filter).await?);
-        }
-        Ok(self
-            .tickets
-            .find_one_and_update(filter, doc! { "$set": set })
-            .return_document(ReturnDocument::After)
-            .await?)
+        let tickets = self.tickets.clone();
+        self.gate
+            .run(async move {
+                if set.is_empty() {
+                    return Ok(tickets.find_one(filter).await?);
+                }
+                Ok(tickets
+                    .find_one_and_update(filter, doc! { "$set": set })
+                    .return_document(ReturnDocument::After)
+                    .await?)
+            })
+            .await
     }
 
     /// Removes the record if it belongs to `author_id` and returns it, so the
     /// caller can then remove its bytes.
     pub async fn delete(&self, id: &str, author_id: &str) -> Result<Option<TicketRecord>> {
-        Ok(self
-            .tickets
-            .find_one_and_delete(doc! { "_id": id, "author_id": author_id })
-            .await?)
+        let (tickets, filter) = (
+            self.tickets.clone(),
+            doc! { "_id": id, "author_id": author_id },
+        );
+        self.gate
+            .run(async move { Ok(tickets.find_one_and_delete(filter).await?) })
+            .await
     }
 }

@@ -15,7 +15,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::Result;
+use super::{Gate, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadEntry {
@@ -83,12 +83,14 @@ impl Default for FileIdBlock {
 #[derive(Clone)]
 pub struct UploadJournal {
     uploads: Collection<UploadEntry>,
+    gate: Gate,
 }
 
 impl UploadJournal {
-    pub fn new(db: &Database) -> Self {
+    pub fn new(db: &Database, gate: Gate) -> Self {
         Self {
             uploads: db.collection("uploads"),
+            gate,
         }
     }
 
@@ -100,17 +102,21 @@ impl UploadJournal {
 
     pub async fn begin(&self, ticket_id: &str, ids: &FileIdBlock) -> Result<()> {
         let now = DateTime::now();
-        self.uploads
-            .insert_one(UploadEntry {
-                ticket_id: ticket_id.to_owned(),
-                first_file_id: ids.first(),
-                last_file_id: ids.last(),
-                started_at: now,
-                touched_at: now,
-                swept: false,
+        let entry = UploadEntry {
+            ticket_id: ticket_id.to_owned(),
+            first_file_id: ids.first(),
+            last_file_id: ids.last(),
+            started_at: now,
+            touched_at: now,
+            swept: false,
+        };
+        let uploads = self.uploads.clone();
+        self.gate
+            .run(async move {
+                uploads.insert_one(entry).await?;
+                Ok(())
             })
-            .await?;
-        Ok(())
+            .await
     }
 
     /// Marks the upload alive. `false` when a sweep has claimed it as
@@ -120,30 +126,10 @@ impl UploadJournal {
     /// written after the sweep.
     pub async fn touch(&self, ticket_id: &str, ids: &FileIdBlock) -> Result<bool> {
         let now = DateTime::now();
-        let alive = self
-            .uploads
-            .update_one(
-                doc! { "_id": ticket_id, "swept": { "$ne": true } },
-                doc! { "$set": { "touched_at": now } },
-            )
-            .await?;
-        if alive.matched_count == 1 {
-            return Ok(true);
-        }
-        self.uploads
-            .update_one(
-                doc! { "_id": ticket_id },
-                doc! { "$setOnInsert": {
-                    "first_file_id": ids.first(),
-                    "last_file_id": ids.last(),
-                    "started_at": now,
-                    "touched_at": now,
-                    "swept": true,
-                } },
-            )
-            .upsert(true)
-            .await?;
-        Ok(false)
+        let (uploads, ticket_id, ids) = (self.uploads.clone(), ticket_id.to_owned(), *ids);
+        self.gate
+            .run(async move { touch(&uploads, &ticket_id, &ids, now).await })
+            .await
     }
 
     /// Claims a stale entry for removal, unless its upload touched it since
@@ -151,35 +137,79 @@ impl UploadJournal {
     /// refreshed its entry first (and the sweep leaves it) or finds it
     /// claimed at its next touch (and fails).
     pub async fn claim_stale(&self, ticket_id: &str, before: DateTime) -> Result<bool> {
-        let claimed = self
-            .uploads
-            .update_one(
-                doc! { "_id": ticket_id, "touched_at": { "$lt": before } },
-                doc! { "$set": { "swept": true } },
-            )
-            .await?;
-        Ok(claimed.matched_count == 1)
+        let (uploads, filter) = (
+            self.uploads.clone(),
+            doc! { "_id": ticket_id, "touched_at": { "$lt": before } },
+        );
+        self.gate
+            .run(async move {
+                let claimed = uploads
+                    .update_one(filter, doc! { "$set": { "swept": true } })
+                    .await?;
+                Ok(claimed.matched_count == 1)
+            })
+            .await
     }
 
     pub async fn get(&self, ticket_id: &str) -> Result<Option<UploadEntry>> {
-        Ok(self.uploads.find_one(doc! { "_id": ticket_id }).await?)
+        let (uploads, filter) = (self.uploads.clone(), doc! { "_id": ticket_id });
+        self.gate
+            .run(async move { Ok(uploads.find_one(filter).await?) })
+            .await
     }
 
     pub async fn remove(&self, ticket_id: &str) -> Result<()> {
-        self.uploads.delete_one(doc! { "_id": ticket_id }).await?;
-        Ok(())
+        let (uploads, filter) = (self.uploads.clone(), doc! { "_id": ticket_id });
+        self.gate
+            .run(async move {
+                uploads.delete_one(filter).await?;
+                Ok(())
+            })
+            .await
     }
 
     /// Entries not touched since `before`.
     pub async fn stale(&self, before: DateTime) -> Result<Vec<UploadEntry>> {
-        Ok(self
-            .uploads
-            .find(doc! { "touched_at": { "$lt": before } })
-            .limit(100)
-            .await?
-            .try_collect()
-            .await?)
+        let (uploads, filter) = (
+            self.uploads.clone(),
+            doc! { "touched_at": { "$lt": before } },
+        );
+        self.gate
+            .run(async move { Ok(uploads.find(filter).limit(100).await?.try_collect().await?) })
+            .await
     }
+}
+
+/// See [`UploadJournal::touch`].
+async fn touch(
+    uploads: &Collection<UploadEntry>,
+    ticket_id: &str,
+    ids: &FileIdBlock,
+    now: DateTime,
+) -> Result<bool> {
+    let alive = uploads
+        .update_one(
+            doc! { "_id": ticket_id, "swept": { "$ne": true } },
+            doc! { "$set": { "touched_at": now } },
+        )
+        .await?;
+    if alive.matched_count == 1 {
+        return Ok(true);
+    }
+    uploads
+        .update_one(
+            doc! { "_id": ticket_id },
+            doc! { "$setOnInsert": {
+                "first_file_id": ids.first(),
+                "last_file_id": ids.last(),
+                "started_at": now,
+                "touched_at": now,
+                "swept": true,
+            } },
+        )
+        .upsert(true)
+        .await?;
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::Result;
+use super::{Gate, Result};
 
 /// What Discord tells us about a user (the fields the API shows). Stored
 /// under `_id`; read from Discord's `id`.
@@ -42,55 +42,62 @@ pub struct UserRecord {
 #[derive(Clone)]
 pub struct UserStore {
     users: Collection<UserRecord>,
+    gate: Gate,
 }
 
 impl UserStore {
-    pub fn new(db: &Database) -> Self {
+    pub fn new(db: &Database, gate: Gate) -> Self {
         Self {
             users: db.collection("users"),
+            gate,
         }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<UserRecord>> {
-        Ok(self.users.find_one(doc! { "_id": id }).await?)
+        let (users, filter) = (self.users.clone(), doc! { "_id": id });
+        self.gate
+            .run(async move { Ok(users.find_one(filter).await?) })
+            .await
     }
 
     pub async fn exists(&self, id: &str) -> Result<bool> {
-        Ok(self
-            .users
-            .count_documents(doc! { "_id": id })
-            .limit(1)
-            .await?
-            > 0)
+        let (users, filter) = (self.users.clone(), doc! { "_id": id });
+        self.gate
+            .run(async move { Ok(users.count_documents(filter).limit(1).await? > 0) })
+            .await
     }
 
     /// Records a Discord login: profile and tokens replace what was stored.
     pub async fn upsert_login(&self, profile: &UserProfile, tokens: &DiscordTokens) -> Result<()> {
-        self.users
-            .update_one(
-                doc! { "_id": &profile.id },
-                doc! { "$set": {
-                    "username": &profile.username,
-                    "global_name": &profile.global_name,
-                    "avatar": &profile.avatar,
-                    "discord": to_bson(tokens).map_err(mongodb::error::Error::from)?,
-                }},
-            )
-            .upsert(true)
-            .await?;
-        Ok(())
+        let filter = doc! { "_id": &profile.id };
+        let update = doc! { "$set": {
+            "username": &profile.username,
+            "global_name": &profile.global_name,
+            "avatar": &profile.avatar,
+            "discord": to_bson(tokens).map_err(mongodb::error::Error::from)?,
+        }};
+        let users = self.users.clone();
+        self.gate
+            .run(async move {
+                users.update_one(filter, update).upsert(true).await?;
+                Ok(())
+            })
+            .await
     }
 
     /// Creates the user if missing (operator `token` command); an existing
     /// user keeps their Discord data, a given name only fills a new record.
     pub async fn ensure(&self, id: &str, username: Option<&str>) -> Result<UserRecord> {
         let username = username.unwrap_or(id);
-        self.users
-            .update_one(
-                doc! { "_id": id },
-                doc! { "$setOnInsert": { "username": username, "global_name": null, "avatar": null } },
-            )
-            .upsert(true)
+        let filter = doc! { "_id": id };
+        let update =
+            doc! { "$setOnInsert": { "username": username, "global_name": null, "avatar": null } };
+        let users = self.users.clone();
+        self.gate
+            .run(async move {
+                users.update_one(filter, update).upsert(true).await?;
+                Ok(())
+            })
             .await?;
         self.get(id).await?.ok_or_else(|| {
             super::StoreError::Corrupt(format!("user {id} vanished right after upsert"))

@@ -23,6 +23,7 @@ pub struct Metrics {
     plugin_seconds: HistogramVec,
     preview_cache: IntCounterVec,
     pub database_up: IntGauge,
+    pub connections_open: IntGauge,
     pub plugins_loaded: IntGauge,
     pub plugin_load_errors: IntGauge,
 }
@@ -147,6 +148,10 @@ impl Metrics {
             database_up: gauge(
                 "pd2_database_up",
                 "1 when the last database check succeeded.",
+            ),
+            connections_open: gauge(
+                "pd2_connections_open",
+                "Client connections open (at most `server.max_connections`).",
             ),
             plugins_loaded: gauge("pd2_plugins_loaded", "Plugins currently loaded."),
             plugin_load_errors: gauge(
