@@ -1,7 +1,13 @@
 //! Rules about tickets that do not depend on HTTP or storage: ids, legal
 //! file paths, and the content type a file is served with.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    borrow::Cow,
+    collections::HashSet,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use unicode_normalization::UnicodeNormalization;
 
 /// 6 random bytes then the unix time in seconds, all as lowercase hex:
 /// 20 characters, unguessable, and roughly sortable by creation.
@@ -52,7 +58,102 @@ pub fn is_legal_path(path: &str) -> bool {
                 && segment != "."
                 && segment != ".."
                 && segment.len() <= MAX_SEGMENT_BYTES
+                && compatible_segment(segment)
         })
+}
+
+/// Tools that apply compatibility normalization (NFKC) to names would turn
+/// `．．` (fullwidth full stops) into `..` or `／` into a separator: such a
+/// segment is refused, so no unzip can be led out of its folder. Other
+/// compatibility characters (a fullwidth `：` in a CJK name) are fine.
+fn compatible_segment(segment: &str) -> bool {
+    if segment.is_ascii() {
+        return true;
+    }
+    let normalized: String = segment.nfkc().collect();
+    normalized != "." && normalized != ".." && !normalized.contains(['/', '\\'])
+}
+
+/// What makes two names of one ticket the same file on Windows and macOS,
+/// whose file systems ignore case and Unicode normalization: `Main.java`
+/// and `main.java`, or `é` composed and decomposed. Such a pair is a
+/// duplicate: unzipped there, one would overwrite the other.
+pub fn name_key(path: &str) -> String {
+    path.nfc().flat_map(char::to_lowercase).collect()
+}
+
+/// How a name is echoed in an error: escaped, and cut short so a huge name
+/// cannot make a huge error body.
+pub fn quoted_name(raw: &str) -> String {
+    const SHOWN: usize = 200;
+    match raw.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}…", &raw[..end]),
+        None => format!("{raw:?}"),
+    }
+}
+
+/// Names Windows reserves for devices, whatever the extension.
+const RESERVED: &[&str] = &[
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "com¹", "com²", "com³", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8",
+    "lpt9", "lpt¹", "lpt²", "lpt³",
+];
+
+/// The name of a file inside the ticket's zip. Files keep their paths,
+/// except segments Windows cannot create, which are rewritten only here
+/// (the API serves the names as uploaded): a reserved device name gets a
+/// `_` after its stem (`aux.c` → `aux_.c`, `NUL` → `NUL_`), and trailing
+/// dots and spaces, which Windows drops, become `_`. `taken` holds the
+/// entries written so far (as [`name_key`]s); a rewrite that collides
+/// with one gets a number (`aux_ (2).c`).
+pub fn zip_entry_name<'a>(path: &'a str, taken: &mut HashSet<String>) -> Cow<'a, str> {
+    let needs_rewrite = path
+        .split('/')
+        .any(|segment| windows_safe(segment).is_some());
+    let name: Cow<'a, str> = if needs_rewrite {
+        Cow::Owned(
+            path.split('/')
+                .map(|segment| windows_safe(segment).unwrap_or_else(|| segment.to_owned()))
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
+    } else {
+        Cow::Borrowed(path)
+    };
+    if taken.insert(name_key(&name)) {
+        return name;
+    }
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !stem.ends_with('/') => (stem, Some(ext)),
+        _ => (name.as_ref(), None),
+    };
+    let mut n = 2;
+    loop {
+        let candidate = match extension {
+            Some(ext) => format!("{stem} ({n}).{ext}"),
+            None => format!("{stem} ({n})"),
+        };
+        if taken.insert(name_key(&candidate)) {
+            return Cow::Owned(candidate);
+        }
+        n += 1;
+    }
+}
+
+/// The rewritten segment, or `None` when Windows can create it as it is.
+fn windows_safe(segment: &str) -> Option<String> {
+    let kept = segment.trim_end_matches(['.', ' ']);
+    let mut out = if kept.len() < segment.len() {
+        format!("{kept}{}", "_".repeat(segment.len() - kept.len()))
+    } else {
+        segment.to_owned()
+    };
+    let stem_end = out.find('.').unwrap_or(out.len());
+    let stem = out[..stem_end].trim_end_matches(' ').to_lowercase();
+    if RESERVED.contains(&stem.as_str()) {
+        out.insert(stem_end, '_');
+    }
+    (out != segment).then_some(out)
 }
 
 /// Source files are served as text so browsers show them; every text type
@@ -147,6 +248,39 @@ mod tests {
         assert!(!is_ticket_id("ABCDEF0123456789abcd"));
         assert!(!is_ticket_id("0123456789abcdef012"));
         assert!(!is_ticket_id("0123456789abcdef012g"));
+    }
+
+    #[test]
+    fn names_that_break_other_systems() {
+        // Compatibility forms of `..` and `/` are refused; other ones kept.
+        assert!(!is_legal_path("．．/x.java"));
+        assert!(!is_legal_path("a/．/b"));
+        assert!(!is_legal_path("a／b.txt"));
+        assert!(is_legal_path("作業：1.cpp"));
+        // Same file on a case-insensitive, normalizing file system.
+        assert_eq!(name_key("Main.java"), name_key("main.JAVA"));
+        assert_eq!(name_key("caf\u{e9}.txt"), name_key("cafe\u{301}.txt"));
+        assert_ne!(name_key("a.txt"), name_key("b.txt"));
+        // Long names are cut in messages.
+        let long = "x".repeat(10_000);
+        assert!(quoted_name(&long).len() < 220);
+        assert_eq!(quoted_name("a\u{1}b"), "\"a\\u{1}b\"");
+    }
+
+    #[test]
+    fn zip_names_windows_can_create() {
+        let mut taken = HashSet::new();
+        let mut zip = |p: &str| zip_entry_name(p, &mut taken).into_owned();
+        assert_eq!(zip("src/Main.java"), "src/Main.java");
+        assert_eq!(zip("aux.c"), "aux_.c");
+        assert_eq!(zip("NUL"), "NUL_");
+        assert_eq!(zip("con.tar.gz"), "con_.tar.gz");
+        assert_eq!(zip("COM1.c"), "COM1_.c");
+        assert_eq!(zip("notes."), "notes_");
+        assert_eq!(zip("dir /x.txt"), "dir_/x.txt");
+        assert_eq!(zip("console.c"), "console.c");
+        // A rewrite that lands on a name already written gets a number.
+        assert_eq!(zip("aux_.c"), "aux_ (2).c");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! stored for the ticket is removed before the error is returned (or, if
 //! the database is gone, by the janitor once it is back).
 
-use std::{collections::HashSet, time::Instant};
+use std::{collections::HashMap, time::Instant};
 
 use bytes::Buf;
 use futures_util::{Stream, TryStreamExt};
@@ -21,7 +21,7 @@ use crate::{
     hooks,
     store::{FileIdBlock, FileUpload, Store, StoredFile, TicketRecord},
     telemetry::{UploadOutcome, metrics},
-    ticket::{content_type_for, new_ticket_id, normalize_upload_name},
+    ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name, quoted_name},
 };
 
 /// Form field carrying the files (repeated).
@@ -87,7 +87,7 @@ pub async fn ingest(
         ids,
         touched: Instant::now(),
         files: Vec::new(),
-        names: HashSet::new(),
+        names: HashMap::new(),
         total: 0,
         field_bytes: 0,
     };
@@ -155,7 +155,8 @@ struct Receiver<'a> {
     /// When the journal entry was last refreshed.
     touched: Instant,
     files: Vec<StoredFile>,
-    names: HashSet<String>,
+    /// Names so far by [`name_key`].
+    names: HashMap<String, String>,
     /// Bytes of file content received so far, all files together.
     total: u64,
     /// Bytes of non-file fields received so far.
@@ -202,13 +203,28 @@ impl Receiver<'_> {
     }
 
     async fn receive_file(&mut self, part: Part) -> Result<(), ApiError> {
-        let raw = part.filename().unwrap_or_default().to_owned();
-        let path = normalize_upload_name(&raw)
-            .ok_or_else(|| ApiError::bad_request(format!("Illegal file name: {raw:?}")))?;
-        if self.names.contains(&path) {
-            return Err(ApiError::bad_request(format!(
-                "Duplicate file name: {path:?}"
-            )));
+        // The multipart parser reports a name that is not UTF-8 as none.
+        let Some(raw) = part.filename().map(str::to_owned) else {
+            return Err(ApiError::bad_request(
+                "Illegal file name: a `files` part needs a UTF-8 file name",
+            ));
+        };
+        let path = normalize_upload_name(&raw).ok_or_else(|| {
+            ApiError::bad_request(format!("Illegal file name: {}", quoted_name(&raw)))
+        })?;
+        // Names that are one file on Windows and macOS (case, Unicode
+        // normalization) are duplicates too.
+        if let Some(first) = self.names.get(&name_key(&path)) {
+            let detail = if *first == path {
+                format!("Duplicate file name: {}", quoted_name(&path))
+            } else {
+                format!(
+                    "Duplicate file name: {} (the same file as {} on Windows and macOS)",
+                    quoted_name(&path),
+                    quoted_name(first)
+                )
+            };
+            return Err(ApiError::bad_request(detail));
         }
         if self.files.len() >= self.limits.max_files {
             return Err(ApiError::too_large(format!(
@@ -229,7 +245,7 @@ impl Receiver<'_> {
             return Err(e);
         }
         self.files.push(upload.finish().await?);
-        self.names.insert(path);
+        self.names.insert(name_key(&path), path);
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 
 pub mod discord;
 pub mod multipart;
+pub mod proxy;
 
 use std::{
     net::TcpListener,
@@ -38,6 +39,11 @@ pub fn free_port() -> u16 {
 pub fn server_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // Another build to run the suite against (an older one, to see a
+        // test fail without the fix it pins).
+        if let Some(path) = std::env::var_os("PD2_TEST_SERVER_BIN") {
+            return PathBuf::from(path);
+        }
         let exe = std::env::current_exe().expect("current exe");
         // Tests live in target/<profile>/deps/, binaries in target/<profile>/.
         let mut profile_dir = exe.parent().expect("exe has a folder").to_path_buf();

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mongodb::bson::doc;
 use pd2_ticket_tests::{
     Server, ServerOptions, assert_error, create_ticket, discord::FakeDiscord, json,
 };
@@ -595,4 +596,54 @@ async fn generated_secret_is_stored_and_shared() {
             .status(),
         403
     );
+}
+
+/// One rule for a valid token whose user has no record (a restored
+/// database, a token signed elsewhere with the shared secret): the token
+/// proves the user, so nothing answers `User not found` for the caller's
+/// own id, and their first upload records them for everyone else.
+#[tokio::test]
+async fn a_valid_token_for_an_unrecorded_user_is_that_user() {
+    let server = Server::start_with(ServerOptions::default().secret(SECRET)).await;
+    let ghost = sign(&claims("771", now() + 3600), Algorithm::HS256, SECRET);
+    let other = server.token("772");
+    assert_eq!(server.count("users", doc! { "_id": "771" }).await, 0);
+
+    let (status, body) = json(server.get("/ticket/@me", &ghost).send().await.unwrap()).await;
+    assert_eq!((status, body), (200, json!([])));
+    let (status, body) = json(server.get("/ticket/771", &ghost).send().await.unwrap()).await;
+    assert_eq!((status, body), (200, json!([])));
+    let (status, body) = json(server.get("/user/@me", &ghost).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["username"].as_str()),
+        (200, Some("u771")),
+        "{body}"
+    );
+    // Others do not know the user yet.
+    let (status, _) = json(server.get("/user/771", &other).send().await.unwrap()).await;
+    assert_eq!(status, 404);
+
+    let ticket = create_ticket(
+        &server,
+        &ghost,
+        &[("a.txt", b"a")],
+        Some(r#"{"is_public": true}"#),
+    )
+    .await;
+    assert_eq!(ticket["author"]["display_data"]["username"], "u771");
+    let id = ticket["id"].as_str().unwrap();
+    // Now the author is a user like any other.
+    let (status, body) = json(server.get("/user/771", &other).send().await.unwrap()).await;
+    assert_eq!((status, body["username"].as_str()), (200, Some("u771")));
+    let (status, body) = json(server.get("/ticket/771", &other).send().await.unwrap()).await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(1)));
+    let (status, _) = json(
+        server
+            .get(&format!("/ticket/771/{id}"), &other)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
 }

@@ -294,3 +294,121 @@ async fn endless_unknown_fields_are_cut_off() {
         .unwrap();
     assert_eq!(response.status(), 201);
 }
+
+/// A raw multipart body of `files` parts whose `filename` bytes are given
+/// as they are (not necessarily UTF-8).
+fn raw_names_body(names: &[&[u8]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for name in names {
+        body.extend(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"",
+                multipart::BOUNDARY
+            )
+            .into_bytes(),
+        );
+        body.extend_from_slice(name);
+        body.extend(b"\"\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+    }
+    body.extend(closing());
+    body
+}
+
+#[tokio::test]
+async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
+    let server = Server::start().await;
+    let t = server.token("61");
+    let post = |body: Vec<u8>| {
+        server
+            .post("/ticket", &t)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={}", multipart::BOUNDARY),
+            )
+            .body(body)
+            .send()
+    };
+    // Not UTF-8: the parser cannot hand the name over; the message says why.
+    let (status, body) = json(post(raw_names_body(&[b"bad\xff.c"])).await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["detail"],
+        "Illegal file name: a `files` part needs a UTF-8 file name"
+    );
+    // A huge illegal name is echoed escaped and cut short.
+    let huge = format!("{}?.c", "a".repeat(1 << 20));
+    let response = post(raw_names_body(&[huge.as_bytes()])).await.unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    assert!(text.contains("Illegal file name: \\\"aaaa"), "{text}");
+    // Compatibility characters that NFKC turns into `..` are refused.
+    let (status, body) = json(upload(&server, &t, &[("．．/x.java", b"x")], None).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["detail"], "Illegal file name: \"．．/x.java\"");
+    // One file on Windows and macOS: a duplicate, naming both.
+    let (status, body) = json(
+        upload(
+            &server,
+            &t,
+            &[("src/Main.java", b"1"), ("src/main.java", b"2")],
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["detail"],
+        "Duplicate file name: \"src/main.java\" (the same file as \"src/Main.java\" on Windows and macOS)"
+    );
+    let (status, _) = json(
+        upload(
+            &server,
+            &t,
+            &[("caf\u{e9}.txt", b"1"), ("cafe\u{301}.txt", b"2")],
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    server.assert_nothing_left(CLEANUP).await;
+
+    // Names Windows cannot create are kept, and rewritten in the zip only.
+    let ticket = pd2_ticket_tests::create_ticket(
+        &server,
+        &t,
+        &[
+            ("aux.c", b"a"),
+            ("NUL.txt", b"n"),
+            ("notes.", b"d"),
+            ("ok.c", b"o"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        ticket["files"],
+        serde_json::json!(["aux.c", "NUL.txt", "notes.", "ok.c"])
+    );
+    let id = ticket["id"].as_str().unwrap();
+    let raw = server
+        .get(&format!("/ticket/@me/{id}/files/aux.c"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    let zip = server
+        .get(&format!("/ticket/@me/{id}/download"), &t)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    let names: Vec<String> = (0..archive.len())
+        .map(|i| archive.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["aux_.c", "NUL_.txt", "notes_", "ok.c"]);
+}

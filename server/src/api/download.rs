@@ -28,6 +28,7 @@ use crate::{
     auth::Requester,
     error::{ApiError, ErrorBody},
     store::{ByteRange, FileStore, StoredFile, TicketRecord},
+    ticket::zip_entry_name,
 };
 
 /// Zip output is sent in pieces of about this size.
@@ -107,12 +108,13 @@ fn write_zip(
         })
         .unwrap_or_default();
     let mut zip = ZipWriter::new_stream(out);
+    let mut taken = std::collections::HashSet::new();
     for file in &ticket.files {
         let options = SimpleFileOptions::default()
             .compression_method(compression_for(file))
             .last_modified_time(modified)
             .large_file(file.size >= u32::MAX as i64);
-        zip.start_file(file.path.as_str(), options)
+        zip.start_file(zip_entry_name(&file.path, &mut taken), options)
             .map_err(io::Error::other)?;
         let range = ByteRange {
             start: 0,

@@ -63,8 +63,13 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer"),
     ),
     responses(
-        (status = 200, description = "The whole file", body = FileBytes, content_type = "application/octet-stream"),
-        (status = 206, description = "The requested range", body = FileBytes, content_type = "application/octet-stream"),
+        (status = 200, description = "The whole file, typed by its extension (source and text files as `text/*; charset=utf-8`, unknown ones as `application/octet-stream`)", content(
+            (FileBytes = "text/plain"), (FileBytes = "text/x-java"), (FileBytes = "image/png"),
+            (FileBytes = "application/octet-stream"), (FileBytes = "*/*"),
+        )),
+        (status = 206, description = "The requested range, typed as the whole file", content(
+            (FileBytes = "text/plain"), (FileBytes = "application/octet-stream"), (FileBytes = "*/*"),
+        )),
         (status = 304, description = "Unchanged since the given `ETag`"),
         (status = 403, description = "`Permission denied` (illegal path) or `Invalid authentication credentials`", body = ErrorBody),
         (status = 404, description = "`Ticket not found` or `Ticket file not found`", body = ErrorBody),

@@ -43,9 +43,18 @@ pub fn authenticated(
 ) -> impl Filter<Extract = (Requester,), Error = Rejection> + Clone {
     database(state.clone())
         .and(bearer(state.clone(), false))
-        .map(move |bearer: Bearer| Requester {
-            id: bearer.claims.user.id.clone(),
-            is_admin: state.is_admin(&bearer.claims.user.id),
+        .map(move |bearer: Bearer| {
+            let user = bearer.claims.user;
+            Requester {
+                is_admin: state.is_admin(&user.id),
+                profile: crate::store::UserProfile {
+                    id: user.id.clone(),
+                    username: user.username,
+                    global_name: user.global_name,
+                    avatar: user.avatar,
+                },
+                id: user.id,
+            }
         })
 }
 

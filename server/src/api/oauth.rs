@@ -36,7 +36,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
 
 #[derive(Deserialize, ToSchema)]
 pub(super) struct LoginRequest {
-    /// The `code` Discord's authorization redirect carried.
+    /// The `code` Discord's authorization redirect carried (not empty).
+    #[schema(min_length = 1)]
     code: String,
 }
 

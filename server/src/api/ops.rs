@@ -40,14 +40,14 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
 
 /// Liveness: answers as long as the process serves HTTP, database or not.
 #[utoipa::path(get, path = "/ping", tag = "operations",
-    responses((status = 200, description = "Always `\"pong\"`", body = String, example = json!("pong"))))]
+    responses((status = 200, description = "Always `\"pong\"`", body = String, content_type = "application/json", example = json!("pong"))))]
 pub(super) fn ping() -> Response {
     warp::reply::json(&"pong").into_response()
 }
 
 /// The API version.
 #[utoipa::path(get, path = "/version", tag = "operations",
-    responses((status = 200, description = "Always `\"v2.0.0\"`", body = String, example = json!("v2.0.0"))))]
+    responses((status = 200, description = "Always `\"v2.0.0\"`", body = String, content_type = "application/json", example = json!("v2.0.0"))))]
 pub(super) fn version() -> Response {
     warp::reply::json(&"v2.0.0").into_response()
 }

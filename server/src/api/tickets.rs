@@ -14,11 +14,11 @@ use super::{
     filters::{authenticated, json_body, page, with_state},
     handle,
     openapi::{DataErrors, PageQuery, TicketPath, UserPath},
-    views::{TicketFull, TicketSummary},
+    views::{Author, TicketFull, TicketSummary},
 };
 use crate::{
     app::{AppState, State},
-    auth::Requester,
+    auth::{DisplayData, Requester},
     error::{ApiError, ErrorBody},
     hooks::PolicyRejected,
     store::{TicketPage, TicketRecord},
@@ -135,7 +135,8 @@ pub(super) async fn list_user(
     page: TicketPage,
 ) -> Result<Response, ApiError> {
     let user_id = me.resolve(&user_id);
-    if !state.store.users.exists(user_id).await? {
+    // The caller exists by their token (see `users`).
+    if user_id != me.id && !state.store.users.exists(user_id).await? {
         return Err(ApiError::user_not_found());
     }
     let public_only = user_id != me.id && !me.is_admin;
@@ -206,7 +207,22 @@ pub(super) async fn create(
         ApiError::internal()
     })??;
     tracing::info!(ticket_id = %ticket.id, files = ticket.files.len(), user_id = %me.id, "ticket created");
-    full_reply(&state, &ticket, StatusCode::CREATED).await
+    // The author's record, created from the token if it is missing, so the
+    // ticket's author is a user everyone can look up.
+    let author = match state.store.users.get(&me.id).await? {
+        Some(user) => user.profile,
+        None => {
+            state.store.users.record_profile(&me.profile).await?;
+            me.profile.clone()
+        }
+    };
+    let full = TicketFull {
+        ticket: (&ticket).into(),
+        author: Author {
+            display_data: DisplayData::new(&author, me.is_admin),
+        },
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&full), StatusCode::CREATED).into_response())
 }
 
 /// Read a ticket. Visible to its author, admins, and everybody when public.

@@ -1,4 +1,12 @@
 //! `GET /user/{user_id}`: a user's public display data.
+//!
+//! A valid token proves its user exists, whether or not the database has
+//! their record (a database restored from an older backup, a token signed
+//! by `pd2-ticket token` against another deployment sharing the secret).
+//! So no route answers `User not found` for the caller's own id: their
+//! display data then comes from the token, their ticket list is empty, and
+//! their first upload records them, so others find the author of every
+//! ticket.
 
 use warp::{Filter, Rejection, Reply, reply::Response};
 
@@ -39,12 +47,12 @@ pub(super) async fn user(
     me: Requester,
     user_id: String,
 ) -> Result<Response, ApiError> {
-    let user = state
-        .store
-        .users
-        .get(me.resolve(&user_id))
-        .await?
-        .ok_or_else(ApiError::user_not_found)?;
-    let display = DisplayData::new(&user.profile, state.is_admin(&user.profile.id));
+    let user_id = me.resolve(&user_id);
+    let profile = match state.store.users.get(user_id).await? {
+        Some(user) => user.profile,
+        None if user_id == me.id => me.profile.clone(),
+        None => return Err(ApiError::user_not_found()),
+    };
+    let display = DisplayData::new(&profile, state.is_admin(&profile.id));
     Ok(warp::reply::json(&display).into_response())
 }

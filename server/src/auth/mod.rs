@@ -12,6 +12,9 @@ pub use jwt::{Claims, DisplayData, TokenError, TokenService};
 pub struct Requester {
     pub id: String,
     pub is_admin: bool,
+    /// The profile the token carries: what the server knows of a caller
+    /// whose user record is missing (see `api::users`).
+    pub profile: crate::store::UserProfile,
 }
 
 impl Requester {

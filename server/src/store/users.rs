@@ -87,6 +87,24 @@ impl UserStore {
 
     /// Creates the user if missing (operator `token` command); an existing
     /// user keeps their Discord data, a given name only fills a new record.
+    /// Records a user known only from their token, unless a record
+    /// appeared meanwhile (which then stays as it is).
+    pub async fn record_profile(&self, profile: &UserProfile) -> Result<()> {
+        let filter = doc! { "_id": &profile.id };
+        let update = doc! { "$setOnInsert": {
+            "username": &profile.username,
+            "global_name": &profile.global_name,
+            "avatar": &profile.avatar,
+        } };
+        let users = self.users.clone();
+        self.gate
+            .run(async move {
+                users.update_one(filter, update).upsert(true).await?;
+                Ok(())
+            })
+            .await
+    }
+
     pub async fn ensure(&self, id: &str, username: Option<&str>) -> Result<UserRecord> {
         let username = username.unwrap_or(id);
         let filter = doc! { "_id": id };

@@ -1,0 +1,204 @@
+//! The database gate under the faults that used to take an instance out of
+//! service by itself: clients that hang up, a pooled connection cut under
+//! the server, a database that freezes. A proxy between server and
+//! database (`pd2_ticket_tests::proxy`) injects the faults.
+
+use std::time::{Duration, Instant};
+
+use mongodb::bson::doc;
+use pd2_ticket_tests::{
+    DbServer, Server, ServerOptions, assert_error, create_ticket, eventually, json, multipart,
+    proxy::Proxy,
+};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn health(server: &Server) -> (u16, Value) {
+    json(server.get_anonymous("/health").await).await
+}
+
+/// A server whose database connections all pass through a proxy.
+async fn behind_proxy(name: &str, options: ServerOptions) -> (DbServer, Proxy, Server) {
+    let db = DbServer::start();
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", db.port)).await;
+    let server = Server::start_with(options.database(&proxy.uri, name)).await;
+    (db, proxy, server)
+}
+
+/// 200 requests whose clients give up after 0.3 s used to queue ahead of
+/// everything in the driver's pool for ~90 s (and make the health check
+/// report the database down). Now every next request is answered at once.
+#[tokio::test]
+async fn clients_that_hang_up_do_not_hold_up_later_requests() {
+    let server = Server::start().await;
+    let token = server.token("31");
+    for i in 0..5 {
+        let name = format!("f{i}.txt");
+        create_ticket(&server, &token, &[(name.as_str(), b"x")], None).await;
+    }
+    let request =
+        format!("GET /ticket/@me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let burst = (0..200).map(|_| {
+        let request = request.clone();
+        let port = server.port;
+        async move {
+            let mut stream = multipart::send(port, request.as_bytes()).await;
+            let mut first = [0u8; 64];
+            let _ = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut first)).await;
+            // Dropped here: the client hangs up, answered or not.
+        }
+    });
+    futures_util::future::join_all(burst).await;
+
+    for _ in 0..20 {
+        let response = server
+            .get("/ticket/@me", &token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("answered within 10 s");
+        assert_eq!(response.status(), 200);
+        let tickets: Value = response.json().await.expect("json");
+        assert_eq!(tickets.as_array().map(Vec::len), Some(5));
+        let (status, body) = health(&server).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every pooled connection cut at once (as a database, firewall or load
+/// balancer does to idle ones) is retried by the driver: no 503, no
+/// outage reported, reads and writes alike.
+#[tokio::test]
+async fn connections_cut_under_the_server_are_retried_not_an_outage() {
+    let (_db, proxy, server) = behind_proxy("cut", ServerOptions::default()).await;
+    let token = server.token("32");
+    let ticket = create_ticket(&server, &token, &[("a.txt", b"kept")], None).await;
+    let path = format!("/ticket/@me/{}", ticket["id"].as_str().expect("id"));
+    // Fill the pool with open connections.
+    let warm = (0..20).map(|_| server.get(&path, &token).send());
+    for response in futures_util::future::join_all(warm).await {
+        assert_eq!(response.expect("request").status(), 200);
+    }
+
+    for round in 0..3 {
+        let before = proxy.accepted();
+        proxy.cut_connections();
+        let reads = (0..50).map(|_| server.get(&path, &token).send());
+        let write = server
+            .put(&path, &token)
+            .json(&serde_json::json!({ "remark": format!("round {round}") }))
+            .send();
+        let (reads, write) = tokio::join!(futures_util::future::join_all(reads), write);
+        for response in reads {
+            let response = response.expect("request");
+            assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        }
+        let (status, body) = json(write.expect("put")).await;
+        assert_eq!(
+            (status, body["remark"].as_str()),
+            (201, Some(format!("round {round}").as_str()))
+        );
+        // The server did reconnect: the cut was real.
+        assert!(proxy.accepted() > before);
+        assert_eq!(health(&server).await.0, 200);
+    }
+    assert!(!server.log_text().contains("database unavailable"));
+}
+
+/// A database that accepts connections but never answers: requests get
+/// 503 within `mongodb.timeout_ms` (+0.5 s), the outage is confirmed and
+/// then answered at once, and everything recovers when it thaws.
+#[tokio::test]
+async fn a_frozen_database_gets_503_within_the_timeout_and_recovers() {
+    let (_db, proxy, server) = behind_proxy(
+        "frozen",
+        ServerOptions::default().env("PD2_MONGODB__TIMEOUT_MS", 1000),
+    )
+    .await;
+    let token = server.token("33");
+    let ticket = create_ticket(&server, &token, &[("a.txt", b"thawed")], None).await;
+    let file = format!(
+        "/ticket/@me/{}/files/a.txt",
+        ticket["id"].as_str().expect("id")
+    );
+
+    proxy.freeze();
+    for path in ["/ticket/@me", file.as_str(), "/ticket"] {
+        let started = Instant::now();
+        let response = server.get(path, &token).send().await.expect("request");
+        let took = started.elapsed();
+        assert_error(response, 503, "Database unavailable").await;
+        assert!(
+            took < Duration::from_millis(1500),
+            "{path}: 503 after {took:?}"
+        );
+    }
+    eventually("outage not confirmed", Duration::from_secs(15), || async {
+        health(&server).await.0 == 503
+    })
+    .await;
+    let started = Instant::now();
+    assert_error(
+        server
+            .get("/ticket/@me", &token)
+            .send()
+            .await
+            .expect("request"),
+        503,
+        "Database unavailable",
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    proxy.thaw();
+    eventually(
+        "no recovery after the thaw",
+        Duration::from_secs(30),
+        || async {
+            let response = server.get(&file, &token).send().await.expect("request");
+            response.status() == 200
+                && response
+                    .bytes()
+                    .await
+                    .is_ok_and(|b| b.as_ref() == b"thawed")
+        },
+    )
+    .await;
+    assert_eq!(health(&server).await.0, 200);
+}
+
+/// An upload that fails because the database froze under it leaves
+/// nothing once the database answers again: the cleanup is retried right
+/// after, not when the journal entry has gone stale (ten idle periods).
+#[tokio::test]
+async fn an_upload_failed_by_a_freeze_is_removed_right_after() {
+    let (_db, proxy, server) = behind_proxy(
+        "frozen-upload",
+        ServerOptions::default()
+            .env("PD2_MONGODB__TIMEOUT_MS", 1000)
+            .env("PD2_LIMITS__MAX_FILE_SIZE", 4 << 20),
+    )
+    .await;
+    let token = server.token("34");
+
+    let first = multipart::file_part("one.bin", &vec![1u8; 600 * 1024]);
+    let mut rest = multipart::file_part("two.bin", &vec![2u8; 600 * 1024]);
+    rest.extend(multipart::closing());
+    let mut head = multipart::post_head(server.port, Some(&token), first.len() + rest.len());
+    head.extend(first);
+    let mut stream = multipart::send(server.port, &head).await;
+    eventually("bytes never arrived", Duration::from_secs(20), || async {
+        server.count("files.chunks", doc! {}).await >= 2
+    })
+    .await;
+
+    proxy.freeze();
+    let _ = stream.write_all(&rest).await;
+    let status = multipart::read_status(&mut stream, Duration::from_secs(20)).await;
+    assert_eq!(status, Some(503));
+    proxy.thaw();
+    // Well within one idle period (60 s), let alone the ten a sweep waits.
+    server.assert_nothing_left(Duration::from_secs(15)).await;
+    create_ticket(&server, &token, &[("a.txt", b"a")], None).await;
+}
