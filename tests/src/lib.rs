@@ -41,7 +41,7 @@ pub fn server_binary() -> &'static Path {
     BIN.get_or_init(|| {
         // Another build to run the suite against (an older one, to see a
         // test fail without the fix it pins).
-        if let Some(path) = std::env::var_os("PD2_TEST_SERVER_BIN") {
+        if let Some(path) = std::env::var_os("TEST_SERVER_BIN") {
             return PathBuf::from(path);
         }
         let exe = std::env::current_exe().expect("current exe");
