@@ -73,13 +73,13 @@ pub async fn ingest(
     let ids = FileIdBlock::new();
     // Journaled before the first byte, so whatever happens next the bytes
     // can be found again (see `store::uploads`).
-    store
-        .uploads
-        .begin(&ticket_id, &ids)
-        .await
-        .inspect_err(|_| {
-            metrics().upload(UploadOutcome::Failed, 0, 0);
-        })?;
+    if let Err(error) = store.uploads.begin(&ticket_id, &ids).await {
+        metrics().upload(UploadOutcome::Failed, 0, 0);
+        // A write that timed out may still land: the janitor makes sure no
+        // entry outlives this failure.
+        state.janitor.discard(store, &ticket_id).await;
+        return Err(error.into());
+    }
     let mut receiver = Receiver {
         store,
         limits: &state.config.limits,
@@ -125,12 +125,13 @@ pub async fn ingest(
     match &outcome {
         Ok(ticket) => {
             metrics().upload(UploadOutcome::Stored, ticket.files.len(), receiver.total);
-            // Off the response path, and a leftover entry is harmless: the
-            // janitor sees the ticket and keeps its files.
-            let (uploads, ticket_id) = (store.uploads.clone(), ticket_id.clone());
+            // Off the response path. If the removal fails, the janitor
+            // retries it, and keeps the files: it sees the ticket.
+            let (state, ticket_id) = (state.clone(), ticket_id.clone());
             tokio::spawn(async move {
-                if let Err(error) = uploads.remove(&ticket_id).await {
-                    tracing::warn!(%error, ticket_id, "could not close the upload journal entry");
+                if let Err(error) = state.store.uploads.remove(&ticket_id).await {
+                    tracing::warn!(%error, ticket_id, "could not close the upload journal entry yet");
+                    state.janitor.discard(&state.store, &ticket_id).await;
                 }
             });
         }

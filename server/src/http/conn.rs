@@ -32,6 +32,8 @@ pub struct Activity {
     start: Instant,
     /// Requests being handled, bodies still being sent included.
     busy: AtomicU32,
+    /// Requests handed to the routes so far.
+    requests: AtomicU64,
     /// Milliseconds after `start` when the server began waiting for a
     /// request head: at connect, then at the first byte after an idle
     /// period. `NEVER` while no head is awaited.
@@ -46,6 +48,7 @@ impl Activity {
         Self {
             start: Instant::now(),
             busy: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(NEVER),
             changed: Notify::new(),
@@ -60,6 +63,7 @@ impl Activity {
     /// returned guard (held by the response body) is dropped.
     pub fn request_started(self: &Arc<Self>) -> BusyGuard {
         self.busy.fetch_add(1, Ordering::SeqCst);
+        self.requests.fetch_add(1, Ordering::SeqCst);
         self.head_since.store(NEVER, Ordering::SeqCst);
         self.changed.notify_one();
         BusyGuard(self.clone())
@@ -184,10 +188,14 @@ impl Body for Tracked {
 /// The client socket, telling [`Activity`] when bytes arrive, and giving
 /// the error responses hyper writes by itself (a request it cannot parse:
 /// 400, 414, 431, with an empty body) the `{"detail": ...}` body every
-/// other error has.
+/// other error has. Those are told from the routes' own responses by
+/// counting: a response head written when every request handed to the
+/// routes already has its head out can only be hyper's.
 pub struct Watched {
     io: TcpStream,
     activity: Arc<Activity>,
+    /// Response heads of the routes written so far.
+    heads: u64,
     /// A replacement response still to be written, and how much of it is.
     replacement: Option<(Vec<u8>, usize)>,
 }
@@ -197,8 +205,24 @@ impl Watched {
         Self {
             io,
             activity,
+            heads: 0,
             replacement: None,
         }
+    }
+
+    /// Looks at a write that begins a response head: counts it when it
+    /// answers a request of the routes; otherwise returns the JSON
+    /// replacement of hyper's own error response, if it is one. `whole`
+    /// is whether `first` is all that is being written.
+    fn inspect(&mut self, first: &[u8], whole: bool) -> Option<Vec<u8>> {
+        if !first.starts_with(b"HTTP/1.") {
+            return None;
+        }
+        if self.heads < self.activity.requests.load(Ordering::SeqCst) {
+            self.heads += 1;
+            return None;
+        }
+        whole.then(|| replacement(first)).flatten()
     }
 
     /// Writes what is left of a replacement; `Ready(Ok)` once it is out.
@@ -219,9 +243,9 @@ impl Watched {
 }
 
 /// The JSON version of one of hyper's own error responses: `buf` is a
-/// whole bodiless 4xx head written while no request was being handled.
-fn replacement(activity: &Activity, buf: &[u8]) -> Option<Vec<u8>> {
-    if buf.len() > 512 || !activity.is_idle() || !buf.ends_with(b"\r\n\r\n") {
+/// whole bodiless 4xx head.
+fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
+    if buf.len() > 512 || !buf.ends_with(b"\r\n\r\n") {
         return None;
     }
     let head = std::str::from_utf8(buf).ok()?;
@@ -264,7 +288,7 @@ impl AsyncWrite for Watched {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.drain(cx))?;
-        if let Some(bytes) = replacement(&self.activity, buf) {
+        if let Some(bytes) = self.inspect(buf, true) {
             self.replacement = Some((bytes, 0));
             // Accepted whole; written by the next poll (or flush).
             return Poll::Ready(Ok(buf.len()));
@@ -279,11 +303,12 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.drain(cx))?;
         let mut non_empty = bufs.iter().filter(|b| !b.is_empty());
-        if let (Some(only), None) = (non_empty.next(), non_empty.next())
-            && let Some(bytes) = replacement(&self.activity, only)
-        {
-            self.replacement = Some((bytes, 0));
-            return Poll::Ready(Ok(only.len()));
+        if let Some(first) = non_empty.next() {
+            let whole = non_empty.next().is_none();
+            if let Some(bytes) = self.inspect(first, whole) {
+                self.replacement = Some((bytes, 0));
+                return Poll::Ready(Ok(first.len()));
+            }
         }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
@@ -309,19 +334,31 @@ mod tests {
 
     #[test]
     fn hypers_bare_errors_get_a_json_body() {
-        let activity = Activity::new();
         let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Wed, 02 Dec 2026 00:00:00 GMT\r\n\r\n";
-        let replaced = String::from_utf8(replacement(&activity, bare).expect("replaced")).unwrap();
+        let replaced = String::from_utf8(replacement(bare).expect("replaced")).unwrap();
         assert!(replaced.starts_with("HTTP/1.1 400 Bad Request\r\n"));
         assert!(replaced.ends_with("\r\n\r\n{\"detail\":\"Bad Request\"}"));
         assert!(replaced.contains("content-length: 24\r\n"));
-        // Responses of our own routes (a body, or written while a request
-        // is being handled) pass untouched.
-        let ours = b"HTTP/1.1 404 Not Found\r\ncontent-length: 24\r\n\r\n";
-        assert!(replacement(&activity, ours).is_none());
-        let activity = Arc::new(activity);
-        let _busy = activity.request_started();
-        assert!(replacement(&activity, bare).is_none());
+        let with_body = b"HTTP/1.1 404 Not Found\r\ncontent-length: 24\r\n\r\n";
+        assert!(replacement(with_body).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_routes_own_bodiless_errors_pass_untouched() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let activity = Arc::new(Activity::new());
+        let mut watched = Watched::new(server, activity.clone());
+        let bare = b"HTTP/1.1 416 Range Not Satisfiable\r\ncontent-range: bytes */5\r\ncontent-length: 0\r\n\r\n";
+        // A request of the routes, finished before its head goes out.
+        drop(activity.request_started());
+        assert!(watched.inspect(bare, true).is_none());
+        // A head nobody asked the routes for: hyper's own.
+        assert!(watched.inspect(bare, true).is_some());
+        drop(client);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,7 +2,7 @@
 
 use mongodb::{
     Collection, Database,
-    bson::{doc, to_bson},
+    bson::{Document, doc, to_bson},
 };
 use serde::{Deserialize, Serialize};
 
@@ -76,17 +76,9 @@ impl UserStore {
             "avatar": &profile.avatar,
             "discord": to_bson(tokens).map_err(mongodb::error::Error::from)?,
         }};
-        let users = self.users.clone();
-        self.gate
-            .run(async move {
-                users.update_one(filter, update).upsert(true).await?;
-                Ok(())
-            })
-            .await
+        self.upsert(filter, update).await
     }
 
-    /// Creates the user if missing (operator `token` command); an existing
-    /// user keeps their Discord data, a given name only fills a new record.
     /// Records a user known only from their token, unless a record
     /// appeared meanwhile (which then stays as it is).
     pub async fn record_profile(&self, profile: &UserProfile) -> Result<()> {
@@ -96,6 +88,23 @@ impl UserStore {
             "global_name": &profile.global_name,
             "avatar": &profile.avatar,
         } };
+        self.upsert(filter, update).await
+    }
+
+    /// Creates the user if missing (operator `token` command); an existing
+    /// user keeps their Discord data, a given name only fills a new record.
+    pub async fn ensure(&self, id: &str, username: Option<&str>) -> Result<UserRecord> {
+        let username = username.unwrap_or(id);
+        let filter = doc! { "_id": id };
+        let update =
+            doc! { "$setOnInsert": { "username": username, "global_name": null, "avatar": null } };
+        self.upsert(filter, update).await?;
+        self.get(id).await?.ok_or_else(|| {
+            super::StoreError::Corrupt(format!("user {id} vanished right after upsert"))
+        })
+    }
+
+    async fn upsert(&self, filter: Document, update: Document) -> Result<()> {
         let users = self.users.clone();
         self.gate
             .run(async move {
@@ -103,22 +112,5 @@ impl UserStore {
                 Ok(())
             })
             .await
-    }
-
-    pub async fn ensure(&self, id: &str, username: Option<&str>) -> Result<UserRecord> {
-        let username = username.unwrap_or(id);
-        let filter = doc! { "_id": id };
-        let update =
-            doc! { "$setOnInsert": { "username": username, "global_name": null, "avatar": null } };
-        let users = self.users.clone();
-        self.gate
-            .run(async move {
-                users.update_one(filter, update).upsert(true).await?;
-                Ok(())
-            })
-            .await?;
-        self.get(id).await?.ok_or_else(|| {
-            super::StoreError::Corrupt(format!("user {id} vanished right after upsert"))
-        })
     }
 }

@@ -159,7 +159,10 @@ async fn main() {
                                 reqwest::multipart::Part::bytes(vec![b'y'; 300 * 1024])
                                     .file_name("data.bin"),
                             );
-                        ("upload", http.post(format!("{base}/ticket")).multipart(form))
+                        (
+                            "upload",
+                            http.post(format!("{base}/ticket")).multipart(form),
+                        )
                     }
                 };
                 let sent = start.elapsed().as_secs_f64();
@@ -214,7 +217,10 @@ async fn main() {
     let mut restarted = false;
     while start.elapsed() < total {
         let now = start.elapsed();
-        if rss.last().is_none_or(|(t, _): &(Duration, u64)| now - *t >= Duration::from_secs(10)) {
+        if rss
+            .last()
+            .is_none_or(|(t, _): &(Duration, u64)| now - *t >= Duration::from_secs(10))
+        {
             rss.push((now, rss_kib(pid)));
         }
         if !frozen_done && now >= freeze_at {
@@ -243,7 +249,10 @@ async fn main() {
 
     // Let the janitor finish what aborted and failed uploads left.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let tally = tally.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+    let tally = tally
+        .lock()
+        .map(|mut t| std::mem::take(&mut *t))
+        .unwrap_or_default();
     let mut lost = 0;
     for id in &tally.created {
         let response = http
@@ -277,7 +286,10 @@ async fn main() {
         RECOVERY.as_secs(),
         tally.in_window_503
     );
-    println!("| 503 outside the fault windows | {} |", tally.outside_503.len());
+    println!(
+        "| 503 outside the fault windows | {} |",
+        tally.outside_503.len()
+    );
     println!("| other errors | {} |", tally.other_errors.len());
     println!("| uploads acknowledged (201) | {} |", tally.created.len());
     println!("| acknowledged uploads lost | {lost} |");
