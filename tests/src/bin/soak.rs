@@ -333,7 +333,7 @@ async fn main() {
     println!("| orphaned GridFS files / chunks at the end | {orphan_files} / {orphan_chunks} |");
     println!("| journal entries left at the end | {journal} |");
     println!(
-        "| time after the load for the last leftovers to go | {:.1} s |",
+        "| waited after the load for leftovers to go (gives up after 120 s) | {:.1} s |",
         settled.as_secs_f64()
     );
     let mib = |kib: u64| kib as f64 / 1024.0;
