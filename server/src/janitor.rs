@@ -55,6 +55,18 @@ impl Janitor {
         }
     }
 
+    /// [`Self::discard`] now, and once more when writes that timed out for
+    /// the upload can no longer land: such a write (its journal entry, a
+    /// chunk) may arrive after the first cleanup found nothing to remove.
+    pub async fn discard_twice(self: &std::sync::Arc<Self>, store: &Store, ticket_id: &str) {
+        self.discard(store, ticket_id).await;
+        let (janitor, store, ticket_id) = (self.clone(), store.clone(), ticket_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(store.abandon_limit()).await;
+            janitor.discard(&store, &ticket_id).await;
+        });
+    }
+
     /// Runs forever: retries pending cleanups whenever the database comes
     /// back, and sweeps stale uploads periodically.
     pub async fn run(&self, store: Store) {

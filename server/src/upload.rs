@@ -77,7 +77,7 @@ pub async fn ingest(
         metrics().upload(UploadOutcome::Failed, 0, 0);
         // A write that timed out may still land: the janitor makes sure no
         // entry outlives this failure.
-        state.janitor.discard(store, &ticket_id).await;
+        state.janitor.discard_twice(store, &ticket_id).await;
         return Err(error.into());
     }
     let mut receiver = Receiver {
@@ -131,7 +131,7 @@ pub async fn ingest(
             tokio::spawn(async move {
                 if let Err(error) = state.store.uploads.remove(&ticket_id).await {
                     tracing::warn!(%error, ticket_id, "could not close the upload journal entry yet");
-                    state.janitor.discard(&state.store, &ticket_id).await;
+                    state.janitor.discard_twice(&state.store, &ticket_id).await;
                 }
             });
         }
@@ -142,7 +142,7 @@ pub async fn ingest(
                 UploadOutcome::Rejected
             };
             metrics().upload(outcome, 0, 0);
-            state.janitor.discard(store, &ticket_id).await;
+            state.janitor.discard_twice(store, &ticket_id).await;
         }
     }
     outcome

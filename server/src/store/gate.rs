@@ -96,6 +96,11 @@ impl Gate {
         }
     }
 
+    /// After this, an operation whose caller gave up can no longer land.
+    pub fn abandon_limit(&self) -> Duration {
+        self.abandon
+    }
+
     fn timed_out(&self) -> StoreError {
         self.suspect.notify_one();
         StoreError::Timeout(self.deadline)

@@ -130,6 +130,11 @@ impl Store {
         })
     }
 
+    /// After this, a write whose caller timed out can no longer land.
+    pub fn abandon_limit(&self) -> Duration {
+        self.gate.abandon_limit()
+    }
+
     /// The health check of this store; spawned once by the server.
     pub fn monitor(&self) -> Monitor {
         Monitor {
