@@ -96,6 +96,15 @@ impl Gate {
         }
     }
 
+    pub(super) fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Notified whenever an operation times out.
+    pub(super) fn suspect(&self) -> Arc<Notify> {
+        self.suspect.clone()
+    }
+
     /// After this, an operation whose caller gave up can no longer land.
     pub fn abandon_limit(&self) -> Duration {
         self.abandon

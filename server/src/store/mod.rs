@@ -84,8 +84,6 @@ pub struct Store {
     gate: Gate,
     /// The health check's own client (see `health`).
     monitor_db: Database,
-    timeout: Duration,
-    suspect: Arc<Notify>,
 }
 
 impl Store {
@@ -109,11 +107,10 @@ impl Store {
         let client = Client::with_options(options)?;
         let monitor = Client::with_options(monitor_options)?;
         let db = client.database(&config.database);
-        let suspect = Arc::new(Notify::new());
         let gate = Gate::new(
             config.max_pool_size.max(1) as usize,
             config.timeout(),
-            suspect.clone(),
+            Arc::new(Notify::new()),
         );
         Ok(Self {
             users: UserStore::new(&db, gate.clone()),
@@ -125,8 +122,6 @@ impl Store {
             health: Arc::new(DbHealth::default()),
             gate,
             monitor_db: monitor.database(&config.database),
-            timeout: config.timeout(),
-            suspect,
         })
     }
 
@@ -140,8 +135,8 @@ impl Store {
         Monitor {
             db: self.monitor_db.clone(),
             health: self.health.clone(),
-            timeout: self.timeout,
-            suspect: self.suspect.clone(),
+            timeout: self.gate.deadline(),
+            suspect: self.gate.suspect(),
         }
     }
 
