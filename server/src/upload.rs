@@ -234,11 +234,10 @@ impl Receiver<'_> {
             )));
         }
         let content_type = content_type_for(&path);
-        let mut upload = self
-            .store
-            .files
-            .begin(self.ids.next_id(), self.ticket_id, &path, &content_type)
-            .await?;
+        let mut upload =
+            self.store
+                .files
+                .begin(self.ids.next_id(), self.ticket_id, &path, &content_type);
         if let Err(e) = self.copy(part.stream(), &mut upload).await {
             if let Err(error) = upload.abort().await {
                 tracing::warn!(%error, "could not abort a GridFS upload");

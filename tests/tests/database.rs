@@ -182,14 +182,16 @@ async fn an_upload_failed_by_a_freeze_is_removed_right_after() {
     .await;
     let token = server.token("34");
 
-    let first = multipart::file_part("one.bin", &vec![1u8; 600 * 1024]);
+    // Over one write batch (4 chunks of 255 KiB), so bytes are stored
+    // before the freeze.
+    let first = multipart::file_part("one.bin", &vec![1u8; 1100 * 1024]);
     let mut rest = multipart::file_part("two.bin", &vec![2u8; 600 * 1024]);
     rest.extend(multipart::closing());
     let mut head = multipart::post_head(server.port, Some(&token), first.len() + rest.len());
     head.extend(first);
     let mut stream = multipart::send(server.port, &head).await;
     eventually("bytes never arrived", Duration::from_secs(20), || async {
-        server.count("files.chunks", doc! {}).await >= 2
+        server.count("files.chunks", doc! {}).await >= 4
     })
     .await;
 

@@ -273,3 +273,50 @@ async fn zip_holds_every_file_under_its_path() {
         zip::CompressionMethod::Stored
     );
 }
+
+/// Bytes are stored in the standard GridFS layout, so any GridFS client
+/// (the original server, `mongofiles`, a backup script) reads them back.
+#[tokio::test]
+async fn stored_files_are_standard_gridfs() {
+    use futures_util::AsyncReadExt;
+    use mongodb::bson::{Document, doc};
+
+    let server = Server::start_with(
+        pd2_ticket_tests::ServerOptions::default().env("PD2_LIMITS__MAX_FILE_SIZE", 4 << 20),
+    )
+    .await;
+    let t = server.token("1");
+    // Six chunks: more than one write batch, the last one short.
+    let content = pattern(5 * 255 * 1024 + 1000);
+    create_ticket(&server, &t, &[("dir/big.bin", &content)], None).await;
+
+    let db = server.mongo().await;
+    let file = db
+        .collection::<Document>("files.files")
+        .find_one(doc! { "filename": "dir/big.bin" })
+        .await
+        .expect("find files document")
+        .expect("a files document");
+    assert_eq!(file.get_i64("length").ok(), Some(content.len() as i64));
+    assert_eq!(file.get_i32("chunkSize").ok(), Some(255 * 1024));
+    assert!(file.get_datetime("uploadDate").is_ok());
+    let sha = hex::encode(Sha256::digest(&content));
+    let metadata = file.get_document("metadata").expect("metadata");
+    assert_eq!(metadata.get_str("sha256").ok(), Some(sha.as_str()));
+
+    let bucket = db.gridfs_bucket(
+        mongodb::options::GridFsBucketOptions::builder()
+            .bucket_name("files".to_owned())
+            .build(),
+    );
+    let mut download = bucket
+        .open_download_stream(file.get("_id").expect("id").clone())
+        .await
+        .expect("the driver opens it");
+    let mut read = Vec::new();
+    download
+        .read_to_end(&mut read)
+        .await
+        .expect("the driver reads it");
+    assert!(read == content, "the driver read other bytes");
+}

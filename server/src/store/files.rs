@@ -5,12 +5,10 @@
 //! so `Range` requests and zips never load a whole file.
 
 use bytes::Bytes;
-use futures_util::{AsyncWriteExt, Stream, TryStreamExt, stream};
+use futures_util::{Stream, TryStreamExt, stream};
 use mongodb::{
     Collection, Cursor, Database, IndexModel,
-    bson::{Binary, Bson, Document, doc, oid::ObjectId},
-    gridfs::{GridFsBucket, GridFsUploadStream},
-    options::GridFsBucketOptions,
+    bson::{Binary, Bson, DateTime, Document, doc, oid::ObjectId, spec::BinarySubtype},
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,6 +22,9 @@ const CHUNK_SIZE: u32 = 255 * 1024;
 /// Chunks fetched per round trip when reading: bounds memory per download to
 /// about 2 MiB while keeping round trips few.
 const READ_BATCH: u32 = 8;
+/// Chunks sent per round trip when writing: a 1 MiB file is one insert of
+/// chunks and one of its files document, at ~1 MiB buffered per upload.
+const WRITE_BATCH: u32 = 4;
 
 /// A file of a ticket as recorded in the ticket document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,7 +62,6 @@ struct Chunk {
 
 #[derive(Clone)]
 pub struct FileStore {
-    bucket: GridFsBucket,
     files: Collection<Document>,
     chunks: Collection<Chunk>,
     gate: Gate,
@@ -69,12 +69,7 @@ pub struct FileStore {
 
 impl FileStore {
     pub fn new(db: &Database, gate: Gate) -> Self {
-        let options = GridFsBucketOptions::builder()
-            .bucket_name(BUCKET.to_owned())
-            .chunk_size_bytes(CHUNK_SIZE)
-            .build();
         Self {
-            bucket: db.gridfs_bucket(options),
             files: db.collection(&format!("{BUCKET}.files")),
             chunks: db.collection(&format!("{BUCKET}.chunks")),
             gate,
@@ -82,9 +77,9 @@ impl FileStore {
     }
 
     pub async fn ensure_indexes(&self) -> Result<()> {
-        // The driver creates the chunk index on first upload only when the
-        // bucket is empty; creating it here (with the driver's exact options,
-        // so the two never conflict) makes it independent of history.
+        // Reads and range deletes go by (files_id, n). Same keys and options
+        // as earlier versions created, which let the driver's upload stream
+        // make it, so existing databases see no conflict.
         self.chunks
             .create_index(
                 IndexModel::builder()
@@ -104,38 +99,26 @@ impl FileStore {
 
     /// Starts storing one file of a ticket under `id` (from the upload's
     /// [`super::FileIdBlock`], so an interrupted upload can be found).
-    pub async fn begin(
+    pub fn begin(
         &self,
         id: ObjectId,
         ticket_id: &str,
         path: &str,
         content_type: &str,
-    ) -> Result<FileUpload> {
-        let stream = self
-            .gate
-            .bounded(async {
-                Ok(self
-                    .bucket
-                    .open_upload_stream(path)
-                    .id(Bson::ObjectId(id))
-                    .metadata(doc! {
-                        "ticket_id": ticket_id,
-                        "path": path,
-                        "content_type": content_type,
-                    })
-                    .await?)
-            })
-            .await?;
-        Ok(FileUpload {
-            stream,
+    ) -> FileUpload {
+        FileUpload {
             gate: self.gate.clone(),
             files: self.files.clone(),
+            chunks: self.chunks.clone_with_type(),
             id,
+            ticket_id: ticket_id.to_owned(),
             path: path.to_owned(),
             content_type: content_type.to_owned(),
             hasher: Sha256::new(),
             size: 0,
-        })
+            pending: Vec::new(),
+            next_chunk: 0,
+        }
     }
 
     /// Removes every stored file of a ticket, complete or not. Chunks go
@@ -268,17 +251,27 @@ impl FileStore {
     }
 }
 
-/// One file being written to GridFS. Dropping it unfinished makes the driver
-/// delete the chunks written so far.
+/// One file being written to GridFS, in the bucket's standard layout (so
+/// any GridFS client can read it), by our own inserts rather than the
+/// driver's upload stream: each write is a self-contained operation through
+/// the gate, which a timed-out upload cannot leave half-sent in the
+/// driver's queue, and the files document is written once, complete with
+/// its hash. Dropping it unfinished leaves chunks behind: the caller aborts
+/// it, and the upload's journal entry covers a crash.
 pub struct FileUpload {
-    stream: GridFsUploadStream,
     gate: Gate,
     files: Collection<Document>,
+    chunks: Collection<Document>,
     id: ObjectId,
+    ticket_id: String,
     path: String,
     content_type: String,
     hasher: Sha256,
     size: u64,
+    /// Bytes not yet sent: at most [`WRITE_BATCH`] chunks.
+    pending: Vec<u8>,
+    /// The number of the first chunk in `pending`.
+    next_chunk: u32,
 }
 
 impl FileUpload {
@@ -286,45 +279,85 @@ impl FileUpload {
         self.size
     }
 
-    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
         self.hasher.update(data);
         self.size += data.len() as u64;
-        let stream = &mut self.stream;
-        self.gate
-            .bounded(async {
-                stream
-                    .write_all(data)
-                    .await
-                    .map_err(|e| StoreError::from(mongodb::error::Error::from(e)))
-            })
-            .await
+        let batch = (WRITE_BATCH * CHUNK_SIZE) as usize;
+        while !data.is_empty() {
+            let take = (batch - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == batch {
+                self.flush().await?;
+            }
+        }
+        Ok(())
     }
 
-    /// Flushes the last chunk, writes the files document, and records the
-    /// content hash in its metadata.
-    pub async fn finish(mut self) -> Result<StoredFile> {
-        let stream = &mut self.stream;
-        self.gate
-            .bounded(async {
-                stream
-                    .close()
-                    .await
-                    .map_err(|e| StoreError::from(mongodb::error::Error::from(e)))
+    /// Sends the pending bytes as whole chunks (and a short last one).
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let first = self.next_chunk;
+        let docs: Vec<Document> = pending
+            .chunks(CHUNK_SIZE as usize)
+            .zip(first..)
+            .map(|(bytes, n)| {
+                doc! {
+                    "_id": ObjectId::new(),
+                    "files_id": self.id,
+                    "n": n as i32,
+                    "data": Binary { subtype: BinarySubtype::Generic, bytes: bytes.to_vec() },
+                }
             })
-            .await?;
-        let sha256 = hex::encode(self.hasher.finalize());
-        let (files, id, size) = (self.files.clone(), self.id, self.size as i64);
-        let set = doc! { "$set": { "metadata.sha256": &sha256, "metadata.size": size } };
+            .collect();
+        self.next_chunk = first + docs.len() as u32;
+        let chunks = self.chunks.clone();
         self.gate
             .run(async move {
-                files.update_one(doc! { "_id": id }, set).await?;
+                chunks.insert_many(docs).await?;
+                Ok(())
+            })
+            .await?;
+        // Reuse the allocation for the next batch.
+        self.pending = pending;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the last chunks, then the files document (with the content
+    /// hash in its metadata): chunks first, as GridFS readers expect.
+    pub async fn finish(mut self) -> Result<StoredFile> {
+        self.flush().await?;
+        let sha256 = hex::encode(self.hasher.finalize_reset());
+        let size = self.size as i64;
+        let document = doc! {
+            "_id": self.id,
+            "length": size,
+            "chunkSize": CHUNK_SIZE as i32,
+            "uploadDate": DateTime::now(),
+            "filename": &self.path,
+            "metadata": {
+                "ticket_id": &self.ticket_id,
+                "path": &self.path,
+                "content_type": &self.content_type,
+                "sha256": &sha256,
+                "size": size,
+            },
+        };
+        let files = self.files.clone();
+        self.gate
+            .run(async move {
+                files.insert_one(document).await?;
                 Ok(())
             })
             .await?;
         Ok(StoredFile {
             path: self.path,
             file_id: self.id,
-            size: self.size as i64,
+            size,
             sha256,
             content_type: self.content_type,
             chunk_size: CHUNK_SIZE as i64,
@@ -332,8 +365,16 @@ impl FileUpload {
     }
 
     /// Discards the chunks written so far.
-    pub async fn abort(mut self) -> Result<()> {
-        let stream = &mut self.stream;
-        self.gate.bounded(async { Ok(stream.abort().await?) }).await
+    pub async fn abort(self) -> Result<()> {
+        if self.next_chunk == 0 {
+            return Ok(());
+        }
+        let (chunks, id) = (self.chunks.clone(), self.id);
+        self.gate
+            .run(async move {
+                chunks.delete_many(doc! { "files_id": id }).await?;
+                Ok(())
+            })
+            .await
     }
 }

@@ -87,15 +87,6 @@ impl Gate {
         }
     }
 
-    /// Bounds an operation the caller owns and never drops early (an upload
-    /// runs on a task of its own already) by the same deadline.
-    pub async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
-        match timeout(self.deadline, op).await {
-            Ok(result) => result,
-            Err(_) => Err(self.timed_out()),
-        }
-    }
-
     pub(super) fn deadline(&self) -> Duration {
         self.deadline
     }

@@ -132,24 +132,49 @@ pub struct Monitor {
     /// An answer slower than this is a failed ping: `mongodb.timeout_ms`,
     /// the same bound requests get.
     pub(super) timeout: Duration,
+    /// A ping older than this is given up for a new one.
+    pub(super) abandon: Duration,
     /// Notified when a request's operation timed out: look now.
     pub(super) suspect: std::sync::Arc<Notify>,
 }
 
 impl Monitor {
     /// Checks the database forever; spawned once by the server.
+    ///
+    /// A ping that does not answer in time counts as failed but is not
+    /// dropped: the next check waits for the same one. Dropping it would
+    /// leave a dead check-out in the driver's queue of this one-connection
+    /// pool (see `gate`), which would hold back the pings after the
+    /// database recovers; waiting for it instead notices the recovery the
+    /// moment it answers.
     pub async fn run(self) {
         let mut failures = 0u32;
+        let mut in_flight: Option<(Instant, tokio::task::JoinHandle<_>)> = None;
         loop {
-            let started = Instant::now();
-            let result =
-                match tokio::time::timeout(self.timeout, self.db.run_command(doc! { "ping": 1 }))
-                    .await
-                {
-                    Ok(Ok(_)) => Ok(Some(started.elapsed())),
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-                };
+            let (started, ping) = in_flight.get_or_insert_with(|| {
+                let db = self.db.clone();
+                let ping = tokio::spawn(async move { db.run_command(doc! { "ping": 1 }).await });
+                (Instant::now(), ping)
+            });
+            let started = *started;
+            if started.elapsed() > self.abandon {
+                // A connection that never answers (a black-holed network)
+                // must not keep the check down after the path heals.
+                ping.abort();
+                in_flight = None;
+                continue;
+            }
+            let result = match tokio::time::timeout(self.timeout, &mut *ping).await {
+                Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+                Ok(answer) => {
+                    in_flight = None;
+                    match answer {
+                        Ok(Ok(_)) => Ok(Some(started.elapsed())),
+                        Ok(Err(error)) => Err(error.to_string()),
+                        Err(join) => Err(format!("the ping failed: {join}")),
+                    }
+                }
+            };
             match result {
                 Ok(latency) => {
                     failures = 0;
@@ -160,9 +185,10 @@ impl Monitor {
                     if failures >= CONFIRM {
                         self.health.record(Err(error));
                     } else {
-                        // Unconfirmed: look again at once. The driver has
-                        // closed the connection that failed, so the retry
-                        // runs on a fresh one.
+                        // Unconfirmed: look again at once. After an error
+                        // the driver has closed the connection that failed,
+                        // so the retry runs on a fresh one; after a timeout
+                        // it waits once more for the same ping.
                         tracing::debug!(%error, "database ping failed; checking again");
                         continue;
                     }

@@ -136,17 +136,23 @@ impl Store {
             db: self.monitor_db.clone(),
             health: self.health.clone(),
             timeout: self.gate.deadline(),
+            abandon: self.gate.abandon_limit(),
             suspect: self.gate.suspect(),
         }
     }
 
     /// Creates the indexes the queries rely on. Idempotent.
     pub async fn ensure_indexes(&self) -> Result<()> {
+        let (tickets, files, uploads) = (
+            self.tickets.clone(),
+            self.files.clone(),
+            self.uploads.clone(),
+        );
         self.gate
-            .bounded(async {
-                self.tickets.ensure_indexes().await?;
-                self.files.ensure_indexes().await?;
-                self.uploads.ensure_indexes().await
+            .run(async move {
+                tickets.ensure_indexes().await?;
+                files.ensure_indexes().await?;
+                uploads.ensure_indexes().await
             })
             .await
     }
