@@ -36,7 +36,10 @@ impl AppState {
         let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
         let discord = Discord::new(&config.discord)?;
         let plugins = PluginHost::new(&config.plugins)?;
-        let janitor = Arc::new(Janitor::new(config.limits.upload_idle()));
+        let janitor = Arc::new(Janitor::new(
+            config.limits.upload_idle(),
+            store.abandon_limit(),
+        ));
         Ok(Arc::new(Self {
             config,
             store,
@@ -71,11 +74,10 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
     tokio::spawn(prepare_database(state.clone()));
     let janitor = state.clone();
     tokio::spawn(async move { janitor.janitor.run(janitor.store.clone()).await });
-    // Plugins present at start are loaded before the first request; later
-    // changes to the directory are picked up by the watcher.
-    let plugins = state.plugins.clone();
-    tokio::task::spawn_blocking(move || plugins.sync()).await?;
+    // Plugins load in the background: `/ping` answers from the first
+    // instant, and routes that need plugins wait for the first load.
     state.plugins.watch(PLUGIN_RESCAN);
+    tokio::spawn(crate::hooks::sweep_previews(state.clone()));
     tracing::info!(%addr, "listening");
 
     let origins = &state.config.server.cors_origins;

@@ -173,9 +173,33 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
     pub dir: String,
+    /// Bytes of memory one call may use.
     pub memory_limit: u64,
     pub timeout_ms: u64,
     pub max_output: u64,
+    /// Bytes all concurrent calls together may use (each reserves its
+    /// limits before it starts); a quarter is kept for validators.
+    pub memory_budget: u64,
+    /// Time for validating one whole upload, all validators together.
+    pub upload_timeout_ms: u64,
+    /// Cold previews one requester may have rendering at once.
+    pub previews_per_user: u32,
+    /// How long a failed render is not tried again.
+    pub failed_render_cache_secs: u64,
+    /// Longest rejection message a validator may return, in characters.
+    pub max_message_chars: u32,
+    /// Rejections listed in one `422`; the rest are counted.
+    pub max_messages: u32,
+    pub log_lines_per_call: u32,
+    pub log_lines_per_minute: u32,
+    /// Compiled plugins, kept across restarts; empty turns the cache off.
+    /// Holds native code: only the server's user may write there.
+    pub cache_dir: String,
+    /// Bytes of rendered previews kept in the database; the oldest go first.
+    pub preview_cache_max_bytes: u64,
+    /// Previews of a build no longer loaded are kept this many days (for a
+    /// rollback), then removed.
+    pub preview_cache_days: u64,
     /// `[plugins.settings.<name>]`: handed verbatim to the plugin of that name.
     pub settings: BTreeMap<String, toml::Table>,
 }
@@ -185,8 +209,19 @@ impl Default for PluginsConfig {
         Self {
             dir: "plugins/dist".into(),
             memory_limit: 64 * 1024 * 1024,
-            timeout_ms: 1_000,
+            timeout_ms: 2_000,
             max_output: 8 * 1024 * 1024,
+            memory_budget: 1024 * 1024 * 1024,
+            upload_timeout_ms: 10_000,
+            previews_per_user: 4,
+            failed_render_cache_secs: 30,
+            max_message_chars: 500,
+            max_messages: 20,
+            log_lines_per_call: 100,
+            log_lines_per_minute: 600,
+            cache_dir: "plugin-cache".into(),
+            preview_cache_max_bytes: 1024 * 1024 * 1024,
+            preview_cache_days: 7,
             settings: BTreeMap::new(),
         }
     }
@@ -217,18 +252,49 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        let checks: [(&str, bool); 6] = [
+        let p = &self.plugins;
+        let checks: [(&str, bool); 14] = [
             ("limits.max_file_size", self.limits.max_file_size > 0),
             ("limits.max_ticket_size", self.limits.max_ticket_size > 0),
             ("limits.max_files", self.limits.max_files > 0),
             ("limits.upload_idle_secs", self.limits.upload_idle_secs > 0),
             ("mongodb.database", !self.mongodb.database.is_empty()),
             ("mongodb.timeout_ms", self.mongodb.timeout_ms > 0),
+            ("plugins.memory_limit", p.memory_limit > 0),
+            ("plugins.timeout_ms", p.timeout_ms > 0),
+            ("plugins.max_output", p.max_output > 0),
+            ("plugins.upload_timeout_ms", p.upload_timeout_ms > 0),
+            ("plugins.previews_per_user", p.previews_per_user > 0),
+            ("plugins.max_message_chars", p.max_message_chars > 0),
+            ("plugins.max_messages", p.max_messages > 0),
+            ("plugins.memory_budget", p.memory_budget > 0),
         ];
         for (key, ok) in checks {
             anyhow::ensure!(
                 ok,
                 "invalid configuration: `{key}` must be non-zero / non-empty"
+            );
+        }
+        // One validator and one renderer must fit, or nothing ever runs.
+        let validator = p.memory_limit;
+        let renderer = p.memory_limit.saturating_add(p.max_output);
+        anyhow::ensure!(
+            p.memory_budget / 4 >= validator && p.memory_budget - p.memory_budget / 4 >= renderer,
+            "invalid configuration: `plugins.memory_budget` ({}) must hold one validator call \
+             (a quarter of it >= plugins.memory_limit) and one renderer call (the rest >= \
+             plugins.memory_limit + plugins.max_output)",
+            p.memory_budget
+        );
+        if !p.cache_dir.is_empty() {
+            // The cache holds native code: whoever may drop plugins must not
+            // be able to write it.
+            let cache =
+                std::path::absolute(&p.cache_dir).unwrap_or_else(|_| p.cache_dir.clone().into());
+            let dir = std::path::absolute(&p.dir).unwrap_or_else(|_| p.dir.clone().into());
+            anyhow::ensure!(
+                !cache.starts_with(&dir),
+                "invalid configuration: `plugins.cache_dir` must not be inside `plugins.dir`: \
+                 it holds compiled native code, which whoever drops plugins must not be able to write"
             );
         }
         Ok(())

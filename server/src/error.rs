@@ -24,6 +24,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extra top-level fields next to `detail` (e.g. policy `rejections`).
     pub extra: Option<serde_json::Map<String, Value>>,
+    /// Seconds for a `Retry-After` header: the condition is temporary.
+    pub retry_after: Option<u32>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -34,7 +36,14 @@ impl ApiError {
             status,
             detail: detail.into(),
             extra: None,
+            retry_after: None,
         }
+    }
+
+    /// Says when trying again makes sense (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds a top-level field next to `detail`.

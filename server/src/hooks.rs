@@ -2,10 +2,10 @@
 //! upload, render a (cached) preview. It joins the plugin host to storage;
 //! neither knows about the other.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt, future::BoxFuture, stream::FuturesUnordered};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -15,8 +15,11 @@ use warp::http::StatusCode;
 use crate::{
     app::AppState,
     error::ApiError,
-    plugins::{FileInfo, FileSource, Hook, LoadedPlugin, PluginHost, Verdict},
-    store::{ByteRange, CachedPreview, FileStore, StoredFile},
+    plugins::{
+        CallResult, Conflict, FileInfo, FileSource, Hook, LoadedPlugin, PluginError, PluginHost,
+        Verdict, bounded_text,
+    },
+    store::{ByteRange, CachedPreview, FileStore, StoredFile, TicketRecord},
     telemetry::metrics,
 };
 
@@ -59,12 +62,31 @@ fn info(file: &StoredFile) -> FileInfo {
 }
 
 /// A failing validator fails closed: the upload is refused, naming it.
-fn unavailable(plugin: &LoadedPlugin) -> ApiError {
+fn unavailable(plugin: &LoadedPlugin, error: &PluginError) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("Plugin unavailable: {}", plugin.name()),
     )
     .with_field("plugin", json!(plugin.name()))
+    .with_field("reason", json!(error.kind()))
+}
+
+/// Two files claim the name of a validator this upload needs: neither
+/// runs, and the upload is not let through unchecked either.
+fn contested(conflict: &Conflict) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Plugin unavailable: {}", conflict.describe()),
+    )
+    .with_field("plugin", json!(conflict.name))
+}
+
+fn still_loading() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Plugins are still loading; try again in a moment",
+    )
+    .retry_after(2)
 }
 
 /// One reason an upload was refused (`rejections` of the 422 body).
@@ -74,6 +96,8 @@ pub struct PolicyRejection {
     pub file: Option<String>,
     /// The validator that refused it.
     pub plugin: String,
+    /// The validator's message: control characters escaped, at most
+    /// `plugins.max_message_chars` characters (then `…`).
     pub message: String,
 }
 
@@ -85,49 +109,118 @@ pub struct PolicyRejection {
 }))]
 pub struct PolicyRejected {
     pub detail: String,
+    /// The first `plugins.max_messages` rejections.
     pub rejections: Vec<PolicyRejection>,
+    /// Rejections left out of the list; absent when none were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<u64>,
 }
 
-/// Runs every matching file validator on each file, then every ticket
-/// validator once. All rejections are reported together (422).
+/// One validator call of an upload: the file it is about (none for a
+/// ticket validator), who, and how it ended.
+type Checked = (Option<String>, Arc<LoadedPlugin>, CallResult<Verdict>);
+
+/// Runs every matching file validator on each file and every ticket
+/// validator once, concurrently (the validator pool bounds how many run
+/// at a time), all within `plugins.upload_timeout_ms`. All rejections are
+/// reported together (422); a failure, a name conflict or running out of
+/// time fails closed (503).
 pub async fn validate_upload(state: &AppState, files: &[StoredFile]) -> Result<(), ApiError> {
     let host = &state.plugins;
-    let mut rejections = Vec::new();
-    for file in files {
-        let info = info(file);
-        for plugin in host.matching(Hook::ValidateFile, &info) {
-            match host
-                .validate_file(&plugin, info.clone(), source(state, file))
-                .await
-            {
-                Ok(Verdict::Accept) => {}
-                Ok(Verdict::Reject(message)) => rejections.push(PolicyRejection {
-                    file: Some(file.path.clone()),
-                    plugin: plugin.name().to_owned(),
-                    message,
-                }),
-                Err(_) => return Err(unavailable(&plugin)),
-            }
-        }
+    let config = &state.config.plugins;
+    let budget = Duration::from_millis(config.upload_timeout_ms);
+    let deadline = tokio::time::Instant::now() + budget;
+    if !host.ready(budget).await {
+        return Err(still_loading());
     }
     let infos: Vec<FileInfo> = files.iter().map(info).collect();
+    for info in &infos {
+        if let Some(conflict) = host.contested(Hook::ValidateFile, Some(info)) {
+            return Err(contested(&conflict));
+        }
+    }
+    if let Some(conflict) = host.contested(Hook::ValidateTicket, None) {
+        return Err(contested(&conflict));
+    }
+
+    let mut calls: Vec<BoxFuture<'_, Checked>> = Vec::new();
+    for (file, info) in files.iter().zip(&infos) {
+        for plugin in host.matching(Hook::ValidateFile, info) {
+            let source = source(state, file);
+            calls.push(Box::pin(async move {
+                let result = host.validate_file(&plugin, info.clone(), source).await;
+                (Some(file.path.clone()), plugin, result)
+            }));
+        }
+    }
     for plugin in host.ticket_validators() {
-        match host.validate_ticket(&plugin, infos.clone()).await {
+        let infos = infos.clone();
+        calls.push(Box::pin(async move {
+            let result = host.validate_ticket(&plugin, infos).await;
+            (None, plugin, result)
+        }));
+    }
+
+    let mut running: FuturesUnordered<_> = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, call)| async move { (i, call.await) })
+        .collect();
+    let mut rejections: Vec<(usize, PolicyRejection)> = Vec::new();
+    let mut finished = std::collections::BTreeSet::new();
+    let total = running.len();
+    loop {
+        let next = match tokio::time::timeout_at(deadline, running.next()).await {
+            Ok(Some(next)) => next,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(over_budget(
+                    config.upload_timeout_ms,
+                    total - finished.len(),
+                ));
+            }
+        };
+        let (i, (file, plugin, result)) = next;
+        finished.insert(i);
+        match result {
             Ok(Verdict::Accept) => {}
-            // Not about one file: `file` is null.
-            Ok(Verdict::Reject(message)) => rejections.push(PolicyRejection {
-                file: None,
-                plugin: plugin.name().to_owned(),
-                message,
-            }),
-            Err(_) => return Err(unavailable(&plugin)),
+            Ok(Verdict::Reject(message)) => rejections.push((
+                i,
+                PolicyRejection {
+                    file,
+                    plugin: plugin.name().to_owned(),
+                    message: bounded_text(&message, config.max_message_chars as usize),
+                },
+            )),
+            Err(error) => return Err(unavailable(&plugin, &error)),
         }
     }
     if rejections.is_empty() {
         return Ok(());
     }
-    Err(ApiError::unprocessable("File rejected by policy")
-        .with_field("rejections", json!(rejections)))
+    // In upload order, whatever order the calls finished in.
+    rejections.sort_by_key(|(i, _)| *i);
+    let shown = config.max_messages as usize;
+    let omitted = rejections.len().saturating_sub(shown);
+    let rejections: Vec<PolicyRejection> =
+        rejections.into_iter().take(shown).map(|(_, r)| r).collect();
+    let mut error = ApiError::unprocessable("File rejected by policy")
+        .with_field("rejections", json!(rejections));
+    if omitted > 0 {
+        error = error.with_field("omitted", json!(omitted));
+    }
+    Err(error)
+}
+
+fn over_budget(budget_ms: u64, unfinished: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "Plugin unavailable: validating this upload took longer than the {:.1} s allowed \
+             ({unfinished} checks unfinished; plugins.upload_timeout_ms)",
+            budget_ms as f64 / 1000.0
+        ),
+    )
 }
 
 /// A preview ready to send.
@@ -155,9 +248,21 @@ fn cache_key(file: &StoredFile, plugin: &LoadedPlugin) -> String {
 
 /// Asks matching renderers in priority order; the first preview wins.
 /// Cached answers (previews and declines) are used without running the
-/// plugin; a failing renderer is skipped and not cached.
-pub async fn preview(state: &AppState, file: &StoredFile) -> Result<PreviewReply, ApiError> {
+/// plugin; a failing renderer is skipped (and not tried again for a
+/// while). A requester renders at most `plugins.previews_per_user` cold
+/// previews at once.
+pub async fn preview(
+    state: &AppState,
+    requester: &str,
+    file: &StoredFile,
+) -> Result<PreviewReply, ApiError> {
     let host: &Arc<PluginHost> = &state.plugins;
+    if !host
+        .ready(Duration::from_millis(state.config.plugins.timeout_ms))
+        .await
+    {
+        return Err(still_loading());
+    }
     let info = info(file);
     let renderers = host.matching(Hook::Render, &info);
     if renderers.is_empty() {
@@ -165,6 +270,7 @@ pub async fn preview(state: &AppState, file: &StoredFile) -> Result<PreviewReply
     }
     let keys: Vec<String> = renderers.iter().map(|p| cache_key(file, p)).collect();
     let cached = state.store.previews.get_many(&keys).await?;
+    let mut slot = None;
     for (plugin, key) in renderers.iter().zip(&keys) {
         match cached.get(key) {
             Some(Some(preview)) => {
@@ -178,25 +284,54 @@ pub async fn preview(state: &AppState, file: &StoredFile) -> Result<PreviewReply
             Some(None) => continue,
             None => {}
         }
+        if host.failed_recently(key) {
+            continue;
+        }
+        if slot.is_none() {
+            slot = Some(host.preview_slot(requester).ok_or_else(|| too_many(host))?);
+        }
         metrics().preview_cache(false);
-        match host.render(plugin, info.clone(), source(state, file)).await {
+        match host
+            .render(plugin, key, info.clone(), source(state, file))
+            .await
+        {
             Ok(Some(preview)) => {
                 let preview = CachedPreview {
                     plugin: plugin.name().to_owned(),
                     content_type: preview.content_type,
                     body: preview.body,
                 };
-                remember(state, key, plugin, Some(&preview)).await;
+                remember(state, key, plugin, &file.sha256, Some(&preview)).await;
                 return Ok(PreviewReply {
                     preview,
                     cache_hit: false,
                 });
             }
-            Ok(None) => remember(state, key, plugin, None).await,
+            Ok(None) => remember(state, key, plugin, &file.sha256, None).await,
+            Err(PluginError::Busy(_)) => return Err(busy()),
             Err(_) => continue,
         }
     }
     Err(no_preview())
+}
+
+fn too_many(host: &PluginHost) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "Too many previews at once: at most {} of yours are rendered at a time",
+            host.previews_per_user()
+        ),
+    )
+    .retry_after(1)
+}
+
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Previews are busy; try again in a moment",
+    )
+    .retry_after(1)
 }
 
 /// Caching is an optimisation: a failed write is logged, not fatal.
@@ -204,12 +339,13 @@ async fn remember(
     state: &AppState,
     key: &str,
     plugin: &LoadedPlugin,
+    sha256: &str,
     preview: Option<&CachedPreview>,
 ) {
     if let Err(error) = state
         .store
         .previews
-        .put(key, &plugin.build, plugin.name(), preview)
+        .put(key, &plugin.build, plugin.name(), sha256, preview)
         .await
     {
         tracing::warn!(%error, plugin = plugin.name(), "could not cache a preview");
@@ -218,4 +354,62 @@ async fn remember(
 
 fn no_preview() -> ApiError {
     ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "No preview available")
+}
+
+/// After a ticket is deleted: its previews go unless another ticket holds
+/// the same content. Best effort: an entry left behind by a failure here
+/// is only wasted space, aged out once its build is gone.
+pub async fn forget_previews(state: &AppState, ticket: &TicketRecord) {
+    let mut hashes: Vec<String> = ticket.files.iter().map(|f| f.sha256.clone()).collect();
+    hashes.sort();
+    hashes.dedup();
+    let forget = async {
+        let held = state.store.tickets.holding(hashes.clone()).await?;
+        let orphaned: Vec<String> = hashes.into_iter().filter(|h| !held.contains(h)).collect();
+        state.store.previews.forget_content(orphaned).await
+    };
+    if let Err(error) = forget.await {
+        tracing::warn!(%error, ticket_id = %ticket.id, "could not remove the previews of a deleted ticket");
+    }
+}
+
+/// How often the preview cache is swept.
+const PREVIEW_SWEEP: Duration = Duration::from_secs(600);
+
+/// Sweeps the preview cache now (once plugins are loaded) and then
+/// periodically: entries of builds unloaded for `plugins.preview_cache_days`,
+/// then the oldest beyond `plugins.preview_cache_max_bytes`.
+pub async fn sweep_previews(state: Arc<AppState>) {
+    let config = &state.config.plugins;
+    state.plugins.ready(Duration::MAX).await;
+    let mut every = tokio::time::interval(PREVIEW_SWEEP);
+    loop {
+        every.tick().await;
+        let builds = state
+            .plugins
+            .plugins()
+            .iter()
+            .map(|p| p.build.clone())
+            .collect();
+        let age = Duration::from_secs(config.preview_cache_days.saturating_mul(86_400));
+        let cutoff = mongodb::bson::DateTime::from_system_time(
+            std::time::SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(std::time::UNIX_EPOCH),
+        );
+        match state
+            .store
+            .previews
+            .sweep(builds, cutoff, config.preview_cache_max_bytes)
+            .await
+        {
+            Ok(swept) if swept.stale + swept.over_size > 0 => tracing::info!(
+                stale = swept.stale,
+                over_size = swept.over_size,
+                "preview cache swept"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not sweep the preview cache"),
+        }
+    }
 }

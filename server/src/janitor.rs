@@ -8,7 +8,7 @@
 use std::{
     collections::HashSet,
     sync::Mutex,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use mongodb::bson::DateTime;
@@ -26,19 +26,29 @@ const STALE_PERIODS: u32 = 10;
 /// waiting for the health check to have seen an outage.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// All cleanups run one at a time from [`Janitor::run`]: they are
+/// background work, and a burst of them (every upload an outage failed)
+/// must not take the database from the requests that come back with it.
 pub struct Janitor {
     /// `limits.upload_idle_secs`: paces touching and sweeping.
     idle: Duration,
+    /// After this, a write that timed out can no longer land (the store's
+    /// abandon limit).
+    settle: Duration,
     pending: Mutex<HashSet<String>>,
+    /// Cleanups that wait until writes in flight for them have settled.
+    later: Mutex<Vec<(Instant, String)>>,
     /// Wakes `run` when a cleanup joins `pending`.
     wake: tokio::sync::Notify,
 }
 
 impl Janitor {
-    pub fn new(idle: Duration) -> Self {
+    pub fn new(idle: Duration, settle: Duration) -> Self {
         Self {
             idle,
+            settle,
             pending: Mutex::default(),
+            later: Mutex::default(),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -58,13 +68,36 @@ impl Janitor {
     /// [`Self::discard`] now, and once more when writes that timed out for
     /// the upload can no longer land: such a write (its journal entry, a
     /// chunk) may arrive after the first cleanup found nothing to remove.
-    pub async fn discard_twice(self: &std::sync::Arc<Self>, store: &Store, ticket_id: &str) {
+    pub async fn discard_twice(&self, store: &Store, ticket_id: &str) {
         self.discard(store, ticket_id).await;
-        let (janitor, store, ticket_id) = (self.clone(), store.clone(), ticket_id.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(store.abandon_limit()).await;
-            janitor.discard(&store, &ticket_id).await;
-        });
+        self.discard_later(ticket_id);
+    }
+
+    /// Cleans up only once writes in flight for the upload have settled:
+    /// for an upload whose ticket insert timed out, which may still land
+    /// and must then keep its files.
+    pub fn discard_later(&self, ticket_id: &str) {
+        if let Ok(mut later) = self.later.lock() {
+            later.push((Instant::now() + self.settle, ticket_id.to_owned()));
+        }
+        self.wake.notify_one();
+    }
+
+    /// Moves the deferred cleanups that are due into `pending`.
+    fn promote_due(&self) {
+        let due: Vec<String> = match self.later.lock() {
+            Ok(mut later) => {
+                let now = Instant::now();
+                let (due, waiting): (Vec<_>, Vec<_>) =
+                    later.drain(..).partition(|(at, _)| *at <= now);
+                *later = waiting;
+                due.into_iter().map(|(_, id)| id).collect()
+            }
+            Err(_) => return,
+        };
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.extend(due);
+        }
     }
 
     /// Runs forever: retries pending cleanups whenever the database comes
@@ -77,7 +110,8 @@ impl Janitor {
         loop {
             tokio::select! {
                 () = self.wake.notified() => {}
-                _ = retry.tick(), if self.has_pending() => {
+                _ = retry.tick(), if self.has_work() => {
+                    self.promote_due();
                     if store.health.is_up() {
                         self.retry_pending(&store).await;
                     }
@@ -102,8 +136,9 @@ impl Janitor {
         }
     }
 
-    fn has_pending(&self) -> bool {
+    fn has_work(&self) -> bool {
         self.pending.lock().is_ok_and(|p| !p.is_empty())
+            || self.later.lock().is_ok_and(|l| !l.is_empty())
     }
 
     async fn retry_pending(&self, store: &Store) {

@@ -21,7 +21,7 @@ fn load(
         .map_err(|e| anyhow::anyhow!("{} cannot be used: {e:#}", file.display()))?;
     let plugin = match settings {
         None => LoadedPlugin::clone(&plugin),
-        Some(arg) => PluginHost::with_settings(&plugin, settings_json(arg)?),
+        Some(arg) => plugin.with_settings(settings_json(arg)?),
     };
     Ok((host, plugin))
 }

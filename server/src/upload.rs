@@ -19,7 +19,7 @@ use crate::{
     config::LimitsConfig,
     error::ApiError,
     hooks,
-    store::{FileIdBlock, FileUpload, Store, StoredFile, TicketRecord},
+    store::{FileIdBlock, FileUpload, Store, StoreError, StoredFile, TicketRecord},
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name, quoted_name},
 };
@@ -91,6 +91,7 @@ pub async fn ingest(
         total: 0,
         field_bytes: 0,
     };
+    let mut settling = false;
     let outcome = async {
         let options = receiver.receive(form).await?;
         if receiver.files.is_empty() {
@@ -118,7 +119,12 @@ pub async fn ingest(
             remark: options.remark,
             create_time: now_millis(),
         };
-        store.tickets.insert(&ticket).await?;
+        if let Err(error) = store.tickets.insert(&ticket).await {
+            // Sent but unanswered, the insert may still land: whether the
+            // files are kept is decided once it no longer can.
+            settling = matches!(error, StoreError::Timeout(_));
+            return Err(error.into());
+        }
         Ok(ticket)
     }
     .await;
@@ -142,7 +148,11 @@ pub async fn ingest(
                 UploadOutcome::Rejected
             };
             metrics().upload(outcome, 0, 0);
-            state.janitor.discard_twice(store, &ticket_id).await;
+            if settling {
+                state.janitor.discard_later(&ticket_id);
+            } else {
+                state.janitor.discard_twice(store, &ticket_id).await;
+            }
         }
     }
     outcome

@@ -120,6 +120,11 @@ pub fn fixture_plugins() -> &'static Path {
     DIR.get_or_init(|| build_plugins("tests/fixtures", "tests/fixtures/dist"))
 }
 
+/// The compile cache the suite's servers share (`target/test-plugin-cache`).
+pub fn shared_compile_cache() -> PathBuf {
+    workspace_root().join("target/test-plugin-cache")
+}
+
 /// A fresh plugin directory holding copies of the given `.wasm` files.
 pub fn plugin_dir(files: &[&Path]) -> PathBuf {
     let dir = temp_dir("plugins");
@@ -390,6 +395,12 @@ impl Server {
             // `DbServer::start` for why not pick one here).
             ("PD2_SERVER__PORT".to_owned(), "0".to_owned()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
+            // Compiled plugins shared by every server of the suite: only the
+            // first to load a build compiles it.
+            (
+                "PD2_PLUGINS__CACHE_DIR".to_owned(),
+                shared_compile_cache().display().to_string(),
+            ),
         ];
         env.extend(options.env.iter().cloned());
         // Whatever level a test chooses, the "listening" line must be logged:
@@ -441,8 +452,7 @@ impl Server {
             if let Some(port) = listening_port(child, log, "listening") {
                 return port;
             }
-            // Generous: the plugins present at start compile before the
-            // server listens, which takes long on a loaded machine.
+            // Generous for a debug build on a loaded machine.
             assert!(
                 start.elapsed() < Duration::from_secs(120),
                 "server not listening after 120 s; log:\n{}",
@@ -452,17 +462,22 @@ impl Server {
         }
     }
 
+    /// Waits for `/ping`, then for the plugins present at start to load
+    /// (`/health` stops saying `starting`): tests expect them in place.
     async fn wait_ready(&self) {
         let start = Instant::now();
         loop {
-            if let Ok(r) = self.http.get(self.url("/ping")).send().await
-                && r.status() == 200
+            if let Ok(r) = self.http.get(self.url("/health")).send().await
+                && let Ok(health) = r.json::<serde_json::Value>().await
+                && health["plugins"]["status"] != "starting"
             {
                 return;
             }
+            // Generous: without a compile cache the plugins compile now,
+            // which takes long with a debug build on a loaded machine.
             assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "server did not come up; log:\n{}",
+                start.elapsed() < Duration::from_secs(120),
+                "server did not come up with its plugins; log:\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -59,16 +59,18 @@ async fn stalled_upload_is_408_and_leaves_nothing() {
 /// whole.
 #[tokio::test]
 async fn crashed_servers_upload_is_swept_while_a_slow_live_one_survives() {
-    let mut crashed = Server::start_with(quick_journal()).await;
+    let mut crashed =
+        Server::start_with(quick_journal().env("PD2_LIMITS__MAX_FILE_SIZE", 4 << 20)).await;
     let survivor = Server::start_with(
         quick_journal().database(&crashed.db_uri.clone(), &crashed.database.clone()),
     )
     .await;
     let token = crashed.token("1");
 
-    // Half of a file reaches the first server, which then dies.
+    // Part of a file (more than one write batch of 4 chunks) reaches the
+    // first server, which then dies.
     let mut body = file_head("lost.bin");
-    body.extend(vec![1u8; 600 * 1024]);
+    body.extend(vec![1u8; 1100 * 1024]);
     let mut lost = send(
         crashed.port,
         &post_head(crashed.port, Some(&token), body.len() + 600 * 1024),
@@ -78,13 +80,13 @@ async fn crashed_servers_upload_is_swept_while_a_slow_live_one_survives() {
     eventually(
         "the lost upload's chunks never arrived",
         Duration::from_secs(20),
-        || async { survivor.count("files.chunks", doc! {}).await >= 2 },
+        || async { survivor.count("files.chunks", doc! {}).await >= 4 },
     )
     .await;
     crashed.kill();
     drop(lost);
     let chunks_lost = survivor.count("files.chunks", doc! {}).await;
-    assert!(chunks_lost >= 2);
+    assert!(chunks_lost >= 4);
     assert_eq!(survivor.count("uploads", doc! {}).await, 1);
 
     // A slow upload on the survivor: 13 pieces, 0.9 s apart (just under the
@@ -162,7 +164,8 @@ async fn upload_whose_validation_outlives_its_journal_fails_cleanly() {
     let server = Server::start_with(
         quick_journal()
             .env("PD2_PLUGINS__DIR", plugins.display())
-            .env("PD2_PLUGINS__TIMEOUT_MS", 20_000),
+            .env("PD2_PLUGINS__TIMEOUT_MS", 20_000)
+            .env("PD2_PLUGINS__UPLOAD_TIMEOUT_MS", 30_000),
     )
     .await;
     let token = server.token("1");

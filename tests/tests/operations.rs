@@ -224,8 +224,9 @@ async fn upload_cut_off_by_an_outage_leaves_nothing() {
     .await;
     let token = server.token("8");
 
-    // One whole file, then half of a second: bytes are in GridFS.
-    let first = multipart::file_part("one.bin", &vec![1u8; 600 * 1024]);
+    // One whole file (more than one write batch of 4 chunks), then half of
+    // a second: bytes are in GridFS.
+    let first = multipart::file_part("one.bin", &vec![1u8; 1100 * 1024]);
     let mut second = multipart::file_head("two.bin");
     second.extend(vec![2u8; 600 * 1024]);
     let declared = first.len() + second.len() + 600 * 1024 + 2 + multipart::closing().len();

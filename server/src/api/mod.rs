@@ -81,7 +81,14 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
 }
 
 pub fn error_response(error: &ApiError) -> Response {
-    warp::reply::with_status(warp::reply::json(&error.body()), error.status).into_response()
+    let mut response =
+        warp::reply::with_status(warp::reply::json(&error.body()), error.status).into_response();
+    if let Some(seconds) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(warp::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 fn invalid_header(name: &str) -> ApiError {

@@ -12,6 +12,7 @@ use super::{
 use crate::{
     app::State,
     error::{ApiError, ErrorBody},
+    plugins::HostState,
     store::DbStatus,
     telemetry::metrics,
 };
@@ -56,7 +57,7 @@ pub(super) fn version() -> Response {
 #[schema(example = json!({
     "status": "ok",
     "database": {"status": "up", "latency_ms": 0.8, "checked_ms_ago": 212},
-    "plugins": {"status": "ok", "loaded": ["code-preview", "file-policy"], "errors": 0}
+    "plugins": {"status": "ok", "loaded": ["code-preview", "file-policy"], "errors": 0, "conflicts": []}
 }))]
 pub struct Health {
     /// `ok`, or `unavailable` when the database cannot be used.
@@ -70,13 +71,17 @@ pub struct Health {
 
 #[derive(Serialize, ToSchema)]
 pub struct PluginHealth {
-    /// `ok`, or `degraded` when some file in the plugin directory could not
-    /// be loaded (the others keep working, so this alone is not a 503).
+    /// `starting` while the plugins present at start load (uploads and
+    /// previews wait for them), `ok`, or `degraded` when some file could
+    /// not be loaded or a name is claimed by two files (the others keep
+    /// working, so this alone is not a 503).
     pub status: &'static str,
-    /// Names of the loaded plugins.
+    /// Names of the plugins serving.
     pub loaded: Vec<String>,
     /// Files that could not be loaded (`GET /plugins` tells admins why).
     pub errors: usize,
+    /// Names claimed by more than one file; none of their claimants runs.
+    pub conflicts: Vec<String>,
 }
 
 /// Readiness for load balancers: 200 while the database answers, 503
@@ -96,14 +101,26 @@ pub(super) fn health(state: State) -> Response {
         .map(|p| p.name().to_owned())
         .collect();
     let errors = state.plugins.load_errors().len();
+    let conflicts: Vec<String> = state
+        .plugins
+        .conflicts()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let plugin_status = match state.plugins.state() {
+        HostState::Starting => "starting",
+        HostState::Ready if errors == 0 && conflicts.is_empty() => "ok",
+        HostState::Ready => "degraded",
+    };
     let body = Health {
         status: if up { "ok" } else { "unavailable" },
         detail: (!up).then_some("Database unavailable"),
         database,
         plugins: PluginHealth {
-            status: if errors == 0 { "ok" } else { "degraded" },
+            status: plugin_status,
             loaded,
             errors,
+            conflicts,
         },
     };
     let status = if up {

@@ -28,6 +28,17 @@ pub struct PluginList {
     /// Admins only: files in the plugin directory that could not be loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<LoadError>>,
+    /// Admins only: names claimed by more than one file. None of the
+    /// claimants runs; uploads they would validate get `503`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<NameConflict>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NameConflict {
+    pub name: String,
+    pub files: Vec<String>,
+    pub error: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -50,6 +61,10 @@ pub struct PluginStats {
     pub calls: u64,
     pub failures: u64,
     pub mean_ms: f64,
+    /// The last failed call: hook and reason (time limit, out of memory,
+    /// the panic message, …), bounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -73,20 +88,24 @@ pub(super) async fn list(state: State, me: Requester) -> Result<Response, ApiErr
         .plugins()
         .iter()
         .map(|p| {
-            let admin = me.is_admin.then(|| {
-                let stats = host.stats(p.name());
-                let calls = stats.calls.load(Ordering::Relaxed);
-                let micros = stats.total_micros.load(Ordering::Relaxed);
-                PluginStats {
-                    calls,
-                    failures: stats.failures.load(Ordering::Relaxed),
-                    mean_ms: if calls == 0 {
-                        0.0
-                    } else {
-                        micros as f64 / calls as f64 / 1000.0
-                    },
-                }
-            });
+            let admin = me
+                .is_admin
+                .then(|| host.stats(p.name()))
+                .flatten()
+                .map(|stats| {
+                    let calls = stats.calls.load(Ordering::Relaxed);
+                    let micros = stats.total_micros.load(Ordering::Relaxed);
+                    PluginStats {
+                        calls,
+                        failures: stats.failures.load(Ordering::Relaxed),
+                        mean_ms: if calls == 0 {
+                            0.0
+                        } else {
+                            micros as f64 / calls as f64 / 1000.0
+                        },
+                        last_failure: stats.last_failure(),
+                    }
+                });
             PluginEntry {
                 manifest: p.manifest.clone(),
                 file: me.is_admin.then(|| p.file.display().to_string()),
@@ -104,5 +123,20 @@ pub(super) async fn list(state: State, me: Requester) -> Result<Response, ApiErr
             })
             .collect()
     });
-    Ok(warp::reply::json(&PluginList { plugins, errors }).into_response())
+    let conflicts = me.is_admin.then(|| {
+        host.conflicts()
+            .into_iter()
+            .map(|c| NameConflict {
+                error: c.describe(),
+                files: c.files.iter().map(|f| f.display().to_string()).collect(),
+                name: c.name,
+            })
+            .collect()
+    });
+    Ok(warp::reply::json(&PluginList {
+        plugins,
+        errors,
+        conflicts,
+    })
+    .into_response())
 }

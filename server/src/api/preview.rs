@@ -51,7 +51,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         (status = 403, description = "`Permission denied` (illegal path) or `Invalid authentication credentials`", body = ErrorBody),
         (status = 404, description = "`Ticket not found` or `Ticket file not found`", body = ErrorBody),
         (status = 415, description = "`No preview available`: no renderer takes this file", body = ErrorBody),
-        (status = 503, description = "`Database unavailable`", body = ErrorBody),
+        (status = 429, description = "`Too many previews at once…`: the requester already has `plugins.previews_per_user` previews rendering (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`, `Previews are busy…` or `Plugins are still loading…` (`Retry-After`)", body = ErrorBody),
     )
 )]
 pub(super) async fn preview(
@@ -63,7 +64,7 @@ pub(super) async fn preview(
 ) -> Result<Response, ApiError> {
     let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
-    let reply = hooks::preview(&state, file).await?;
+    let reply = hooks::preview(&state, &me.id, file).await?;
     let preview = reply.preview;
     let mut response = Response::new(preview.body.into());
     *response.status_mut() = StatusCode::OK;

@@ -337,16 +337,11 @@ pub(super) async fn delete(
     own_ticket(&state, &me, &user_id, &ticket_id).await?;
     // Record first: should removing the bytes fail, no record points at
     // missing files, and the leftover bytes are found by their ticket id.
-    if state
-        .store
-        .tickets
-        .delete(&ticket_id, &me.id)
-        .await?
-        .is_none()
-    {
+    let Some(deleted) = state.store.tickets.delete(&ticket_id, &me.id).await? else {
         return Err(ApiError::ticket_not_found());
-    }
+    };
     state.store.files.delete_ticket(&ticket_id).await?;
+    crate::hooks::forget_previews(&state, &deleted).await;
     tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }

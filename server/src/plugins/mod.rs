@@ -1,28 +1,46 @@
 //! The plugin host: loads WebAssembly components from `plugins.dir`, keeps
-//! them in sync with the directory, and runs their hooks sandboxed.
+//! them in sync with the directory, and runs their hooks sandboxed within
+//! process-wide budgets.
 //!
-//! Request handlers see only the hook methods of [`PluginHost`]; loading,
-//! version checks, matching and the wasmtime details stay in here.
+//! Request handlers see only [`PluginHost`]. By role:
+//! - `registry`: which files serve under which name (and conflicts), kept in
+//!   sync with the directory;
+//! - `load`: compile (with the on-disk cache), version and manifest checks;
+//! - `runtime`: wasmtime, one sandboxed call and its per-call limits;
+//! - `budget`: capacity shared by calls (memory, validator and renderer
+//!   pools, per-requester preview slots, recent failures);
+//! - `logs`, `text`, `capture`: bounding what a plugin writes.
 
+mod budget;
+mod capture;
+mod load;
+mod logs;
 mod poll;
+mod registry;
 mod runtime;
+mod text;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
-use runtime::{CallState, INTERFACE_MAJOR, INTERFACE_PACKAGE, Limits, PluginPre, Runtime};
+pub use budget::PreviewSlot;
+use budget::{FailedRenders, Pool, PreviewSlots};
+use load::Loader;
+pub use load::{LoadedPlugin, ManifestInfo};
+pub use registry::Conflict;
+use registry::Registry;
 pub use runtime::{FileInfo, FileSource, Hook, MemorySource, Preview, Verdict};
+use runtime::{Limits, Runtime};
+pub use text::bounded as bounded_text;
 
 use crate::config::PluginsConfig;
 
@@ -31,12 +49,19 @@ use crate::config::PluginsConfig;
 pub enum PluginError {
     #[error("exceeded its {0:?} time limit")]
     Timeout(Duration),
+    #[error("ran out of memory (limit {} MiB)", .0 >> 20)]
+    OutOfMemory(usize),
+    #[error("panicked: {0}")]
+    Panic(String),
     #[error("trapped: {0}")]
     Trap(String),
     #[error("returned unusable output: {0}")]
     Malformed(String),
     #[error("host error: {0}")]
     Host(String),
+    /// Not run: every slot of this pool stayed taken while it waited.
+    #[error("not run: the {0} are all busy")]
+    Busy(&'static str),
 }
 
 impl PluginError {
@@ -46,151 +71,80 @@ impl PluginError {
             other => other,
         }
     }
+
+    /// The `reason` label of `pd2_plugin_failures_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Timeout(_) => "timeout",
+            PluginError::OutOfMemory(_) => "out_of_memory",
+            PluginError::Panic(_) => "panic",
+            PluginError::Trap(_) => "trap",
+            PluginError::Malformed(_) => "bad_output",
+            PluginError::Host(_) => "host",
+            PluginError::Busy(_) => "busy",
+        }
+    }
 }
 
-/// A plugin's declared identity and interests, as `GET /plugins` shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ManifestInfo {
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    pub hooks: Vec<&'static str>,
-    pub matchers: MatchersInfo,
-    pub priority: i32,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct MatchersInfo {
-    pub paths: Vec<String>,
-    pub mime_types: Vec<String>,
-}
-
-#[derive(Debug, Default)]
+/// Call statistics of one plugin name; they survive reloads.
+#[derive(Debug)]
 pub struct Stats {
     pub calls: AtomicU64,
     pub failures: AtomicU64,
     pub total_micros: AtomicU64,
+    /// The last failure, bounded, for admins (`GET /plugins`).
+    last_failure: Mutex<Option<String>>,
+    logs: Arc<logs::LogRate>,
 }
 
-/// One loaded build of a plugin.
-#[derive(Clone)]
-pub struct LoadedPlugin {
-    pub manifest: ManifestInfo,
-    pub file: PathBuf,
-    /// First 16 hex digits of the file's SHA-256: identifies the build.
-    pub build: String,
-    hooks: Vec<Hook>,
-    paths: GlobSet,
-    mime_types: Vec<String>,
-    pre: PluginPre<CallState>,
-    name: Arc<str>,
-    settings: Arc<str>,
-}
-
-impl LoadedPlugin {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The settings table this plugin sees, as JSON.
-    pub fn settings_json(&self) -> &str {
-        &self.settings
-    }
-
-    pub fn has(&self, hook: Hook) -> bool {
-        self.hooks.contains(&hook)
-    }
-
-    fn call_validate_file(
-        &self,
-        rt: &Runtime,
-        info: FileInfo,
-        source: Arc<dyn FileSource>,
-    ) -> CallResult<Verdict> {
-        rt.call(&self.pre, &self.name, &self.settings, |store, instance| {
-            let file = Runtime::file(store, source)?;
-            instance
-                .pd2_plugin_guest()
-                .call_validate_file(store, &info, file)
-        })
-    }
-
-    fn call_validate_ticket(&self, rt: &Runtime, files: Vec<FileInfo>) -> CallResult<Verdict> {
-        rt.call(&self.pre, &self.name, &self.settings, |store, instance| {
-            instance
-                .pd2_plugin_guest()
-                .call_validate_ticket(store, &files)
-        })
-    }
-
-    /// Renders, then checks the output's size and content type.
-    fn call_render(
-        &self,
-        rt: &Runtime,
-        info: FileInfo,
-        source: Arc<dyn FileSource>,
-    ) -> CallResult<Option<Preview>> {
-        let preview = rt.call(&self.pre, &self.name, &self.settings, |store, instance| {
-            let file = Runtime::file(store, source)?;
-            instance.pd2_plugin_guest().call_render(store, &info, file)
-        })?;
-        preview.map(|p| rt.check_preview(p)).transpose()
-    }
-
-    /// Any path glob or MIME pattern matches; none declared matches all.
-    pub fn matches(&self, info: &FileInfo) -> bool {
-        if self.paths.is_empty() && self.mime_types.is_empty() {
-            return true;
+impl Stats {
+    fn new(logs: Arc<logs::LogRate>) -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            total_micros: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+            logs,
         }
-        let mime = info.content_type.split(';').next().unwrap_or("").trim();
-        self.paths.is_match(&info.path)
-            || self
-                .mime_types
-                .iter()
-                .any(|pattern| mime_matches(pattern, mime))
+    }
+
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().ok().and_then(|f| f.clone())
     }
 }
 
-fn mime_matches(pattern: &str, mime: &str) -> bool {
-    match pattern.strip_suffix("/*") {
-        Some(kind) => mime
-            .split_once('/')
-            .is_some_and(|(k, _)| k.eq_ignore_ascii_case(kind)),
-        None => pattern.eq_ignore_ascii_case(mime),
-    }
-}
-
-#[derive(Default)]
-struct Registry {
-    /// Highest priority first, then by name.
-    plugins: Vec<Arc<LoadedPlugin>>,
-    /// Load errors by file, shown to admins.
-    errors: BTreeMap<PathBuf, String>,
-    /// What each file looked like when last examined.
-    seen: HashMap<PathBuf, (SystemTime, u64)>,
-    /// Call statistics by plugin name; they survive reloads.
-    stats: HashMap<String, Arc<Stats>>,
-}
-
-/// The plugin host shared by all requests.
-pub struct PluginHost {
-    runtime: Runtime,
-    dir: PathBuf,
-    settings: BTreeMap<String, Arc<str>>,
-    registry: RwLock<Registry>,
-    slots: tokio::sync::Semaphore,
+/// What `/health` says about plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// The plugins present at start are still loading.
+    Starting,
+    Ready,
 }
 
 /// How a hook call ended, for the caller to act on.
 pub type CallResult<T> = Result<T, PluginError>;
 
+/// The plugin host shared by all requests.
+pub struct PluginHost {
+    loader: Loader,
+    dir: PathBuf,
+    registry: RwLock<Registry>,
+    state: watch::Sender<HostState>,
+    validators: Pool,
+    renderers: Pool,
+    preview_slots: PreviewSlots,
+    failed_renders: FailedRenders,
+}
+
 impl PluginHost {
     pub fn new(config: &PluginsConfig) -> anyhow::Result<Arc<Self>> {
-        let runtime = Runtime::new(Limits {
+        let limits = Limits {
             memory: config.memory_limit as usize,
             timeout: Duration::from_millis(config.timeout_ms),
             output: config.max_output as usize,
-        })?;
+            log_lines_per_call: config.log_lines_per_call,
+        };
+        let runtime = Runtime::new(limits)?;
         let settings = config
             .settings
             .iter()
@@ -199,12 +153,19 @@ impl PluginHost {
                 (name.clone(), Arc::<str>::from(json))
             })
             .collect();
+        let cache = (!config.cache_dir.is_empty()).then(|| PathBuf::from(&config.cache_dir));
+        let (validators, renderers) = budget::pools(config);
         Ok(Arc::new(Self {
-            runtime,
+            loader: Loader::new(runtime, settings, cache, config.log_lines_per_minute),
             dir: PathBuf::from(&config.dir),
-            settings,
             registry: RwLock::new(Registry::default()),
-            slots: tokio::sync::Semaphore::new(runtime::MAX_CONCURRENT_CALLS as usize),
+            state: watch::Sender::new(HostState::Starting),
+            validators,
+            renderers,
+            preview_slots: PreviewSlots::new(config.previews_per_user as usize),
+            failed_renders: FailedRenders::new(Duration::from_secs(
+                config.failed_render_cache_secs,
+            )),
         }))
     }
 
@@ -212,248 +173,88 @@ impl PluginHost {
     pub fn load_file(&self, path: &Path) -> anyhow::Result<Arc<LoadedPlugin>> {
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        self.load_bytes(path, &bytes).map(Arc::new)
+        self.loader.load(path, &bytes).map(Arc::new)
     }
 
-    fn load_bytes(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<LoadedPlugin> {
-        if !bytes.starts_with(b"\0asm") {
-            anyhow::bail!("not a WebAssembly file");
-        }
-        let component = self
-            .runtime
-            .compile(bytes)
-            .map_err(|e| anyhow::anyhow!("not a loadable WebAssembly component: {e}"))?;
-        check_interface_version(&self.runtime.engine, &component)?;
-        let pre = self
-            .runtime
-            .prepare(&component)
-            .map_err(|e| anyhow::anyhow!("cannot be linked against this host: {e:#}"))?;
-        let file_name: Arc<str> = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into())
-            .unwrap_or_else(|| "plugin".into());
-        let manifest = self
-            .runtime
-            .call(&pre, &file_name, &Arc::from("{}"), |store, plugin| {
-                plugin.pd2_plugin_guest().call_describe(store)
-            })
-            .map_err(|e| anyhow::anyhow!("describe() failed: {e}"))?;
-        let build = hex::encode(Sha256::digest(bytes))[..16].to_owned();
-        self.accept_manifest(manifest, path, build, pre)
-    }
-
-    fn accept_manifest(
-        &self,
-        m: runtime::Manifest,
-        path: &Path,
-        build: String,
-        pre: PluginPre<CallState>,
-    ) -> anyhow::Result<LoadedPlugin> {
-        let valid_name = !m.name.is_empty()
-            && m.name.len() <= 64
-            && m.name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        anyhow::ensure!(
-            valid_name,
-            "manifest name {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'",
-            m.name
-        );
-        anyhow::ensure!(!m.hooks.is_empty(), "manifest lists no hooks");
-        let mut globs = GlobSetBuilder::new();
-        for pattern in &m.matchers.paths {
-            // A glob without a folder matches the file name anywhere.
-            let full = if pattern.contains('/') {
-                pattern.clone()
-            } else {
-                format!("**/{pattern}")
-            };
-            let glob = GlobBuilder::new(&full)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| anyhow::anyhow!("invalid path glob {pattern:?}: {e}"))?;
-            globs.add(glob);
-        }
-        for pattern in &m.matchers.mime_types {
-            let ok = pattern
-                .split_once('/')
-                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !a.contains('*'));
-            anyhow::ensure!(ok, "invalid MIME pattern {pattern:?}");
-        }
-        let hooks: Vec<&'static str> = m
-            .hooks
-            .iter()
-            .map(|h| match h {
-                Hook::ValidateFile => "validate-file",
-                Hook::ValidateTicket => "validate-ticket",
-                Hook::Render => "render",
-            })
-            .collect();
-        let settings = self
-            .settings
-            .get(&m.name)
-            .cloned()
-            .unwrap_or_else(|| Arc::from("{}"));
-        Ok(LoadedPlugin {
-            name: Arc::from(m.name.as_str()),
-            manifest: ManifestInfo {
-                name: m.name,
-                version: m.version,
-                description: m.description,
-                hooks,
-                matchers: MatchersInfo {
-                    paths: m.matchers.paths,
-                    mime_types: m.matchers.mime_types.clone(),
-                },
-                priority: m.priority,
-            },
-            file: path.to_path_buf(),
-            build,
-            hooks: m.hooks,
-            paths: globs.build()?,
-            mime_types: m.matchers.mime_types,
-            pre,
-            settings,
-        })
-    }
-
-    /// Brings the loaded set in line with the directory: new and changed
-    /// `.wasm` files are (re)loaded, removed ones unloaded. A file that fails
-    /// to load is reported and skipped; an older working build of it stays.
+    /// Brings the loaded set in line with the directory (see
+    /// `registry::sync`).
     pub fn sync(&self) {
-        let mut found: HashMap<PathBuf, (SystemTime, u64)> = HashMap::new();
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-                    continue;
-                }
-                if let Ok(meta) = entry.metadata()
-                    && meta.is_file()
-                {
-                    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    found.insert(path, (modified, meta.len()));
-                }
-            }
-        }
-        let (changed, removed): (Vec<PathBuf>, Vec<PathBuf>) = {
-            let registry = self.read();
-            let changed = found
-                .iter()
-                .filter(|(path, stamp)| registry.seen.get(*path) != Some(stamp))
-                .map(|(path, _)| path.clone())
-                .collect();
-            let removed = registry
-                .seen
-                .keys()
-                .filter(|p| !found.contains_key(*p))
-                .cloned()
-                .collect();
-            (changed, removed)
-        };
-        if changed.is_empty() && removed.is_empty() {
-            return;
-        }
-        // Compile outside the lock: requests keep using the current set.
-        let mut loaded = Vec::new();
-        for path in &changed {
-            let result = std::fs::read(path)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| self.load_bytes(path, &bytes));
-            loaded.push((path.clone(), result));
-        }
-
-        let mut registry = self.write();
-        for path in &removed {
-            registry.seen.remove(path);
-            registry.errors.remove(path);
-            if let Some(p) = registry.plugins.iter().find(|p| &p.file == path) {
-                tracing::info!(plugin = p.name(), file = %path.display(), "plugin unloaded");
-            }
-            registry.plugins.retain(|p| &p.file != path);
-        }
-        for (path, result) in loaded {
-            registry.seen.insert(path.clone(), found[&path]);
-            let plugin = match result {
-                Ok(plugin) => plugin,
-                Err(error) => {
-                    tracing::error!(file = %path.display(), "plugin not loaded: {error:#}");
-                    registry.errors.insert(path, format!("{error:#}"));
-                    continue;
-                }
-            };
-            let clash = registry
-                .plugins
-                .iter()
-                .find(|p| p.name() == plugin.name() && p.file != path)
-                .map(|p| p.file.display().to_string());
-            if let Some(other) = clash {
-                let error = format!("plugin name {:?} is already used by {other}", plugin.name());
-                tracing::error!(file = %path.display(), "plugin not loaded: {error}");
-                registry.errors.insert(path, error);
-                continue;
-            }
-            tracing::info!(
-                plugin = plugin.name(),
-                version = %plugin.manifest.version,
-                build = %plugin.build,
-                file = %path.display(),
-                "plugin loaded"
-            );
-            registry.errors.remove(&path);
-            registry.stats.entry(plugin.name().to_owned()).or_default();
-            registry.plugins.retain(|p| p.file != path);
-            registry.plugins.push(Arc::new(plugin));
-        }
-        registry.plugins.sort_by(|a, b| {
-            b.manifest
-                .priority
-                .cmp(&a.manifest.priority)
-                .then(a.name().cmp(b.name()))
-        });
+        registry::sync(&self.dir, &self.loader, &self.registry);
     }
 
-    /// Re-syncs with the directory every `interval` on a thread of its own.
+    /// Loads the directory on a thread of its own, then re-syncs every
+    /// `interval`. Returns at once: the server answers (`/ping`, and
+    /// `/health` saying `starting`) while the first load runs.
     pub fn watch(self: &Arc<Self>, interval: Duration) {
         let host = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("plugin-watch".into())
             .spawn(move || {
                 while let Some(host) = host.upgrade() {
+                    let started = Instant::now();
                     host.sync();
+                    host.state.send_if_modified(|state| {
+                        let first = *state == HostState::Starting;
+                        if first {
+                            let (from_cache, compiled) = host.loader.take_counts();
+                            tracing::info!(
+                                elapsed = ?started.elapsed(),
+                                loaded = host.read().active().len(),
+                                from_cache,
+                                compiled,
+                                "plugins loaded"
+                            );
+                            *state = HostState::Ready;
+                        }
+                        first
+                    });
                     drop(host);
                     std::thread::sleep(interval);
                 }
             });
         if let Err(error) = spawned {
-            tracing::error!(%error, "cannot watch the plugin directory; hot reload is off");
+            tracing::error!(%error, "cannot watch the plugin directory; plugins are off");
+            self.state.send_replace(HostState::Ready);
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    pub fn state(&self) -> HostState {
+        *self.state.borrow()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
-        self.registry.write().unwrap_or_else(|p| p.into_inner())
+    /// Waits (at most `limit`) for the plugins present at start to load:
+    /// a route that needs a validator must never run without it.
+    pub async fn ready(&self, limit: Duration) -> bool {
+        let mut state = self.state.subscribe();
+        tokio::time::timeout(limit, state.wait_for(|s| *s == HostState::Ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        registry::read(&self.registry)
     }
 
     pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
-        self.read().plugins.clone()
+        self.read().active().to_vec()
     }
 
     pub fn load_errors(&self) -> BTreeMap<PathBuf, String> {
-        self.read().errors.clone()
+        self.read().errors().clone()
     }
 
-    pub fn stats(&self, name: &str) -> Arc<Stats> {
-        self.read().stats.get(name).cloned().unwrap_or_default()
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        self.read().conflicts()
+    }
+
+    pub fn stats(&self, name: &str) -> Option<Arc<Stats>> {
+        self.read().stats(name)
     }
 
     /// Plugins implementing `hook` that want this file, in priority order.
     pub fn matching(&self, hook: Hook, info: &FileInfo) -> Vec<Arc<LoadedPlugin>> {
         self.read()
-            .plugins
+            .active()
             .iter()
             .filter(|p| p.has(hook) && p.matches(info))
             .cloned()
@@ -463,11 +264,31 @@ impl PluginHost {
     /// Plugins implementing `validate-ticket`.
     pub fn ticket_validators(&self) -> Vec<Arc<LoadedPlugin>> {
         self.read()
-            .plugins
+            .active()
             .iter()
             .filter(|p| p.has(Hook::ValidateTicket))
             .cloned()
             .collect()
+    }
+
+    /// A name conflict that leaves a check owed to this file (or, without
+    /// a file, to any upload) undone.
+    pub fn contested(&self, hook: Hook, info: Option<&FileInfo>) -> Option<Conflict> {
+        self.read().contested(hook, info)
+    }
+
+    /// A slot for one cold preview of `requester`, if it has one free.
+    pub fn preview_slot(&self, requester: &str) -> Option<PreviewSlot> {
+        self.preview_slots.take(requester)
+    }
+
+    pub fn previews_per_user(&self) -> usize {
+        self.preview_slots.per_user()
+    }
+
+    /// Whether this render failed so recently that it is not tried again.
+    pub fn failed_recently(&self, key: &str) -> bool {
+        self.failed_renders.contains(key)
     }
 
     pub async fn validate_file(
@@ -476,8 +297,8 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Verdict> {
-        self.run(plugin, "validate-file", move |rt, p| {
-            p.call_validate_file(rt, info, source)
+        self.run(&self.validators, plugin, "validate-file", move |rt, p| {
+            validate_file(rt, p, info, source)
         })
         .await
     }
@@ -487,55 +308,87 @@ impl PluginHost {
         plugin: &Arc<LoadedPlugin>,
         files: Vec<FileInfo>,
     ) -> CallResult<Verdict> {
-        self.run(plugin, "validate-ticket", move |rt, p| {
-            p.call_validate_ticket(rt, files)
+        self.run(&self.validators, plugin, "validate-ticket", move |rt, p| {
+            validate_ticket(rt, p, &files)
         })
         .await
     }
 
+    /// Renders; a failure is remembered under `key` for a short while, so
+    /// a request repeated in a loop does not run the plugin again.
     pub async fn render(
         self: &Arc<Self>,
         plugin: &Arc<LoadedPlugin>,
+        key: &str,
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Option<Preview>> {
-        self.run(plugin, "render", move |rt, p| {
-            p.call_render(rt, info, source)
-        })
-        .await
+        let result = self
+            .run(&self.renderers, plugin, "render", move |rt, p| {
+                render(rt, p, info, source)
+            })
+            .await;
+        if result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, PluginError::Busy(_)))
+        {
+            self.failed_renders.insert(key);
+        }
+        result
     }
 
-    /// Runs a call on the blocking pool (never on the reactor), bounded by
-    /// the call slots, and records its statistics and failures.
+    /// Runs a call on the blocking pool (never on the reactor) within its
+    /// pool's capacity, and records its statistics and failures.
     async fn run<R: Send + 'static>(
         self: &Arc<Self>,
+        pool: &Pool,
         plugin: &Arc<LoadedPlugin>,
         hook: &'static str,
         call: impl FnOnce(&Runtime, &LoadedPlugin) -> CallResult<R> + Send + 'static,
     ) -> CallResult<R> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| PluginError::Host("plugin host is shutting down".into()))?;
-        let stats = self.stats(plugin.name());
+        let _capacity = pool.enter().await?;
         let started = Instant::now();
-        let runtime = self.runtime.clone();
+        let runtime = self.loader.runtime.clone();
         let loaded = plugin.clone();
         let result = tokio::task::spawn_blocking(move || call(&runtime, &loaded))
             .await
             .unwrap_or_else(|e| Err(PluginError::Host(format!("call panicked: {e}"))));
-        let elapsed = started.elapsed();
-        crate::telemetry::metrics().plugin_call(plugin.name(), hook, elapsed, result.is_err());
+        self.record(plugin, hook, started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    fn record(
+        &self,
+        plugin: &LoadedPlugin,
+        hook: &'static str,
+        elapsed: Duration,
+        error: Option<&PluginError>,
+    ) {
+        crate::telemetry::metrics().plugin_call(
+            plugin.name(),
+            hook,
+            elapsed,
+            error.map(PluginError::kind),
+        );
+        let Some(stats) = self.stats(plugin.name()) else {
+            return;
+        };
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats
             .total_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        if let Err(error) = &result {
+        if let Some(error) = error {
             stats.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(plugin = plugin.name(), build = %plugin.build, "plugin call failed: {error}");
+            if let Ok(mut last) = stats.last_failure.lock() {
+                *last = Some(format!("{hook}: {error}"));
+            }
+            tracing::warn!(
+                plugin = plugin.name(),
+                build = %plugin.build,
+                reason = error.kind(),
+                "plugin call failed: {hook} {error}"
+            );
         }
-        result
     }
 
     /// The hooks run synchronously (CLI, benchmarks): no async runtime.
@@ -545,7 +398,7 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Option<Preview>> {
-        plugin.call_render(&self.runtime, info, source)
+        render(&self.loader.runtime, plugin, info, source)
     }
 
     pub fn validate_file_blocking(
@@ -554,7 +407,7 @@ impl PluginHost {
         info: FileInfo,
         source: Arc<dyn FileSource>,
     ) -> CallResult<Verdict> {
-        plugin.call_validate_file(&self.runtime, info, source)
+        validate_file(&self.loader.runtime, plugin, info, source)
     }
 
     pub fn validate_ticket_blocking(
@@ -562,66 +415,42 @@ impl PluginHost {
         plugin: &LoadedPlugin,
         files: Vec<FileInfo>,
     ) -> CallResult<Verdict> {
-        plugin.call_validate_ticket(&self.runtime, files)
-    }
-
-    /// Replaces the settings a loaded plugin sees (CLI `--settings`).
-    pub fn with_settings(plugin: &LoadedPlugin, settings_json: String) -> LoadedPlugin {
-        LoadedPlugin {
-            settings: Arc::from(settings_json),
-            ..plugin.clone()
-        }
+        validate_ticket(&self.loader.runtime, plugin, &files)
     }
 }
 
-/// Refuses components built against another major version of the
-/// interface, naming both versions.
-fn check_interface_version(
-    engine: &wasmtime::Engine,
-    component: &wasmtime::component::Component,
-) -> anyhow::Result<()> {
-    let ty = component.component_type();
-    let names: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .chain(ty.exports(engine).map(|(name, _)| name.to_owned()))
-        .collect();
-    let prefix = format!("{INTERFACE_PACKAGE}/");
-    let mut versions: Vec<&str> = names
-        .iter()
-        .filter_map(|n| n.strip_prefix(&prefix))
-        .filter_map(|rest| rest.split_once('@').map(|(_, v)| v))
-        .collect();
-    versions.sort();
-    versions.dedup();
-    let accepted = format!("{INTERFACE_PACKAGE}@{INTERFACE_MAJOR}.x");
-    if versions.is_empty() {
-        anyhow::bail!("not a PD2 Ticket plugin: it does not use {accepted}");
-    }
-    for version in versions {
-        let major = version
-            .split('.')
-            .next()
-            .and_then(|m| m.parse::<u64>().ok());
-        if major != Some(INTERFACE_MAJOR) {
-            anyhow::bail!(
-                "built against {INTERFACE_PACKAGE}@{version}; this host accepts {accepted} \
-                 (rebuild it with pd2-plugin-sdk {INTERFACE_MAJOR}.x)"
-            );
-        }
-    }
-    Ok(())
+fn validate_file(
+    rt: &Runtime,
+    p: &LoadedPlugin,
+    info: FileInfo,
+    source: Arc<dyn FileSource>,
+) -> CallResult<Verdict> {
+    rt.call(&p.pre, &p.identity, |store, instance| {
+        let file = Runtime::file(store, source)?;
+        instance
+            .pd2_plugin_guest()
+            .call_validate_file(store, &info, file)
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::mime_matches;
+fn validate_ticket(rt: &Runtime, p: &LoadedPlugin, files: &[FileInfo]) -> CallResult<Verdict> {
+    rt.call(&p.pre, &p.identity, |store, instance| {
+        instance
+            .pd2_plugin_guest()
+            .call_validate_ticket(store, files)
+    })
+}
 
-    #[test]
-    fn mime_patterns() {
-        assert!(mime_matches("image/*", "image/png"));
-        assert!(mime_matches("text/markdown", "text/markdown"));
-        assert!(!mime_matches("image/*", "text/plain"));
-        assert!(!mime_matches("text/markdown", "text/x-markdown"));
-    }
+/// Renders, then checks the output's size and content type.
+fn render(
+    rt: &Runtime,
+    p: &LoadedPlugin,
+    info: FileInfo,
+    source: Arc<dyn FileSource>,
+) -> CallResult<Option<Preview>> {
+    let preview = rt.call(&p.pre, &p.identity, |store, instance| {
+        let file = Runtime::file(store, source)?;
+        instance.pd2_plugin_guest().call_render(store, &info, file)
+    })?;
+    preview.map(|p| rt.check_preview(p)).transpose()
 }

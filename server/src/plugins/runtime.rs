@@ -8,13 +8,18 @@ use std::{
 };
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
     component::{Component, HasSelf, Linker, Resource, ResourceTable},
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::PluginError;
+use super::{
+    PluginError,
+    capture::Capture,
+    logs::{CallLog, LogRate},
+    text,
+};
 
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
@@ -27,6 +32,8 @@ wasmtime::component::bindgen!({
 
 pub use exports::pd2::plugin::guest::{FileInfo, Manifest, Preview, Verdict};
 pub use pd2::plugin::types::Hook;
+#[cfg(test)]
+pub use pd2::plugin::types::Matchers;
 
 /// The major version of `pd2:plugin` this host implements.
 pub const INTERFACE_MAJOR: u64 = 1;
@@ -39,8 +46,10 @@ pub const MAX_CONCURRENT_CALLS: u32 = 64;
 const TICK: Duration = Duration::from_millis(10);
 /// Most bytes one `file.read` hands a plugin; it reads in pieces.
 const MAX_READ: u32 = 4 * 1024 * 1024;
-/// Longest log line a plugin may write.
-const MAX_LOG_LINE: usize = 4096;
+/// What is kept of a call's stderr (where Rust's panic message goes).
+const STDERR_CAPTURE: usize = 8 * 1024;
+/// Longest panic message passed on to logs, statistics and the CLI.
+const MAX_PANIC_CHARS: usize = 500;
 
 /// Per-call limits, from `[plugins]`.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +57,15 @@ pub struct Limits {
     pub memory: usize,
     pub timeout: Duration,
     pub output: usize,
+    pub log_lines_per_call: u32,
+}
+
+/// Who a call runs for: the plugin's name, its settings and its log rate.
+#[derive(Clone)]
+pub struct Identity {
+    pub name: Arc<str>,
+    pub settings: Arc<str>,
+    pub logs: Arc<LogRate>,
 }
 
 /// File content a plugin may read: bytes in memory (CLI) or in GridFS.
@@ -83,9 +101,53 @@ pub struct CallState {
     pub(super) table: ResourceTable,
     /// When the call's time limit ends; host waits stop there (`poll`).
     pub(super) deadline: Instant,
-    limits: StoreLimits,
-    plugin: Arc<str>,
-    settings: Arc<str>,
+    memory: MemoryLimit,
+    identity: Identity,
+    log: CallLog,
+}
+
+/// The per-call memory limit, remembering whether the plugin ran into it,
+/// so running out of memory is told apart from other traps.
+struct MemoryLimit {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A table entry is a pointer; count them against the same limit.
+        let ok = desired.saturating_mul(size_of::<usize>()) <= self.limit;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        8
+    }
 }
 
 impl WasiView for CallState {
@@ -102,28 +164,21 @@ impl pd2::plugin::types::Host for CallState {}
 impl pd2::plugin::host::Host for CallState {
     fn log(&mut self, level: pd2::plugin::host::Level, message: String) -> wasmtime::Result<()> {
         use pd2::plugin::host::Level;
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(target: "pd2_ticket::plugin", plugin, "{message}"),
-            Level::Debug => tracing::debug!(target: "pd2_ticket::plugin", plugin, "{message}"),
-            Level::Info => tracing::info!(target: "pd2_ticket::plugin", plugin, "{message}"),
-            Level::Warn => tracing::warn!(target: "pd2_ticket::plugin", plugin, "{message}"),
-            Level::Error => tracing::error!(target: "pd2_ticket::plugin", plugin, "{message}"),
-        }
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        let identity = &self.identity;
+        self.log
+            .write(&identity.logs, &identity.name, level, &message);
         Ok(())
     }
 
     fn settings(&mut self) -> wasmtime::Result<String> {
-        Ok(self.settings.to_string())
+        Ok(self.identity.settings.to_string())
     }
 }
 
@@ -207,42 +262,45 @@ impl Runtime {
         Ok(PluginPre::new(self.linker.instantiate_pre(component)?)?)
     }
 
-    fn store(&self, plugin: &Arc<str>, settings: &Arc<str>) -> Store<CallState> {
+    fn store(&self, identity: &Identity) -> (Store<CallState>, Capture) {
+        let stderr = Capture::new(STDERR_CAPTURE);
         let state = CallState {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
             deadline: Instant::now() + self.limits.timeout,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory)
-                .instances(32)
-                .tables(64)
-                .memories(8)
-                .trap_on_grow_failure(false)
-                .build(),
-            plugin: plugin.clone(),
-            settings: settings.clone(),
+            memory: MemoryLimit {
+                limit: self.limits.memory,
+                hit: false,
+            },
+            identity: identity.clone(),
+            log: CallLog::new(self.limits.log_lines_per_call),
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.memory);
         let ticks = (self.limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        store
+        (store, stderr)
     }
 
     /// Runs `f` on a fresh instance. Blocking: call it off the async reactor.
     pub fn call<R>(
         &self,
         pre: &PluginPre<CallState>,
-        plugin: &Arc<str>,
-        settings: &Arc<str>,
+        identity: &Identity,
         f: impl FnOnce(&mut Store<CallState>, &Plugin) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let started = Instant::now();
-        let mut store = self.store(plugin, settings);
+        let (mut store, stderr) = self.store(identity);
         let result = pre
             .instantiate(&mut store)
             .and_then(|instance| f(&mut store, &instance));
-        result.map_err(|e| self.classify(e, started.elapsed()))
+        let state = store.data();
+        state
+            .log
+            .finish(&identity.name, self.limits.log_lines_per_call);
+        let out_of_memory = state.memory.hit;
+        drop(store);
+        result.map_err(|e| self.classify(e, started.elapsed(), out_of_memory, &stderr))
     }
 
     /// Hands a file to the call as a resource the plugin can borrow.
@@ -253,23 +311,42 @@ impl Runtime {
         Ok(store.data_mut().table.push(FileHandle { source })?)
     }
 
-    fn classify(&self, error: wasmtime::Error, elapsed: Duration) -> PluginError {
+    /// Tells apart why a call failed: time, memory, a panic (with its
+    /// message), another trap.
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        elapsed: Duration,
+        out_of_memory: bool,
+        stderr: &Capture,
+    ) -> PluginError {
+        let timeout = PluginError::Timeout(self.limits.timeout);
         if error.is::<super::poll::BlockedPastDeadline>() {
-            return PluginError::Timeout(self.limits.timeout);
+            return timeout;
         }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => PluginError::Timeout(self.limits.timeout),
+        let trap = error.downcast_ref::<Trap>();
+        if matches!(trap, Some(Trap::Interrupt)) {
+            return timeout;
+        }
+        if out_of_memory {
+            return PluginError::OutOfMemory(self.limits.memory);
+        }
+        if let Some(message) = panic_message(&stderr.contents()) {
+            return PluginError::Panic(message);
+        }
+        match trap {
             Some(trap) if elapsed >= self.limits.timeout => {
                 PluginError::Timeout(self.limits.timeout).with_detail(trap.to_string())
             }
             Some(trap) => PluginError::Trap(trap.to_string()),
-            None => PluginError::Trap(format!("{error:#}")),
+            None => PluginError::Trap(text::bounded(&format!("{error:#}"), MAX_PANIC_CHARS)),
         }
     }
 
     /// Checks what a renderer returned against the output limit and for a
     /// usable content type.
     pub fn check_preview(&self, preview: Preview) -> Result<Preview, PluginError> {
+        super::load::check_preview_type(&preview.content_type)?;
         if preview.body.len() > self.limits.output {
             return Err(PluginError::Malformed(format!(
                 "preview of {} bytes exceeds the {} byte limit",
@@ -286,5 +363,41 @@ impl Runtime {
             )));
         }
         Ok(preview)
+    }
+}
+
+/// Rust's panic report on stderr, `thread '…' panicked at src/lib.rs:9:5:`
+/// then the message: the message, with its location, bounded.
+fn panic_message(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let start = text.find("panicked at ")?;
+    let report = &text[start + "panicked at ".len()..];
+    let (location, rest) = report.split_once('\n').unwrap_or((report, ""));
+    let location = location.trim_end_matches(':');
+    // The message ends where the std hint about backtraces begins.
+    let message = rest.split("\nnote: ").next().unwrap_or("").trim_end();
+    Some(text::bounded(
+        &format!("{message} (at {location})"),
+        MAX_PANIC_CHARS,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn panic_reports_are_read_from_stderr() {
+        let stderr = b"\nthread '<unnamed>' panicked at src/lib.rs:72:26:\nrenderer panicked\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("renderer panicked (at src/lib.rs:72:26)")
+        );
+        assert_eq!(panic_message(b"something else"), None);
+        let forged = b"thread 'x' panicked at a.rs:1:1:\nline one\nline two";
+        assert_eq!(
+            panic_message(forged).as_deref(),
+            Some("line one\\nline two (at a.rs:1:1)")
+        );
     }
 }

@@ -1,5 +1,11 @@
 //! The `previews` collection: rendered previews (and declines), keyed by a
 //! hash of content, path, plugin build and settings.
+//!
+//! Entries go when no ticket holds their content any more
+//! ([`PreviewStore::forget_content`], on ticket deletion), when their build
+//! has not been loaded for `plugins.preview_cache_days`, and oldest first
+//! when the cache outgrows `plugins.preview_cache_max_bytes`
+//! ([`PreviewStore::sweep`]).
 
 use std::collections::HashMap;
 
@@ -34,6 +40,29 @@ struct PreviewDoc {
     #[serde(default)]
     body: Option<Binary>,
     created_at: DateTime,
+    /// SHA-256 of the file content previewed (absent in entries written
+    /// before it was recorded; the sweep ages those out).
+    #[serde(default)]
+    sha256: Option<String>,
+    /// Bytes of `body`.
+    #[serde(default)]
+    size: i64,
+}
+
+/// What the size bound needs to know of an entry.
+#[derive(Deserialize)]
+struct Footprint {
+    #[serde(rename = "_id")]
+    key: String,
+    #[serde(default)]
+    size: i64,
+}
+
+/// What one sweep removed.
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub stale: u64,
+    pub over_size: u64,
 }
 
 #[derive(Clone)]
@@ -78,6 +107,7 @@ impl PreviewStore {
         key: &str,
         build: &str,
         plugin: &str,
+        sha256: &str,
         preview: Option<&CachedPreview>,
     ) -> Result<()> {
         let doc = PreviewDoc {
@@ -91,6 +121,8 @@ impl PreviewStore {
                 bytes: p.body.clone(),
             }),
             created_at: DateTime::now(),
+            sha256: Some(sha256.to_owned()),
+            size: preview.map_or(0, |p| p.body.len() as i64),
         };
         let (previews, filter) = (self.previews.clone(), doc! { "_id": key });
         self.gate
@@ -99,5 +131,72 @@ impl PreviewStore {
                 Ok(())
             })
             .await
+    }
+}
+
+impl PreviewStore {
+    /// Removes every entry rendered from one of these contents.
+    pub async fn forget_content(&self, sha256s: Vec<String>) -> Result<u64> {
+        if sha256s.is_empty() {
+            return Ok(0);
+        }
+        let (previews, filter) = (self.previews.clone(), doc! { "sha256": { "$in": sha256s } });
+        self.gate
+            .run(async move { Ok(previews.delete_many(filter).await?.deleted_count) })
+            .await
+    }
+
+    /// Removes entries of builds not loaded now that are older than
+    /// `stale_before`, then the oldest entries beyond `max_bytes`.
+    pub async fn sweep(
+        &self,
+        loaded_builds: Vec<String>,
+        stale_before: DateTime,
+        max_bytes: u64,
+    ) -> Result<Swept> {
+        let previews = self.previews.clone();
+        let stale = doc! {
+            "build": { "$nin": loaded_builds },
+            "created_at": { "$lt": stale_before },
+        };
+        let stale = self
+            .gate
+            .run(async move { Ok(previews.delete_many(stale).await?.deleted_count) })
+            .await?;
+
+        // Newest first: what is kept is the newest `max_bytes`.
+        let footprints = self.previews.clone_with_type::<Footprint>();
+        let entries: Vec<Footprint> = self
+            .gate
+            .run(async move {
+                Ok(footprints
+                    .find(doc! {})
+                    .projection(doc! { "_id": 1, "size": 1 })
+                    .sort(doc! { "created_at": -1 })
+                    .await?
+                    .try_collect()
+                    .await?)
+            })
+            .await?;
+        let mut total = 0u64;
+        let over: Vec<String> = entries
+            .into_iter()
+            .filter_map(|e| {
+                total = total.saturating_add(e.size.max(0) as u64);
+                (total > max_bytes).then_some(e.key)
+            })
+            .collect();
+        let mut over_size = 0;
+        for batch in over.chunks(1000) {
+            let (previews, filter) = (
+                self.previews.clone(),
+                doc! { "_id": { "$in": batch.to_vec() } },
+            );
+            over_size += self
+                .gate
+                .run(async move { Ok(previews.delete_many(filter).await?.deleted_count) })
+                .await?;
+        }
+        Ok(Swept { stale, over_size })
     }
 }

@@ -60,6 +60,32 @@ impl TicketStore {
         Ok(())
     }
 
+    /// Which of these contents (SHA-256) some ticket still holds.
+    pub async fn holding(&self, sha256s: Vec<String>) -> Result<std::collections::HashSet<String>> {
+        let wanted: std::collections::HashSet<String> = sha256s.iter().cloned().collect();
+        let tickets = self.tickets.clone_with_type::<Document>();
+        let filter = doc! { "files.sha256": { "$in": sha256s } };
+        let docs: Vec<Document> = self
+            .gate
+            .run(async move {
+                Ok(tickets
+                    .find(filter)
+                    .projection(doc! { "files.sha256": 1 })
+                    .await?
+                    .try_collect()
+                    .await?)
+            })
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| d.get_array("files").ok())
+            .flatten()
+            .filter_map(|f| f.as_document()?.get_str("sha256").ok())
+            .filter(|h| wanted.contains(*h))
+            .map(str::to_owned)
+            .collect())
+    }
+
     pub async fn insert(&self, ticket: &TicketRecord) -> Result<()> {
         let (tickets, ticket) = (self.tickets.clone(), ticket.clone());
         self.gate

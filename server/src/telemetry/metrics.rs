@@ -131,8 +131,8 @@ impl Metrics {
             ),
             plugin_failures: counter(
                 "pd2_plugin_failures_total",
-                "Plugin hook calls that trapped, timed out or returned unusable output.",
-                &["plugin", "hook"],
+                "Plugin hook calls that failed, by reason: timeout, out_of_memory, panic, trap, bad_output, host.",
+                &["plugin", "hook", "reason"],
             ),
             plugin_seconds: histogram(
                 "pd2_plugin_call_duration_seconds",
@@ -184,14 +184,16 @@ impl Metrics {
         }
     }
 
-    pub fn plugin_call(&self, plugin: &str, hook: &str, elapsed: Duration, failed: bool) {
+    pub fn plugin_call(&self, plugin: &str, hook: &str, elapsed: Duration, failed: Option<&str>) {
         let labels = [plugin, hook];
         self.plugin_calls.with_label_values(&labels).inc();
         self.plugin_seconds
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
-        if failed {
-            self.plugin_failures.with_label_values(&labels).inc();
+        if let Some(reason) = failed {
+            self.plugin_failures
+                .with_label_values(&[plugin, hook, reason])
+                .inc();
         }
     }
 

@@ -39,7 +39,7 @@ struct Tally {
     outside_503: Vec<(f64, String)>,
     other_errors: Vec<(f64, String, u16)>,
     /// (author, ticket id) of every 201.
-    created: Vec<(usize, String)>,
+    created: Vec<(usize, String, f64)>,
 }
 
 /// Fault windows as seconds since the start: `[from, to)`.
@@ -212,7 +212,7 @@ async fn main() {
                         if let Ok(ticket) = serde_json::from_slice::<serde_json::Value>(&body)
                             && let Some(id) = ticket["id"].as_str()
                         {
-                            tally.created.push((100 + worker, id.to_owned()));
+                            tally.created.push((100 + worker, id.to_owned(), sent));
                         }
                     }
                     Some(Ok((200, _))) => tally.ok += 1,
@@ -288,16 +288,25 @@ async fn main() {
         .lock()
         .map(|mut t| std::mem::take(&mut *t))
         .unwrap_or_default();
-    let mut lost = 0;
-    for (author, id) in &tally.created {
-        let response = http
-            .get(server.url(&format!("/ticket/{author}/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("check ticket");
-        if response.status() != 200 {
-            lost += 1;
+    // Lost means gone: a 503 (the database busy with the janitor's
+    // sweeps right after the load) is asked again.
+    let mut lost = Vec::new();
+    for (author, id, at) in &tally.created {
+        let mut status = 0;
+        for _ in 0..10 {
+            status = http
+                .get(server.url(&format!("/ticket/{author}/{id}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16());
+            if status != 503 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if status != 200 {
+            lost.push(format!("- acknowledged at {at:.1} s, now {status}: ticket {id}"));
         }
     }
 
@@ -329,7 +338,7 @@ async fn main() {
     );
     println!("| other errors | {} |", tally.other_errors.len());
     println!("| uploads acknowledged (201) | {} |", tally.created.len());
-    println!("| acknowledged uploads lost | {lost} |");
+    println!("| acknowledged uploads lost | {} |", lost.len());
     println!("| orphaned GridFS files / chunks at the end | {orphan_files} / {orphan_chunks} |");
     println!("| journal entries left at the end | {journal} |");
     println!(
@@ -342,6 +351,17 @@ async fn main() {
         .map(|(t, kib)| format!("{:.0} s: {:.0}", t.as_secs_f64(), mib(*kib)))
         .collect();
     println!("\nServer RSS (MiB) every 10 s: {}", samples.join(", "));
+    let mut by_10s = std::collections::BTreeMap::<u64, usize>::new();
+    for (at, _) in &tally.outside_503 {
+        *by_10s.entry((*at / 10.0) as u64 * 10).or_default() += 1;
+    }
+    if !by_10s.is_empty() {
+        let buckets: Vec<String> = by_10s.iter().map(|(t, n)| format!("{t} s: {n}")).collect();
+        println!("\n503s outside the windows, per 10 s: {}", buckets.join(", "));
+    }
+    for line in &lost {
+        println!("{line}");
+    }
     for (at, route) in tally.outside_503.iter().take(10) {
         println!("- 503 outside a window at {at:.1} s on {route}");
     }
