@@ -1,5 +1,6 @@
-//! Conversions between the WIT bindings and the SDK's own types, used by
-//! [`export_plugin!`](crate::export_plugin). Not part of the public API.
+//! The guest side of the interface, implemented once for every [`Plugin`]
+//! ([`Adapter`] on wasm), and the conversions between the WIT bindings and
+//! the SDK's own types. Not part of the public API.
 
 #[cfg(target_arch = "wasm32")]
 use crate::bindings::pd2::plugin::host;
@@ -29,6 +30,7 @@ pub fn manifest<P: Plugin>() -> wit::Manifest {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 fn info(i: wit::FileInfo) -> FileInfo {
     FileInfo {
         path: i.path,
@@ -37,6 +39,7 @@ fn info(i: wit::FileInfo) -> FileInfo {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 fn verdict(v: Verdict) -> wit::Verdict {
     match v {
         Verdict::Accept => wit::Verdict::Accept,
@@ -57,22 +60,32 @@ impl Content for HostFile<'_> {
     }
 }
 
+/// The guest side of the interface for any [`Plugin`]: what
+/// [`export_plugin!`](crate::export_plugin) registers.
 #[cfg(target_arch = "wasm32")]
-pub fn validate_file<P: Plugin>(i: wit::FileInfo, content: &host::File) -> wit::Verdict {
-    verdict(P::validate_file(&info(i), &HostFile(content)))
-}
+pub struct Adapter<P>(core::marker::PhantomData<P>);
 
 #[cfg(target_arch = "wasm32")]
-pub fn render<P: Plugin>(i: wit::FileInfo, content: &host::File) -> Option<wit::Preview> {
-    P::render(&info(i), &HostFile(content)).map(|p| wit::Preview {
-        content_type: p.content_type,
-        body: p.body,
-    })
-}
+impl<P: Plugin> crate::bindings::exports::pd2::plugin::guest::Guest for Adapter<P> {
+    fn describe() -> wit::Manifest {
+        manifest::<P>()
+    }
 
-pub fn validate_ticket<P: Plugin>(files: Vec<wit::FileInfo>) -> wit::Verdict {
-    let files: Vec<FileInfo> = files.into_iter().map(info).collect();
-    verdict(P::validate_ticket(&files))
+    fn validate_file(i: wit::FileInfo, content: &host::File) -> wit::Verdict {
+        verdict(P::validate_file(&info(i), &HostFile(content)))
+    }
+
+    fn validate_ticket(files: Vec<wit::FileInfo>) -> wit::Verdict {
+        let files: Vec<FileInfo> = files.into_iter().map(info).collect();
+        verdict(P::validate_ticket(&files))
+    }
+
+    fn render(i: wit::FileInfo, content: &host::File) -> Option<wit::Preview> {
+        P::render(&info(i), &HostFile(content)).map(|p| wit::Preview {
+            content_type: p.content_type,
+            body: p.body,
+        })
+    }
 }
 
 // Keeps `Content` in use on native builds, where the wasm glue is absent.
@@ -87,6 +100,16 @@ pub fn settings_json() -> String {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn settings_json() -> String {
     crate::testing::current_settings()
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn time_left() -> std::time::Duration {
+    std::time::Duration::from_millis(u64::from(host::time_left_ms()))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn time_left() -> std::time::Duration {
+    crate::testing::current_time_left()
 }
 
 #[cfg(target_arch = "wasm32")]

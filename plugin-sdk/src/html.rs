@@ -18,6 +18,11 @@ pub fn escape(text: &str) -> String {
 
 /// A complete, self-contained HTML document around `body`, with inline
 /// `style` (previews are served with a CSP that allows inline styles only).
+///
+/// ```
+/// let page = pd2_plugin_sdk::html::document("notes.txt", "pre { tab-size: 4 }", "<pre>hi</pre>");
+/// assert!(page.starts_with("<!DOCTYPE html>"));
+/// ```
 pub fn document(title: &str, style: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title><style>{style}</style></head><body>{body}</body></html>\n",

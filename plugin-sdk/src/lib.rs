@@ -33,12 +33,17 @@
 //! assert_eq!(preview.body, b"<pre>HI &lt;B&gt;</pre>");
 //! ```
 
+#![warn(missing_docs)]
+
 use serde::de::DeserializeOwned;
 
-/// The WIT interface this SDK implements, as `MAJOR.MINOR.PATCH`.
-pub const INTERFACE_VERSION: &str = "1.0.0";
+/// The WIT interface this SDK implements, as `MAJOR.MINOR.PATCH`: read from
+/// the package line of `wit/plugin.wit` when the SDK is built, so it is
+/// written in one place only.
+pub const INTERFACE_VERSION: &str = env!("PD2_INTERFACE_VERSION");
 
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
@@ -66,19 +71,30 @@ pub enum Hook {
     Render,
 }
 
-/// What a plugin is and which files it wants.
+/// What a plugin is and which files it wants. Built with [`Manifest::new`]
+/// and its builder methods. The server holds it to bounds and refuses to
+/// load a plugin outside them: `name` 1–64 characters of `a-z 0-9 - _`,
+/// `version` ≤ 64 and `description` ≤ 1,000 characters, at most 128 path
+/// and MIME patterns together of ≤ 200 characters each, `priority` within
+/// −1000..=1000.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// Unique among the loaded plugins; names `[plugins.settings.<name>]`.
+    /// Two files claiming one name both stay unloaded until one is removed.
     pub name: String,
+    /// Shown by `GET /plugins` and `pd2-ticket plugin check`.
     pub version: String,
+    /// One line for admins and students (`GET /plugins`).
     pub description: String,
+    /// The hooks the server calls; the others are never called.
     pub hooks: Vec<Hook>,
     /// Globs on the path (`*.java`, `src/**/*.py`); a glob without `/`
     /// matches the file name in any folder.
     pub paths: Vec<String>,
     /// MIME patterns (`text/markdown`, `image/*`).
     pub mime_types: Vec<String>,
-    /// Higher runs first.
+    /// Higher runs first (−1000..=1000); for previews the first renderer
+    /// that returns one wins.
     pub priority: i32,
 }
 
@@ -95,24 +111,29 @@ impl Manifest {
             priority: 0,
         }
     }
+    /// Sets the description.
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
         self
     }
+    /// Adds a hook (once; repeats are ignored).
     pub fn hook(mut self, hook: Hook) -> Self {
         if !self.hooks.contains(&hook) {
             self.hooks.push(hook);
         }
         self
     }
+    /// Adds path globs (`*.java`, `src/**/*.py`).
     pub fn paths<S: Into<String>>(mut self, globs: impl IntoIterator<Item = S>) -> Self {
         self.paths.extend(globs.into_iter().map(Into::into));
         self
     }
+    /// Adds MIME patterns (`text/markdown`, `image/*`).
     pub fn mime_types<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
         self.mime_types.extend(patterns.into_iter().map(Into::into));
         self
     }
+    /// Sets the priority (−1000..=1000, default 0).
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
@@ -126,6 +147,7 @@ pub struct FileInfo {
     pub path: String,
     /// As served, e.g. `text/x-java; charset=utf-8`.
     pub content_type: String,
+    /// Bytes.
     pub size: u64,
 }
 
@@ -150,15 +172,24 @@ impl FileInfo {
 /// A validator's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Let the upload through (as far as this plugin is concerned).
     Accept,
-    /// Refuses the whole upload; the message is shown to the student.
+    /// Refuses the whole upload; the message is shown to the student. The
+    /// server reports the file's path beside it (the `file` field of the
+    /// `422`), so the message need not repeat it. Control characters are
+    /// escaped and it is cut at `plugins.max_message_chars` (500 by
+    /// default).
     Reject(String),
 }
 
 /// A rendered preview.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preview {
+    /// One of `text/html`, `text/plain`, `image/png`, `image/jpeg`,
+    /// `image/gif`, `image/webp` (parameters such as `charset` allowed);
+    /// anything else is refused and the next renderer gets its turn.
     pub content_type: String,
+    /// At most `plugins.max_output` bytes (8 MiB by default).
     pub body: Vec<u8>,
 }
 
@@ -171,6 +202,7 @@ impl Preview {
             body: body.into().into_bytes(),
         }
     }
+    /// A preview of any allowed type, e.g. `Preview::new("image/png", png)`.
     pub fn new(content_type: impl Into<String>, body: Vec<u8>) -> Self {
         Self {
             content_type: content_type.into(),
@@ -182,6 +214,7 @@ impl Preview {
 /// A file's content, read on demand: a check of the first bytes does not
 /// copy the whole file into the plugin.
 pub trait Content {
+    /// The file's size in bytes.
     fn size(&self) -> u64;
     /// Up to `len` bytes from `offset`; fewer at the end of the file.
     fn read(&self, offset: u64, len: u32) -> Vec<u8>;
@@ -204,15 +237,19 @@ pub trait Content {
 /// A PD2 Ticket plugin. Implement [`Plugin::manifest`] and the hooks it
 /// lists; the others keep their defaults (accept, decline).
 pub trait Plugin {
+    /// Who the plugin is and what it wants. Called once when the server
+    /// loads the file, before any settings exist: [`settings`] returns `{}`
+    /// here, so the manifest cannot depend on them.
     fn manifest() -> Manifest;
 
-    /// Checks one uploaded file. Called before the ticket is created; a
-    /// rejection aborts the upload.
+    /// Checks one uploaded file that matches the manifest's patterns.
+    /// Called before the ticket is created; a rejection aborts the upload.
     fn validate_file(_info: &FileInfo, _content: &dyn Content) -> Verdict {
         Verdict::Accept
     }
 
-    /// Checks the upload as a whole (e.g. "at most 20 files").
+    /// Checks the upload as a whole (e.g. "at most 20 files"). Sees every
+    /// file of the upload, whatever the manifest's patterns say.
     fn validate_ticket(_files: &[FileInfo]) -> Verdict {
         Verdict::Accept
     }
@@ -224,42 +261,34 @@ pub trait Plugin {
 }
 
 /// The plugin's `[plugins.settings.<name>]` table, parsed into its own type.
-/// Missing keys take the type's serde defaults.
+/// Missing keys take the type's serde defaults. A validator should fail
+/// closed on an error (panic with it: the call fails, the upload is refused
+/// with `503`, and the message reaches the admin) rather than fall back to
+/// defaults that drop the admin's policy.
 pub fn settings<T: DeserializeOwned>() -> Result<T, String> {
     let raw = glue::settings_json();
     serde_json::from_str(&raw).map_err(|e| format!("invalid plugin settings: {e}"))
 }
 
+/// How long this call may still run before the server's time limit
+/// (`plugins.timeout_ms`) ends it. A renderer doing long work (say,
+/// highlighting a huge file) checks it and returns what it has, with the
+/// rest as plain text, instead of being cut off with nothing. Natively (in
+/// unit tests) it is what [`testing::set_time_left`] said, an hour by
+/// default.
+pub fn time_left() -> std::time::Duration {
+    glue::time_left()
+}
+
 /// Exports a [`Plugin`] implementation as the component's interface. Call
-/// it once, at the crate root.
+/// it once, at the crate root. It only names the type: the guest side of
+/// the interface is implemented once, generically, inside the SDK.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            struct __Pd2Guest;
-            impl $crate::bindings::exports::pd2::plugin::guest::Guest for __Pd2Guest {
-                fn describe() -> $crate::bindings::pd2::plugin::types::Manifest {
-                    $crate::glue::manifest::<$plugin>()
-                }
-                fn validate_file(
-                    info: $crate::bindings::pd2::plugin::types::FileInfo,
-                    content: &$crate::bindings::pd2::plugin::host::File,
-                ) -> $crate::bindings::pd2::plugin::types::Verdict {
-                    $crate::glue::validate_file::<$plugin>(info, content)
-                }
-                fn validate_ticket(
-                    files: ::std::vec::Vec<$crate::bindings::pd2::plugin::types::FileInfo>,
-                ) -> $crate::bindings::pd2::plugin::types::Verdict {
-                    $crate::glue::validate_ticket::<$plugin>(files)
-                }
-                fn render(
-                    info: $crate::bindings::pd2::plugin::types::FileInfo,
-                    content: &$crate::bindings::pd2::plugin::host::File,
-                ) -> ::std::option::Option<$crate::bindings::pd2::plugin::types::Preview> {
-                    $crate::glue::render::<$plugin>(info, content)
-                }
-            }
+            type __Pd2Guest = $crate::glue::Adapter<$plugin>;
     $crate::bindings::export!(__Pd2Guest with_types_in $crate::bindings);
         };
     };

@@ -14,6 +14,7 @@ pub struct MemoryFile {
 }
 
 impl MemoryFile {
+    /// A file holding `data`.
     pub fn new(data: impl Into<Vec<u8>>) -> Self {
         Self {
             data: data.into(),
@@ -60,6 +61,19 @@ pub fn info(path: &str, size: u64) -> FileInfo {
 
 thread_local! {
     static SETTINGS: RefCell<String> = RefCell::new("{}".to_owned());
+    static TIME_LEFT: std::cell::Cell<std::time::Duration> =
+        const { std::cell::Cell::new(std::time::Duration::from_secs(3600)) };
+}
+
+/// Sets what [`crate::time_left`] returns on this thread, to test how a
+/// renderer behaves near the server's time limit.
+pub fn set_time_left(left: std::time::Duration) {
+    TIME_LEFT.with(|t| t.set(left));
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn current_time_left() -> std::time::Duration {
+    TIME_LEFT.with(|t| t.get())
 }
 
 /// Sets what [`crate::settings`] returns on this thread, as the server would

@@ -103,6 +103,8 @@ impl Janitor {
     /// Runs forever: retries pending cleanups whenever the database comes
     /// back, and sweeps stale uploads periodically.
     pub async fn run(&self, store: Store) {
+        // One operation at a time, each waited for (see `Store::background`).
+        let store = store.background();
         let mut health = store.health.subscribe();
         let mut sweep = tokio::time::interval(self.idle);
         let mut retry = tokio::time::interval(RETRY);

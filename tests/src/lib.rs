@@ -79,7 +79,7 @@ pub fn server_binary() -> &'static Path {
 /// `cargo test` exports per-package variables (CARGO_PKG_*, …) that build
 /// scripts watch; passing them to a nested cargo would make it and the next
 /// `cargo test` invalidate each other's builds every time.
-fn clean_cargo_env(command: &mut Command) {
+pub fn clean_cargo_env(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_ref());
@@ -371,6 +371,16 @@ pub struct Server {
     env: Vec<(String, String)>,
     workdir: PathBuf,
     pub http: reqwest::Client,
+    pub start_times: StartTimes,
+}
+
+/// When a started server first answered, counted from its spawn.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartTimes {
+    /// `/ping` answered.
+    pub ping: Duration,
+    /// `/health` stopped saying the plugins are `starting`.
+    pub plugins: Duration,
 }
 
 impl Server {
@@ -426,9 +436,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file);
+        let spawned = Instant::now();
         let mut child = command.spawn().expect("start pd2-ticket");
         let port = Self::wait_listening(&mut child, &log).await;
-        let server = Self {
+        let mut server = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
             port,
@@ -437,12 +448,13 @@ impl Server {
             log,
             env,
             workdir,
+            start_times: StartTimes::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
         };
-        server.wait_ready().await;
+        server.wait_ready(spawned).await;
         server
     }
 
@@ -464,23 +476,38 @@ impl Server {
 
     /// Waits for `/ping`, then for the plugins present at start to load
     /// (`/health` stops saying `starting`): tests expect them in place.
-    async fn wait_ready(&self) {
-        let start = Instant::now();
+    /// Records when each happened, counted from `spawned`.
+    async fn wait_ready(&mut self, spawned: Instant) {
+        let limit = Duration::from_secs(120);
+        // Generous: without a compile cache the plugins compile now,
+        // which takes long with a debug build on a loaded machine.
+        let fail = |what: &str, server: &Self| -> ! {
+            panic!("{what} after {limit:?}; log:\n{}", server.log_text())
+        };
+        loop {
+            if let Ok(r) = self.http.get(self.url("/ping")).send().await
+                && r.status() == 200
+            {
+                self.start_times.ping = spawned.elapsed();
+                break;
+            }
+            if spawned.elapsed() > limit {
+                fail("no answer to /ping", self);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         loop {
             if let Ok(r) = self.http.get(self.url("/health")).send().await
                 && let Ok(health) = r.json::<serde_json::Value>().await
                 && health["plugins"]["status"] != "starting"
             {
+                self.start_times.plugins = spawned.elapsed();
                 return;
             }
-            // Generous: without a compile cache the plugins compile now,
-            // which takes long with a debug build on a loaded machine.
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "server did not come up with its plugins; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if spawned.elapsed() > limit {
+                fail("plugins still starting", self);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

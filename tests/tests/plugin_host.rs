@@ -298,29 +298,34 @@ async fn previews_cannot_starve_uploads_or_other_users() {
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert!(limited >= 4, "{statuses:?}");
 
-    // Another student uploads while renderers loop.
+    // 128 looping previews from 64 students (2 each, their limit), then
+    // another student uploads: validators have their own pool, so the
+    // upload is validated meanwhile.
     let other = server.token("2");
     let mut loops = Vec::new();
-    for i in 0..2 {
-        let user = server.token(&format!("{}", 100 + i));
-        let t = create_ticket(
-            &server,
-            &user,
-            &[("loop.txt", format!("{i}").as_bytes())],
-            None,
-        )
-        .await;
+    for u in 0..64 {
+        let user = server.token(&format!("{}", 100 + u));
+        let names: Vec<String> = (0..2).map(|i| format!("{i}/loop.txt")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let t = create_ticket(&server, &user, &files, None).await;
         let t = t["id"].as_str().unwrap().to_owned();
-        let request = server
-            .get(&format!("/ticket/@me/{t}/preview/loop.txt"), &user)
-            .send();
-        loops.push(tokio::spawn(request));
+        for name in &names {
+            let request = server
+                .get(&format!("/ticket/@me/{t}/preview/{name}"), &user)
+                .send();
+            loops.push(tokio::spawn(request));
+        }
     }
     let response = upload(&server, &other, &[("EVIL.txt", b"EVIL")], None).await;
     assert_eq!(response.status(), 422, "the validator ran meanwhile");
+    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
     for l in loops {
-        let _ = l.await;
+        let status = l.await.unwrap().map_or(0, |r| r.status().as_u16());
+        *answers.entry(status).or_default() += 1;
     }
+    // Each either ran out of time (415) or found no renderer free (503).
+    let settled: usize = [415, 503].iter().filter_map(|s| answers.get(s)).sum();
+    assert_eq!(settled, 128, "{answers:?}");
 }
 
 /// `/ping` answers while the plugins compile, `/health` says `starting`
@@ -412,4 +417,39 @@ async fn validating_an_upload_has_one_time_budget() {
         "{detail}"
     );
     server.assert_nothing_left(Duration::from_secs(15)).await;
+}
+
+/// A component built against interface 1.0.0 (before `time-left-ms`)
+/// loads and renders on this 1.1 host; a renderer learns how much time
+/// its call has left.
+#[tokio::test]
+async fn older_minor_versions_load_and_renderers_know_their_deadline() {
+    let dir = plugin_dir(&[&fixture("legacy"), &fixture("misbehave")]);
+    let server = Server::start_with(options(&dir).env("PD2_PLUGINS__TIMEOUT_MS", 1500)).await;
+    let token = server.token("1");
+    let ticket = create_ticket(
+        &server,
+        &token,
+        &[("a.legacy", b"old"), ("deadline.txt", b"x")],
+        None,
+    )
+    .await;
+    let id = ticket["id"].as_str().unwrap();
+    let get = |path: &str| {
+        server
+            .get(&format!("/ticket/@me/{id}/preview/{path}"), &token)
+            .send()
+    };
+    let old = get("a.legacy").await.unwrap();
+    assert_eq!(old.status(), 200);
+    assert_eq!(old.text().await.unwrap(), "legacy ok: old");
+    let left: u64 = get("deadline.txt")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .expect("milliseconds");
+    assert!(left > 0 && left <= 1500, "{left} ms left");
 }

@@ -140,14 +140,20 @@ impl Plugin for CodePreview {
             });
             (plain_lines(&text), BASE_STYLE.to_owned())
         } else {
-            let deadline = Instant::now() + Duration::from_millis(s.highlight_budget_ms);
+            // The setting, but never past three quarters of the time the
+            // host says is left: the rest is for the plain tail and the
+            // output, so a loaded machine gets a partly highlighted file
+            // instead of a call cut off at the time limit.
+            let budget = Duration::from_millis(s.highlight_budget_ms)
+                .min(pd2_plugin_sdk::time_left().mul_f32(0.75));
+            let deadline = Instant::now() + budget;
             let h = Highlighter::load();
             let first_line = text.lines().next().unwrap_or("");
             let syntax = h.for_file(&info.path, first_line);
             let (lines, highlighted) = h.lines_until(&text, syntax, Some(deadline));
             if highlighted < lines.len() {
                 notices.push(format!(
-                    "Highlighted the first {highlighted} of {} lines; the rest is plain (highlight_budget_ms).",
+                    "Highlighted the first {highlighted} of {} lines; the rest is plain (out of time: highlight_budget_ms or the server's time limit).",
                     lines.len()
                 ));
             }
@@ -169,6 +175,8 @@ pd2_plugin_sdk::export_plugin!(CodePreview);
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use pd2_plugin_sdk::{Plugin, testing};
 
     use super::CodePreview;
@@ -261,6 +269,12 @@ mod tests {
             "{html}"
         );
         testing::set_settings(serde_json::json!({}));
+
+        // Near the server's time limit, the same.
+        testing::set_time_left(Duration::ZERO);
+        let html = render("late.py", "x = 1\ny = 2\n").unwrap();
+        assert!(html.contains("Highlighted the first 0 of 2 lines"), "{html}");
+        testing::set_time_left(Duration::from_secs(3600));
 
         let many_lines = "x\n".repeat(6_000);
         let html = render("many.py", many_lines).unwrap();

@@ -188,7 +188,11 @@ impl Plugin for MarkdownPreview {
             log::warn(&format!("{e}; using the defaults"));
             Settings::default()
         });
-        let deadline = Instant::now() + Duration::from_millis(s.highlight_budget_ms);
+        // Never past three quarters of the time the host says is left (see
+        // code-preview): fenced code after that is shown plain.
+        let budget = Duration::from_millis(s.highlight_budget_ms)
+            .min(pd2_plugin_sdk::time_left().mul_f32(0.75));
+        let deadline = Instant::now() + budget;
         let size = content.size();
         let shown = size.min(s.max_bytes);
         let bytes = content.read(0, shown as u32);

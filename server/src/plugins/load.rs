@@ -22,8 +22,8 @@ use super::{
     PluginError,
     logs::LogRate,
     runtime::{
-        self, CallState, FileInfo, Hook, INTERFACE_MAJOR, INTERFACE_PACKAGE, Identity, PluginPre,
-        Runtime,
+        self, CallState, FileInfo, Hook, INTERFACE_PACKAGE, Identity, PluginPre, Runtime,
+        interface_major,
     },
     text,
 };
@@ -436,7 +436,8 @@ fn check_interface_version(
         .collect();
     versions.sort();
     versions.dedup();
-    let accepted = format!("{INTERFACE_PACKAGE}@{INTERFACE_MAJOR}.x");
+    let host_major = interface_major();
+    let accepted = format!("{INTERFACE_PACKAGE}@{host_major}.x");
     if versions.is_empty() {
         anyhow::bail!("not a PD2 Ticket plugin: it does not use {accepted}");
     }
@@ -445,10 +446,10 @@ fn check_interface_version(
             .split('.')
             .next()
             .and_then(|m| m.parse::<u64>().ok());
-        if major != Some(INTERFACE_MAJOR) {
+        if major != Some(host_major) {
             anyhow::bail!(
                 "built against {INTERFACE_PACKAGE}@{version}; this host accepts {accepted} \
-                 (rebuild it with pd2-plugin-sdk {INTERFACE_MAJOR}.x)"
+                 (rebuild it with pd2-plugin-sdk {host_major}.x)"
             );
         }
     }

@@ -35,8 +35,15 @@ pub use pd2::plugin::types::Hook;
 #[cfg(test)]
 pub use pd2::plugin::types::Matchers;
 
-/// The major version of `pd2:plugin` this host implements.
-pub const INTERFACE_MAJOR: u64 = 1;
+/// The major version of `pd2:plugin` this host implements (from the WIT
+/// package line, like the bindings).
+pub fn interface_major() -> u64 {
+    pd2_plugin_sdk::INTERFACE_VERSION
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
 pub const INTERFACE_PACKAGE: &str = "pd2:plugin";
 
 /// Calls that may run at once; more wait for a slot. Bounds the pooling
@@ -179,6 +186,11 @@ impl pd2::plugin::host::Host for CallState {
 
     fn settings(&mut self) -> wasmtime::Result<String> {
         Ok(self.identity.settings.to_string())
+    }
+
+    fn time_left_ms(&mut self) -> wasmtime::Result<u32> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        Ok(left.as_millis().min(u128::from(u32::MAX)) as u32)
     }
 }
 

@@ -66,7 +66,17 @@ impl Gate {
         F: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let deadline = Instant::now() + self.deadline;
+        self.run_within(self.deadline, op).await
+    }
+
+    /// [`Self::run`] with a longer wait, for work no request waits on
+    /// (building indexes at start can take long on a big collection).
+    pub async fn run_within<T, F>(&self, wait: Duration, op: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let deadline = Instant::now() + wait;
         let permit = match timeout_at(deadline, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             // The semaphore is never closed; a timeout it is.
@@ -84,6 +94,14 @@ impl Gate {
                 "a database operation failed: {join}"
             ))),
             Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// This gate (same permits) with the abandon limit as its deadline.
+    pub(super) fn patient(&self) -> Gate {
+        Gate {
+            deadline: self.abandon,
+            ..self.clone()
         }
     }
 

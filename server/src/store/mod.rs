@@ -82,6 +82,7 @@ pub struct Store {
     pub uploads: UploadJournal,
     pub health: Arc<DbHealth>,
     gate: Gate,
+    db: Database,
     /// The health check's own client (see `health`).
     monitor_db: Database,
 }
@@ -112,17 +113,42 @@ impl Store {
             config.timeout(),
             Arc::new(Notify::new()),
         );
-        Ok(Self {
+        Ok(Self::build(
+            db,
+            gate,
+            Arc::new(DbHealth::default()),
+            monitor.database(&config.database),
+        ))
+    }
+
+    fn build(db: Database, gate: Gate, health: Arc<DbHealth>, monitor_db: Database) -> Self {
+        Self {
             users: UserStore::new(&db, gate.clone()),
             tickets: TicketStore::new(&db, gate.clone()),
             files: FileStore::new(&db, gate.clone()),
             settings: SettingsStore::new(&db, gate.clone()),
             previews: PreviewStore::new(&db, gate.clone()),
             uploads: UploadJournal::new(&db, gate.clone()),
-            health: Arc::new(DbHealth::default()),
+            health,
             gate,
-            monitor_db: monitor.database(&config.database),
-        })
+            db,
+            monitor_db,
+        }
+    }
+
+    /// The same store for background work (the janitor): each operation
+    /// waits up to the abandon limit instead of the request deadline. Run
+    /// one at a time, such operations never pile up: with the request
+    /// deadline, a busy database would see each timed-out cleanup keep
+    /// running while the next retry already starts, feeding the load that
+    /// made it time out. It shares the request permits.
+    pub fn background(&self) -> Store {
+        Self::build(
+            self.db.clone(),
+            self.gate.patient(),
+            self.health.clone(),
+            self.monitor_db.clone(),
+        )
     }
 
     /// After this, a write whose caller timed out can no longer land.
@@ -149,7 +175,7 @@ impl Store {
             self.uploads.clone(),
         );
         self.gate
-            .run(async move {
+            .run_within(self.gate.abandon_limit(), async move {
                 tickets.ensure_indexes().await?;
                 files.ensure_indexes().await?;
                 uploads.ensure_indexes().await

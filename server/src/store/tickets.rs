@@ -57,6 +57,12 @@ impl TicketStore {
             .keys(doc! { "author_id": 1, "create_time": -1 })
             .build();
         self.tickets.create_index(index).await?;
+        // Deleting a ticket asks whether another holds the same content
+        // (to keep or drop its cached previews).
+        let by_content = IndexModel::builder()
+            .keys(doc! { "files.sha256": 1 })
+            .build();
+        self.tickets.create_index(by_content).await?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -116,6 +116,11 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let duration = Duration::from_secs(if quick { 2 } else { 10 });
     let db = DbServer::start();
+    // `--plugin-host`: only the plugin host section (it takes ~1 min).
+    if std::env::args().any(|a| a == "--plugin-host") {
+        plugin_host_section(&db).await;
+        return;
+    }
     let options = ServerOptions::default()
         .database(&db.uri, "bench")
         .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
@@ -285,6 +290,7 @@ async fn main() {
 
     plugin_section(&server, &db, &token, &files, total, rounds).await;
     first_party_section(&db).await;
+    plugin_host_section(&db).await;
 
     // Memory: 20 clients upload a 10 MiB file each at once, twice.
     println!("\n## Peak server RSS: 20 concurrent uploads of 10 MiB\n");
@@ -649,4 +655,138 @@ async fn first_party_section(db: &DbServer) {
             size / 1024
         );
     }
+}
+
+/// The plugin host under pressure: start-up with and without the compile
+/// cache, upload latency while every renderer slot is busy, and peak RSS
+/// while 32 renders of 60 MiB each are requested at once.
+async fn plugin_host_section(db: &DbServer) {
+    println!("\n## Plugin host\n");
+    let cache = pd2_ticket_tests::temp_dir("bench-compile-cache");
+    let dir = first_party_plugins();
+    println!("Start-up with the five first-party plugins (time from spawn):\n");
+    println!("| compile cache | first `/ping` ms | plugins loaded ms |");
+    println!("|---|---|---|");
+    for label in ["empty (compiles)", "warm (from disk)"] {
+        let (ping, loaded) = start_up_times(dir, &cache).await;
+        println!("| {label} | {ping:.0} | {loaded:.0} |");
+    }
+
+    let misbehave = fixture_plugins().join("misbehave.wasm");
+    let pdir = plugin_dir(&[&misbehave]);
+    let options = ServerOptions::default()
+        .database(&db.uri, "bench-plugin-host")
+        .env("PD2_PLUGINS__DIR", pdir.display())
+        .env("PD2_PLUGINS__TIMEOUT_MS", 2000)
+        .env("PD2_PLUGINS__FAILED_RENDER_CACHE_SECS", 0)
+        .env("RUST_LOG", "warn");
+    let server = Server::start_with(options).await;
+
+    // Upload latency, idle and with every renderer busy looping.
+    let uploader = server.token("1");
+    let idle = upload_latencies(&server, &uploader, 40).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut hogs = Vec::new();
+    for u in 0..16 {
+        let user = server.token(&format!("{}", 200 + u));
+        let t = create_ticket(
+            &server,
+            &user,
+            &[("loop.txt", format!("{u}").as_bytes())],
+            None,
+        )
+        .await;
+        let url = server.url(&format!(
+            "/ticket/@me/{}/preview/loop.txt",
+            t["id"].as_str().expect("id")
+        ));
+        for _ in 0..4 {
+            let (stop, url, user) = (stop.clone(), url.clone(), user.clone());
+            hogs.push(tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = http.get(&url).bearer_auth(&user).send().await;
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busy = upload_latencies(&server, &uploader, 40).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        let _ = h.await;
+    }
+    println!("\nUpload of one small `.txt` (validated by a plugin), one at a time, 40 each:\n");
+    println!("| renderers | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    println!(
+        "| idle | {:.1} | {:.1} |",
+        percentile(&idle, 0.5),
+        percentile(&idle, 0.99)
+    );
+    println!(
+        "| 64 looping previews in flight (16 users × 4) | {:.1} | {:.1} |",
+        percentile(&busy, 0.5),
+        percentile(&busy, 0.99)
+    );
+
+    // 32 renders of 60 MiB each at once, from 8 users (4 slots each).
+    let before = vm_hwm_kib(server.pid());
+    let mut renders = Vec::new();
+    for u in 0..8 {
+        let user = server.token(&format!("{}", 300 + u));
+        let names: Vec<String> = (0..4).map(|i| format!("hoard{i}.txt")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let t = create_ticket(&server, &user, &files, None).await;
+        let id = t["id"].as_str().expect("id").to_owned();
+        for name in names {
+            let url = server.url(&format!("/ticket/@me/{id}/preview/{name}"));
+            let user = user.clone();
+            renders.push(tokio::spawn(async move {
+                reqwest::Client::new()
+                    .get(&url)
+                    .bearer_auth(&user)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }));
+        }
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for r in renders {
+        *statuses.entry(r.await.unwrap_or(0)).or_default() += 1;
+    }
+    let peak = vm_hwm_kib(server.pid());
+    println!(
+        "\n32 concurrent renders touching 60 MiB each (`plugins.memory_budget` 1024 MiB): \
+         peak RSS {:.0} MiB (before: {:.0} MiB); answers {statuses:?}",
+        peak as f64 / 1024.0,
+        before as f64 / 1024.0
+    );
+}
+
+/// Spawns a server on `plugins` with `cache`; returns ms to the first
+/// `/ping` and to `/health` saying the plugins are loaded.
+async fn start_up_times(plugins: &std::path::Path, cache: &std::path::Path) -> (f64, f64) {
+    let server = Server::start_with(
+        ServerOptions::default()
+            .env("PD2_PLUGINS__DIR", plugins.display())
+            .env("PD2_PLUGINS__CACHE_DIR", cache.display())
+            .env("RUST_LOG", "warn"),
+    )
+    .await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    (ms(server.start_times.ping), ms(server.start_times.plugins))
+}
+
+async fn upload_latencies(server: &Server, token: &str, n: usize) -> Vec<Duration> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        create_ticket(server, token, &[("a.txt", format!("{i}").as_bytes())], None).await;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    out
 }
