@@ -31,6 +31,9 @@ const VALIDATOR_SHARE: u64 = 4;
 
 pub struct Pool {
     kind: &'static str,
+    /// Where the calls run: threads of their own for renderers (see
+    /// [`RenderThreads`]); tokio's blocking pool otherwise.
+    threads: Option<RenderThreads>,
     calls: Arc<Semaphore>,
     /// In KiB.
     memory: Arc<Semaphore>,
@@ -58,10 +61,22 @@ impl Pool {
         let memory_kib = (budget / 1024).clamp(u64::from(per_call_kib), u64::from(u32::MAX >> 3));
         Self {
             kind,
+            threads: None,
             calls: Arc::new(Semaphore::new(calls as usize)),
             memory: Arc::new(Semaphore::new(memory_kib as usize)),
             per_call_kib,
             wait,
+        }
+    }
+
+    /// Runs `call` on this pool's threads.
+    pub async fn spawn<R: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, tokio::task::JoinError> {
+        match &self.threads {
+            Some(threads) => threads.spawn(call).await,
+            None => tokio::task::spawn_blocking(call).await,
         }
     }
 
@@ -98,14 +113,73 @@ pub fn pools(config: &PluginsConfig) -> (Pool, Pool) {
         config.memory_limit,
         None,
     );
-    let renderers = Pool::new(
+    let mut renderers = Pool::new(
         "renderers",
         MAX_CONCURRENT_CALLS - VALIDATOR_CALLS,
         config.memory_budget - validator_budget,
         config.memory_limit + config.max_output,
         Some(Duration::from_millis(config.timeout_ms)),
     );
+    renderers.threads = RenderThreads::new(MAX_CONCURRENT_CALLS - VALIDATOR_CALLS);
     (validators, renderers)
+}
+
+/// Renderers run on threads of their own at a lower CPU priority (nice
+/// 10), so that previews that spin until their time limit yield the
+/// cores to uploads, their validators and the rest of the server: pools
+/// separate capacity, this separates CPU time. (Validators and everything
+/// else stay on tokio's blocking pool at normal priority; lowering a
+/// thread's priority cannot be undone without privileges, hence threads
+/// of their own.)
+pub struct RenderThreads(Option<tokio::runtime::Runtime>);
+
+impl RenderThreads {
+    fn new(threads: u32) -> Option<Self> {
+        let built = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(threads as usize)
+            .thread_name("plugin-render")
+            // WASI's clocks and our bounded poll use tokio timers.
+            .enable_all()
+            .on_thread_start(lower_priority)
+            .build();
+        match built {
+            Ok(runtime) => Some(Self(Some(runtime))),
+            Err(error) => {
+                tracing::warn!(%error, "no render threads of their own; renderers share the blocking pool");
+                None
+            }
+        }
+    }
+
+    async fn spawn<R: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, tokio::task::JoinError> {
+        match &self.0 {
+            Some(runtime) => runtime.spawn_blocking(call).await,
+            None => tokio::task::spawn_blocking(call).await,
+        }
+    }
+}
+
+impl Drop for RenderThreads {
+    fn drop(&mut self) {
+        // Dropping a runtime from async code would block (and panic).
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; on Linux
+    // `PRIO_PROCESS` with a thread id sets that thread's nice value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 /// Cold previews in progress, by requester.

@@ -337,7 +337,7 @@ impl PluginHost {
         result
     }
 
-    /// Runs a call on the blocking pool (never on the reactor) within its
+    /// Runs a call on its pool's threads (never on the reactor) within the
     /// pool's capacity, and records its statistics and failures.
     async fn run<R: Send + 'static>(
         self: &Arc<Self>,
@@ -350,7 +350,8 @@ impl PluginHost {
         let started = Instant::now();
         let runtime = self.loader.runtime.clone();
         let loaded = plugin.clone();
-        let result = tokio::task::spawn_blocking(move || call(&runtime, &loaded))
+        let result = pool
+            .spawn(move || call(&runtime, &loaded))
             .await
             .unwrap_or_else(|e| Err(PluginError::Host(format!("call panicked: {e}"))));
         self.record(plugin, hook, started.elapsed(), result.as_ref().err());
