@@ -228,3 +228,41 @@ async fn markdown_preview_is_sanitized_html() {
         "{html}"
     );
 }
+
+/// Every text file gets a preview: a script without an extension is
+/// highlighted by its shebang, any other text falls to `plain-text`; a
+/// binary still gets none.
+#[tokio::test]
+async fn every_text_file_gets_a_preview() {
+    let server = default_server().await;
+    let token = server.token("1");
+    let (_, body) = preview_of(
+        &server,
+        &token,
+        "run",
+        b"#!/usr/bin/env python3\nprint('hi')\n",
+        "text/html; charset=utf-8",
+        "code-preview",
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&body).contains("<span style="));
+    let (_, body) = preview_of(
+        &server,
+        &token,
+        "notes/TODO",
+        b"fix the <loop>\n",
+        "text/html; charset=utf-8",
+        "plain-text",
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&body).contains("fix the &lt;loop&gt;"));
+    let ticket =
+        pd2_ticket_tests::create_ticket(&server, &token, &[("blob", b"\x00\x01\x02")], None).await;
+    let id = ticket["id"].as_str().unwrap();
+    let response = server
+        .get(&format!("/ticket/@me/{id}/preview/blob"), &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+}

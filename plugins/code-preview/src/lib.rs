@@ -94,17 +94,37 @@ pub const PATHS: &[&str] = &[
     "CMakeLists.txt",
 ];
 
+/// Whether `name` is one of [`PATHS`] (`*.ext` case-insensitively, or the
+/// whole name).
+pub fn is_source_name(name: &str) -> bool {
+    PATHS
+        .iter()
+        .any(|pattern| match pattern.strip_prefix("*.") {
+            Some(ext) => name
+                .rsplit_once('.')
+                .is_some_and(|(stem, e)| !stem.is_empty() && e.eq_ignore_ascii_case(ext)),
+            None => name == *pattern,
+        })
+}
+
 pub struct CodePreview;
 
 impl Plugin for CodePreview {
     fn manifest() -> Manifest {
+        // No matchers: besides the names in `PATHS`, a script without an
+        // extension is recognised by its shebang, which only the content
+        // shows. Anything else is declined at once (and the decline cached).
         Manifest::new("code-preview", env!("CARGO_PKG_VERSION"))
-            .description("Syntax-highlighted source code with line numbers")
+            .description(
+                "Syntax-highlighted source code with line numbers (by name, extension or shebang)",
+            )
             .hook(Hook::Render)
-            .paths(PATHS.iter().copied())
     }
 
     fn render(info: &FileInfo, content: &dyn Content) -> Option<Preview> {
+        if !is_source_name(info.name()) && !content.read(0, 2).starts_with(b"#!") {
+            return None;
+        }
         let s: Settings = settings().unwrap_or_else(|e| {
             log::warn(&format!("{e}; using the defaults"));
             Settings::default()
@@ -238,6 +258,16 @@ mod tests {
     }
 
     #[test]
+    fn shebang_scripts_are_highlighted_and_other_names_declined() {
+        let html = render("run", "#!/usr/bin/env python3\nprint('hi')\n").expect("a preview");
+        assert!(html.contains("<span style="), "highlighted: {html}");
+        assert!(render("notes", "just words\n").is_none());
+        assert!(render("a.TXT", "words\n").is_none());
+        assert!(super::is_source_name("Main.JAVA") && super::is_source_name("Makefile"));
+        assert!(!super::is_source_name(".java"));
+    }
+
+    #[test]
     fn empty_files_and_invalid_utf8() {
         let empty = render("a.py", "").unwrap();
         assert!(empty.contains("<table></table>"));
@@ -273,7 +303,10 @@ mod tests {
         // Near the server's time limit, the same.
         testing::set_time_left(Duration::ZERO);
         let html = render("late.py", "x = 1\ny = 2\n").unwrap();
-        assert!(html.contains("Highlighted the first 0 of 2 lines"), "{html}");
+        assert!(
+            html.contains("Highlighted the first 0 of 2 lines"),
+            "{html}"
+        );
         testing::set_time_left(Duration::from_secs(3600));
 
         let many_lines = "x\n".repeat(6_000);

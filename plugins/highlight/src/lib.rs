@@ -86,9 +86,17 @@ impl Highlighter {
                 h.highlight_line(line, &self.syntaxes)
                     .ok()
                     .and_then(|ranges| {
+                        // The grammar needs the line ending, the HTML must
+                        // not have it: inside the last span it would put a
+                        // blank line after every line of a code block (and
+                        // a Windows `\r` into the page).
+                        let ranges: Vec<_> = ranges
+                            .into_iter()
+                            .map(|(style, piece)| (style, piece.trim_end_matches(['\n', '\r'])))
+                            .filter(|(_, piece)| !piece.is_empty())
+                            .collect();
                         styled_line_to_highlighted_html(&ranges, IncludeBackground::No).ok()
                     })
-                    .map(|html| html.trim_end_matches(['\n', '\r']).to_owned())
                     .unwrap_or_else(|| escape(text))
             })
             .collect();
@@ -153,6 +161,19 @@ mod tests {
         assert_eq!(name("Makefile", ""), "Makefile");
         assert_eq!(name("run", "#!/bin/bash"), "Bourne Again Shell (bash)");
         assert_eq!(name("notes", "hello"), "Plain Text");
+    }
+
+    #[test]
+    fn highlighted_lines_carry_no_line_endings() {
+        let h = Highlighter::load();
+        let lines = h.lines(
+            "class A {\r\n  void f() {}\r\n}\n",
+            h.for_file("A.java", ""),
+        );
+        assert_eq!(lines.len(), 3);
+        for line in &lines {
+            assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+        }
     }
 
     #[test]

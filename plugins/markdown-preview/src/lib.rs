@@ -226,6 +226,20 @@ mod tests {
         String::from_utf8(MarkdownPreview::render(&info, &file).unwrap().body).unwrap()
     }
 
+    #[test]
+    fn fenced_code_is_single_spaced() {
+        let html = render("```java\nclass A {\n  void f() {}\n}\n```\n");
+        let start = html.find("<pre><code>").expect("a code block");
+        let end = html[start..].find("</code></pre>").expect("its end") + start;
+        let block = &html[start..end];
+        assert_eq!(
+            block.matches('\n').count(),
+            2,
+            "one newline between each of 3 lines: {block}"
+        );
+        assert!(!block.contains("\n\n"), "{block}");
+    }
+
     /// No tag in the output runs script: checked inside real tags only
     /// (escaped text like `&lt;script&gt;` is harmless and expected).
     fn assert_safe(html: &str) {

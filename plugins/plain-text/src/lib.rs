@@ -1,6 +1,10 @@
-//! Example plugin: renders plain-text files (`.txt`, `.log`, test inputs
-//! and outputs) as escaped HTML with line numbers. It shows the whole SDK:
-//! a manifest, one hook, settings, logging, and native unit tests.
+//! The last renderer: any text file no other plugin previews (`.txt`,
+//! `.log`, test inputs and outputs, extension-less files, anything typed
+//! `text/*`) as escaped HTML with line numbers, so every text file gets a
+//! preview and a failing renderer falls through to something. Binaries
+//! (a NUL byte, or not UTF-8 when the type is not `text/*`) are declined.
+//! It also shows the whole SDK: a manifest, one hook, settings, logging,
+//! and native unit tests.
 
 use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
 use serde::Deserialize;
@@ -24,18 +28,40 @@ impl Default for Settings {
     }
 }
 
+/// Bytes looked at to tell text from binary.
+const SNIFF: u32 = 8192;
+
+/// Text: no NUL byte, and valid UTF-8 unless the type already says `text/*`
+/// (a character cut at the end of the sample does not count).
+fn looks_like_text(info: &FileInfo, head: &[u8]) -> bool {
+    if head.contains(&0) {
+        return false;
+    }
+    if info.mime().starts_with("text/") {
+        return true;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && head.len() as u32 == SNIFF,
+    }
+}
+
 pub struct PlainText;
 
 impl Plugin for PlainText {
     fn manifest() -> Manifest {
         Manifest::new("plain-text", env!("CARGO_PKG_VERSION"))
-            .description("Plain-text previews with line numbers")
+            .description("Plain-text previews with line numbers, for any text file")
             .hook(Hook::Render)
-            .paths(["*.txt", "*.log", "*.in", "*.out"])
-            .priority(-10)
+            // No matchers (every file) at the lowest priority: it answers
+            // only when nothing else did.
+            .priority(-1000)
     }
 
     fn render(info: &FileInfo, content: &dyn Content) -> Option<Preview> {
+        if !looks_like_text(info, &content.read(0, SNIFF)) {
+            return None;
+        }
         let settings: Settings = settings().unwrap_or_else(|e| {
             log::warn(&e);
             Settings::default()
@@ -99,6 +125,26 @@ mod tests {
         assert!(html.contains("<td>  ab</td>"), "{html}");
         assert!(html.contains("Showing the first 3 of 7 bytes"));
         testing::set_settings(serde_json::json!({}));
+    }
+
+    #[test]
+    fn any_text_is_previewed_and_binaries_are_declined() {
+        let preview = |path: &str, mime: &str, data: &[u8]| {
+            let (info, file) = testing::file(path, mime, data);
+            PlainText::render(&info, &file)
+        };
+        assert!(
+            preview(
+                "Makefile.local",
+                "application/octet-stream",
+                b"all:\n\tcc a.c"
+            )
+            .is_some()
+        );
+        assert!(preview("run", "application/octet-stream", b"#!/bin/sh\necho hi").is_some());
+        assert!(preview("data.bin", "application/octet-stream", b"\x00\x01").is_none());
+        assert!(preview("a.exe", "application/octet-stream", b"MZ\x90\xff\xfe").is_none());
+        assert!(preview("latin1.txt", "text/plain", b"caf\xe9").is_some());
     }
 
     #[test]
