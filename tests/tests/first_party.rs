@@ -191,7 +191,10 @@ async fn java_preview_is_highlighted_html_without_script() {
     .await;
     let html = String::from_utf8(body.to_vec()).unwrap();
     assert!(html.contains("<span style=\"color:"), "highlighted: {html}");
-    assert!(html.contains("<td class=\"n\">4</td>"), "line numbers");
+    assert!(
+        html.contains("<tr id=\"L4\"><td class=\"n\"><a href=\"#L4\">4</a></td>"),
+        "line numbers with anchors"
+    );
     let lower = html.to_lowercase();
     assert!(
         !lower.contains("<script") && !lower.contains("<img"),

@@ -216,7 +216,10 @@ mod tests {
             "public class Main {\n  // </script><script>alert(1)\n}\n",
         )
         .unwrap();
-        assert!(html.contains("<td class=\"n\">3</td>"), "{html}");
+        assert!(
+            html.contains("<tr id=\"L3\"><td class=\"n\"><a href=\"#L3\">3</a></td>"),
+            "{html}"
+        );
         assert!(html.contains("<span style=\"color:"), "highlighted");
         assert!(!html.to_lowercase().contains("<script"), "{html}");
         assert!(html.contains("&lt;/script&gt;"));

@@ -123,12 +123,16 @@ pub fn plain_lines(code: &str) -> Vec<String> {
     code.lines().map(escape).collect()
 }
 
-/// Layout shared by every code view.
-pub const BASE_STYLE: &str = "body{margin:0;font:13px/1.45 ui-monospace,Menlo,Consolas,monospace}\
-table{border-collapse:collapse;width:100%}td{padding:0 10px;white-space:pre;vertical-align:top}\
-td.n{color:#999;text-align:right;user-select:none;border-right:1px solid #ddd;width:1%}\
-.notice{font:13px sans-serif;background:#fff8e1;color:#7a5a00;padding:6px 10px;margin:0}\
-pre{padding:8px 10px;overflow:auto}";
+/// Layout shared by every code view: tabs of 4, long lines wrap inside
+/// the code column (the gutter stays put), a line named by the URL
+/// fragment (`#L12`) is marked.
+pub const BASE_STYLE: &str = "body{margin:0;font:14px/1.5 ui-monospace,Menlo,Consolas,monospace}\
+table{border-collapse:collapse;width:100%}td{padding:0 10px;vertical-align:top;tab-size:4}\
+td.c{white-space:pre-wrap;overflow-wrap:anywhere}\
+td.n{color:#999;text-align:right;user-select:none;border-right:1px solid #ddd;width:1%;white-space:nowrap}\
+td.n a{color:inherit;text-decoration:none}tr:target{background:#fff3b0}\
+.notice{font:14px sans-serif;background:#fff8e1;color:#7a5a00;padding:6px 10px;margin:0}\
+pre{padding:8px 10px;overflow:auto;tab-size:4}";
 
 /// A table with line numbers.
 pub fn numbered(lines: &[String]) -> String {
@@ -136,8 +140,8 @@ pub fn numbered(lines: &[String]) -> String {
     out.push_str("<table>");
     for (i, line) in lines.iter().enumerate() {
         out.push_str(&format!(
-            "<tr><td class=\"n\">{}</td><td>{line}</td></tr>",
-            i + 1
+            "<tr id=\"L{n}\"><td class=\"n\"><a href=\"#L{n}\">{n}</a></td><td class=\"c\">{line}</td></tr>",
+            n = i + 1
         ));
     }
     out.push_str("</table>");

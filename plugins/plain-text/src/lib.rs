@@ -72,9 +72,9 @@ impl Plugin for PlainText {
         let mut rows = String::new();
         for (n, line) in text.lines().enumerate() {
             rows.push_str(&format!(
-                "<tr><td class=\"n\">{}</td><td>{}</td></tr>",
-                n + 1,
-                html::escape(line)
+                "<tr id=\"L{n}\"><td class=\"n\"><a href=\"#L{n}\">{n}</a></td><td>{}</td></tr>",
+                html::escape(line),
+                n = n + 1,
             ));
         }
         let notice = if shown < content.size() {
@@ -85,8 +85,11 @@ impl Plugin for PlainText {
         } else {
             String::new()
         };
-        let style = "body{margin:0;font:13px/1.5 monospace}td{white-space:pre;padding:0 8px}\
-                     .n{color:#999;text-align:right;user-select:none}.notice{color:#a60;padding:4px 8px}";
+        let style = "body{margin:0;font:14px/1.5 ui-monospace,Menlo,Consolas,monospace}\
+                     td{white-space:pre-wrap;overflow-wrap:anywhere;padding:0 8px;vertical-align:top}\
+                     .n{color:#999;text-align:right;user-select:none;white-space:nowrap;width:1%}\
+                     .n a{color:inherit;text-decoration:none}tr:target{background:#fff3b0}\
+                     .notice{color:#a60;padding:4px 8px}";
         Some(Preview::html(html::document(
             &info.path,
             style,
@@ -113,8 +116,10 @@ mod tests {
     #[test]
     fn numbers_lines_and_escapes() {
         let html = render(b"a<b>\n\tc");
-        assert!(html.contains("<td class=\"n\">1</td><td>a&lt;b&gt;</td>"));
-        assert!(html.contains("<td class=\"n\">2</td><td>    c</td>"));
+        assert!(html.contains(
+            "<tr id=\"L1\"><td class=\"n\"><a href=\"#L1\">1</a></td><td>a&lt;b&gt;</td>"
+        ));
+        assert!(html.contains("<a href=\"#L2\">2</a></td><td>    c</td>"));
         assert!(!html.contains("<b>"));
     }
 
