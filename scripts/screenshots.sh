@@ -13,7 +13,7 @@ plugins/build.sh >/dev/null 2>&1
 
 # A Java file with a tab, a long line, an annotation and Windows line ends.
 printf 'package demo;\r\n\r\n/** A demo. */\r\npublic class Main {\r\n\t@Override\r\n\tpublic String toString() { return "a very long line that keeps going and going to show how long lines wrap inside the code column while the line numbers stay where they are"; }\r\n\r\n\tpublic static void main(String[] args) {\r\n\t\tSystem.out.println(new Main());\r\n\t}\r\n}\r\n' > "$out/input/Main.java"
-printf '# Notes\n\nSome *text* and a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```java\nclass A {\n    void f() { return; }\n}\n```\n' > "$out/input/README.md"
+printf '# Notes\n\nSome *text*[^1] and a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n- [ ] to do\n\n```java\nclass A {\n    void f() { return; }\n}\n```\n\n[^1]: A footnote.\n' > "$out/input/README.md"
 printf '#!/usr/bin/env python3\nimport sys\n\nprint("hello", sys.argv)\n' > "$out/input/run"
 
 shoot() { # plugin input name

@@ -218,7 +218,7 @@ async fn markdown_preview_is_sanitized_html() {
     .await;
     let html = String::from_utf8(body.to_vec()).unwrap();
     assert!(
-        html.contains("<h1>Homework</h1>") && html.contains("<table"),
+        html.contains("<h1 id=\"homework\">Homework</h1>") && html.contains("<table"),
         "{html}"
     );
     assert!(

@@ -38,7 +38,10 @@ max-width:900px;margin:0 auto;padding:16px 24px;color:#1f2328}\
 code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#f2f3f5;padding:1px 4px;border-radius:4px}\
 pre code{background:none;padding:0}pre{background:#f6f8fa;border-radius:6px}\
 table.md{border-collapse:collapse;width:auto}table.md td,table.md th{border:1px solid #d0d7de;padding:4px 10px;white-space:normal}\
-blockquote{margin:0;padding:0 12px;color:#59636e;border-left:4px solid #d0d7de}img{max-width:100%}";
+blockquote{margin:0;padding:0 12px;color:#59636e;border-left:4px solid #d0d7de}img{max-width:100%}\
+li:has(>input[type=checkbox]){list-style:none}li>input[type=checkbox]{margin:0 .4em 0 -1.3em}\
+.footnote-definition{font-size:90%;margin-top:6px}.footnote-definition p{display:inline}\
+.footnote-definition-label{margin-right:.4em}";
 
 /// Whether a link target may stay. Browsers ignore control characters and
 /// whitespace inside a scheme, so those are dropped before looking at it.
@@ -145,9 +148,47 @@ pub fn render_markdown(text: &str, deadline: Instant) -> String {
         };
         events.push(event);
     }
+    anchor_headings(&mut events);
     let mut out = String::with_capacity(text.len() * 3 / 2);
     pulldown_cmark::html::push_html(&mut out, events.into_iter());
     out.replace("<table>", "<table class=\"md\">")
+}
+
+/// Gives every heading without an explicit id one made from its text the
+/// way GitHub does (lower case, spaces to `-`, punctuation dropped, `-1`,
+/// `-2` … for repeats), so `README.md#setup` links work.
+fn anchor_headings(events: &mut [Event]) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < events.len() {
+        if let Event::Start(Tag::Heading { id: None, .. }) = &events[i] {
+            let mut text = String::new();
+            for event in &events[i + 1..] {
+                match event {
+                    Event::End(TagEnd::Heading(_)) => break,
+                    Event::Text(t) | Event::Code(t) => text.push_str(t),
+                    _ => {}
+                }
+            }
+            let base: String = text
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect();
+            let n = seen.entry(base.clone()).or_insert(0);
+            let slug = if *n == 0 { base } else { format!("{base}-{n}") };
+            *n += 1;
+            if let Event::Start(Tag::Heading { id, .. }) = &mut events[i] {
+                *id = Some(CowStr::from(slug));
+            }
+        }
+        i += 1;
+    }
 }
 
 /// A fenced block: highlighted when its language is known and time is
@@ -227,6 +268,14 @@ mod tests {
     }
 
     #[test]
+    fn headings_get_anchors_like_github() {
+        let html = render("# Set up\n\n## Set up\n\n## Run `make`!\n");
+        assert!(html.contains("<h1 id=\"set-up\">"), "{html}");
+        assert!(html.contains("<h2 id=\"set-up-1\">"), "{html}");
+        assert!(html.contains("<h2 id=\"run-make\">"), "{html}");
+    }
+
+    #[test]
     fn fenced_code_is_single_spaced() {
         let html = render("```java\nclass A {\n  void f() {}\n}\n```\n");
         let start = html.find("<pre><code>").expect("a code block");
@@ -271,7 +320,7 @@ mod tests {
         let html = render(
             "# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n- [ ] todo\n\n~~old~~ *new*\n",
         );
-        assert!(html.contains("<h1>Title</h1>"));
+        assert!(html.contains("<h1 id=\"title\">Title</h1>"));
         assert!(
             html.contains("<table class=\"md\">") && html.contains("<td>2</td>"),
             "{html}"
@@ -342,7 +391,7 @@ mod tests {
             let (info, file) = testing::file("x.md", "text/markdown", vec![b'#', b' ', 0xFF, b'a']);
             String::from_utf8(MarkdownPreview::render(&info, &file).unwrap().body).unwrap()
         };
-        assert!(html.contains("<h1>�a</h1>"), "{html}");
+        assert!(html.contains("<h1 id=\"a\">�a</h1>"), "{html}");
         testing::set_settings(serde_json::json!({"max_bytes": 10}));
         let html = render(&"word ".repeat(100));
         assert!(html.contains("Showing the first 10 of 500 bytes"));
