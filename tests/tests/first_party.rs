@@ -269,3 +269,52 @@ async fn every_text_file_gets_a_preview() {
         .unwrap();
     assert_eq!(response.status(), 415);
 }
+
+/// Eight cold previews of 1,000-line Java files at once on this 2-core
+/// machine: every one is a `200` (highlighted as far as time allowed, the
+/// rest plain with a notice), none a `415` from the time limit.
+#[tokio::test]
+async fn eight_concurrent_cold_previews_all_answer() {
+    let server = default_server().await;
+    let names: Vec<String> = (0..8).map(|i| format!("src/Big{i}.java")).collect();
+    let sources: Vec<Vec<u8>> = (0..8)
+        .map(|v| {
+            let mut lines = vec![format!("// variant {v}"), "public class Big {".to_owned()];
+            for i in 0..997 {
+                lines.push(format!(
+                    "    int f{i}(int x) {{ return x * {i} + \"s\".length(); }} // comment {i}"
+                ));
+            }
+            lines.push("}".to_owned());
+            lines.join("\n").into_bytes()
+        })
+        .collect();
+    // Eight students (each may have 4 previews rendering at once).
+    let mut requests = Vec::new();
+    for (i, (name, source)) in names.iter().zip(&sources).enumerate() {
+        let student = server.token(&format!("{}", 10 + i));
+        let ticket =
+            pd2_ticket_tests::create_ticket(&server, &student, &[(name.as_str(), source)], None)
+                .await;
+        let id = ticket["id"].as_str().unwrap().to_owned();
+        requests.push(server.get(&format!("/ticket/@me/{id}/preview/{name}"), &student));
+    }
+    let requests: Vec<_> = requests
+        .into_iter()
+        .map(|request| tokio::spawn(request.send()))
+        .collect();
+    for (name, request) in names.iter().zip(requests) {
+        let response = request.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        assert_eq!(
+            response.headers()["x-preview-plugin"],
+            "code-preview",
+            "{name}"
+        );
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains("<tr id=\"L999\">"),
+            "{name}: every line is there"
+        );
+    }
+}
