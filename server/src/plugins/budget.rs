@@ -74,8 +74,9 @@ impl Pool {
         &self,
         call: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, tokio::task::JoinError> {
-        match &self.threads {
-            Some(threads) => threads.spawn(call).await,
+        // The runtime is only ever absent once the pool is being dropped.
+        match self.threads.as_ref().and_then(|t| t.0.as_ref()) {
+            Some(runtime) => runtime.spawn_blocking(call).await,
             None => tokio::task::spawn_blocking(call).await,
         }
     }
@@ -149,16 +150,6 @@ impl RenderThreads {
                 tracing::warn!(%error, "no render threads of their own; renderers share the blocking pool");
                 None
             }
-        }
-    }
-
-    async fn spawn<R: Send + 'static>(
-        &self,
-        call: impl FnOnce() -> R + Send + 'static,
-    ) -> Result<R, tokio::task::JoinError> {
-        match &self.0 {
-            Some(runtime) => runtime.spawn_blocking(call).await,
-            None => tokio::task::spawn_blocking(call).await,
         }
     }
 }

@@ -47,6 +47,13 @@ pub struct Conflict {
 }
 
 impl Conflict {
+    fn of(name: &str, claimants: &[Arc<LoadedPlugin>]) -> Self {
+        Self {
+            name: name.to_owned(),
+            files: claimants.iter().map(|p| p.file.clone()).collect(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         let files: Vec<String> = self
             .files
@@ -77,10 +84,7 @@ impl Registry {
     pub fn conflicts(&self) -> Vec<Conflict> {
         self.conflicts
             .iter()
-            .map(|(name, claimants)| Conflict {
-                name: name.clone(),
-                files: claimants.iter().map(|p| p.file.clone()).collect(),
-            })
+            .map(|(name, claimants)| Conflict::of(name, claimants))
             .collect()
     }
 
@@ -99,10 +103,7 @@ impl Registry {
                     .iter()
                     .any(|p| p.has(hook) && info.is_none_or(|i| p.matches(i)))
             })
-            .map(|(name, claimants)| Conflict {
-                name: name.clone(),
-                files: claimants.iter().map(|p| p.file.clone()).collect(),
-            })
+            .map(|(name, claimants)| Conflict::of(name, claimants))
     }
 
     fn is_claimed(&self, name: &str) -> bool {
@@ -230,10 +231,10 @@ pub fn sync(dir: &Path, loader: &Loader, registry: &RwLock<Registry>) {
         }
         registry.settle();
     }
+    let workers = MAX_PARALLEL_LOADS.min(changed.len());
+    let pending = std::sync::atomic::AtomicUsize::new(changed.len());
     let queue = Mutex::new(changed);
-    let pending = std::sync::atomic::AtomicUsize::new(queue.lock().map(|q| q.len()).unwrap_or(0));
     let held_back = Mutex::new(Vec::new());
-    let workers = MAX_PARALLEL_LOADS.min(pending.load(std::sync::atomic::Ordering::SeqCst));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {

@@ -29,7 +29,8 @@ pub fn bounded(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// The byte length of `text`, in a form fit for an error message.
+/// The length of `text` in characters (and bytes, when they differ), for
+/// an error message.
 pub fn describe_len(text: &str) -> String {
     let chars = text.chars().count();
     if chars == text.len() {

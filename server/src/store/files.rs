@@ -299,9 +299,9 @@ impl FileUpload {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
         let first = self.next_chunk;
-        let docs: Vec<Document> = pending
+        let docs: Vec<Document> = self
+            .pending
             .chunks(CHUNK_SIZE as usize)
             .zip(first..)
             .map(|(bytes, n)| {
@@ -314,6 +314,8 @@ impl FileUpload {
             })
             .collect();
         self.next_chunk = first + docs.len() as u32;
+        // The bytes are in `docs` now; the allocation serves the next batch.
+        self.pending.clear();
         let chunks = self.chunks.clone();
         self.gate
             .run(async move {
@@ -321,9 +323,6 @@ impl FileUpload {
                 Ok(())
             })
             .await?;
-        // Reuse the allocation for the next batch.
-        self.pending = pending;
-        self.pending.clear();
         Ok(())
     }
 
