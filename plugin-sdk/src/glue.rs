@@ -60,6 +60,30 @@ impl Content for HostFile<'_> {
     }
 }
 
+/// A file the plugin opened itself (`open_file`): owned, dropped with it.
+#[cfg(target_arch = "wasm32")]
+struct OwnedFile(host::File);
+
+#[cfg(target_arch = "wasm32")]
+impl Content for OwnedFile {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read(&self, offset: u64, len: u32) -> Vec<u8> {
+        self.0.read(offset, len)
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn open_file(path: &str) -> Option<(FileInfo, Box<dyn Content>)> {
+    host::open_file(path).map(|(i, file)| (info(i), Box::new(OwnedFile(file)) as Box<dyn Content>))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_file(path: &str) -> Option<(FileInfo, Box<dyn Content>)> {
+    crate::testing::open_file(path)
+}
+
 /// The guest side of the interface for any [`Plugin`]: what
 /// [`export_plugin!`](crate::export_plugin) registers.
 #[cfg(target_arch = "wasm32")]

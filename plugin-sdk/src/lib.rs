@@ -280,6 +280,78 @@ pub fn time_left() -> std::time::Duration {
     glue::time_left()
 }
 
+/// Another file of the same ticket, while rendering: its info and
+/// content, or `None` when the ticket has no file at `path`. `path` is
+/// inside the ticket, as in [`FileInfo::path`]; [`resolve`] turns a link
+/// relative to the file being rendered into one. The server answers at
+/// most 64 of these per render (then `None`), and a preview that read
+/// other files is cached together with their content, so it changes when
+/// they do. Natively it finds what [`testing::add_file`] put there.
+pub fn open_file(path: &str) -> Option<(FileInfo, Box<dyn Content>)> {
+    glue::open_file(path)
+}
+
+/// Resolves `link` (as written in a document: `../img/a.png`,
+/// `./notes.md#setup`, `docs/My%20File.md`) against the folder of `from`
+/// (a path inside the ticket) into a path inside the ticket, or `None`
+/// when it is not a link to a file of the ticket: an absolute or scheme
+/// URL (`https:`, `mailto:`, `//host`), a fragment only, or a path that
+/// leaves the ticket. The query and fragment are dropped and `%XX`
+/// escapes decoded.
+///
+/// ```
+/// use pd2_plugin_sdk::resolve;
+/// assert_eq!(resolve("docs/README.md", "../src/Main.java#L3").as_deref(), Some("src/Main.java"));
+/// assert_eq!(resolve("README.md", "shot%201.png").as_deref(), Some("shot 1.png"));
+/// assert_eq!(resolve("README.md", "https://example.com/a.png"), None);
+/// assert_eq!(resolve("README.md", "../../etc/passwd"), None);
+/// assert_eq!(resolve("README.md", "#usage"), None);
+/// ```
+pub fn resolve(from: &str, link: &str) -> Option<String> {
+    let link = link.trim();
+    let end = link.find(['?', '#']).unwrap_or(link.len());
+    let target = &link[..end];
+    if target.is_empty() || target.starts_with('/') || target.starts_with('\\') {
+        return None;
+    }
+    // A scheme (`https:`, `data:`) before any `/`.
+    if let Some(colon) = target.find(':')
+        && !target[..colon].contains('/')
+    {
+        return None;
+    }
+    let decoded = percent_decode(target)?;
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Exports a [`Plugin`] implementation as the component's interface. Call
 /// it once, at the crate root. It only names the type: the guest side of
 /// the interface is implemented once, generically, inside the SDK.

@@ -60,6 +60,7 @@ pub fn info(path: &str, size: u64) -> FileInfo {
 }
 
 thread_local! {
+    static FILES: RefCell<Vec<(FileInfo, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
     static SETTINGS: RefCell<String> = RefCell::new("{}".to_owned());
     static TIME_LEFT: std::cell::Cell<std::time::Duration> =
         const { std::cell::Cell::new(std::time::Duration::from_secs(3600)) };
@@ -85,4 +86,36 @@ pub fn set_settings(settings: serde_json::Value) {
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) fn current_settings() -> String {
     SETTINGS.with(|s| s.borrow().clone())
+}
+
+/// Adds a file to the ticket [`crate::open_file`] sees on this thread, as
+/// if it were uploaded beside the file being rendered.
+pub fn add_file(path: &str, content_type: &str, data: impl Into<Vec<u8>>) {
+    let data = data.into();
+    let info = FileInfo {
+        path: path.to_owned(),
+        content_type: content_type.to_owned(),
+        size: data.len() as u64,
+    };
+    FILES.with(|f| f.borrow_mut().push((info, data)));
+}
+
+/// Empties the ticket of [`add_file`].
+pub fn clear_files() {
+    FILES.with(|f| f.borrow_mut().clear());
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn open_file(path: &str) -> Option<(FileInfo, Box<dyn Content>)> {
+    FILES.with(|f| {
+        f.borrow()
+            .iter()
+            .find(|(info, _)| info.path == path)
+            .map(|(info, data)| {
+                (
+                    info.clone(),
+                    Box::new(MemoryFile::new(data.clone())) as Box<dyn Content>,
+                )
+            })
+    })
 }

@@ -2,7 +2,10 @@
 //! upload, render a (cached) preview. It joins the plugin host to storage;
 //! neither knows about the other.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, future::BoxFuture, stream::FuturesUnordered};
@@ -17,9 +20,9 @@ use crate::{
     error::ApiError,
     plugins::{
         CallResult, Conflict, FileInfo, FileSource, Hook, LoadedPlugin, PluginError, PluginHost,
-        Verdict, bounded_text,
+        TicketFiles, Verdict, bounded_text,
     },
-    store::{ByteRange, CachedPreview, FileStore, StoredFile, TicketRecord},
+    store::{ByteRange, CachedAnswer, CachedPreview, FileStore, StoredFile, TicketRecord},
     telemetry::metrics,
 };
 
@@ -51,6 +54,64 @@ fn source(state: &AppState, file: &StoredFile) -> Arc<dyn FileSource> {
         file: file.clone(),
         runtime: tokio::runtime::Handle::current(),
     })
+}
+
+/// The other files of the ticket a preview is rendered for, as a renderer
+/// sees them through `open-file`; remembers which paths it asked for, so
+/// the preview is cached together with their content.
+struct TicketSiblings {
+    files: FileStore,
+    ticket: Vec<StoredFile>,
+    runtime: tokio::runtime::Handle,
+    asked: Mutex<Vec<String>>,
+}
+
+impl TicketSiblings {
+    fn new(state: &AppState, ticket: &TicketRecord) -> Arc<Self> {
+        Arc::new(Self {
+            files: state.store.files.clone(),
+            ticket: ticket.files.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            asked: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+impl TicketFiles for TicketSiblings {
+    fn open(&self, path: &str) -> Option<(FileInfo, Arc<dyn FileSource>)> {
+        if let Ok(mut asked) = self.asked.lock()
+            && !asked.iter().any(|a| a == path)
+        {
+            asked.push(path.to_owned());
+        }
+        let file = self.ticket.iter().find(|f| f.path == path)?;
+        let source = GridFsSource {
+            files: self.files.clone(),
+            file: file.clone(),
+            runtime: self.runtime.clone(),
+        };
+        Some((info(file), Arc::new(source)))
+    }
+}
+
+/// The key of an answer that depends on other files of the ticket: the
+/// first-level key plus each file's path and content hash (`-` when the
+/// ticket has no such file).
+fn dependent_key(key: &str, ticket: &TicketRecord, paths: &[String]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(key.as_bytes());
+    for path in paths {
+        let sha = ticket.file(path).map_or("-", |f| f.sha256.as_str());
+        for part in [path.as_bytes(), sha.as_bytes()] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+    }
+    hex::encode(hash.finalize())
 }
 
 fn info(file: &StoredFile) -> FileInfo {
@@ -249,6 +310,7 @@ fn cache_key(file: &StoredFile, plugin: &LoadedPlugin) -> String {
 pub async fn preview(
     state: &AppState,
     requester: &str,
+    ticket: &TicketRecord,
     file: &StoredFile,
 ) -> Result<PreviewReply, ApiError> {
     let host: &Arc<PluginHost> = &state.plugins;
@@ -264,20 +326,20 @@ pub async fn preview(
         return Err(no_preview());
     }
     let keys: Vec<String> = renderers.iter().map(|p| cache_key(file, p)).collect();
-    let cached = state.store.previews.get_many(&keys).await?;
+    let answers = cached_answers(state, ticket, &keys).await?;
     let mut slot = None;
-    for (plugin, key) in renderers.iter().zip(&keys) {
-        match cached.get(key) {
-            Some(Some(preview)) => {
+    for ((plugin, key), answer) in renderers.iter().zip(&keys).zip(answers) {
+        match answer {
+            Some(CachedAnswer::Preview(preview)) => {
                 metrics().preview_cache(true);
                 return Ok(PreviewReply {
-                    preview: preview.clone(),
+                    preview,
                     cache_hit: true,
                 });
             }
             // Declined before: skip without running it.
-            Some(None) => continue,
-            None => {}
+            Some(CachedAnswer::Declined) => continue,
+            Some(CachedAnswer::Depends(_)) | None => {}
         }
         if host.failed_recently(key) {
             continue;
@@ -286,28 +348,97 @@ pub async fn preview(
             slot = Some(host.preview_slot(requester).ok_or_else(|| too_many(host))?);
         }
         metrics().preview_cache(false);
-        match host
-            .render(plugin, key, info.clone(), source(state, file))
-            .await
-        {
+        let siblings = TicketSiblings::new(state, ticket);
+        let result = host
+            .render(
+                plugin,
+                key,
+                info.clone(),
+                source(state, file),
+                Some(siblings.clone()),
+            )
+            .await;
+        // An answer built from other files is cached under a key that
+        // covers them too; the first-level key records which they were.
+        let asked = siblings.asked();
+        let answer_key = if asked.is_empty() || result.is_err() {
+            key.clone()
+        } else {
+            let key2 = dependent_key(key, ticket, &asked);
+            remember(
+                state,
+                key,
+                plugin,
+                &file.sha256,
+                &CachedAnswer::Depends(asked),
+            )
+            .await;
+            key2
+        };
+        match result {
             Ok(Some(preview)) => {
                 let preview = CachedPreview {
                     plugin: plugin.name().to_owned(),
                     content_type: preview.content_type,
                     body: preview.body,
                 };
-                remember(state, key, plugin, &file.sha256, Some(&preview)).await;
-                return Ok(PreviewReply {
-                    preview,
-                    cache_hit: false,
-                });
+                let answer = CachedAnswer::Preview(preview);
+                remember(state, &answer_key, plugin, &file.sha256, &answer).await;
+                if let CachedAnswer::Preview(preview) = answer {
+                    return Ok(PreviewReply {
+                        preview,
+                        cache_hit: false,
+                    });
+                }
             }
-            Ok(None) => remember(state, key, plugin, &file.sha256, None).await,
+            Ok(None) => {
+                remember(
+                    state,
+                    &answer_key,
+                    plugin,
+                    &file.sha256,
+                    &CachedAnswer::Declined,
+                )
+                .await
+            }
             Err(PluginError::Busy(_)) => return Err(busy()),
             Err(_) => continue,
         }
     }
     Err(no_preview())
+}
+
+/// The cached answer of each renderer (by its first-level key), following
+/// [`CachedAnswer::Depends`] to the answer for this ticket's files: at
+/// most two round trips.
+async fn cached_answers(
+    state: &AppState,
+    ticket: &TicketRecord,
+    keys: &[String],
+) -> Result<Vec<Option<CachedAnswer>>, ApiError> {
+    let mut first = state.store.previews.get_many(keys).await?;
+    let mut answers: Vec<Option<CachedAnswer>> = keys.iter().map(|k| first.remove(k)).collect();
+    let second: Vec<(usize, String)> = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Some(CachedAnswer::Depends(paths)) => Some((i, dependent_key(&keys[i], ticket, paths))),
+            _ => None,
+        })
+        .collect();
+    if second.is_empty() {
+        return Ok(answers);
+    }
+    let wanted: Vec<String> = second.iter().map(|(_, k)| k.clone()).collect();
+    let mut found = state.store.previews.get_many(&wanted).await?;
+    for (i, key2) in second {
+        answers[i] = match found.remove(&key2) {
+            // Still the marker (it should not be): render again.
+            Some(CachedAnswer::Depends(_)) | None => None,
+            answer => answer,
+        };
+    }
+    Ok(answers)
 }
 
 fn too_many(host: &PluginHost) -> ApiError {
@@ -335,12 +466,12 @@ async fn remember(
     key: &str,
     plugin: &LoadedPlugin,
     sha256: &str,
-    preview: Option<&CachedPreview>,
+    answer: &CachedAnswer,
 ) {
     if let Err(error) = state
         .store
         .previews
-        .put(key, &plugin.build, plugin.name(), sha256, preview)
+        .put(key, &plugin.build, plugin.name(), sha256, answer)
         .await
     {
         tracing::warn!(%error, plugin = plugin.name(), "could not cache a preview");

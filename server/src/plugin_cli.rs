@@ -1,13 +1,49 @@
 //! `pd2-ticket plugin check|render|validate`: try a plugin on local files,
 //! without MongoDB or a running server.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use crate::{
     config::Config,
-    plugins::{FileInfo, Hook, LoadedPlugin, MemorySource, PluginHost, Verdict, bounded_text},
+    plugins::{
+        FileInfo, FileSource, Hook, LoadedPlugin, MemorySource, PluginHost, TicketFiles, Verdict,
+        bounded_text,
+    },
     ticket::content_type_for,
 };
+
+/// The "ticket" of a local render: the files under the folder the input's
+/// ticket path is relative to, so `plugin render docs/README.md` inlines
+/// `docs/shot.png` the way the server would.
+struct LocalTicket {
+    root: PathBuf,
+}
+
+/// Larger files are not opened for a local render (the server's are
+/// bounded by the upload limits).
+const MAX_LOCAL_FILE: u64 = 64 * 1024 * 1024;
+
+impl TicketFiles for LocalTicket {
+    fn open(&self, path: &str) -> Option<(FileInfo, Arc<dyn FileSource>)> {
+        if !crate::ticket::is_legal_path(path) {
+            return None;
+        }
+        let file = self.root.join(path);
+        if std::fs::metadata(&file).ok()?.len() > MAX_LOCAL_FILE {
+            return None;
+        }
+        let bytes = std::fs::read(file).ok()?;
+        let info = FileInfo {
+            path: path.to_owned(),
+            content_type: content_type_for(path),
+            size: bytes.len() as u64,
+        };
+        Some((info, Arc::new(MemorySource(bytes))))
+    }
+}
 
 /// Loads the plugin, or explains why it cannot be used.
 fn load(
@@ -39,6 +75,18 @@ fn settings_json(arg: &str) -> anyhow::Result<String> {
     let table: toml::Table = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("--settings is not a TOML table: {e}"))?;
     Ok(serde_json::to_string(&table)?)
+}
+
+/// The folder a local input's ticket path is relative to.
+fn ticket_root(path: &Path, info: &FileInfo) -> PathBuf {
+    let given = path.to_string_lossy().replace('\\', "/");
+    if given.trim_start_matches("./") == info.path {
+        PathBuf::from(".")
+    } else {
+        path.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
 }
 
 fn input(path: &Path) -> anyhow::Result<(FileInfo, Arc<MemorySource>)> {
@@ -91,6 +139,9 @@ pub fn render(
         plugin.name()
     );
     let (info, source) = input(input_path)?;
+    let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket {
+        root: ticket_root(input_path, &info),
+    });
     if !plugin.matches(&info) {
         eprintln!(
             "note: {} does not match {} (rendering anyway)",
@@ -98,7 +149,7 @@ pub fn render(
             info.path
         );
     }
-    match host.render_blocking(&plugin, info, source) {
+    match host.render_blocking(&plugin, info, source, Some(ticket)) {
         Ok(Some(preview)) => {
             eprintln!("{}", preview.content_type);
             use std::io::Write;
@@ -164,6 +215,9 @@ pub fn bench(
 ) -> anyhow::Result<()> {
     let (host, plugin) = load(config, file, None)?;
     let (info, source) = input(input_path)?;
+    let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket {
+        root: ticket_root(input_path, &info),
+    });
     let hook = [Hook::ValidateTicket, Hook::ValidateFile, Hook::Render]
         .into_iter()
         .find(|h| plugin.has(*h))
@@ -178,7 +232,7 @@ pub fn bench(
                 .validate_file_blocking(&plugin, info.clone(), source.clone())
                 .is_ok(),
             Hook::Render => host
-                .render_blocking(&plugin, info.clone(), source.clone())
+                .render_blocking(&plugin, info.clone(), source.clone(), Some(ticket.clone()))
                 .is_ok(),
         }
     };

@@ -420,8 +420,8 @@ async fn validating_an_upload_has_one_time_budget() {
 }
 
 /// A component built against interface 1.0.0 (before `time-left-ms`)
-/// loads and renders on this 1.1 host; a renderer learns how much time
-/// its call has left.
+/// loads and renders on this 1.2 host; a renderer learns how much time
+/// its call has left and opens other files of its ticket, within bounds.
 #[tokio::test]
 async fn older_minor_versions_load_and_renderers_know_their_deadline() {
     let dir = plugin_dir(&[&fixture("legacy"), &fixture("misbehave")]);
@@ -430,7 +430,11 @@ async fn older_minor_versions_load_and_renderers_know_their_deadline() {
     let ticket = create_ticket(
         &server,
         &token,
-        &[("a.legacy", b"old"), ("deadline.txt", b"x")],
+        &[
+            ("a.legacy", b"old"),
+            ("deadline.txt", b"x"),
+            ("opener.txt", b"y"),
+        ],
         None,
     )
     .await;
@@ -452,4 +456,12 @@ async fn older_minor_versions_load_and_renderers_know_their_deadline() {
         .parse()
         .expect("milliseconds");
     assert!(left > 0 && left <= 1500, "{left} ms left");
+
+    // 1.2.0's `open-file`: other files of the same ticket, at most 64 per
+    // render, none by a path longer than any ticket path.
+    let opened = get("opener.txt").await.unwrap().text().await.unwrap();
+    assert_eq!(
+        opened,
+        "Some(\"deadline.txt text/plain; charset=utf-8 [120]\"), long false, then 63 more, missing false",
+    );
 }

@@ -64,7 +64,7 @@ pub(super) async fn preview(
 ) -> Result<Response, ApiError> {
     let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
-    let reply = hooks::preview(&state, &me.id, file).await?;
+    let reply = hooks::preview(&state, &me.id, &ticket, file).await?;
     let preview = reply.preview;
     let mut response = Response::new(preview.body.into());
     *response.status_mut() = StatusCode::OK;

@@ -38,7 +38,7 @@ use load::Loader;
 pub use load::{LoadedPlugin, ManifestInfo};
 pub use registry::Conflict;
 use registry::Registry;
-pub use runtime::{FileInfo, FileSource, Hook, MemorySource, Preview, Verdict};
+pub use runtime::{FileInfo, FileSource, Hook, MemorySource, Preview, TicketFiles, Verdict};
 use runtime::{Limits, Runtime};
 pub use text::bounded as bounded_text;
 
@@ -322,10 +322,11 @@ impl PluginHost {
         key: &str,
         info: FileInfo,
         source: Arc<dyn FileSource>,
+        ticket: Option<Arc<dyn TicketFiles>>,
     ) -> CallResult<Option<Preview>> {
         let result = self
             .run(&self.renderers, plugin, "render", move |rt, p| {
-                render(rt, p, info, source)
+                render(rt, p, info, source, ticket)
             })
             .await;
         if result
@@ -398,8 +399,9 @@ impl PluginHost {
         plugin: &LoadedPlugin,
         info: FileInfo,
         source: Arc<dyn FileSource>,
+        ticket: Option<Arc<dyn TicketFiles>>,
     ) -> CallResult<Option<Preview>> {
-        render(&self.loader.runtime, plugin, info, source)
+        render(&self.loader.runtime, plugin, info, source, ticket)
     }
 
     pub fn validate_file_blocking(
@@ -448,8 +450,10 @@ fn render(
     p: &LoadedPlugin,
     info: FileInfo,
     source: Arc<dyn FileSource>,
+    ticket: Option<Arc<dyn TicketFiles>>,
 ) -> CallResult<Option<Preview>> {
     let preview = rt.call(&p.pre, &p.identity, |store, instance| {
+        Runtime::allow_ticket(store, ticket);
         let file = Runtime::file(store, source)?;
         instance.pd2_plugin_guest().call_render(store, &info, file)
     })?;

@@ -95,6 +95,18 @@ impl FileSource for MemorySource {
     }
 }
 
+/// The other files of the ticket a render is for, behind
+/// `host.open-file`. The implementation decides what a path means; the
+/// runtime only bounds how often and how long a plugin may ask.
+pub trait TicketFiles: Send + Sync {
+    fn open(&self, path: &str) -> Option<(FileInfo, Arc<dyn FileSource>)>;
+}
+
+/// Most `open-file` answers one call gets; later calls get `none`.
+pub const MAX_OPENED: u32 = 64;
+/// Longest path `open-file` looks up (longer: `none`).
+const MAX_OPEN_PATH: usize = 4096;
+
 /// The host side of the `file` resource.
 pub struct FileHandle {
     source: Arc<dyn FileSource>,
@@ -111,6 +123,9 @@ pub struct CallState {
     memory: MemoryLimit,
     identity: Identity,
     log: CallLog,
+    /// What `open-file` may open: set for renders only.
+    ticket: Option<Arc<dyn TicketFiles>>,
+    opened: u32,
 }
 
 /// The per-call memory limit, remembering whether the plugin ran into it,
@@ -191,6 +206,23 @@ impl pd2::plugin::host::Host for CallState {
     fn time_left_ms(&mut self) -> wasmtime::Result<u32> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         Ok(left.as_millis().min(u128::from(u32::MAX)) as u32)
+    }
+
+    fn open_file(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Option<(FileInfo, Resource<FileHandle>)>> {
+        let Some(ticket) = self.ticket.clone() else {
+            return Ok(None);
+        };
+        if self.opened >= MAX_OPENED || path.len() > MAX_OPEN_PATH {
+            return Ok(None);
+        }
+        self.opened += 1;
+        match ticket.open(&path) {
+            Some((info, source)) => Ok(Some((info, self.table.push(FileHandle { source })?))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -286,6 +318,8 @@ impl Runtime {
             },
             identity: identity.clone(),
             log: CallLog::new(self.limits.log_lines_per_call),
+            ticket: None,
+            opened: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -313,6 +347,11 @@ impl Runtime {
         let out_of_memory = state.memory.hit;
         drop(store);
         result.map_err(|e| self.classify(e, started.elapsed(), out_of_memory, &stderr))
+    }
+
+    /// Lets the call open the other files of a ticket (`open-file`).
+    pub fn allow_ticket(store: &mut Store<CallState>, ticket: Option<Arc<dyn TicketFiles>>) {
+        store.data_mut().ticket = ticket;
     }
 
     /// Hands a file to the call as a resource the plugin can borrow.

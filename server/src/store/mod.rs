@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 pub use files::{ByteRange, FileStore, FileUpload, StoredFile};
 pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
-pub use previews::{CachedPreview, PreviewStore};
+pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use tickets::{TicketPage, TicketRecord, TicketStore};
 pub use uploads::{FileIdBlock, UploadJournal};

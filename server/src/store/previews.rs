@@ -27,6 +27,19 @@ pub struct CachedPreview {
     pub body: Vec<u8>,
 }
 
+/// What the cache holds for a key.
+#[derive(Debug, Clone)]
+pub enum CachedAnswer {
+    Preview(CachedPreview),
+    /// The renderer declined: skip it next time.
+    Declined,
+    /// The renderer read these other files of the ticket (a Markdown
+    /// file's images): its answer is cached under a second key that also
+    /// covers their content, since another ticket may hold the same
+    /// Markdown beside other images.
+    Depends(Vec<String>),
+}
+
 #[derive(Serialize, Deserialize)]
 struct PreviewDoc {
     #[serde(rename = "_id")]
@@ -47,6 +60,9 @@ struct PreviewDoc {
     /// Bytes of `body`.
     #[serde(default)]
     size: i64,
+    /// See [`CachedAnswer::Depends`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    depends: Vec<String>,
 }
 
 /// What the size bound needs to know of an entry.
@@ -79,11 +95,8 @@ impl PreviewStore {
         }
     }
 
-    /// Cached answers for `keys`: `Some(preview)` or `None` for a decline.
-    pub async fn get_many(
-        &self,
-        keys: &[String],
-    ) -> Result<HashMap<String, Option<CachedPreview>>> {
+    /// Cached answers for those of `keys` that have one.
+    pub async fn get_many(&self, keys: &[String]) -> Result<HashMap<String, CachedAnswer>> {
         let (previews, filter) = (self.previews.clone(), doc! { "_id": { "$in": keys } });
         let docs: Vec<PreviewDoc> = self
             .gate
@@ -92,12 +105,18 @@ impl PreviewStore {
         Ok(docs
             .into_iter()
             .map(|d| {
-                let preview = (!d.declined).then(|| CachedPreview {
-                    plugin: d.plugin,
-                    content_type: d.content_type,
-                    body: d.body.map(|b| b.bytes).unwrap_or_default(),
-                });
-                (d.key, preview)
+                let answer = if !d.depends.is_empty() {
+                    CachedAnswer::Depends(d.depends)
+                } else if d.declined {
+                    CachedAnswer::Declined
+                } else {
+                    CachedAnswer::Preview(CachedPreview {
+                        plugin: d.plugin,
+                        content_type: d.content_type,
+                        body: d.body.map(|b| b.bytes).unwrap_or_default(),
+                    })
+                };
+                (d.key, answer)
             })
             .collect())
     }
@@ -108,13 +127,21 @@ impl PreviewStore {
         build: &str,
         plugin: &str,
         sha256: &str,
-        preview: Option<&CachedPreview>,
+        answer: &CachedAnswer,
     ) -> Result<()> {
+        let preview = match answer {
+            CachedAnswer::Preview(p) => Some(p),
+            _ => None,
+        };
+        let depends = match answer {
+            CachedAnswer::Depends(paths) => paths.clone(),
+            _ => Vec::new(),
+        };
         let doc = PreviewDoc {
             key: key.to_owned(),
             plugin: plugin.to_owned(),
             build: build.to_owned(),
-            declined: preview.is_none(),
+            declined: matches!(answer, CachedAnswer::Declined),
             content_type: preview.map(|p| p.content_type.clone()).unwrap_or_default(),
             body: preview.map(|p| Binary {
                 subtype: BinarySubtype::Generic,
@@ -123,6 +150,7 @@ impl PreviewStore {
             created_at: DateTime::now(),
             sha256: Some(sha256.to_owned()),
             size: preview.map_or(0, |p| p.body.len() as i64),
+            depends,
         };
         let (previews, filter) = (self.previews.clone(), doc! { "_id": key });
         self.gate
