@@ -190,7 +190,10 @@ async fn java_preview_is_highlighted_html_without_script() {
     )
     .await;
     let html = String::from_utf8(body.to_vec()).unwrap();
-    assert!(html.contains("<span style=\"color:"), "highlighted: {html}");
+    assert!(
+        html.contains("<span class=\"kw\">public</span> <span class=\"kw\">class</span> <span class=\"ty\">Main</span>"),
+        "highlighted: {html}"
+    );
     assert!(
         html.contains("<tr id=\"L4\"><td class=\"n\"><a href=\"#L4\">4</a></td>"),
         "line numbers with anchors"
@@ -222,8 +225,8 @@ async fn markdown_preview_is_sanitized_html() {
         "{html}"
     );
     assert!(
-        html.contains("<span style=\"color:"),
-        "fenced code highlighted"
+        html.contains("<span class=\"kw\">class</span>"),
+        "fenced code highlighted: {html}"
     );
     let lower = html.to_lowercase();
     assert!(
@@ -248,7 +251,7 @@ async fn every_text_file_gets_a_preview() {
         "code-preview",
     )
     .await;
-    assert!(String::from_utf8_lossy(&body).contains("<span style="));
+    assert!(String::from_utf8_lossy(&body).contains("<span class=\"fn\">print</span>"));
     let (_, body) = preview_of(
         &server,
         &token,
@@ -316,5 +319,167 @@ async fn eight_concurrent_cold_previews_all_answer() {
             html.contains("<tr id=\"L999\">"),
             "{name}: every line is there"
         );
+        assert!(
+            !html.contains("Highlighted the first"),
+            "{name}: highlighted completely"
+        );
     }
+}
+
+fn png(rgb: [u8; 3]) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(2, 2, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+async fn get_preview(server: &Server, token: &str, id: &str, path: &str) -> (String, String) {
+    let response = server
+        .get(&format!("/ticket/@me/{id}/preview/{path}"), token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    let cache = response.headers()["x-preview-cache"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (response.text().await.unwrap(), cache)
+}
+
+/// A README's relative image is the ticket's own file, inlined; two
+/// tickets with the same README beside different images each get their
+/// own (the cache covers the image too); links to ticket files carry the
+/// path.
+#[tokio::test]
+async fn markdown_inlines_images_of_its_own_ticket() {
+    use base64::Engine;
+    let server = default_server().await;
+    let token = server.token("1");
+    let readme = b"# Lab\n\n![result](img/shot.png)\n\nSee [Main](src/Main.java#L2).\n";
+    let (red, blue) = (png([255, 0, 0]), png([0, 0, 255]));
+    let mut ids = Vec::new();
+    for shot in [&red, &blue] {
+        let files: [(&str, &[u8]); 3] = [
+            ("README.md", readme),
+            ("img/shot.png", shot),
+            ("src/Main.java", b"class Main {}\n"),
+        ];
+        let ticket = pd2_ticket_tests::create_ticket(&server, &token, &files, None).await;
+        ids.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    for (id, shot) in ids.iter().zip([&red, &blue]) {
+        let data_url = format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(shot)
+        );
+        for expected_cache in ["miss", "hit"] {
+            let (html, cache) = get_preview(&server, &token, id, "README.md").await;
+            assert_eq!(cache, expected_cache, "{id}");
+            assert!(
+                html.contains(&format!("<img src=\"{data_url}\" alt=\"result\" />")),
+                "{id} ({cache}) shows its own image: {html}"
+            );
+            assert!(
+                html.contains(
+                    "<a href=\"src/Main.java#L2\" data-pd2-path=\"src/Main.java\">Main</a>"
+                ),
+                "{html}"
+            );
+        }
+    }
+}
+
+/// Notebooks and tables get their own renderers.
+#[tokio::test]
+async fn notebook_and_csv_previews() {
+    let server = default_server().await;
+    let token = server.token("1");
+    let notebook = serde_json::json!({
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"language": "python", "name": "python3"}},
+        "cells": [
+            {"cell_type": "markdown", "source": "## Setup"},
+            {"cell_type": "code", "execution_count": 1, "source": "print(1 + 1)",
+             "outputs": [{"output_type": "stream", "name": "stdout", "text": "2\n"}]},
+            {"cell_type": "code", "execution_count": 2, "source": "plot()",
+             "outputs": [{"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}]}
+        ]
+    });
+    let (_, body) = preview_of(
+        &server,
+        &token,
+        "lab/analysis.ipynb",
+        notebook.to_string().as_bytes(),
+        "text/html; charset=utf-8",
+        "notebook-preview",
+    )
+    .await;
+    let html = String::from_utf8_lossy(&body);
+    for expected in [
+        "<h2 id=\"setup\">Setup</h2>",
+        "<div class=\"prompt\">In&nbsp;[1]:</div>",
+        "<span class=\"fn\">print</span>(<span class=\"nu\">1</span>",
+        "<pre class=\"stream\">2\n</pre>",
+        "<img src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"output\">",
+    ] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    let (_, body) = preview_of(
+        &server,
+        &token,
+        "grades.csv",
+        b"student;grade\nAnn;9.5\n\"B; <b>\";7\n",
+        "text/html; charset=utf-8",
+        "table-preview",
+    )
+    .await;
+    let html = String::from_utf8_lossy(&body);
+    assert!(
+        html.contains("<th>student</th><th>grade</th>"),
+        "; sniffed, header row: {html}"
+    );
+    assert!(
+        html.contains("<td>B; &lt;b&gt;</td><td class=\"num\">7</td>"),
+        "{html}"
+    );
+}
+
+/// A renderer that runs out of time fails its call; the next one (here
+/// the plain-text fallback) answers, so the TA still gets a `200`.
+#[tokio::test]
+async fn a_renderer_that_times_out_falls_through_to_plain_text() {
+    let misbehave = pd2_ticket_tests::fixture_plugins().join("misbehave.wasm");
+    let plain = first_party_plugins().join("plain-text.wasm");
+    let dir = pd2_ticket_tests::plugin_dir(&[&misbehave, &plain]);
+    let server = Server::start_with(
+        ServerOptions::default()
+            .env("PD2_PLUGINS__DIR", dir.display())
+            .env("PD2_PLUGINS__TIMEOUT_MS", 1000)
+            .admins(&["900"]),
+    )
+    .await;
+    let token = server.token("1");
+    let ticket =
+        pd2_ticket_tests::create_ticket(&server, &token, &[("loop.txt", b"spin <forever>")], None)
+            .await;
+    let id = ticket["id"].as_str().unwrap();
+    let (html, _) = get_preview(&server, &token, id, "loop.txt").await;
+    assert!(html.contains("spin &lt;forever&gt;"), "{html}");
+    let stats = server
+        .get("/plugins", &server.token("900"))
+        .send()
+        .await
+        .unwrap();
+    let stats: Value = stats.json().await.unwrap();
+    let misbehave = stats["plugins"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "misbehave"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(
+        misbehave.to_string().contains("time limit"),
+        "the timeout is on record: {misbehave}"
+    );
 }

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use highlight::{BASE_STYLE, Highlighter, numbered, plain_lines};
+use highlight::{numbered, plain_lines};
 use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
 use serde::Deserialize;
 
@@ -27,8 +27,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            max_bytes: 512 * 1024,
-            max_lines: 5_000,
+            max_bytes: 1024 * 1024,
+            max_lines: 20_000,
             highlight_budget_ms: 1_000,
         }
     }
@@ -158,7 +158,7 @@ impl Plugin for CodePreview {
                     s.max_lines
                 )
             });
-            (plain_lines(&text), BASE_STYLE.to_owned())
+            (plain_lines(&text), highlight::BASE_STYLE.to_owned())
         } else {
             // The setting, but never past three quarters of the time the
             // host says is left: the rest is for the plain tail and the
@@ -167,17 +167,17 @@ impl Plugin for CodePreview {
             let budget = Duration::from_millis(s.highlight_budget_ms)
                 .min(pd2_plugin_sdk::time_left().mul_f32(0.75));
             let deadline = Instant::now() + budget;
-            let h = Highlighter::load();
             let first_line = text.lines().next().unwrap_or("");
-            let syntax = h.for_file(&info.path, first_line);
-            let (lines, highlighted) = h.lines_until(&text, syntax, Some(deadline));
+            let lang =
+                highlight::for_file(&info.path, first_line).unwrap_or(&highlight::lang::PLAIN);
+            let (lines, highlighted) = highlight::lines_until(&text, lang, Some(deadline));
             if highlighted < lines.len() {
                 notices.push(format!(
                     "Highlighted the first {highlighted} of {} lines; the rest is plain (out of time: highlight_budget_ms or the server's time limit).",
                     lines.len()
                 ));
             }
-            (lines, h.style())
+            (lines, highlight::style())
         };
         let notices: String = notices
             .iter()
@@ -220,7 +220,7 @@ mod tests {
             html.contains("<tr id=\"L3\"><td class=\"n\"><a href=\"#L3\">3</a></td>"),
             "{html}"
         );
-        assert!(html.contains("<span style=\"color:"), "highlighted");
+        assert!(html.contains("<span class=\""), "highlighted");
         assert!(!html.to_lowercase().contains("<script"), "{html}");
         assert!(html.contains("&lt;/script&gt;"));
     }
@@ -254,7 +254,7 @@ mod tests {
         for (path, code) in samples {
             let html = render(path, code).unwrap();
             assert!(
-                html.contains("<span style=\"color:"),
+                html.contains("<span class=\""),
                 "{path} is not highlighted: {html}"
             );
         }
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn shebang_scripts_are_highlighted_and_other_names_declined() {
         let html = render("run", "#!/usr/bin/env python3\nprint('hi')\n").expect("a preview");
-        assert!(html.contains("<span style="), "highlighted: {html}");
+        assert!(html.contains("<span class="), "highlighted: {html}");
         assert!(render("notes", "just words\n").is_none());
         assert!(render("a.TXT", "words\n").is_none());
         assert!(super::is_source_name("Main.JAVA") && super::is_source_name("Makefile"));
@@ -288,12 +288,12 @@ mod tests {
 
     #[test]
     fn huge_files_are_plain_with_a_notice() {
-        let big = "x = 1\n".repeat(200_000); // 1.2 MB, 200k lines
+        let big = "x = 1\n".repeat(300_000); // 1.8 MB, 300k lines
         let (info, file) = testing::file("big.py", "text/x-python", big.clone());
         let html = String::from_utf8(CodePreview::render(&info, &file).unwrap().body).unwrap();
         assert!(html.contains("without highlighting (max_bytes)"), "notice");
-        assert!(!html.contains("<span style="), "not highlighted");
-        assert_eq!(file.bytes_read(), 512 * 1024, "reads only max_bytes");
+        assert!(!html.contains("<span class="), "not highlighted");
+        assert_eq!(file.bytes_read(), 1024 * 1024, "reads only max_bytes");
 
         testing::set_settings(serde_json::json!({"highlight_budget_ms": 0}));
         let html = render("budget.py", "x = 1\ny = 2\n").unwrap();
@@ -312,10 +312,10 @@ mod tests {
         );
         testing::set_time_left(Duration::from_secs(3600));
 
-        let many_lines = "x\n".repeat(6_000);
+        let many_lines = "x\n".repeat(21_000);
         let html = render("many.py", many_lines).unwrap();
         assert!(
-            html.contains("6000 lines: shown without highlighting"),
+            html.contains("21000 lines: shown without highlighting"),
             "max_lines notice"
         );
     }

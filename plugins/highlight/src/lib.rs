@@ -1,147 +1,161 @@
-//! Syntax highlighting to self-contained HTML (inline styles, no classes,
-//! no scripts), shared by `code-preview` and `markdown-preview`.
+//! Syntax highlighting to self-contained HTML, shared by `code-preview`,
+//! `markdown-preview` and `notebook-preview`.
 //!
-//! Loading the grammars is the expensive step (tens of milliseconds in a
-//! fresh wasm instance, and every plugin call is a fresh instance), so it
-//! happens only in [`Highlighter::load`], which callers use only when there
-//! is code to highlight; everything else here is cheap. Rendered previews
-//! are cached by the server, so the cost is paid once per file and build.
+//! The engine is a hand-written, table-driven scanner (see [`lexer`]): one
+//! linear pass, no regular expressions, no grammar to load. It was chosen
+//! by measurement (BENCHMARKS.md, "Highlighting engines"): syntect's regex
+//! grammars cost ~0.45 ms per dense line in wasm plus ~33 ms of set-up in
+//! every fresh instance; tree-sitter needs a C toolchain for wasm and a
+//! grammar per language; this scanner highlights 10,000 lines of Java in a
+//! few milliseconds and every language is a table in [`lang`].
+//!
+//! Output uses short CSS classes (`<span class="kw">`); [`style`] holds a
+//! light and a dark palette chosen by `prefers-color-scheme`.
 
 use std::time::Instant;
 
-use pd2_plugin_sdk::html::escape;
-use syntect::{
-    easy::HighlightLines,
-    highlighting::{Color, Theme, ThemeSet},
-    html::{IncludeBackground, styled_line_to_highlighted_html},
-    parsing::{SyntaxReference, SyntaxSet},
-    util::LinesWithEndings,
-};
+pub mod lang;
+pub mod lexer;
+mod markup;
 
-const THEME: &str = "InspiredGitHub";
+pub use lang::{Lang, for_file, for_token};
+use lexer::{Out, Token};
 
-pub struct Highlighter {
-    syntaxes: SyntaxSet,
-    theme: Theme,
+/// Highlights `code` completely.
+pub fn lines(code: &str, lang: &Lang) -> Vec<String> {
+    lines_until(code, lang, None).0
 }
 
-impl Highlighter {
-    /// syntect's defaults plus bat's extra grammars (TypeScript, Kotlin,
-    /// TOML, …) and a light theme.
-    pub fn load() -> Self {
-        let mut themes = ThemeSet::load_defaults();
-        Self {
-            syntaxes: two_face::syntax::extra_newlines(),
-            theme: themes.themes.remove(THEME).unwrap_or_default(),
-        }
-    }
+/// Highlights until `deadline`; lines the scanner has not reached by then
+/// are only escaped. Returns the lines and how many are highlighted.
+pub fn lines_until(code: &str, lang: &Lang, deadline: Option<Instant>) -> (Vec<String>, usize) {
+    let mut tokens = Vec::with_capacity(code.len() / 6);
+    let mut out = Out::new(&mut tokens, deadline);
+    let finished = match lang.mode {
+        lang::Mode::Code => lexer::scan(lang, code, 0, code.len(), &mut out),
+        lang::Mode::Markup => markup::scan_markup(code, &mut out),
+        lang::Mode::Css => markup::scan_css(lang, code, 0, code.len(), &mut out),
+    };
+    // Unfinished: only lines before the last token are trustworthy (a
+    // string or comment may have been cut).
+    let reached = if finished {
+        usize::MAX
+    } else {
+        tokens.last().map_or(0, |t| t.start)
+    };
+    render(code, &tokens, reached)
+}
 
-    /// The grammar for a file: by name or extension, then by its first line
-    /// (`#!/bin/bash`, `<?xml`), else plain text.
-    pub fn for_file(&self, path: &str, first_line: &str) -> &SyntaxReference {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let extension = name.rsplit_once('.').map(|(_, e)| e).unwrap_or(name);
-        self.syntaxes
-            .find_syntax_by_extension(name)
-            .or_else(|| self.syntaxes.find_syntax_by_extension(extension))
-            .or_else(|| {
-                self.syntaxes
-                    .find_syntax_by_extension(&extension.to_ascii_lowercase())
-            })
-            .or_else(|| self.syntaxes.find_syntax_by_first_line(first_line))
-            .unwrap_or_else(|| self.syntaxes.find_syntax_plain_text())
-    }
-
-    /// The grammar named by a Markdown fence (`rust`, `c++`, `py`), if any.
-    pub fn for_token(&self, token: &str) -> Option<&SyntaxReference> {
-        self.syntaxes.find_syntax_by_token(token)
-    }
-
-    /// One HTML fragment per line. A line the grammar chokes on is shown
-    /// escaped rather than failing the whole preview.
-    pub fn lines(&self, code: &str, syntax: &SyntaxReference) -> Vec<String> {
-        self.lines_until(code, syntax, None).0
-    }
-
-    /// Like [`Highlighter::lines`], but once `deadline` passes the remaining
-    /// lines are only escaped. Returns how many lines were highlighted.
-    /// Regex-driven highlighting in wasm costs about half a millisecond per
-    /// line of dense code, so large files would otherwise run into the
-    /// plugin's time limit and get no preview at all.
-    pub fn lines_until(
-        &self,
-        code: &str,
-        syntax: &SyntaxReference,
-        deadline: Option<Instant>,
-    ) -> (Vec<String>, usize) {
-        let mut h = HighlightLines::new(syntax, &self.theme);
-        let mut highlighted = 0;
-        let lines = LinesWithEndings::from(code)
-            .map(|line| {
-                let text = line.trim_end_matches(['\n', '\r']);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return escape(text);
-                }
-                highlighted += 1;
-                h.highlight_line(line, &self.syntaxes)
-                    .ok()
-                    .and_then(|ranges| {
-                        // The grammar needs the line ending, the HTML must
-                        // not have it: inside the last span it would put a
-                        // blank line after every line of a code block (and
-                        // a Windows `\r` into the page).
-                        let ranges: Vec<_> = ranges
-                            .into_iter()
-                            .map(|(style, piece)| (style, piece.trim_end_matches(['\n', '\r'])))
-                            .filter(|(_, piece)| !piece.is_empty())
-                            .collect();
-                        styled_line_to_highlighted_html(&ranges, IncludeBackground::No).ok()
-                    })
-                    .unwrap_or_else(|| escape(text))
-            })
-            .collect();
-        (lines, highlighted)
-    }
-
-    /// CSS for the page: the theme's colours.
-    pub fn style(&self) -> String {
-        let css = |c: Option<Color>, fallback: &str| {
-            c.map(|c| format!("#{:02x}{:02x}{:02x}", c.r, c.g, c.b))
-                .unwrap_or_else(|| fallback.to_owned())
+fn render(code: &str, tokens: &[Token], reached: usize) -> (Vec<String>, usize) {
+    let mut lines = Vec::new();
+    let mut highlighted = 0;
+    let mut t = 0;
+    let mut start = 0;
+    while start < code.len() {
+        let end = code[start..].find('\n').map_or(code.len(), |p| start + p);
+        let content_end = if code[start..end].ends_with('\r') {
+            end - 1
+        } else {
+            end
         };
-        format!(
-            "{}pre,table{{background:{};color:{}}}",
-            BASE_STYLE,
-            css(self.theme.settings.background, "#fff"),
-            css(self.theme.settings.foreground, "#333")
-        )
+        let mut html = String::with_capacity((content_end - start) * 2);
+        if end <= reached {
+            highlighted += 1;
+            let mut pos = start;
+            while t < tokens.len() && tokens[t].start < end {
+                let token = tokens[t];
+                let s = token.start.max(pos).min(content_end);
+                let e = token.end.min(content_end);
+                escape_into(&mut html, &code[pos..s]);
+                if e > s {
+                    html.push_str("<span class=\"");
+                    html.push_str(token.class.css());
+                    html.push_str("\">");
+                    escape_into(&mut html, &code[s..e]);
+                    html.push_str("</span>");
+                }
+                pos = pos.max(e);
+                if token.end > end + 1 {
+                    // Goes on in the next line (a block comment, a string).
+                    break;
+                }
+                t += 1;
+            }
+            escape_into(&mut html, &code[pos.min(content_end)..content_end]);
+        } else {
+            escape_into(&mut html, &code[start..content_end]);
+        }
+        lines.push(html);
+        start = end + 1;
     }
+    (lines, highlighted)
 }
 
-/// Lines escaped but not highlighted (too large, or no grammar needed).
+fn escape_into(out: &mut String, text: &str) {
+    let mut from = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&text[from..i]);
+        out.push_str(entity);
+        from = i + 1;
+    }
+    out.push_str(&text[from..]);
+}
+
+/// Lines escaped but not highlighted (too large, or no language).
 pub fn plain_lines(code: &str) -> Vec<String> {
-    code.lines().map(escape).collect()
+    code.lines()
+        .map(|line| {
+            let mut html = String::with_capacity(line.len());
+            escape_into(&mut html, line.strip_suffix('\r').unwrap_or(line));
+            html
+        })
+        .collect()
 }
 
 /// Layout shared by every code view: tabs of 4, long lines wrap inside
 /// the code column (the gutter stays put), a line named by the URL
-/// fragment (`#L12`) is marked.
-pub const BASE_STYLE: &str = "body{margin:0;font:14px/1.5 ui-monospace,Menlo,Consolas,monospace}\
+/// fragment (`#L12`) is marked; light and dark by the reader's setting.
+pub const BASE_STYLE: &str = ":root{color-scheme:light dark}\
+body{margin:0;font:14px/1.5 ui-monospace,Menlo,Consolas,monospace;background:#fff;color:#1f2328}\
 table{border-collapse:collapse;width:100%}td{padding:0 10px;vertical-align:top;tab-size:4}\
 td.c{white-space:pre-wrap;overflow-wrap:anywhere}\
-td.n{color:#999;text-align:right;user-select:none;border-right:1px solid #ddd;width:1%;white-space:nowrap}\
-td.n a{color:inherit;text-decoration:none}tr:target{background:#fff3b0}\
+td.n{color:#8c959f;text-align:right;user-select:none;border-right:1px solid #d0d7de;width:1%;white-space:nowrap}\
+td.n a{color:inherit;text-decoration:none}tr:target{background:#fff8c5}\
 .notice{font:14px sans-serif;background:#fff8e1;color:#7a5a00;padding:6px 10px;margin:0}\
-pre{padding:8px 10px;overflow:auto;tab-size:4}";
+pre{padding:8px 10px;overflow:auto;tab-size:4;background:#f6f8fa}\
+@media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}\
+td.n{color:#6e7681;border-color:#30363d}tr:target{background:#3b2e00}\
+.notice{background:#2d2400;color:#e3b341}pre{background:#161b22}}";
 
-/// A table with line numbers.
+/// The colours of the classes [`lexer::Class::css`] names: GitHub's
+/// palettes, light and dark.
+pub const THEME_STYLE: &str = ".kw{color:#cf222e}.ty,.va{color:#953800}.fn{color:#8250df}\
+.st{color:#0a3069}.nu,.bu,.at,.ke{color:#0550ae}.co{color:#6e7781;font-style:italic}\
+.me,.tg{color:#116329}\
+@media (prefers-color-scheme:dark){.kw{color:#ff7b72}.ty,.va{color:#ffa657}.fn{color:#d2a8ff}\
+.st{color:#a5d6ff}.nu,.bu,.at,.ke{color:#79c0ff}.co{color:#8b949e}.me,.tg{color:#7ee787}}";
+
+/// Everything a code page needs.
+pub fn style() -> String {
+    format!("{BASE_STYLE}{THEME_STYLE}")
+}
+
+/// A table with line numbers; each row is the line's anchor (`#L12`).
 pub fn numbered(lines: &[String]) -> String {
-    let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 40).sum());
+    let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 80).sum());
     out.push_str("<table>");
     for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
         out.push_str(&format!(
-            "<tr id=\"L{n}\"><td class=\"n\"><a href=\"#L{n}\">{n}</a></td><td class=\"c\">{line}</td></tr>",
-            n = i + 1
+            "<tr id=\"L{n}\"><td class=\"n\"><a href=\"#L{n}\">{n}</a></td><td class=\"c\">{line}</td></tr>"
         ));
     }
     out.push_str("</table>");
@@ -149,50 +163,4 @@ pub fn numbered(lines: &[String]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn picks_grammars_by_name_extension_and_first_line() {
-        let h = Highlighter::load();
-        let name = |path: &str, first: &str| h.for_file(path, first).name.clone();
-        assert_eq!(name("src/Main.java", ""), "Java");
-        assert_eq!(name("a.py", ""), "Python");
-        assert_eq!(name("lib.rs", ""), "Rust");
-        assert_eq!(name("app.ts", ""), "TypeScript");
-        assert_eq!(name("Main.kt", ""), "Kotlin");
-        assert_eq!(name("Cargo.toml", ""), "TOML");
-        assert_eq!(name("Makefile", ""), "Makefile");
-        assert_eq!(name("run", "#!/bin/bash"), "Bourne Again Shell (bash)");
-        assert_eq!(name("notes", "hello"), "Plain Text");
-    }
-
-    #[test]
-    fn highlighted_lines_carry_no_line_endings() {
-        let h = Highlighter::load();
-        let lines = h.lines(
-            "class A {\r\n  void f() {}\r\n}\n",
-            h.for_file("A.java", ""),
-        );
-        assert_eq!(lines.len(), 3);
-        for line in &lines {
-            assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
-        }
-    }
-
-    #[test]
-    fn highlighting_escapes_and_styles() {
-        let h = Highlighter::load();
-        let lines = h.lines(
-            "int a = 1; // <b>\nchar *s = \"x\";\n",
-            h.for_file("a.c", ""),
-        );
-        assert_eq!(lines.len(), 2);
-        assert!(lines[0].contains("<span style=\"color:"), "{}", lines[0]);
-        assert!(
-            lines[0].contains("&lt;b&gt;") && !lines[0].contains("<b>"),
-            "{}",
-            lines[0]
-        );
-    }
-}
+mod tests;

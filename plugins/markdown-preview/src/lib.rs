@@ -1,18 +1,10 @@
-//! `markdown-preview`: CommonMark with GFM tables, task lists and
-//! strikethrough, to sanitized HTML.
-//!
-//! Sanitizing is done on the parser's event stream, before any HTML exists:
-//! raw HTML in the Markdown is rendered as visible text (so no `<script>`,
-//! no event-handler attributes can appear), and link and image targets are
-//! kept only for `http`, `https`, `mailto` and relative URLs (images also
-//! `data:image/…`). Everything else is escaped by the HTML writer. Fenced
-//! code blocks are highlighted like `code-preview`.
+//! `markdown-preview`: Markdown like GitHub renders a README in a
+//! repository (see the `markdown` crate): sanitized, code highlighted,
+//! the ticket's own images inlined, links to its files marked.
 
 use std::time::{Duration, Instant};
 
-use highlight::{BASE_STYLE, Highlighter};
 use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
-use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -22,6 +14,10 @@ pub struct Settings {
     pub max_bytes: u64,
     /// Milliseconds spent highlighting code blocks at most.
     pub highlight_budget_ms: u64,
+    /// Largest image of the ticket inlined; larger ones get a placeholder.
+    pub max_image_bytes: u64,
+    /// Bytes of images inlined into one page at most.
+    pub max_images_bytes: u64,
 }
 
 impl Default for Settings {
@@ -29,187 +25,10 @@ impl Default for Settings {
         Self {
             max_bytes: 1024 * 1024,
             highlight_budget_ms: 1_000,
+            max_image_bytes: 2 * 1024 * 1024,
+            max_images_bytes: 6 * 1024 * 1024,
         }
     }
-}
-
-const STYLE: &str = "body{font:15px/1.6 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;\
-max-width:900px;margin:0 auto;padding:16px 24px;color:#1f2328}\
-code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#f2f3f5;padding:1px 4px;border-radius:4px}\
-pre code{background:none;padding:0}pre{background:#f6f8fa;border-radius:6px}\
-table.md{border-collapse:collapse;width:auto}table.md td,table.md th{border:1px solid #d0d7de;padding:4px 10px;white-space:normal}\
-blockquote{margin:0;padding:0 12px;color:#59636e;border-left:4px solid #d0d7de}img{max-width:100%}\
-li:has(>input[type=checkbox]){list-style:none}li>input[type=checkbox]{margin:0 .4em 0 -1.3em}\
-.footnote-definition{font-size:90%;margin-top:6px}.footnote-definition p{display:inline}\
-.footnote-definition-label{margin-right:.4em}";
-
-/// Whether a link target may stay. Browsers ignore control characters and
-/// whitespace inside a scheme, so those are dropped before looking at it.
-pub fn safe_url(url: &str, image: bool) -> bool {
-    let compact: String = url
-        .chars()
-        .filter(|c| !c.is_control() && !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let scheme_end = compact.find(':');
-    let path_start = compact.find(['/', '?', '#']);
-    match scheme_end {
-        // No scheme (or a colon only after the path started): relative.
-        None => true,
-        Some(colon) if path_start.is_some_and(|p| p < colon) => true,
-        Some(_) => {
-            compact.starts_with("http:")
-                || compact.starts_with("https:")
-                || (!image && compact.starts_with("mailto:"))
-                || (image && compact.starts_with("data:image/"))
-        }
-    }
-}
-
-/// Markdown to an HTML fragment, sanitized, code highlighted until
-/// `deadline`.
-pub fn render_markdown(text: &str, deadline: Instant) -> String {
-    let options = Options::ENABLE_TABLES
-        | Options::ENABLE_TASKLISTS
-        | Options::ENABLE_STRIKETHROUGH
-        | Options::ENABLE_FOOTNOTES;
-    let mut highlighter: Option<Highlighter> = None;
-    let mut code: Option<(String, String)> = None; // (language, text)
-    let mut events: Vec<Event> = Vec::new();
-    for event in Parser::new_ext(text, options) {
-        if let Some((_, buffer)) = code.as_mut() {
-            match event {
-                Event::Text(t) => buffer.push_str(&t),
-                Event::End(TagEnd::CodeBlock) => {
-                    let (lang, buffer) = code.take().unwrap_or_default();
-                    events.push(Event::Html(CowStr::from(code_block(
-                        &lang,
-                        &buffer,
-                        &mut highlighter,
-                        deadline,
-                    ))));
-                }
-                _ => {}
-            }
-            continue;
-        }
-        let event = match event {
-            Event::Start(Tag::CodeBlock(kind)) => {
-                let lang = match kind {
-                    CodeBlockKind::Fenced(info) => {
-                        info.split([' ', ',', '{']).next().unwrap_or("").to_owned()
-                    }
-                    CodeBlockKind::Indented => String::new(),
-                };
-                code = Some((lang, String::new()));
-                continue;
-            }
-            // Raw HTML is shown, not interpreted.
-            Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-            Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }) => Event::Start(Tag::Link {
-                link_type,
-                dest_url: if safe_url(&dest_url, false) {
-                    dest_url
-                } else {
-                    CowStr::from("#")
-                },
-                title,
-                id,
-            }),
-            Event::Start(Tag::Image {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }) => Event::Start(Tag::Image {
-                link_type,
-                dest_url: if safe_url(&dest_url, true) {
-                    dest_url
-                } else {
-                    CowStr::from("")
-                },
-                title,
-                id,
-            }),
-            Event::Start(Tag::Table(alignments)) => {
-                events.push(Event::Html(CowStr::from("<div class=\"table\">")));
-                Event::Start(Tag::Table(alignments))
-            }
-            Event::End(TagEnd::Table) => {
-                events.push(Event::End(TagEnd::Table));
-                Event::Html(CowStr::from("</div>"))
-            }
-            other => other,
-        };
-        events.push(event);
-    }
-    anchor_headings(&mut events);
-    let mut out = String::with_capacity(text.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut out, events.into_iter());
-    out.replace("<table>", "<table class=\"md\">")
-}
-
-/// Gives every heading without an explicit id one made from its text the
-/// way GitHub does (lower case, spaces to `-`, punctuation dropped, `-1`,
-/// `-2` … for repeats), so `README.md#setup` links work.
-fn anchor_headings(events: &mut [Event]) {
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut i = 0;
-    while i < events.len() {
-        if let Event::Start(Tag::Heading { id: None, .. }) = &events[i] {
-            let mut text = String::new();
-            for event in &events[i + 1..] {
-                match event {
-                    Event::End(TagEnd::Heading(_)) => break,
-                    Event::Text(t) | Event::Code(t) => text.push_str(t),
-                    _ => {}
-                }
-            }
-            let base: String = text
-                .trim()
-                .to_lowercase()
-                .chars()
-                .filter_map(|c| match c {
-                    ' ' => Some('-'),
-                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-                    _ => None,
-                })
-                .collect();
-            let n = seen.entry(base.clone()).or_insert(0);
-            let slug = if *n == 0 { base } else { format!("{base}-{n}") };
-            *n += 1;
-            if let Event::Start(Tag::Heading { id, .. }) = &mut events[i] {
-                *id = Some(CowStr::from(slug));
-            }
-        }
-        i += 1;
-    }
-}
-
-/// A fenced block: highlighted when its language is known and time is
-/// left, escaped otherwise. The grammars load only for the first such block.
-fn code_block(
-    lang: &str,
-    text: &str,
-    highlighter: &mut Option<Highlighter>,
-    deadline: Instant,
-) -> String {
-    if !lang.is_empty() && Instant::now() < deadline {
-        let h = highlighter.get_or_insert_with(Highlighter::load);
-        if let Some(syntax) = h.for_token(lang) {
-            let (lines, _) = h.lines_until(text, syntax, Some(deadline));
-            return format!("<pre><code>{}</code></pre>", lines.join("\n"));
-        }
-    }
-    format!(
-        "<pre><code>{}</code></pre>",
-        html::escape(text.trim_end_matches('\n'))
-    )
 }
 
 pub struct MarkdownPreview;
@@ -238,18 +57,23 @@ impl Plugin for MarkdownPreview {
         let shown = size.min(s.max_bytes);
         let bytes = content.read(0, shown as u32);
         let text = String::from_utf8_lossy(&bytes);
-        let notice = if shown < size {
-            format!(
+        let mut ctx = markdown::Context::new(&info.path, deadline);
+        ctx.max_image_bytes = s.max_image_bytes;
+        ctx.max_images_bytes = s.max_images_bytes;
+        let rendered = markdown::render(&text, &ctx);
+        let mut notices = String::new();
+        if shown < size {
+            notices.push_str(&format!(
                 "<p class=\"notice\">Showing the first {shown} of {size} bytes (max_bytes).</p>"
-            )
-        } else {
-            String::new()
-        };
-        let body = format!("{notice}{}", render_markdown(&text, deadline));
+            ));
+        }
+        if rendered.highlighting_cut {
+            notices.push_str("<p class=\"notice\">Some code is shown without highlighting (out of time: highlight_budget_ms or the server's time limit).</p>");
+        }
         Some(Preview::html(html::document(
             &info.path,
-            &format!("{BASE_STYLE}{STYLE}"),
-            &body,
+            &format!("{}{}", highlight::style(), markdown::STYLE),
+            &format!("{notices}{}", rendered.html),
         )))
     }
 }
@@ -258,6 +82,9 @@ pd2_plugin_sdk::export_plugin!(MarkdownPreview);
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use markdown::safe_url;
     use pd2_plugin_sdk::{Plugin, testing};
 
     use super::*;
@@ -363,7 +190,10 @@ mod tests {
             "[a](https://example.com/x?y=1) [b](docs/readme.md) [c](#top) [d](mailto:ta@example.com) ![i](data:image/png;base64,AAAA)",
         );
         assert!(html.contains("href=\"https://example.com/x?y=1\""));
-        assert!(html.contains("href=\"docs/readme.md\"") && html.contains("href=\"#top\""));
+        assert!(
+            html.contains("<a href=\"docs/readme.md\" data-pd2-path=\"docs/readme.md\">")
+                && html.contains("href=\"#top\"")
+        );
         assert!(html.contains("href=\"mailto:ta@example.com\""));
         assert!(html.contains("src=\"data:image/png;base64,AAAA\""));
         assert!(safe_url("a/b:c", false), "colon after the path started");
@@ -375,7 +205,7 @@ mod tests {
         let html = render(
             "```rust\nfn main() { let s = \"</script>\"; }\n```\n\n```\n<plain>\n```\n\n```nosuchlang\nx < y\n```\n",
         );
-        assert!(html.contains("<span style=\"color:"), "{html}");
+        assert!(html.contains("<span class=\"kw\">fn</span>"), "{html}");
         assert!(
             html.contains("&lt;/script&gt;")
                 && html.contains("&lt;plain&gt;")
@@ -396,5 +226,98 @@ mod tests {
         let html = render(&"word ".repeat(100));
         assert!(html.contains("Showing the first 10 of 500 bytes"));
         testing::set_settings(serde_json::json!({}));
+    }
+
+    #[test]
+    fn fenced_java_colours_methods_annotations_and_void() {
+        let html = render("```java\n@Override\npublic void run() { go(); }\n```\n");
+        for expected in [
+            "<span class=\"me\">@Override</span>",
+            "<span class=\"ty\">void</span>",
+            "<span class=\"fn\">run</span>",
+            "<span class=\"fn\">go</span>",
+        ] {
+            assert!(html.contains(expected), "{expected} in {html}");
+        }
+    }
+
+    #[test]
+    fn relative_images_are_inlined_from_the_ticket() {
+        testing::clear_files();
+        testing::add_file("docs/shot.png", "image/png", b"\x89PNG fake".to_vec());
+        testing::add_file("docs/big.png", "image/png", vec![0u8; 3 * 1024 * 1024]);
+        testing::add_file("docs/notes.txt", "text/plain", b"hi".to_vec());
+        let (info, file) = testing::file(
+            "docs/README.md",
+            "text/markdown",
+            "![out](shot.png) ![big](./big.png) ![gone](missing.png) ![txt](notes.txt) ![up](../../x.png) ![web](https://example.com/a.png)",
+        );
+        let html = String::from_utf8(MarkdownPreview::render(&info, &file).unwrap().body).unwrap();
+        testing::clear_files();
+        assert!(
+            html.contains("<img src=\"data:image/png;base64,iVBORyBmYWtl\" alt=\"out\" />"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"img-missing\">Image “big” not shown: 3.0 MiB — too large to show inline (more than 2.0 MiB)</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"img-missing\">Image “gone” not shown: not in this ticket</span>"),
+            "{html}"
+        );
+        assert!(html.contains("Image “txt” not shown: not an image (text/plain)"), "{html}");
+        assert!(
+            html.contains("src=\"https://example.com/a.png\""),
+            "absolute URLs stay: {html}"
+        );
+        assert!(html.contains("Image “up” not shown: outside this ticket"), "{html}");
+    }
+
+    #[test]
+    fn relative_links_carry_the_ticket_path() {
+        let (info, file) = testing::file(
+            "docs/README.md",
+            "text/markdown",
+            "[main](../src/Main.java#L3 \"Main\") [setup](#setup) [web](https://example.com) [up](../../etc/passwd)",
+        );
+        let html = String::from_utf8(MarkdownPreview::render(&info, &file).unwrap().body).unwrap();
+        assert!(
+            html.contains("<a href=\"../src/Main.java#L3\" data-pd2-path=\"src/Main.java\" title=\"Main\">main</a>"),
+            "{html}"
+        );
+        assert!(html.contains("<a href=\"#setup\">setup</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"https://example.com\">web</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"../../etc/passwd\">up</a>"),
+            "a path out of the ticket is no ticket link: {html}"
+        );
+    }
+
+    #[test]
+    fn out_of_time_code_is_plain_with_a_notice() {
+        testing::set_time_left(Duration::ZERO);
+        let html = render("```java\nclass A {}\n```\n");
+        testing::set_time_left(Duration::from_secs(3600));
+        assert!(
+            html.contains("Some code is shown without highlighting"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<pre><code>class A {}</code></pre>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn dark_theme_follows_the_reader() {
+        let html = render("# x\n");
+        assert!(
+            html.contains("@media (prefers-color-scheme:dark)"),
+            "{html}"
+        );
     }
 }

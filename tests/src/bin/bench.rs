@@ -542,6 +542,79 @@ fn java_source(variant: usize) -> Vec<u8> {
     lines.join("\n").into_bytes()
 }
 
+fn java_source_10k(variant: usize) -> Vec<u8> {
+    let mut lines = vec![
+        format!("// variant {variant}"),
+        "public class Big {".to_owned(),
+    ];
+    for i in 0..9_997 {
+        lines.push(format!(
+            "    int f{i}(int x) {{ return x * {i} + \"s\".length(); }} // comment {i}"
+        ));
+    }
+    lines.push("}".to_owned());
+    lines.join("\n").into_bytes()
+}
+
+/// A notebook of 20 code cells with text output and 4 plot images
+/// (~100 KiB PNGs each), between Markdown cells.
+fn notebook(variant: usize) -> Vec<u8> {
+    use base64::Engine;
+    let mut cells = vec![serde_json::json!({
+        "cell_type": "markdown",
+        "source": format!("# Analysis, variant {variant}\n\nSome *notes* and a list:\n\n- one\n- two\n"),
+    })];
+    for i in 0..20 {
+        let mut outputs = vec![serde_json::json!({
+            "output_type": "stream", "name": "stdout", "text": format!("mean = {i}.5\n"),
+        })];
+        if i % 5 == 0 {
+            let img = image::RgbImage::from_fn(300, 200, |x, y| {
+                image::Rgb([(x * y % 251) as u8, (x ^ y) as u8, (i * 10 + variant) as u8])
+            });
+            let mut png = std::io::Cursor::new(Vec::new());
+            image::DynamicImage::ImageRgb8(img)
+                .write_to(&mut png, image::ImageFormat::Png)
+                .expect("encode png");
+            outputs.push(serde_json::json!({
+                "output_type": "display_data",
+                "data": {
+                    "image/png": base64::engine::general_purpose::STANDARD.encode(png.into_inner()),
+                    "text/plain": "<Figure>",
+                },
+            }));
+        }
+        cells.push(serde_json::json!({
+            "cell_type": "code", "execution_count": i + 1,
+            "source": format!("import statistics\nvalues = [x * {i} for x in range(100)]\nprint(f\"mean = {{statistics.mean(values)}}\")"),
+            "outputs": outputs,
+        }));
+        cells.push(serde_json::json!({"cell_type": "markdown", "source": format!("## Step {i}\n\nWhat we saw.")}));
+    }
+    serde_json::json!({
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "language": "python"}},
+        "cells": cells,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// 5,000 rows of 6 columns.
+fn csv(variant: usize) -> Vec<u8> {
+    let mut out = format!("id,name,group,score,late,comment {variant}\n");
+    for i in 0..5_000 {
+        out.push_str(&format!(
+            "{i},Student {i},G{},{}.{},{},\"note, with a comma {i}\"\n",
+            i % 7,
+            i % 10,
+            i % 100,
+            i % 3 == 0
+        ));
+    }
+    out.into_bytes()
+}
+
 fn markdown(variant: usize) -> Vec<u8> {
     let mut md = format!("# Notes, variant {variant}\n\n");
     let mut i = 0;
@@ -593,9 +666,12 @@ async fn first_party_section(db: &DbServer) {
     );
     println!("| file | plugin | size KiB | cold ms | cached ms | files/ ms |");
     println!("|---|---|---|---|---|---|");
-    let samples: [(&str, Sample); 3] = [
+    let samples: [(&str, Sample); 6] = [
         ("Big.java", java_source),
+        ("Big10k.java", java_source_10k),
         ("Notes.md", markdown),
+        ("analysis.ipynb", notebook),
+        ("grades.csv", csv),
         ("photo.jpg", jpeg),
     ];
     for (name, make) in samples {
