@@ -216,6 +216,8 @@ fn source_type(ext: &str) -> Option<&'static str> {
         "yaml" | "yml" => "text/yaml",
         "toml" => "text/x-toml",
         "csv" => "text/csv",
+        "tsv" | "tab" => "text/tab-separated-values",
+        "ipynb" => "application/x-ipynb+json",
         "xml" => "text/xml",
         _ => return None,
     })
