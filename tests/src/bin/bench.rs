@@ -121,6 +121,11 @@ async fn main() {
         plugin_host_section(&db).await;
         return;
     }
+    // `--first-party`: only the first-party renderers' latencies and sizes.
+    if std::env::args().any(|a| a == "--first-party") {
+        first_party_section(&db).await;
+        return;
+    }
     let options = ServerOptions::default()
         .database(&db.uri, "bench")
         .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
