@@ -22,6 +22,17 @@ if [ ! -x "$PD2_VENV/bin/openapi-spec-validator" ]; then
 fi
 export OPENAPI_SPEC_VALIDATOR="$PD2_VENV/bin/openapi-spec-validator"
 
+# The web app's browser tests drive Debian's Chromium with playwright-core
+# (from the npm registry; it never downloads a browser of its own).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing Debian's chromium for the browser tests" >&2
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  "${as_root[@]}" apt-get install -y -q chromium >/dev/null \
+    || { "${as_root[@]}" apt-get update -q >/dev/null && "${as_root[@]}" apt-get install -y -q chromium >/dev/null; }
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
 plugins/build.sh
 # Plugins' own native unit tests (their workspace is separate: it builds
 # for wasm32-wasip2).

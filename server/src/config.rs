@@ -93,6 +93,8 @@ pub struct DiscordConfig {
     /// Discord user ids with admin rights, checked at request time.
     pub admins: Vec<String>,
     pub api_base: String,
+    /// Discord's sign-in page, where the web app sends the browser.
+    pub authorize_url: String,
     /// Budget for each call to Discord (token exchange, user lookup).
     pub timeout_ms: u64,
 }
@@ -105,6 +107,7 @@ impl Default for DiscordConfig {
             redirect_uri: String::new(),
             admins: Vec::new(),
             api_base: "https://discord.com/api/v10".into(),
+            authorize_url: "https://discord.com/oauth2/authorize".into(),
             timeout_ms: 10_000,
         }
     }

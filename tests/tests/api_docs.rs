@@ -28,6 +28,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
+    ("get", "/meta"),
 ];
 
 /// Routes that need no token (SPEC §2, plus `/health` for load balancers).
@@ -38,6 +39,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
+    ("get", "/meta"),
 ];
 
 async fn server() -> Server {
@@ -226,8 +228,12 @@ async fn docs_page_is_readable_html_for_every_route() {
         );
     }
     assert!(page.contains("id=\"schema-TicketFull\""));
+    // Readable without script; the one script ("Try it") is the binary's
+    // own, so nothing is loaded from elsewhere.
+    let scripts: Vec<&str> = page.split("<script").skip(1).collect();
+    assert_eq!(scripts.len(), 1, "{scripts:?}");
     assert!(
-        !page.contains("<script"),
-        "the page needs no script (and loads nothing from elsewhere)"
+        scripts[0].starts_with(" type=\"module\" src=\"/app/docs.js\"></script>"),
+        "{scripts:?}"
     );
 }

@@ -1,8 +1,9 @@
 //! `/docs`: the OpenAPI document rendered as one static HTML page.
 //!
 //! Rendered on the server, once, from the same document as
-//! `/openapi.json`: no script and nothing fetched from a CDN, so the page
-//! works offline and on networks that block third-party assets.
+//! `/openapi.json`, and readable without script. `/app/docs.js` (served by
+//! the binary, nothing from a CDN, so the page works offline) adds a "Try
+//! it" form to every operation, sending with the token the web app keeps.
 
 use std::fmt::Write;
 
@@ -17,7 +18,15 @@ section.op{border:1px solid #ddd;border-radius:6px;padding:.5em 1em;margin:1em 0
 .m{display:inline-block;min-width:4.5em;font-weight:bold;text-transform:uppercase}\
 .get{color:#0a6}.post{color:#06c}.put{color:#c70}.delete{color:#c22}\
 table{border-collapse:collapse;width:100%;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}\
-.lock{font-size:.85em;color:#666}";
+.lock{font-size:.85em;color:#666}\
+.try{margin:.5em 0;border-top:1px dashed #ddd;padding-top:.5em}.try label{display:block;margin:.3em 0 .1em;font-weight:600}\
+.try input[type=text],.try textarea{width:100%;font:13px ui-monospace,Menlo,Consolas,monospace;padding:4px}\
+.try pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:24em;white-space:pre-wrap}\
+.token{border:1px solid #ddd;border-radius:6px;padding:.5em 1em;background:#f6f8fa}\
+.token input{width:100%;font:13px ui-monospace,Menlo,Consolas,monospace;padding:4px}\
+@media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}code,.try pre,.token{background:#161b22}\
+section.op,td,th,h2,.token{border-color:#30363d}.lock{color:#9198a1}a{color:#4493f8}\
+input,textarea{background:#0d1117;color:#e6edf3;border:1px solid #30363d}}";
 
 pub fn render(document: &utoipa::openapi::OpenApi) -> String {
     let doc = serde_json::to_value(document).unwrap_or_default();
@@ -25,7 +34,7 @@ pub fn render(document: &utoipa::openapi::OpenApi) -> String {
     let title = text(&doc["info"]["title"]);
     let _ = write!(
         out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} API</title><style>{STYLE}</style></head><body>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} API</title><style>{STYLE}</style><script type=\"module\" src=\"/app/docs.js\"></script></head><body>",
         escape(title)
     );
     let _ = write!(
@@ -78,7 +87,8 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Value) {
     let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
     let _ = write!(
         out,
-        "<section class=\"op\"><h3><span class=\"m {method}\">{method}</span> <code>{}</code>{}</h3>{}{}",
+        "<section class=\"op\" data-method=\"{method}\" data-path=\"{}\"><h3><span class=\"m {method}\">{method}</span> <code>{}</code>{}</h3>{}{}",
+        escape(path),
         escape(path),
         if secured {
             " <span class=\"lock\">🔒 bearer token</span>"

@@ -13,6 +13,7 @@ mod preview;
 mod tickets;
 mod users;
 mod views;
+mod web;
 
 use std::convert::Infallible;
 
@@ -39,7 +40,9 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .unify()
         .or(preview::routes(state.clone()))
         .unify()
-        .or(plugins::routes(state))
+        .or(plugins::routes(state.clone()))
+        .unify()
+        .or(web::routes(state))
         .unify()
         .recover(recover)
         .unify()

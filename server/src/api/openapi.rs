@@ -11,7 +11,7 @@ use utoipa::{
 };
 use warp::{Filter, Rejection, Reply, http::header, reply::Response};
 
-use super::{docs, download, files, oauth, ops, plugins, preview, tickets, users};
+use super::{docs, download, files, oauth, ops, plugins, preview, tickets, users, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +26,7 @@ use super::{docs, download, files, oauth, ops, plugins, preview, tickets, users}
         files::serve_file, download::download, preview::preview,
         users::user, plugins::list,
         ops::ping, ops::version, ops::health, ops::prometheus,
-        openapi_json, docs_page,
+        openapi_json, docs_page, web::meta,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -167,7 +167,12 @@ fn openapi_json() -> Response {
 #[utoipa::path(get, path = "/docs", tag = "operations",
     responses((status = 200, description = "HTML", content_type = "text/html")))]
 fn docs_page() -> Response {
-    warp::reply::html(PAGE.as_str()).into_response()
+    let mut response = warp::reply::html(PAGE.as_str()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(web::CSP),
+    );
+    response
 }
 
 /// Maps request paths to the document's path templates, for metric labels

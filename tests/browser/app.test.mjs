@@ -1,0 +1,349 @@
+// The web app in a real browser: headless Chromium (Debian's package)
+// driven by playwright-core, against a running pd2-ticket.
+//
+// Environment:
+//   BASE_URL        the server, e.g. http://127.0.0.1:8080
+//   LOGIN_CODE      a code the (fake) Discord accepts, to sign in through
+//                   the callback (`/?code=…`); or TOKEN_A to sign in with a token
+//   TOKEN_B         a second user's token
+//   EXPIRED_TOKEN   an expired token of a user without a Discord grant
+//   ARTIFACTS       where screenshots of a failed step go
+//   SCREENSHOTS     if set: also photograph every page in light and dark and
+//                   at phone width into this folder
+//   CHROMIUM        the browser (default /usr/bin/chromium)
+// Exits 0 when every step passed; prints each step.
+
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import zlib from "node:zlib";
+import { chromium } from "playwright-core";
+
+const base = process.env.BASE_URL;
+const artifacts = process.env.ARTIFACTS || "target/browser-artifacts";
+const shots = process.env.SCREENSHOTS;
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+// Waits are for conditions; the bound only ends a hung step.
+const TIMEOUT = 60_000;
+const problems = [];
+let failed = false;
+
+async function newPage(viewport = { width: 1280, height: 860 }) {
+  const context = await browser.newContext({ viewport });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    // A CSP violation or a script error would show here.
+    if (m.type() === "error" && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  return page;
+}
+
+let current = null;
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    console.log(`ok    ${name} (${Date.now() - started} ms)`);
+  } catch (error) {
+    failed = true;
+    console.log(`FAIL  ${name}: ${error.stack || error}`);
+    if (current) {
+      const file = join(artifacts, `${name.replace(/[^a-z0-9]+/gi, "-")}.png`);
+      await current.screenshot({ path: file, fullPage: true }).catch(() => {});
+      console.log(`      screenshot: ${file}`);
+    }
+    throw error;
+  }
+}
+
+function expectTrue(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function signInWithToken(page, token) {
+  await page.goto(base + "/");
+  await page.locator("#token-input").fill(token);
+  await page.locator("#token-signin").click();
+  await page.locator("#me-name").waitFor({ state: "visible" });
+}
+
+// A folder as a student has it.
+const folder = mkdtempSync(join(tmpdir(), "pd2-browser-"));
+mkdirSync(join(folder, "lab", "src"), { recursive: true });
+writeFileSync(join(folder, "lab", "src", "Main.java"),
+  "public class Main {\n    @Override\n    public String toString() { return \"main\"; }\n\n    public static void main(String[] args) {\n        System.out.println(new Main());\n    }\n}\n");
+// A 240×120 PNG (a gradient), written by hand: no image library needed.
+function makePng(width, height) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const out = Buffer.alloc(8 + data.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(zlib.crc32(body), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  const rows = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const at = y * (width * 3 + 1) + 1 + x * 3;
+      rows[at] = 40 + x; rows[at + 1] = 90 + y; rows[at + 2] = 200;
+    }
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header), chunk("IDAT", zlib.deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
+}
+const png = makePng(240, 120);
+writeFileSync(join(folder, "lab", "shot.png"), png);
+writeFileSync(join(folder, "lab", "README.md"),
+  "# Lab 3\n\nThe output:\n\n![output](shot.png)\n\nThe code is in [Main](src/Main.java).\n");
+
+let ticketUrl;
+let ticketId;
+let privateId;
+let userA;
+
+try {
+  const page = await newPage();
+  current = page;
+
+  await step("sign-in page", async () => {
+    await page.goto(base + "/");
+    await page.locator("h1", { hasText: "Sign in" }).waitFor();
+    const meta = await (await fetch(base + "/meta")).json();
+    if (meta.discord.authorize_url) {
+      const href = await page.locator("#discord-signin").getAttribute("href");
+      expectTrue(href === meta.discord.authorize_url, `Discord link ${href}`);
+    }
+  });
+
+  await step("log in", async () => {
+    if (process.env.LOGIN_CODE) {
+      // Where Discord sends the browser back.
+      await page.goto(`${base}/?code=${encodeURIComponent(process.env.LOGIN_CODE)}`);
+      await page.locator("#me-name").waitFor({ state: "visible" });
+      expectTrue(!page.url().includes("code="), "the code is removed from the address");
+    } else {
+      await signInWithToken(page, process.env.TOKEN_A);
+    }
+    const token = await page.evaluate(() => localStorage.getItem("token"));
+    expectTrue(token && token.split(".").length === 3, "token kept in localStorage");
+    userA = await page.evaluate(() => JSON.parse(atob(localStorage.getItem("token").split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).id);
+    await page.locator("h1", { hasText: "My tickets" }).waitFor();
+  });
+
+  if (shots) await page.screenshot({ path: join(shots, "list-empty.png") });
+
+  await step("upload a folder with progress", async () => {
+    await page.goto(base + "/#/upload");
+    await page.locator("#limits").waitFor();
+    await page.locator("#folder-input").setInputFiles(join(folder, "lab"));
+    await page.locator("#chosen tr").nth(2).waitFor();
+    expectTrue((await page.locator("#chosen tr").count()) === 3, "three files listed");
+    await page.locator("#remark").fill("why does toString print main?");
+    await page.evaluate(() => {
+      window.__progress = 0;
+      new MutationObserver(() => {
+        const text = document.querySelector(".progress-text")?.textContent || "";
+        const m = text.match(/^(\d+) %/);
+        if (m) window.__progress = Math.max(window.__progress, Number(m[1]));
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    if (shots) await page.screenshot({ path: join(shots, "upload.png") });
+    await page.locator("#send").click();
+    await page.waitForURL(/#\/t\/@me\/[0-9a-f]{20}/);
+    await page.locator("#tree").waitFor();
+    expectTrue((await page.evaluate(() => window.__progress)) === 100, "the progress bar reached 100 %");
+    ticketUrl = page.url();
+    ticketId = ticketUrl.match(/[0-9a-f]{20}/)[0];
+  });
+
+  await step("java preview is highlighted in a sandboxed frame", async () => {
+    await page.locator('#tree button[data-path="lab/src/Main.java"]').click();
+    const frame = page.locator("iframe.preview");
+    await frame.waitFor();
+    expectTrue((await frame.getAttribute("sandbox")) === "allow-top-navigation-by-user-activation allow-popups", "no scripts, no same origin");
+    const inner = page.frameLocator("iframe.preview");
+    await inner.locator("span.kw", { hasText: "public" }).first().waitFor();
+    await inner.locator("span.me", { hasText: "@Override" }).waitFor();
+    if (shots) await page.screenshot({ path: join(shots, "ticket-java.png") });
+  });
+
+  await step("markdown preview shows the ticket's image and links into the app", async () => {
+    await page.locator('#tree button[data-path="lab/README.md"]').click();
+    const inner = page.frameLocator("iframe.preview");
+    await inner.locator("h1", { hasText: "Lab 3" }).waitFor();
+    const src = await inner.locator("img").first().getAttribute("src");
+    expectTrue(src.startsWith("data:image/png;base64,"), `inlined image: ${src.slice(0, 40)}`);
+    if (shots) await page.screenshot({ path: join(shots, "ticket-markdown.png") });
+    await inner.locator("a[data-pd2-path]").click();
+    await page.waitForURL(/lab\/src\/Main\.java/);
+    await page.locator('#tree button.selected[data-path="lab/src/Main.java"]').waitFor();
+  });
+
+  await step("an image file is shown inline", async () => {
+    await page.locator('#tree button[data-path="lab/shot.png"]').click();
+    await page.locator("img.preview").waitFor();
+  });
+
+  await step("a line link selects the line", async () => {
+    await page.goto(`${base}/#/t/@me/${ticketId}/lab/src/Main.java#L3`);
+    const frame = page.locator("iframe.preview");
+    await frame.waitFor();
+    expectTrue((await frame.getAttribute("src")).endsWith("#L3"), "the frame opens at #L3");
+    await page.frameLocator("iframe.preview").locator("tr#L3:target").waitFor();
+  });
+
+  await step("keyboard moves between files", async () => {
+    const first = page.locator("#tree button.file").first();
+    await first.focus();
+    await page.keyboard.press("ArrowDown");
+    const selected = await page.locator("#tree button.file.selected").getAttribute("data-path");
+    const second = await page.locator("#tree button.file").nth(1).getAttribute("data-path");
+    expectTrue(selected === second, `selected ${selected}`);
+  });
+
+  await step("share link", async () => {
+    await page.locator("#copy-link").click();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    expectTrue(copied === `${base}/#/t/${userA}/${ticketId}`, `copied ${copied}`);
+  });
+
+  await step("make public and edit the remark", async () => {
+    await page.locator("#toggle-public").click();
+    await page.locator("#visibility", { hasText: "public" }).waitFor();
+    await page.locator("#edit-remark").click();
+    await page.locator("#remark-edit").fill("fixed: it was the override");
+    await page.locator("#save-remark").click();
+    await page.locator("#remark-text", { hasText: "fixed: it was the override" }).waitFor();
+  });
+
+  await step("a rejected upload shows the plugin's message next to the file", async () => {
+    await page.goto(base + "/#/upload");
+    await page.locator("#file-input").setInputFiles([
+      { name: "Main.class", mimeType: "application/java-vm", buffer: Buffer.from([0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 52]) },
+      { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("fine\n") },
+    ]);
+    await page.locator("#send").click();
+    const reason = page.locator('tr.rejected[data-path="Main.class"] .reason');
+    await reason.waitFor();
+    const text = await reason.textContent();
+    expectTrue(text.startsWith("file-policy: "), `reason: ${text}`);
+    if (shots) await page.screenshot({ path: join(shots, "upload-rejected.png") });
+  });
+
+  await step("a private ticket", async () => {
+    privateId = await page.evaluate(async () => {
+      const form = new FormData();
+      form.append("files", new Blob(["secret\n"]), "secret.txt");
+      form.append("data", JSON.stringify({ is_public: false, remark: "private one" }));
+      const r = await fetch("/ticket", { method: "POST", body: form, headers: { Authorization: `Bearer ${localStorage.getItem("token")}` } });
+      return (await r.json()).id;
+    });
+    expectTrue(/^[0-9a-f]{20}$/.test(privateId), `created ${privateId}`);
+    await page.goto(base + "/#/");
+    await page.locator("td", { hasText: "private one" }).waitFor();
+    if (shots) await page.screenshot({ path: join(shots, "list.png") });
+  });
+
+  await step("a second user sees the public ticket and not the private one", async () => {
+    const other = await newPage();
+    current = other;
+    await signInWithToken(other, process.env.TOKEN_B);
+    await other.goto(`${base}/#/u/${userA}`);
+    await other.locator("td a", { hasText: "fixed: it was the override" }).waitFor();
+    expectTrue((await other.locator("td", { hasText: "private one" }).count()) === 0, "private ticket hidden");
+    await other.goto(`${base}/#/t/${userA}/${privateId}`);
+    await other.locator(".error-box", { hasText: "Not found" }).waitFor();
+    await other.goto(`${base}/#/t/${userA}/${ticketId}`);
+    await other.locator("#tree").waitFor();
+    expectTrue((await other.locator("#delete").count()) === 0, "no delete button on someone else's ticket");
+    await other.context().close();
+    current = page;
+  });
+
+  await step("delete with a confirmation", async () => {
+    await page.goto(`${base}/#/t/@me/${privateId}`);
+    page.once("dialog", (d) => d.accept());
+    await page.locator("#delete").click();
+    await page.waitForURL(/#\/$/);
+    await page.locator("h1", { hasText: "My tickets" }).waitFor();
+    await page.locator("td a", { hasText: "fixed: it was the override" }).waitFor();
+    expectTrue((await page.locator("td", { hasText: "private one" }).count()) === 0, "deleted");
+  });
+
+  await step("the admin page lists the plugins", async () => {
+    await page.goto(`${base}/#/plugins`);
+    const table = page.locator("#plugins");
+    await table.waitFor();
+    await page.locator("#plugins td", { hasText: "code-preview" }).first().waitFor();
+    if (shots) await page.screenshot({ path: join(shots, "plugins.png") });
+  });
+
+  await step("the API console tries a route with the token", async () => {
+    await page.goto(`${base}/docs`);
+    const section = page.locator('section.op[data-method="get"][data-path="/ticket"]');
+    await section.locator("details.try summary").click();
+    await section.locator("details.try button", { hasText: "Send" }).click();
+    await section.locator("details.try pre", { hasText: "200 OK" }).waitFor();
+    if (shots) await page.screenshot({ path: join(shots, "docs.png") });
+  });
+
+  await step("an expired token leads to sign-in", async () => {
+    const stale = await newPage();
+    current = stale;
+    await stale.addInitScript((t) => { if (window === window.top) localStorage.setItem("token", t); }, process.env.EXPIRED_TOKEN);
+    await stale.goto(base + "/");
+    await stale.locator("h1", { hasText: "Sign in" }).waitFor();
+    await stale.locator("#flash", { hasText: "expired" }).waitFor();
+    await stale.context().close();
+    current = page;
+  });
+
+  if (shots) {
+    await step("screenshots in both themes and at phone width", async () => {
+      const pages = [["list", "#/"], ["upload", "#/upload"], ["ticket-java", `#/t/@me/${ticketId}/lab/src/Main.java`],
+        ["ticket-markdown", `#/t/@me/${ticketId}/lab/README.md`], ["plugins", "#/plugins"]];
+      for (const scheme of ["light", "dark"]) {
+        for (const [width, suffix] of [[1280, ""], [390, "-phone"]]) {
+          const p = await newPage({ width, height: 860 });
+          await p.emulateMedia({ colorScheme: scheme });
+          await p.addInitScript((t) => { if (window === window.top) localStorage.setItem("token", t); }, await page.evaluate(() => localStorage.getItem("token")));
+          for (const [name, hash] of pages) {
+            await p.goto(`${base}/${hash}`);
+            await p.waitForLoadState("networkidle");
+            await p.waitForTimeout(300);
+            await p.screenshot({ path: join(shots, `${name}-${scheme}${suffix}.png`) });
+          }
+          await p.goto(`${base}/docs`);
+          await p.screenshot({ path: join(shots, `docs-${scheme}${suffix}.png`) });
+          await p.context().close();
+        }
+      }
+      const signin = await newPage({ width: 390, height: 860 });
+      await signin.goto(base + "/");
+      await signin.screenshot({ path: join(shots, "signin-phone.png") });
+    });
+  }
+
+  await step("no script errors or CSP violations on any page", async () => {
+    expectTrue(problems.length === 0, problems.join("\n"));
+  });
+} catch {
+  failed = true;
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

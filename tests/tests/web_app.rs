@@ -1,0 +1,183 @@
+//! Our web app (`/`, `/app/*`, `/meta`, the `/docs` console): its headers
+//! over HTTP, and the whole of it in a real browser: headless Chromium
+//! driven by playwright-core (`tests/browser/app.test.mjs`) against the
+//! real binary, SecantusDB and the fake Discord.
+
+use std::{path::PathBuf, process::Command};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pd2_ticket_tests::{
+    Server, ServerOptions, discord::FakeDiscord, first_party_plugins, json, workspace_root,
+};
+use serde_json::json;
+
+const SECRET: &str = "web-app-secret-0123456789";
+
+async fn app_server(discord: &FakeDiscord) -> Server {
+    Server::start_with(
+        ServerOptions::default()
+            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
+            .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+            .discord(&discord.base)
+            .secret(SECRET)
+            .admins(&["4242"]),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_app_is_served_with_its_own_policy_beside_the_api() {
+    let discord = FakeDiscord::start().await;
+    let server = app_server(&discord).await;
+    let page = server.get_anonymous("/").await;
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'self'; script-src 'self';")
+            && !csp.contains("script-src 'self' 'unsafe-inline'"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<script type=\"module\" src=\"/app/app.js\"></script>"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "no inline script");
+
+    let again = reqwest::Client::new()
+        .get(server.url("/"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+
+    for (path, kind) in [
+        ("/app/app.js", "text/javascript; charset=utf-8"),
+        ("/app/docs.js", "text/javascript; charset=utf-8"),
+        ("/app/app.css", "text/css; charset=utf-8"),
+        ("/app/icon.svg", "image/svg+xml"),
+    ] {
+        let r = server.get_anonymous(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], kind, "{path}");
+    }
+    let (status, body) = json(server.get_anonymous("/app/nothing.js").await).await;
+    assert_eq!((status, body), (404, json!({"detail": "Not Found"})));
+
+    let (status, meta) = json(server.get_anonymous("/meta").await).await;
+    assert_eq!(status, 200);
+    let authorize = meta["discord"]["authorize_url"].as_str().unwrap();
+    assert!(
+        authorize
+            .starts_with("https://discord.com/oauth2/authorize?client_id=client%2D1&redirect_uri=")
+            && authorize.ends_with("&response_type=code&scope=identify"),
+        "{authorize}"
+    );
+    assert_eq!(meta["limits"]["max_file_size"], 1024 * 1024);
+    assert!(meta["limits"]["max_files"].as_u64().unwrap() > 0);
+
+    // The API keeps its answers.
+    let (status, body) = json(server.get_anonymous("/ticket").await).await;
+    assert_eq!(
+        (status, body),
+        (403, json!({"detail": "Invalid authentication credentials"}))
+    );
+    let docs = server.get_anonymous("/docs").await;
+    assert!(
+        docs.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
+    let docs = docs.text().await.unwrap();
+    assert!(docs.contains("<script type=\"module\" src=\"/app/docs.js\"></script>"));
+    assert!(docs.contains("data-method=\"get\" data-path=\"/ticket\""));
+}
+
+/// `node` and the browser, or why the test cannot run.
+fn browser_tools() -> (PathBuf, PathBuf) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium = PathBuf::from(chromium);
+    assert!(
+        chromium.exists(),
+        "{} is missing: ./test.sh installs Debian's chromium (apt-get install chromium)",
+        chromium.display()
+    );
+    let dir = workspace_root().join("tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm (Node.js) is needed for the browser tests");
+        assert!(status.success(), "npm ci in tests/browser failed");
+    }
+    (chromium, dir)
+}
+
+fn expired_token(id: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({
+        "id": id, "username": format!("u{id}"), "global_name": null, "avatar": null,
+        "is_admin": false, "display_name": format!("u{id}"),
+        "display_avatar": "https://cdn.discordapp.com/embed/avatars/0.png",
+        "exp": now - 3 * 86_400, "iat": now - 10 * 86_400,
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Every flow of the app as a person does it: log in through Discord's
+/// callback, upload a folder and watch the progress reach 100 %, read the
+/// highlighted Java, the README with its image and link, the PNG, a line
+/// link, keyboard navigation; share, publish, edit, a policy rejection
+/// named next to the file, a second user's view, delete, the admin page,
+/// the API console, and an expired login leading back to sign-in.
+/// Screenshots of a failing step land in `target/browser-artifacts`.
+#[tokio::test]
+async fn the_web_app_in_a_real_browser() {
+    let (chromium, dir) = browser_tools();
+    let discord = FakeDiscord::start().await;
+    let server = app_server(&discord).await;
+    let second = server.token_named("5151", Some("bob"));
+    let artifacts = workspace_root().join("target/browser-artifacts");
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg("app.test.mjs")
+        .current_dir(&dir)
+        .env("BASE_URL", &server.base)
+        .env("LOGIN_CODE", "ok-4242")
+        .env("TOKEN_B", second)
+        .env("EXPIRED_TOKEN", expired_token("6161"))
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true);
+    if let Ok(shots) = std::env::var("APP_SCREENSHOTS") {
+        command.env("SCREENSHOTS", shots);
+    }
+    let out = command.output().await.expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "browser steps failed (screenshots in {}):\n{stdout}\n{stderr}",
+        artifacts.display()
+    );
+    assert!(
+        stdout.contains("ok    the API console tries a route with the token"),
+        "{stdout}"
+    );
+}
