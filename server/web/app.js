@@ -5,27 +5,13 @@
 // the original front end keeps it) and only ever travels in an
 // Authorization header, never in a URL.
 
+import { el } from "./dom.js";
+
 const TOKEN_KEY = "token";
 const THEME_KEY = "pd2-theme";
 const PAGE = 20;
 
 // ---------- small helpers ----------
-
-/** Element with attributes and children; strings become text nodes. */
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key === "class") node.className = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 const main = () => document.getElementById("main");
 function show(...nodes) {
@@ -285,7 +271,7 @@ function signInPage() {
         ? el("p", {}, el("a", { class: "button primary", id: "discord-signin", href: discord }, "Sign in with Discord"))
         : el("p", { class: "notice" }, "This server has no Discord application configured; sign in with a token below."),
       el("h2", {}, "Or use a token"),
-      el("p", { class: "muted" }, "An operator makes one with ", el("code", {}, "pd2-ticket token <discord-id>"), "."),
+      el("p", { class: "muted" }, "An operator makes one with ", el("code", {}, "pd2-ticket token --user-id <discord-id>"), "."),
       tokenInput,
       problem,
       el("p", {}, el("button", { id: "token-signin", type: "button", onclick: useToken }, "Sign in with this token")),

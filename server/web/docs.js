@@ -3,21 +3,9 @@
 // localStorage ("token"), or one pasted here (kept for this tab only).
 // Responses are shown as text, never interpreted as HTML.
 
-const MAX_SHOWN = 100_000;
+import { el } from "./dom.js";
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
+const MAX_SHOWN = 100_000;
 
 let token = sessionStorage.getItem("pd2-docs-token") || localStorage.getItem("token") || "";
 

@@ -99,7 +99,7 @@ function makePng(width, height) {
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const at = y * (width * 3 + 1) + 1 + x * 3;
-      rows[at] = 40 + x; rows[at + 1] = 90 + y; rows[at + 2] = 200;
+      rows[at] = x; rows[at + 1] = 90 + y; rows[at + 2] = 200;
     }
   }
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
@@ -122,6 +122,7 @@ try {
   await step("sign-in page", async () => {
     await page.goto(base + "/");
     await page.locator("h1", { hasText: "Sign in" }).waitFor();
+    expectTrue(!(await page.locator("#nav").isVisible()) && !(await page.locator("#sign-out").isVisible()), "no navigation before signing in");
     const meta = await (await fetch(base + "/meta")).json();
     if (meta.discord.authorize_url) {
       const href = await page.locator("#discord-signin").getAttribute("href");

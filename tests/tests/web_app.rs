@@ -59,6 +59,7 @@ async fn the_app_is_served_with_its_own_policy_beside_the_api() {
     for (path, kind) in [
         ("/app/app.js", "text/javascript; charset=utf-8"),
         ("/app/docs.js", "text/javascript; charset=utf-8"),
+        ("/app/dom.js", "text/javascript; charset=utf-8"),
         ("/app/app.css", "text/css; charset=utf-8"),
         ("/app/icon.svg", "image/svg+xml"),
     ] {

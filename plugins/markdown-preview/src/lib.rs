@@ -263,15 +263,23 @@ mod tests {
             "{html}"
         );
         assert!(
-            html.contains("<span class=\"img-missing\">Image “gone” not shown: not in this ticket</span>"),
+            html.contains(
+                "<span class=\"img-missing\">Image “gone” not shown: not in this ticket</span>"
+            ),
             "{html}"
         );
-        assert!(html.contains("Image “txt” not shown: not an image (text/plain)"), "{html}");
+        assert!(
+            html.contains("Image “txt” not shown: not an image (text/plain)"),
+            "{html}"
+        );
         assert!(
             html.contains("src=\"https://example.com/a.png\""),
             "absolute URLs stay: {html}"
         );
-        assert!(html.contains("Image “up” not shown: outside this ticket"), "{html}");
+        assert!(
+            html.contains("Image “up” not shown: outside this ticket"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -66,6 +66,13 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             ),
         ),
         (
+            "dom.js",
+            asset(
+                "text/javascript; charset=utf-8",
+                include_bytes!("../../web/dom.js"),
+            ),
+        ),
+        (
             "app.css",
             asset(
                 "text/css; charset=utf-8",
