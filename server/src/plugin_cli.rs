@@ -77,38 +77,35 @@ fn settings_json(arg: &str) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&table)?)
 }
 
-/// The folder a local input's ticket path is relative to.
-fn ticket_root(path: &Path, info: &FileInfo) -> PathBuf {
-    let given = path.to_string_lossy().replace('\\', "/");
-    if given.trim_start_matches("./") == info.path {
-        PathBuf::from(".")
-    } else {
-        path.parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    }
-}
-
-fn input(path: &Path) -> anyhow::Result<(FileInfo, Arc<MemorySource>)> {
+/// A local file as the plugin sees it, and the folder its ticket path is
+/// relative to (where `open-file` looks for the rest of the "ticket").
+fn input(path: &Path) -> anyhow::Result<(FileInfo, Arc<MemorySource>, PathBuf)> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     // Plugins see ticket paths: relative, `/`-separated. An absolute or
-    // `..` path is shown to the plugin by its file name alone.
+    // `..` path is shown to the plugin by its file name alone, and its
+    // ticket is the file's folder.
     let given = path.to_string_lossy().replace('\\', "/");
     let given = given.trim_start_matches("./");
-    let name = if crate::ticket::is_legal_path(given) {
-        given.to_owned()
+    let (name, root) = if crate::ticket::is_legal_path(given) {
+        (given.to_owned(), PathBuf::from("."))
     } else {
-        path.file_name()
+        let name = path
+            .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| given.to_owned())
+            .unwrap_or_else(|| given.to_owned());
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        (name, root)
     };
     let info = FileInfo {
         content_type: content_type_for(&name),
         path: name,
         size: bytes.len() as u64,
     };
-    Ok((info, Arc::new(MemorySource(bytes))))
+    Ok((info, Arc::new(MemorySource(bytes)), root))
 }
 
 pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
@@ -138,10 +135,8 @@ pub fn render(
         "{} does not render previews",
         plugin.name()
     );
-    let (info, source) = input(input_path)?;
-    let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket {
-        root: ticket_root(input_path, &info),
-    });
+    let (info, source, root) = input(input_path)?;
+    let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket { root });
     if !plugin.matches(&info) {
         eprintln!(
             "note: {} does not match {} (rendering anyway)",
@@ -177,7 +172,7 @@ pub fn validate(
     let mut infos = Vec::new();
     let mut rejected = 0;
     for path in inputs {
-        let (info, source) = input(path)?;
+        let (info, source, _) = input(path)?;
         infos.push(info.clone());
         if !plugin.has(Hook::ValidateFile) || !plugin.matches(&info) {
             continue;
@@ -214,10 +209,8 @@ pub fn bench(
     iterations: usize,
 ) -> anyhow::Result<()> {
     let (host, plugin) = load(config, file, None)?;
-    let (info, source) = input(input_path)?;
-    let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket {
-        root: ticket_root(input_path, &info),
-    });
+    let (info, source, root) = input(input_path)?;
+    let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket { root });
     let hook = [Hook::ValidateTicket, Hook::ValidateFile, Hook::Render]
         .into_iter()
         .find(|h| plugin.has(*h))

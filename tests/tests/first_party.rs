@@ -26,13 +26,7 @@ async fn preview_of(
     plugin: &str,
 ) -> (reqwest::header::HeaderMap, bytes::Bytes) {
     let ticket = pd2_ticket_tests::create_ticket(server, token, &[(path, data)], None).await;
-    let id = ticket["id"].as_str().unwrap();
-    let response = server
-        .get(&format!("/ticket/@me/{id}/preview/{path}"), token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{path}");
+    let response = preview_response(server, token, ticket["id"].as_str().unwrap(), path).await;
     let headers = response.headers().clone();
     assert_eq!(headers["content-type"], content_type, "{path}");
     assert_eq!(headers["x-preview-plugin"], plugin, "{path}");
@@ -335,13 +329,21 @@ fn png(rgb: [u8; 3]) -> Vec<u8> {
     out.into_inner()
 }
 
-async fn get_preview(server: &Server, token: &str, id: &str, path: &str) -> (String, String) {
+/// The preview of one file of an existing ticket of the requester,
+/// asserting it is a `200`.
+async fn preview_response(server: &Server, token: &str, id: &str, path: &str) -> reqwest::Response {
     let response = server
         .get(&format!("/ticket/@me/{id}/preview/{path}"), token)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200, "{path}");
+    response
+}
+
+/// A preview's HTML and its `X-Preview-Cache`.
+async fn get_preview(server: &Server, token: &str, id: &str, path: &str) -> (String, String) {
+    let response = preview_response(server, token, id, path).await;
     let cache = response.headers()["x-preview-cache"]
         .to_str()
         .unwrap()
