@@ -30,6 +30,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// background work, and a burst of them (every upload an outage failed)
 /// must not take the database from the requests that come back with it.
 pub struct Janitor {
+    /// Immediate cleanups use it (bounded like requests); the background
+    /// loop its patient twin (see `Store::background`).
+    store: Store,
     /// `limits.upload_idle_secs`: paces touching and sweeping.
     idle: Duration,
     /// After this, a write that timed out can no longer land (the store's
@@ -43,10 +46,11 @@ pub struct Janitor {
 }
 
 impl Janitor {
-    pub fn new(idle: Duration, settle: Duration) -> Self {
+    pub fn new(store: Store, idle: Duration) -> Self {
         Self {
+            settle: store.abandon_limit(),
+            store,
             idle,
-            settle,
             pending: Mutex::default(),
             later: Mutex::default(),
             wake: tokio::sync::Notify::new(),
@@ -55,8 +59,8 @@ impl Janitor {
 
     /// Removes what a failed upload stored; if the database cannot be
     /// reached now, remembers it for when it can.
-    pub async fn discard(&self, store: &Store, ticket_id: &str) {
-        if let Err(error) = cleanup(store, ticket_id).await {
+    pub async fn discard(&self, ticket_id: &str) {
+        if let Err(error) = cleanup(&self.store, ticket_id).await {
             tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
             if let Ok(mut pending) = self.pending.lock() {
                 pending.insert(ticket_id.to_owned());
@@ -68,8 +72,8 @@ impl Janitor {
     /// [`Self::discard`] now, and once more when writes that timed out for
     /// the upload can no longer land: such a write (its journal entry, a
     /// chunk) may arrive after the first cleanup found nothing to remove.
-    pub async fn discard_twice(&self, store: &Store, ticket_id: &str) {
-        self.discard(store, ticket_id).await;
+    pub async fn discard_twice(&self, ticket_id: &str) {
+        self.discard(ticket_id).await;
         self.discard_later(ticket_id);
     }
 
@@ -102,9 +106,9 @@ impl Janitor {
 
     /// Runs forever: retries pending cleanups whenever the database comes
     /// back, and sweeps stale uploads periodically.
-    pub async fn run(&self, store: Store) {
+    pub async fn run(&self) {
         // One operation at a time, each waited for (see `Store::background`).
-        let store = store.background();
+        let store = self.store.background();
         let mut health = store.health.subscribe();
         let mut sweep = tokio::time::interval(self.idle);
         let mut retry = tokio::time::interval(RETRY);

@@ -1,25 +1,29 @@
 //! `pd2-ticket`: the PD2 Ticket server and its operator tools.
 
+// Layers, top to bottom: `server` (composition root) → `api` (HTTP:
+// routes, the one error mapping) → `service` (what the server does:
+// access, tickets, uploads, validation, previews) → `context` (the services
+// built once) → `store`, `plugins`, `auth`, `janitor` → `config`,
+// `telemetry`, `ticket`.
 mod api;
-mod app;
 mod auth;
 mod config;
-mod error;
-mod hooks;
+mod context;
 mod http;
 mod janitor;
 mod plugin_cli;
 mod plugins;
+mod server;
+mod service;
 mod store;
 mod telemetry;
 mod ticket;
-mod upload;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::{app::AppState, auth::DisplayData, config::Config};
+use crate::{auth::DisplayData, config::Config, context::AppState};
 
 #[derive(Parser)]
 #[command(
@@ -137,7 +141,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => app::serve(AppState::new(config).await?).await,
+            Command::Serve => server::serve(AppState::new(config).await?).await,
             Command::Token {
                 user_id,
                 username,

@@ -21,15 +21,15 @@ use super::{
     filters::{authenticated, with_state},
     handle,
     openapi::{DataErrors, TicketPath},
-    tickets::visible_ticket,
 };
 use crate::{
-    app::State,
+    service,
+    context::State,
     auth::Requester,
-    error::{ApiError, ErrorBody},
     store::{ByteRange, FileStore, StoredFile, TicketRecord},
     ticket::zip_entry_name,
 };
+use super::error::{ApiError, ErrorBody};
 
 /// Zip output is sent in pieces of about this size.
 const PIECE: usize = 64 * 1024;
@@ -63,7 +63,7 @@ pub(super) async fn download(
     user_id: String,
     ticket_id: String,
 ) -> Result<Response, ApiError> {
-    let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
+    let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
     let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
     let files = state.store.files.clone();
     let runtime = tokio::runtime::Handle::current();

@@ -13,15 +13,15 @@ use super::{
     filters::{authenticated, with_state},
     handle,
     openapi::FilePath,
-    tickets::visible_ticket,
 };
 use crate::{
-    app::{AppState, State},
+    service,
+    context::{AppState, State},
     auth::Requester,
-    error::{ApiError, ErrorBody},
     store::{ByteRange, StoredFile, TicketRecord},
     ticket::is_legal_path,
 };
+use super::error::{ApiError, ErrorBody};
 
 /// Ticket files change only by replacing the whole ticket, so a short cache
 /// lifetime is safe and spares re-downloads while a TA browses.
@@ -85,7 +85,7 @@ pub(super) async fn serve_file(
     tail: Tail,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
+    let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
     Ok(file_response(&state, file, &headers))
 }

@@ -7,11 +7,11 @@ use serde::de::DeserializeOwned;
 use warp::{Filter, Rejection};
 
 use crate::{
-    app::State,
+    context::State,
     auth::{Claims, Requester},
-    error::ApiError,
     store::TicketPage,
 };
+use super::error::ApiError;
 
 pub fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())

@@ -3,6 +3,7 @@
 
 mod docs;
 mod download;
+mod error;
 mod files;
 mod filters;
 mod oauth;
@@ -11,6 +12,8 @@ mod ops;
 mod plugins;
 mod preview;
 mod tickets;
+#[cfg(test)]
+mod tests;
 mod users;
 mod views;
 mod web;
@@ -19,7 +22,8 @@ use std::convert::Infallible;
 
 use warp::{Filter, Rejection, Reply, http::StatusCode, reply::Response};
 
-use crate::{app::State, error::ApiError};
+use crate::context::State;
+use error::ApiError;
 
 pub use openapi::RouteTable;
 

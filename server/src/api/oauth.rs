@@ -10,10 +10,10 @@ use super::{
     openapi::DataErrors,
 };
 use crate::{
-    app::{AppState, State},
+    context::{AppState, State},
     auth::{DiscordError, DisplayData, discord::Grant},
-    error::{ApiError, ErrorBody},
 };
+use super::error::{ApiError, ErrorBody};
 
 /// A token with more than this left is handed back unchanged on refresh.
 const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;

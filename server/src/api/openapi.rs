@@ -238,16 +238,6 @@ impl RouteTable {
         Self { templates }
     }
 
-    /// The template `path` matches, preferring literal segments over
-    /// parameters; `unmatched` for anything else.
-    pub fn label(&self, path: &str) -> &'static str {
-        self.matching(path).map_or("unmatched", |t| t.label)
-    }
-
-    /// The methods `path` answers, for the `Allow` header of a `405`.
-    pub fn allow(&self, path: &str) -> Option<&'static str> {
-        self.matching(path).map(|t| t.allow)
-    }
 
     fn matching(&self, path: &str) -> Option<&Template> {
         // Runs on every request: split into a small stack buffer, no heap.
@@ -301,6 +291,7 @@ fn score(segments: &[Segment], parts: &[&str]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use crate::http::RouteLabels;
     use super::RouteTable;
 
     #[test]
@@ -344,5 +335,18 @@ mod tests {
             "bearer"
         );
         assert!(doc["paths"]["/ticket/{user_id}/{ticket_id}"]["put"].is_object());
+    }
+}
+
+impl crate::http::RouteLabels for RouteTable {
+    /// The template `path` matches, preferring literal segments over
+    /// parameters; `unmatched` for anything else.
+    fn label(&self, path: &str) -> &'static str {
+        self.matching(path).map_or("unmatched", |t| t.label)
+    }
+
+    /// The methods `path` answers, for the `Allow` header of a `405`.
+    fn allow(&self, path: &str) -> Option<&'static str> {
+        self.matching(path).map(|t| t.allow)
     }
 }

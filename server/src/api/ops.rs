@@ -10,12 +10,12 @@ use super::{
     handle,
 };
 use crate::{
-    app::State,
-    error::{ApiError, ErrorBody},
+    context::State,
     plugins::HostState,
     store::DbStatus,
     telemetry::metrics,
 };
+use super::error::{ApiError, ErrorBody};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let ping = warp::path!("ping").and(warp::get()).map(ping);

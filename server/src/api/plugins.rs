@@ -12,7 +12,8 @@ use super::{
     handle,
     openapi::DataErrors,
 };
-use crate::{app::State, auth::Requester, error::ApiError, plugins::ManifestInfo};
+use crate::{context::State, auth::Requester, plugins::ManifestInfo};
+use super::error::ApiError;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("plugins")

@@ -14,14 +14,13 @@ use super::{
     filters::{authenticated, with_state},
     handle,
     openapi::FilePath,
-    tickets::visible_ticket,
 };
 use crate::{
-    app::State,
+    service,
+    context::State,
     auth::Requester,
-    error::{ApiError, ErrorBody},
-    hooks,
 };
+use super::error::{ApiError, ErrorBody};
 
 /// Previews are documents a plugin wrote: nothing in them may run script or
 /// load anything; images must be inline `data:` URLs.
@@ -62,9 +61,9 @@ pub(super) async fn preview(
     ticket_id: String,
     tail: Tail,
 ) -> Result<Response, ApiError> {
-    let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
+    let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
-    let reply = hooks::preview(&state, &me.id, &ticket, file).await?;
+    let reply = service::previews::preview(&state, &me.id, &ticket, file).await?;
     let preview = reply.preview;
     let mut response = Response::new(preview.body.into());
     *response.status_mut() = StatusCode::OK;

@@ -1,6 +1,7 @@
-//! `/ticket` routes: list, upload, read, update, delete; plus the access
-//! rules shared with the file routes.
+//! `/ticket` routes: list, upload, read, update, delete.
 
+use bytes::Buf;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use warp::{
@@ -17,14 +18,16 @@ use super::{
     views::{Author, TicketFull, TicketSummary},
 };
 use crate::{
-    app::{AppState, State},
     auth::{DisplayData, Requester},
-    error::{ApiError, ErrorBody},
-    hooks::PolicyRejected,
+    context::{AppState, State},
+    service::{
+        self,
+        tickets::AuthoredTicket,
+        upload,
+    },
     store::{TicketPage, TicketRecord},
-    ticket::is_ticket_id,
-    upload,
 };
+use super::error::{ApiError, ErrorBody, PolicyRejected};
 
 /// Bytes a multipart body may carry beyond the file contents (boundaries,
 /// part headers, the `data` field) before it is refused from its
@@ -109,7 +112,7 @@ pub(super) async fn list_own(
     me: Requester,
     page: TicketPage,
 ) -> Result<Response, ApiError> {
-    let tickets = state.store.tickets.list(&me.id, false, page).await?;
+    let tickets = service::tickets::list(&state, &me, "@me", page).await?;
     Ok(list_reply(&tickets))
 }
 
@@ -134,13 +137,7 @@ pub(super) async fn list_user(
     user_id: String,
     page: TicketPage,
 ) -> Result<Response, ApiError> {
-    let user_id = me.resolve(&user_id);
-    // The caller exists by their token (see `users`).
-    if user_id != me.id && !state.store.users.exists(user_id).await? {
-        return Err(ApiError::user_not_found());
-    }
-    let public_only = user_id != me.id && !me.is_admin;
-    let tickets = state.store.tickets.list(user_id, public_only, page).await?;
+    let tickets = service::tickets::list(&state, &me, &user_id, page).await?;
     Ok(list_reply(&tickets))
 }
 
@@ -200,29 +197,44 @@ pub(super) async fn create(
     form: FormData,
 ) -> Result<Response, ApiError> {
     // Spawned so that a client hanging up cannot cancel the cleanup of a
-    // half-received upload.
-    let ingest = upload::ingest(state.clone(), me.id.clone(), form);
-    let ticket = tokio::spawn(ingest).await.map_err(|e| {
+    // half-received upload; with the request's context, so its log line
+    // counts the upload's database commands.
+    let ingest = upload::ingest(state.clone(), me.profile.clone(), parts(form));
+    let ingest = match crate::telemetry::current_request() {
+        Some(request) => tokio::spawn(request.scope(ingest)),
+        None => tokio::spawn(ingest),
+    };
+    let created = ingest.await.map_err(|e| {
         tracing::error!(error = %e, "upload task failed");
         ApiError::internal()
     })??;
+    let ticket = &created.ticket;
     tracing::info!(ticket_id = %ticket.id, files = ticket.files.len(), user_id = %me.id, "ticket created");
-    // The author's record, created from the token if it is missing, so the
-    // ticket's author is a user everyone can look up.
-    let author = match state.store.users.get(&me.id).await? {
-        Some(user) => user.profile,
-        None => {
-            state.store.users.record_profile(&me.profile).await?;
-            me.profile.clone()
-        }
-    };
     let full = TicketFull {
-        ticket: (&ticket).into(),
+        ticket: ticket.into(),
         author: Author {
-            display_data: DisplayData::new(&author, me.is_admin),
+            display_data: DisplayData::new(&created.author, me.is_admin),
         },
     };
     Ok(warp::reply::with_status(warp::reply::json(&full), StatusCode::CREATED).into_response())
+}
+
+/// warp's multipart form as the upload service's parts. The parser reports
+/// a file name that is not UTF-8 as none.
+fn parts(form: FormData) -> impl Stream<Item = Result<upload::Part, upload::BodyError>> + Send {
+    form.map_err(malformed).map_ok(|part| upload::Part {
+        name: part.name().to_owned(),
+        filename: part.filename().map(str::to_owned),
+        data: part
+            .stream()
+            .map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))
+            .map_err(malformed)
+            .boxed(),
+    })
+}
+
+fn malformed(error: warp::Error) -> upload::BodyError {
+    upload::BodyError(error.to_string())
 }
 
 /// Read a ticket. Visible to its author, admins, and everybody when public.
@@ -244,8 +256,8 @@ pub(super) async fn get(
     user_id: String,
     ticket_id: String,
 ) -> Result<Response, ApiError> {
-    let ticket = visible_ticket(&state, &me, &user_id, &ticket_id).await?;
-    full_reply(&state, &ticket, StatusCode::OK).await
+    let authored = service::tickets::read_authored(&state, &me, &user_id, &ticket_id).await?;
+    Ok(full_reply(&authored, StatusCode::OK))
 }
 
 /// `PUT` body: absent fields stay unchanged; other fields are ignored, as
@@ -297,21 +309,17 @@ pub(super) async fn update(
     ticket_id: String,
     changes: TicketChanges,
 ) -> Result<Response, ApiError> {
-    own_ticket(&state, &me, &user_id, &ticket_id).await?;
-    let ticket = state
-        .store
-        .tickets
-        .update(
-            &ticket_id,
-            &me.id,
-            changes.is_public,
-            changes.remark.as_deref(),
-        )
-        .await?
-        // Deleted between the check and the update.
-        .ok_or_else(ApiError::ticket_not_found)?;
+    let authored = service::tickets::update(
+        &state,
+        &me,
+        &user_id,
+        &ticket_id,
+        changes.is_public,
+        changes.remark.as_deref(),
+    )
+    .await?;
     // 201, as the original API answered.
-    full_reply(&state, &ticket, StatusCode::CREATED).await
+    Ok(full_reply(&authored, StatusCode::CREATED))
 }
 
 /// Delete a ticket and all of its stored bytes (author only).
@@ -334,69 +342,11 @@ pub(super) async fn delete(
     user_id: String,
     ticket_id: String,
 ) -> Result<Response, ApiError> {
-    own_ticket(&state, &me, &user_id, &ticket_id).await?;
-    // Record first: should removing the bytes fail, no record points at
-    // missing files, and the leftover bytes are found by their ticket id.
-    let Some(deleted) = state.store.tickets.delete(&ticket_id, &me.id).await? else {
-        return Err(ApiError::ticket_not_found());
-    };
-    state.store.files.delete_ticket(&ticket_id).await?;
-    crate::hooks::forget_previews(&state, &deleted).await;
-    tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
+    service::tickets::delete(&state, &me, &user_id, &ticket_id).await?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
-async fn full_reply(
-    state: &AppState,
-    ticket: &TicketRecord,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    let full = TicketFull::load(state, ticket).await?;
-    Ok(warp::reply::with_status(warp::reply::json(&full), status).into_response())
-}
-
-/// A ticket the requester may read: it exists, belongs to `user_id`, and is
-/// the requester's own, public, or the requester is an admin. Every other
-/// case is the same 404, so private tickets cannot be probed.
-pub(super) async fn visible_ticket(
-    state: &AppState,
-    me: &Requester,
-    user_id: &str,
-    ticket_id: &str,
-) -> Result<TicketRecord, ApiError> {
-    let owner = me.resolve(user_id);
-    match find_ticket(state, ticket_id).await? {
-        Some(t) if t.author_id == owner && (t.author_id == me.id || me.is_admin || t.is_public) => {
-            Ok(t)
-        }
-        _ => Err(ApiError::ticket_not_found()),
-    }
-}
-
-/// A ticket the requester may change: only its author may, whatever the path
-/// or admin rights say (403); the path must name its author (404).
-async fn own_ticket(
-    state: &AppState,
-    me: &Requester,
-    user_id: &str,
-    ticket_id: &str,
-) -> Result<TicketRecord, ApiError> {
-    let ticket = find_ticket(state, ticket_id)
-        .await?
-        .ok_or_else(ApiError::ticket_not_found)?;
-    if ticket.author_id != me.id {
-        return Err(ApiError::permission_denied());
-    }
-    if me.resolve(user_id) != ticket.author_id {
-        return Err(ApiError::ticket_not_found());
-    }
-    Ok(ticket)
-}
-
-/// Looks a ticket up by id; a malformed id never reaches the database.
-async fn find_ticket(state: &AppState, ticket_id: &str) -> Result<Option<TicketRecord>, ApiError> {
-    if !is_ticket_id(ticket_id) {
-        return Ok(None);
-    }
-    Ok(state.store.tickets.get(ticket_id).await?)
+fn full_reply(authored: &AuthoredTicket, status: StatusCode) -> Response {
+    let full = TicketFull::from(authored);
+    warp::reply::with_status(warp::reply::json(&full), status).into_response()
 }

@@ -16,10 +16,11 @@ use super::{
     openapi::{DataErrors, UserPath},
 };
 use crate::{
-    app::State,
+    service,
+    context::State,
     auth::{DisplayData, Requester},
-    error::{ApiError, ErrorBody},
 };
+use super::error::{ApiError, ErrorBody};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("user" / String)
@@ -47,12 +48,6 @@ pub(super) async fn user(
     me: Requester,
     user_id: String,
 ) -> Result<Response, ApiError> {
-    let user_id = me.resolve(&user_id);
-    let profile = match state.store.users.get(user_id).await? {
-        Some(user) => user.profile,
-        None if user_id == me.id => me.profile.clone(),
-        None => return Err(ApiError::user_not_found()),
-    };
-    let display = DisplayData::new(&profile, state.is_admin(&profile.id));
+    let display = service::tickets::user(&state, &me, &user_id).await?;
     Ok(warp::reply::json(&display).into_response())
 }

@@ -3,12 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{
-    app::AppState,
-    auth::DisplayData,
-    error::ApiError,
-    store::{TicketRecord, UserProfile},
-};
+use crate::{auth::DisplayData, service::tickets::AuthoredTicket, store::TicketRecord};
 
 /// A ticket in a list.
 #[derive(Serialize, ToSchema)]
@@ -49,28 +44,13 @@ pub struct Author {
     pub display_data: DisplayData,
 }
 
-impl<'a> TicketFull<'a> {
-    pub async fn load(state: &AppState, ticket: &'a TicketRecord) -> Result<Self, ApiError> {
-        Ok(Self {
-            ticket: ticket.into(),
+impl<'a> From<&'a AuthoredTicket> for TicketFull<'a> {
+    fn from(authored: &'a AuthoredTicket) -> Self {
+        Self {
+            ticket: (&authored.ticket).into(),
             author: Author {
-                display_data: display_data(state, &ticket.author_id).await?,
+                display_data: authored.author.clone(),
             },
-        })
+        }
     }
-}
-
-/// Display data of a user; a ticket whose author record is gone still shows
-/// the author's id rather than failing.
-pub async fn display_data(state: &AppState, user_id: &str) -> Result<DisplayData, ApiError> {
-    let profile = match state.store.users.get(user_id).await? {
-        Some(user) => user.profile,
-        None => UserProfile {
-            id: user_id.to_owned(),
-            username: user_id.to_owned(),
-            global_name: None,
-            avatar: None,
-        },
-    };
-    Ok(DisplayData::new(&profile, state.is_admin(user_id)))
 }

@@ -16,7 +16,8 @@ use warp::{
 };
 
 use super::filters::with_state;
-use crate::{app::State, error::ApiError};
+use crate::{context::State};
+use super::error::ApiError;
 
 /// The app's own policy: scripts and styles from this origin only (no
 /// inline script; inline styles for the preview documents, which inherit

@@ -32,12 +32,20 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use warp::{filters::BoxedFilter, http::StatusCode, reply::Response};
 
 use crate::{
-    api::RouteTable,
     config::ServerConfig,
     telemetry::{RequestContext, metrics},
 };
 
 use conn::{Activity, Tracked, Watched};
+
+/// Names requests for logs and metrics by the route they match, so labels
+/// stay few whatever paths clients send. The route table implements it.
+pub trait RouteLabels: Send + Sync {
+    /// The route template a path matches (`unmatched` when none).
+    fn label(&self, path: &str) -> &'static str;
+    /// The `Allow` header for a path whose route exists with other methods.
+    fn allow(&self, path: &str) -> Option<&'static str>;
+}
 
 /// What bounds a connection; from `[server]`.
 #[derive(Clone, Copy)]
@@ -62,7 +70,7 @@ impl Limits {
 pub async fn run(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
-    table: Arc<RouteTable>,
+    table: Arc<dyn RouteLabels>,
     shutdown: impl Future<Output = ()>,
     limits: Limits,
 ) {
@@ -117,7 +125,7 @@ pub async fn run(
             let service = {
                 let activity = activity.clone();
                 hyper::service::service_fn(move |request: Request<Incoming>| {
-                    handle(service.clone(), &table, &activity, request)
+                    handle(service.clone(), &*table, &activity, request)
                 })
             };
             let builder = auto::Builder::new(TokioExecutor::new());
@@ -149,7 +157,7 @@ pub async fn run(
 /// and the metrics.
 fn handle<S>(
     mut service: S,
-    table: &RouteTable,
+    table: &dyn RouteLabels,
     activity: &Arc<Activity>,
     mut request: Request<Incoming>,
 ) -> impl Future<Output = Result<hyper::Response<Tracked>, Infallible>> + use<S>
@@ -191,6 +199,7 @@ where
             status = status.as_u16(),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             user_id = context.user_id(),
+            db_commands = context.db_commands(),
             "request"
         );
         // The connection counts as busy until the body has been sent.

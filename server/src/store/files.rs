@@ -1,6 +1,6 @@
 //! File bytes in a GridFS bucket (`files.files` / `files.chunks`).
 //!
-//! Uploads stream through [`FileUpload`], which hashes as it writes. Reads go
+//! Uploads stream through [`FileWriter`], which hashes as it writes. Reads go
 //! straight to the chunks collection for just the chunks a byte range needs,
 //! so `Range` requests and zips never load a whole file.
 
@@ -13,17 +13,19 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Gate, Result, StoreError};
+use super::{Gate, Result, StoreError, WriteBatch};
 
-const BUCKET: &str = "files";
+/// The bucket's collections.
+pub(super) const FILES: &str = "files.files";
+pub(super) const CHUNKS: &str = "files.chunks";
 /// GridFS' customary chunk size: below MongoDB's 16 MiB document limit with
 /// room to spare, and small enough that one chunk is a sensible read unit.
 const CHUNK_SIZE: u32 = 255 * 1024;
 /// Chunks fetched per round trip when reading: bounds memory per download to
 /// about 2 MiB while keeping round trips few.
 const READ_BATCH: u32 = 8;
-/// Chunks sent per round trip when writing: a 1 MiB file is one insert of
-/// chunks and one of its files document, at ~1 MiB buffered per upload.
+/// Chunks sent per round trip when writing: up to 1 MiB of an upload goes
+/// in one batch, at ~1 MiB buffered per upload.
 const WRITE_BATCH: u32 = 4;
 
 /// A file of a ticket as recorded in the ticket document.
@@ -70,8 +72,8 @@ pub struct FileStore {
 impl FileStore {
     pub fn new(db: &Database, gate: Gate) -> Self {
         Self {
-            files: db.collection(&format!("{BUCKET}.files")),
-            chunks: db.collection(&format!("{BUCKET}.chunks")),
+            files: db.collection(FILES),
+            chunks: db.collection(CHUNKS),
             gate,
         }
     }
@@ -95,30 +97,6 @@ impl FileStore {
             )
             .await?;
         Ok(())
-    }
-
-    /// Starts storing one file of a ticket under `id` (from the upload's
-    /// [`super::FileIdBlock`], so an interrupted upload can be found).
-    pub fn begin(
-        &self,
-        id: ObjectId,
-        ticket_id: &str,
-        path: &str,
-        content_type: &str,
-    ) -> FileUpload {
-        FileUpload {
-            gate: self.gate.clone(),
-            files: self.files.clone(),
-            chunks: self.chunks.clone_with_type(),
-            id,
-            ticket_id: ticket_id.to_owned(),
-            path: path.to_owned(),
-            content_type: content_type.to_owned(),
-            hasher: Sha256::new(),
-            size: 0,
-            pending: Vec::new(),
-            next_chunk: 0,
-        }
     }
 
     /// Removes every stored file of a ticket, complete or not. Chunks go
@@ -251,129 +229,122 @@ impl FileStore {
     }
 }
 
-/// One file being written to GridFS, in the bucket's standard layout (so
-/// any GridFS client can read it), by our own inserts rather than the
-/// driver's upload stream: each write is a self-contained operation through
-/// the gate, which a timed-out upload cannot leave half-sent in the
-/// driver's queue, and the files document is written once, complete with
-/// its hash. Dropping it unfinished leaves chunks behind: the caller aborts
-/// it, and the upload's journal entry covers a crash.
-pub struct FileUpload {
-    gate: Gate,
-    files: Collection<Document>,
-    chunks: Collection<Document>,
+/// One file of an upload on its way to GridFS, in the bucket's standard
+/// layout (so any GridFS client can read it). Its chunks and then its files
+/// document (complete with the content hash) join the upload's
+/// [`WriteBatch`], so the small files of an upload share round trips. Until
+/// the batch is sent, the file's bytes are also kept here, for validators
+/// to read without a round trip.
+pub struct FileWriter {
     id: ObjectId,
     ticket_id: String,
     path: String,
     content_type: String,
     hasher: Sha256,
     size: u64,
-    /// Bytes not yet sent: at most [`WRITE_BATCH`] chunks.
-    pending: Vec<u8>,
-    /// The number of the first chunk in `pending`.
+    /// The chunk being filled.
+    chunk: Vec<u8>,
     next_chunk: u32,
+    /// Every chunk so far, while none has been sent.
+    memory: Option<Vec<Bytes>>,
 }
 
-impl FileUpload {
+/// Chunks a batch may hold before it is sent: bounds the memory of an
+/// upload to about this much (twice, with the validators' copy).
+pub const BATCH_BYTES: usize = (WRITE_BATCH * CHUNK_SIZE) as usize;
+
+impl FileWriter {
+    /// Starts a file of a ticket under `id` (from the upload's
+    /// [`super::FileIdBlock`], so an interrupted upload can be found).
+    pub fn new(id: ObjectId, ticket_id: &str, path: &str, content_type: &str) -> Self {
+        Self {
+            id,
+            ticket_id: ticket_id.to_owned(),
+            path: path.to_owned(),
+            content_type: content_type.to_owned(),
+            hasher: Sha256::new(),
+            size: 0,
+            chunk: Vec::new(),
+            next_chunk: 0,
+            memory: Some(Vec::new()),
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
 
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
+    /// Appends bytes; each full chunk joins the batch.
+    pub fn write(&mut self, mut data: &[u8], batch: &mut WriteBatch) {
         self.hasher.update(data);
         self.size += data.len() as u64;
-        let batch = (WRITE_BATCH * CHUNK_SIZE) as usize;
         while !data.is_empty() {
-            let take = (batch - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
+            let take = (CHUNK_SIZE as usize - self.chunk.len()).min(data.len());
+            self.chunk.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.pending.len() == batch {
-                self.flush().await?;
+            if self.chunk.len() == CHUNK_SIZE as usize {
+                self.push_chunk(batch);
             }
         }
-        Ok(())
     }
 
-    /// Sends the pending bytes as whole chunks (and a short last one).
-    async fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+    fn push_chunk(&mut self, batch: &mut WriteBatch) {
+        let bytes = std::mem::take(&mut self.chunk);
+        if let Some(memory) = &mut self.memory {
+            memory.push(Bytes::copy_from_slice(&bytes));
         }
-        let first = self.next_chunk;
-        let docs: Vec<Document> = self
-            .pending
-            .chunks(CHUNK_SIZE as usize)
-            .zip(first..)
-            .map(|(bytes, n)| {
-                doc! {
-                    "_id": ObjectId::new(),
-                    "files_id": self.id,
-                    "n": n as i32,
-                    "data": Binary { subtype: BinarySubtype::Generic, bytes: bytes.to_vec() },
-                }
-            })
-            .collect();
-        self.next_chunk = first + docs.len() as u32;
-        // The bytes are in `docs` now; the allocation serves the next batch.
-        self.pending.clear();
-        let chunks = self.chunks.clone();
-        self.gate
-            .run(async move {
-                chunks.insert_many(docs).await?;
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        batch.insert(
+            CHUNKS,
+            doc! {
+                "_id": ObjectId::new(),
+                "files_id": self.id,
+                "n": self.next_chunk as i32,
+                "data": Binary { subtype: BinarySubtype::Generic, bytes },
+            },
+        );
+        self.next_chunk += 1;
     }
 
-    /// Writes the last chunks, then the files document (with the content
-    /// hash in its metadata): chunks first, as GridFS readers expect.
-    pub async fn finish(mut self) -> Result<StoredFile> {
-        self.flush().await?;
+    /// The batch was sent: the bytes are in GridFS now, and read from there.
+    pub fn sent(&mut self) {
+        self.memory = None;
+    }
+
+    /// Adds the last chunk and the files document to the batch (chunks
+    /// first, as GridFS readers expect). Returns the file's record and,
+    /// when none of its chunks has been sent yet, its content.
+    pub fn finish(mut self, batch: &mut WriteBatch) -> (StoredFile, Option<Bytes>) {
+        if !self.chunk.is_empty() {
+            self.push_chunk(batch);
+        }
         let sha256 = hex::encode(self.hasher.finalize_reset());
         let size = self.size as i64;
-        let document = doc! {
-            "_id": self.id,
-            "length": size,
-            "chunkSize": CHUNK_SIZE as i32,
-            "uploadDate": DateTime::now(),
-            "filename": &self.path,
-            "metadata": {
-                "ticket_id": &self.ticket_id,
-                "path": &self.path,
-                "content_type": &self.content_type,
-                "sha256": &sha256,
-                "size": size,
+        batch.insert(
+            FILES,
+            doc! {
+                "_id": self.id,
+                "length": size,
+                "chunkSize": CHUNK_SIZE as i32,
+                "uploadDate": DateTime::now(),
+                "filename": &self.path,
+                "metadata": {
+                    "ticket_id": &self.ticket_id,
+                    "path": &self.path,
+                    "content_type": &self.content_type,
+                    "sha256": &sha256,
+                    "size": size,
+                },
             },
-        };
-        let files = self.files.clone();
-        self.gate
-            .run(async move {
-                files.insert_one(document).await?;
-                Ok(())
-            })
-            .await?;
-        Ok(StoredFile {
+        );
+        let content = self.memory.map(|chunks| Bytes::from(chunks.concat()));
+        let file = StoredFile {
             path: self.path,
             file_id: self.id,
             size,
             sha256,
             content_type: self.content_type,
             chunk_size: CHUNK_SIZE as i64,
-        })
-    }
-
-    /// Discards the chunks written so far.
-    pub async fn abort(self) -> Result<()> {
-        if self.next_chunk == 0 {
-            return Ok(());
-        }
-        let (chunks, id) = (self.chunks.clone(), self.id);
-        self.gate
-            .run(async move {
-                chunks.delete_many(doc! { "files_id": id }).await?;
-                Ok(())
-            })
-            .await
+        };
+        (file, content)
     }
 }

@@ -83,9 +83,15 @@ impl Gate {
             Ok(Err(_)) | Err(_) => return Err(self.timed_out()),
         };
         let abandon = self.abandon;
+        // The request's context goes along, so its log line counts the
+        // commands this operation sends.
+        let request = crate::telemetry::current_request();
         let task = tokio::spawn(async move {
             let _permit = permit;
-            timeout(abandon, op).await
+            match request {
+                Some(request) => request.scope(timeout(abandon, op)).await,
+                None => timeout(abandon, op).await,
+            }
         });
         match timeout_at(deadline, task).await {
             Ok(Ok(Ok(result))) => result,

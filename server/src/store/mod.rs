@@ -3,6 +3,7 @@
 //! Each submodule owns one collection (or the GridFS bucket) and exposes
 //! typed operations; nothing above this layer builds queries.
 
+mod batch;
 mod files;
 mod gate;
 mod health;
@@ -12,17 +13,29 @@ mod tickets;
 mod uploads;
 mod users;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use mongodb::{Client, Database, error::ErrorKind, options::ClientOptions};
+use mongodb::{
+    Client, Database,
+    error::ErrorKind,
+    event::{EventHandler, command::CommandEvent},
+    options::ClientOptions,
+};
 use tokio::sync::Notify;
 
-pub use files::{ByteRange, FileStore, FileUpload, StoredFile};
+pub use batch::WriteBatch;
+pub use files::{BATCH_BYTES, ByteRange, FileStore, FileWriter, StoredFile};
 pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
 pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
-pub use tickets::{TicketPage, TicketRecord, TicketStore};
+pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
 pub use uploads::{FileIdBlock, UploadJournal};
 pub use users::{DiscordTokens, UserProfile, UserStore};
 
@@ -82,6 +95,9 @@ pub struct Store {
     pub uploads: UploadJournal,
     pub health: Arc<DbHealth>,
     gate: Gate,
+    bulk: batch::BulkSupport,
+    /// Every ticket has its number (see [`Store::number_legacy_tickets`]).
+    numbered: Arc<AtomicBool>,
     db: Database,
     /// The health check's own client (see `health`).
     monitor_db: Database,
@@ -102,9 +118,27 @@ impl Store {
         options.max_idle_time = Some(POOL_IDLE);
         options.max_pool_size = Some(config.max_pool_size.max(1));
         options.app_name = Some("pd2-ticket".into());
+        // Retryable writes only if the URI asks for them (`retryWrites=true`).
+        // Every write here is already safe to lose in flight: an upload is
+        // journaled and cleaned up, and a failed write fails the request
+        // with 503 for the client to repeat. Meanwhile SecantusDB, our
+        // embedded default, pays for each retryable write with a scan of
+        // its retry records of the last 30 minutes (up to 10,000, sorted
+        // once full): ~25 ms of database CPU per write after a few thousand
+        // writes, the cost that made uploads slower as tickets accumulated.
+        if options.retry_writes.is_none() {
+            options.retry_writes = Some(false);
+        }
         let mut monitor_options = options.clone();
         monitor_options.max_pool_size = Some(1);
         monitor_options.app_name = Some("pd2-ticket-health".into());
+        // Counted for `pd2_db_commands_total` and each request's log line
+        // (the health check's own commands are not).
+        options.command_event_handler = Some(EventHandler::callback(|event: CommandEvent| {
+            if let CommandEvent::Started(started) = event {
+                crate::telemetry::db_command(&started.command_name);
+            }
+        }));
         let client = Client::with_options(options)?;
         let monitor = Client::with_options(monitor_options)?;
         let db = client.database(&config.database);
@@ -131,6 +165,8 @@ impl Store {
             uploads: UploadJournal::new(&db, gate.clone()),
             health,
             gate,
+            bulk: batch::BulkSupport::default(),
+            numbered: Arc::new(AtomicBool::new(false)),
             db,
             monitor_db,
         }
@@ -143,12 +179,49 @@ impl Store {
     /// running while the next retry already starts, feeding the load that
     /// made it time out. It shares the request permits.
     pub fn background(&self) -> Store {
-        Self::build(
-            self.db.clone(),
-            self.gate.patient(),
-            self.health.clone(),
-            self.monitor_db.clone(),
-        )
+        Self {
+            bulk: self.bulk.clone(),
+            numbered: self.numbered.clone(),
+            ..Self::build(
+                self.db.clone(),
+                self.gate.patient(),
+                self.health.clone(),
+                self.monitor_db.clone(),
+            )
+        }
+    }
+
+    /// Whether lists may go by ticket numbers yet.
+    pub fn tickets_numbered(&self) -> bool {
+        self.numbered.load(Ordering::Relaxed)
+    }
+
+    /// Numbers the tickets stored before tickets had numbers (by earlier
+    /// versions): per author, below every number handed out since, in
+    /// their order of creation. Until it has run, lists use a sorted find
+    /// instead. Runs at each start; after the first, it finds nothing.
+    pub async fn number_legacy_tickets(&self) -> Result<()> {
+        let legacy = self.tickets.unnumbered().await?;
+        let count: usize = legacy.values().map(Vec::len).sum();
+        for (author, ids) in legacy {
+            self.users.ensure(&author, None).await?;
+            let lowest = self.users.reserve_legacy(&author, ids.len() as i64).await?;
+            // Newest first: the newest gets the highest reserved number.
+            for (i, id) in ids.iter().enumerate() {
+                let seq = lowest + (ids.len() - 1 - i) as i64;
+                self.tickets.set_number(id, seq).await?;
+            }
+        }
+        if count > 0 {
+            tracing::info!(tickets = count, "numbered the tickets of earlier versions");
+        }
+        self.numbered.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// An empty batch of writes (see `batch`).
+    pub fn batch(&self) -> WriteBatch {
+        WriteBatch::new(self.db.clone(), self.gate.clone(), self.bulk.clone())
     }
 
     /// After this, a write whose caller timed out can no longer land.

@@ -7,6 +7,10 @@
 //! (a rejected file, a database outage, a crashed process), the entry names
 //! exactly which chunks to remove; it is deleted once the ticket record is
 //! written or the bytes are gone.
+//!
+//! The entry costs no round trip of its own: it is the first write of the
+//! upload's first batch (see `store::batch`), and its removal the last write
+//! of the batch that records the ticket.
 
 use futures_util::TryStreamExt;
 use mongodb::{
@@ -15,7 +19,9 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Gate, Result};
+use super::{Gate, Result, WriteBatch};
+
+pub(super) const UPLOADS: &str = "uploads";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadEntry {
@@ -89,7 +95,7 @@ pub struct UploadJournal {
 impl UploadJournal {
     pub fn new(db: &Database, gate: Gate) -> Self {
         Self {
-            uploads: db.collection("uploads"),
+            uploads: db.collection(UPLOADS),
             gate,
         }
     }
@@ -100,23 +106,26 @@ impl UploadJournal {
         Ok(())
     }
 
-    pub async fn begin(&self, ticket_id: &str, ids: &FileIdBlock) -> Result<()> {
+    /// Opens the upload's entry ahead of everything already in `batch`
+    /// (its first chunks, or the whole upload), so the entry lands before
+    /// any byte it covers.
+    pub fn begin_in(&self, batch: &mut WriteBatch, ticket_id: &str, ids: &FileIdBlock) {
         let now = DateTime::now();
-        let entry = UploadEntry {
-            ticket_id: ticket_id.to_owned(),
-            first_file_id: ids.first(),
-            last_file_id: ids.last(),
-            started_at: now,
-            touched_at: now,
-            swept: false,
-        };
-        let uploads = self.uploads.clone();
-        self.gate
-            .run(async move {
-                uploads.insert_one(entry).await?;
-                Ok(())
-            })
-            .await
+        batch.insert_first(
+            UPLOADS,
+            doc! {
+                "_id": ticket_id,
+                "first_file_id": ids.first(),
+                "last_file_id": ids.last(),
+                "started_at": now,
+                "touched_at": now,
+            },
+        );
+    }
+
+    /// Closes the entry after the batch's other writes (the ticket record).
+    pub fn close_in(&self, batch: &mut WriteBatch, ticket_id: &str) {
+        batch.delete_one(UPLOADS, doc! { "_id": ticket_id });
     }
 
     /// Marks the upload alive. `false` when a sweep has claimed it as

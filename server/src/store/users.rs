@@ -3,6 +3,7 @@
 use mongodb::{
     Collection, Database,
     bson::{Document, doc, to_bson},
+    options::ReturnDocument,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,17 @@ pub struct UserRecord {
     pub profile: UserProfile,
     #[serde(default)]
     pub discord: Option<DiscordTokens>,
+    /// The number of the user's newest ticket (see `tickets::list`).
+    #[serde(default)]
+    pub ticket_seq: i64,
+    /// The lowest number a ticket of theirs may have: tickets from before
+    /// numbering got numbers at or below 0 (see `tickets::number_legacy`).
+    #[serde(default = "first_seq")]
+    pub ticket_seq_min: i64,
+}
+
+fn first_seq() -> i64 {
+    1
 }
 
 #[derive(Clone)]
@@ -60,11 +72,57 @@ impl UserStore {
             .await
     }
 
-    pub async fn exists(&self, id: &str) -> Result<bool> {
-        let (users, filter) = (self.users.clone(), doc! { "_id": id });
-        self.gate
-            .run(async move { Ok(users.count_documents(filter).limit(1).await? > 0) })
-            .await
+    /// Takes the number of the author's next ticket and returns the
+    /// author's profile, creating the record from `profile` (the token's)
+    /// if it is missing, so every ticket's author can be looked up.
+    pub async fn next_ticket(&self, profile: &UserProfile) -> Result<(UserProfile, i64)> {
+        let filter = doc! { "_id": &profile.id };
+        let update = doc! {
+            "$inc": { "ticket_seq": 1_i64 },
+            "$setOnInsert": {
+                "username": &profile.username,
+                "global_name": &profile.global_name,
+                "avatar": &profile.avatar,
+            },
+        };
+        let users = self.users.clone();
+        let user = self
+            .gate
+            .run(async move {
+                Ok(users
+                    .find_one_and_update(filter, update)
+                    .upsert(true)
+                    .return_document(ReturnDocument::After)
+                    .await?)
+            })
+            .await?;
+        let user = user.ok_or_else(|| {
+            super::StoreError::Corrupt(format!("user {} vanished during an upsert", profile.id))
+        })?;
+        Ok((user.profile, user.ticket_seq))
+    }
+
+    /// Reserves `count` numbers below the user's lowest, for tickets from
+    /// before numbering; returns the lowest of them. Reserved before they
+    /// are handed out, so a run cut short never hands one out twice. The
+    /// user must exist (see [`Self::ensure`]).
+    pub async fn reserve_legacy(&self, id: &str, count: i64) -> Result<i64> {
+        let filter = doc! { "_id": id };
+        let update = vec![doc! { "$set": { "ticket_seq_min": {
+            "$subtract": [ { "$ifNull": ["$ticket_seq_min", 1_i64] }, count ]
+        } } }];
+        let users = self.users.clone();
+        let user = self
+            .gate
+            .run(async move {
+                Ok(users
+                    .find_one_and_update(filter, update)
+                    .return_document(ReturnDocument::After)
+                    .await?)
+            })
+            .await?;
+        user.map(|u| u.ticket_seq_min)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("user {id} vanished")))
     }
 
     /// Records a Discord login: profile and tokens replace what was stored.
@@ -76,18 +134,6 @@ impl UserStore {
             "avatar": &profile.avatar,
             "discord": to_bson(tokens).map_err(mongodb::error::Error::from)?,
         }};
-        self.upsert(filter, update).await
-    }
-
-    /// Records a user known only from their token, unless a record
-    /// appeared meanwhile (which then stays as it is).
-    pub async fn record_profile(&self, profile: &UserProfile) -> Result<()> {
-        let filter = doc! { "_id": &profile.id };
-        let update = doc! { "$setOnInsert": {
-            "username": &profile.username,
-            "global_name": &profile.global_name,
-            "avatar": &profile.avatar,
-        } };
         self.upsert(filter, update).await
     }
 

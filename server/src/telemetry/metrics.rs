@@ -22,6 +22,7 @@ pub struct Metrics {
     plugin_failures: IntCounterVec,
     plugin_seconds: HistogramVec,
     preview_cache: IntCounterVec,
+    db_commands: IntCounterVec,
     pub database_up: IntGauge,
     pub connections_open: IntGauge,
     pub plugins_loaded: IntGauge,
@@ -145,6 +146,11 @@ impl Metrics {
                 "Preview lookups answered from the cache (hit) or by running a renderer (miss).",
                 &["result"],
             ),
+            db_commands: counter(
+                "pd2_db_commands_total",
+                "Commands sent to the database (round trips), by command name.",
+                &["command"],
+            ),
             database_up: gauge(
                 "pd2_database_up",
                 "1 when the last database check succeeded.",
@@ -201,6 +207,12 @@ impl Metrics {
         self.preview_cache
             .with_label_values(&[if hit { "hit" } else { "miss" }])
             .inc();
+    }
+
+    pub fn db_command(&self, name: &str) {
+        // Command names come from the driver, never from a client: a
+        // small fixed set.
+        self.db_commands.with_label_values(&[name]).inc();
     }
 
     /// The text exposition format.

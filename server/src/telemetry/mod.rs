@@ -6,7 +6,7 @@ mod metrics;
 mod request;
 
 pub use metrics::{UploadOutcome, metrics};
-pub use request::{RequestContext, set_user};
+pub use request::{RequestContext, current as current_request, db_command, set_user};
 
 use std::io::IsTerminal;
 

@@ -3,7 +3,10 @@
 //! leave the user id for the request's log line without threading it through
 //! every handler.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 tokio::task_local! {
     static CURRENT: RequestContext;
@@ -12,6 +15,8 @@ tokio::task_local! {
 #[derive(Clone, Default)]
 pub struct RequestContext {
     user_id: Arc<Mutex<Option<String>>>,
+    /// Database commands the request sent (see [`db_command`]).
+    db_commands: Arc<AtomicU64>,
 }
 
 impl RequestContext {
@@ -23,6 +28,24 @@ impl RequestContext {
     pub fn user_id(&self) -> Option<String> {
         self.user_id.lock().ok().and_then(|u| u.clone())
     }
+
+    pub fn db_commands(&self) -> u64 {
+        self.db_commands.load(Ordering::Relaxed)
+    }
+}
+
+/// The context of the request being handled, to carry into tasks it
+/// spawns (database operations run in their own tasks).
+pub fn current() -> Option<RequestContext> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// Counts one command sent to the database, for `pd2_db_commands_total`
+/// and the request's log line. Called by the driver's command monitor,
+/// from the task that sends the command.
+pub fn db_command(name: &str) {
+    super::metrics().db_command(name);
+    let _ = CURRENT.try_with(|ctx| ctx.db_commands.fetch_add(1, Ordering::Relaxed));
 }
 
 /// Records the authenticated caller of the current request. Outside a

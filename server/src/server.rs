@@ -1,60 +1,16 @@
-//! The running application: shared state and the HTTP server.
+//! The composition root: builds nothing itself but wires what `context`
+//! built to the outside world: background tasks (health check, database
+//! preparation, janitor, plugin watcher, preview sweeps), then the HTTP
+//! server until a shutdown signal.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use warp::{Filter, Reply};
 
-use crate::{
-    api,
-    auth::{Discord, TokenService},
-    config::Config,
-    http,
-    janitor::Janitor,
-    plugins::PluginHost,
-    store::Store,
-    telemetry,
-};
+use crate::{api, context::State, http, service, telemetry};
 
 /// How often the plugin directory is checked for changes.
 const PLUGIN_RESCAN: Duration = Duration::from_secs(1);
-
-/// Everything a request handler needs, built once at start.
-pub struct AppState {
-    pub config: Config,
-    pub store: Store,
-    pub tokens: TokenService,
-    pub discord: Discord,
-    pub plugins: Arc<PluginHost>,
-    pub janitor: Arc<Janitor>,
-}
-
-pub type State = Arc<AppState>;
-
-impl AppState {
-    pub async fn new(config: Config) -> anyhow::Result<State> {
-        let store = Store::connect(&config.mongodb).await?;
-        let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
-        let discord = Discord::new(&config.discord)?;
-        let plugins = PluginHost::new(&config.plugins)?;
-        let janitor = Arc::new(Janitor::new(
-            config.limits.upload_idle(),
-            store.abandon_limit(),
-        ));
-        Ok(Arc::new(Self {
-            config,
-            store,
-            tokens,
-            discord,
-            plugins,
-            janitor,
-        }))
-    }
-
-    /// Admin rights come from the config at request time.
-    pub fn is_admin(&self, user_id: &str) -> bool {
-        self.config.discord.admins.iter().any(|a| a == user_id)
-    }
-}
 
 /// Runs the server until SIGINT/SIGTERM, then lets in-flight requests finish.
 pub async fn serve(state: State) -> anyhow::Result<()> {
@@ -72,12 +28,12 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
     // 503 on data routes) while it is down, and recovers when it returns.
     tokio::spawn(state.store.monitor().run());
     tokio::spawn(prepare_database(state.clone()));
-    let janitor = state.clone();
-    tokio::spawn(async move { janitor.janitor.run(janitor.store.clone()).await });
+    let janitor = state.janitor.clone();
+    tokio::spawn(async move { janitor.run().await });
     // Plugins load in the background: `/ping` answers from the first
     // instant, and routes that need plugins wait for the first load.
     state.plugins.watch(PLUGIN_RESCAN);
-    tokio::spawn(crate::hooks::sweep_previews(state.clone()));
+    tokio::spawn(service::previews::sweep(state.clone()));
     tracing::info!(%addr, "listening");
 
     let origins = &state.config.server.cors_origins;
@@ -152,7 +108,8 @@ async fn prepare_database(state: State) {
     loop {
         let ready = async {
             state.store.ensure_indexes().await?;
-            state.tokens.warm().await
+            state.tokens.warm().await?;
+            state.store.background().number_legacy_tickets().await
         };
         match ready.await {
             Ok(()) => {

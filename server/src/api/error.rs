@@ -1,0 +1,273 @@
+//! The API's one error type, and the one place a status code is chosen.
+//! Every handler fails with an [`ApiError`], most by `?` on a service's
+//! domain error (the `From` impls below map each to the spec's status and
+//! `detail`); the single `recover` in `api` turns it (and warp's own
+//! rejections) into the `{"detail": ...}` JSON responses of the spec.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+
+use crate::{
+    auth::TokenError,
+    service::{
+        previews::PreviewError,
+        tickets::TicketError,
+        upload::UploadError,
+        validation::{PolicyError, PolicyRejection},
+    },
+    store::StoreError,
+    ticket::quoted_name,
+};
+
+/// Every error response: `{"detail": "<message>"}`, sometimes with more
+/// fields next to `detail` (see the 422 of `POST /ticket`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Ticket not found"}))]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+    /// Extra top-level fields next to `detail` (e.g. policy `rejections`).
+    pub extra: Option<serde_json::Map<String, Value>>,
+    /// Seconds for a `Retry-After` header: the condition is temporary.
+    pub retry_after: Option<u32>,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            extra: None,
+            retry_after: None,
+        }
+    }
+
+    /// Says when trying again makes sense (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Adds a top-level field next to `detail`.
+    pub fn with_field(mut self, key: &str, value: Value) -> Self {
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
+        self
+    }
+
+    pub fn invalid_credentials() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Invalid authentication credentials")
+    }
+    pub fn authorize_failed() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Authorize failed")
+    }
+    pub fn permission_denied() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Permission denied")
+    }
+    pub fn ticket_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Ticket not found")
+    }
+    pub fn ticket_file_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Ticket file not found")
+    }
+    pub fn user_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "User not found")
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+    }
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+    pub fn database_unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
+    }
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = self.extra.clone().unwrap_or_default();
+        body.insert("detail".into(), json!(self.detail));
+        Value::Object(body)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "database unavailable");
+            Self::database_unavailable()
+        } else {
+            tracing::error!(%error, "storage error");
+            Self::internal()
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Invalid => Self::invalid_credentials(),
+            TokenError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(error: TicketError) -> Self {
+        match error {
+            TicketError::NotFound => Self::ticket_not_found(),
+            TicketError::PermissionDenied => Self::permission_denied(),
+            TicketError::UserNotFound => Self::user_not_found(),
+            TicketError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Malformed(e) => {
+                Self::bad_request(format!("Malformed multipart body: {e}"))
+            }
+            UploadError::InvalidOptions(e) => {
+                Self::bad_request(format!("Invalid `data` field: {e}"))
+            }
+            UploadError::MissingFile => Self::bad_request("Missing file"),
+            UploadError::UnnamedFile => {
+                Self::bad_request("Illegal file name: a `files` part needs a UTF-8 file name")
+            }
+            UploadError::IllegalName(raw) => {
+                Self::bad_request(format!("Illegal file name: {}", quoted_name(&raw)))
+            }
+            UploadError::DuplicateName { path, first } if path == first => {
+                Self::bad_request(format!("Duplicate file name: {}", quoted_name(&path)))
+            }
+            UploadError::DuplicateName { path, first } => Self::bad_request(format!(
+                "Duplicate file name: {} (the same file as {} on Windows and macOS)",
+                quoted_name(&path),
+                quoted_name(&first)
+            )),
+            UploadError::TooManyFiles(max) => {
+                Self::too_large(format!("Too many files (at most {max})"))
+            }
+            UploadError::FileTooLarge => Self::too_large("File is too large"),
+            UploadError::TicketTooLarge => Self::too_large("Ticket is too large"),
+            UploadError::FieldTooLarge(name) => {
+                Self::too_large(format!("Form field `{name}` is too large"))
+            }
+            UploadError::Stalled(secs) => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("Upload stalled: no data for {secs} s"),
+            ),
+            UploadError::Abandoned => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Upload took too long; please try again",
+            ),
+            UploadError::Policy(e) => e.into(),
+            UploadError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The 422 body of a refused upload.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "detail": "File rejected by policy",
+    "rejections": [{"file": "a.exe", "plugin": "file-policy", "message": "denied_extensions: `.exe` files are not accepted"}]
+}))]
+pub struct PolicyRejected {
+    pub detail: String,
+    /// The first `plugins.max_messages` rejections.
+    pub rejections: Vec<PolicyRejection>,
+    /// Rejections left out of the list; absent when none were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<u64>,
+}
+
+fn plugins_loading() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Plugins are still loading; try again in a moment",
+    )
+    .retry_after(2)
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(error: PolicyError) -> Self {
+        let unavailable = |detail: String| Self::new(StatusCode::SERVICE_UNAVAILABLE, detail);
+        match error {
+            PolicyError::Rejected {
+                rejections,
+                omitted,
+            } => {
+                let mut error = Self::unprocessable("File rejected by policy")
+                    .with_field("rejections", json!(rejections));
+                if omitted > 0 {
+                    error = error.with_field("omitted", json!(omitted));
+                }
+                error
+            }
+            // A failing validator fails closed: the upload is refused,
+            // naming it.
+            PolicyError::Failed { plugin, reason } => {
+                unavailable(format!("Plugin unavailable: {plugin}"))
+                    .with_field("plugin", json!(plugin))
+                    .with_field("reason", json!(reason))
+            }
+            PolicyError::Contested {
+                plugin,
+                description,
+            } => unavailable(format!("Plugin unavailable: {description}"))
+                .with_field("plugin", json!(plugin)),
+            PolicyError::Loading => plugins_loading(),
+            PolicyError::OverBudget {
+                budget_ms,
+                unfinished,
+            } => unavailable(format!(
+                "Plugin unavailable: validating this upload took longer than the {:.1} s allowed \
+                 ({unfinished} checks unfinished; plugins.upload_timeout_ms)",
+                budget_ms as f64 / 1000.0
+            )),
+        }
+    }
+}
+
+impl From<PreviewError> for ApiError {
+    fn from(error: PreviewError) -> Self {
+        match error {
+            PreviewError::Loading => plugins_loading(),
+            PreviewError::NoPreview => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "No preview available")
+            }
+            PreviewError::TooMany(max) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many previews at once: at most {max} of yours are rendered at a time"
+                ),
+            )
+            .retry_after(1),
+            PreviewError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Previews are busy; try again in a moment",
+            )
+            .retry_after(1),
+            PreviewError::Store(e) => e.into(),
+        }
+    }
+}

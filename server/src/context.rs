@@ -1,0 +1,49 @@
+//! The context: the services every request may use (store, plugin host,
+//! tokens, Discord, limits, janitor), built once at start. Building it
+//! starts nothing; `server` is where tasks are spawned and requests served.
+
+use std::sync::Arc;
+
+use crate::{
+    auth::{Discord, TokenService},
+    config::Config,
+    janitor::Janitor,
+    plugins::PluginHost,
+    store::Store,
+};
+
+/// Everything a request handler needs, built once at start.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub tokens: TokenService,
+    pub discord: Discord,
+    pub plugins: Arc<PluginHost>,
+    pub janitor: Arc<Janitor>,
+}
+
+pub type State = Arc<AppState>;
+
+impl AppState {
+    pub async fn new(config: Config) -> anyhow::Result<State> {
+        let store = Store::connect(&config.mongodb).await?;
+        let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
+        let discord = Discord::new(&config.discord)?;
+        let plugins = PluginHost::new(&config.plugins)?;
+        let janitor = Arc::new(Janitor::new(store.clone(), config.limits.upload_idle()));
+        Ok(Arc::new(Self {
+            config,
+            store,
+            tokens,
+            discord,
+            plugins,
+            janitor,
+        }))
+    }
+
+    /// Admin rights come from the config at request time.
+    pub fn is_admin(&self, user_id: &str) -> bool {
+        self.config.discord.admins.iter().any(|a| a == user_id)
+    }
+}
+

@@ -1,0 +1,11 @@
+//! What the server does, apart from how it is asked: tickets and their
+//! access rules, uploads, validation and previews. No HTTP here; each
+//! service fails with its own error type, which `api::error` alone maps to
+//! status codes and the spec's `detail` texts.
+
+pub mod access;
+pub mod previews;
+mod sources;
+pub mod tickets;
+pub mod upload;
+pub mod validation;

@@ -1,0 +1,286 @@
+//! Previews: the renderer plugins' output for a file, through the preview
+//! cache. Failures are [`PreviewError`]s.
+
+use std::{sync::Arc, time::Duration};
+
+use sha2::{Digest, Sha256};
+
+use super::sources::{TicketSiblings, gridfs, info};
+use crate::{
+    context::AppState,
+    plugins::{Hook, LoadedPlugin, PluginError, PluginHost},
+    store::{CachedAnswer, CachedPreview, StoreError, StoredFile, TicketRecord},
+    telemetry::metrics,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("plugins are still loading")]
+    Loading,
+    /// No renderer takes the file, or every one declined or failed.
+    #[error("no preview available")]
+    NoPreview,
+    /// The requester already has this many previews rendering.
+    #[error("too many previews at once (at most {0})")]
+    TooMany(usize),
+    /// Every renderer instance is taken.
+    #[error("previews are busy")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The key of an answer that depends on other files of the ticket: the
+/// first-level key plus each file's path and content hash (`-` when the
+/// ticket has no such file).
+fn dependent_key(key: &str, ticket: &TicketRecord, paths: &[String]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(key.as_bytes());
+    for path in paths {
+        let sha = ticket.file(path).map_or("-", |f| f.sha256.as_str());
+        for part in [path.as_bytes(), sha.as_bytes()] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+    }
+    hex::encode(hash.finalize())
+}
+
+/// A preview ready to send.
+pub struct PreviewReply {
+    pub preview: CachedPreview,
+    pub cache_hit: bool,
+}
+
+/// Identifies a preview: same bytes, path, plugin build and settings give
+/// the same output, so a new build or new settings miss the cache.
+fn cache_key(file: &StoredFile, plugin: &LoadedPlugin) -> String {
+    let mut hash = Sha256::new();
+    for part in [
+        file.sha256.as_bytes(),
+        file.path.as_bytes(),
+        plugin.name().as_bytes(),
+        plugin.build.as_bytes(),
+        plugin.settings_json().as_bytes(),
+    ] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    hex::encode(hash.finalize())
+}
+
+/// Asks matching renderers in priority order; the first preview wins.
+/// Cached answers (previews and declines) are used without running the
+/// plugin; a failing renderer is skipped (and not tried again for a
+/// while). A requester renders at most `plugins.previews_per_user` cold
+/// previews at once.
+pub async fn preview(
+    state: &AppState,
+    requester: &str,
+    ticket: &TicketRecord,
+    file: &StoredFile,
+) -> Result<PreviewReply, PreviewError> {
+    let host: &Arc<PluginHost> = &state.plugins;
+    if !host
+        .ready(Duration::from_millis(state.config.plugins.timeout_ms))
+        .await
+    {
+        return Err(PreviewError::Loading);
+    }
+    let info = info(file);
+    let renderers = host.matching(Hook::Render, &info);
+    if renderers.is_empty() {
+        return Err(PreviewError::NoPreview);
+    }
+    let keys: Vec<String> = renderers.iter().map(|p| cache_key(file, p)).collect();
+    let answers = cached_answers(state, ticket, &keys).await?;
+    let mut slot = None;
+    for ((plugin, key), answer) in renderers.iter().zip(&keys).zip(answers) {
+        match answer {
+            Some(CachedAnswer::Preview(preview)) => {
+                metrics().preview_cache(true);
+                return Ok(PreviewReply {
+                    preview,
+                    cache_hit: true,
+                });
+            }
+            // Declined before: skip without running it.
+            Some(CachedAnswer::Declined) => continue,
+            Some(CachedAnswer::Depends(_)) | None => {}
+        }
+        if host.failed_recently(key) {
+            continue;
+        }
+        if slot.is_none() {
+            slot = Some(
+                host.preview_slot(requester)
+                    .ok_or(PreviewError::TooMany(host.previews_per_user()))?,
+            );
+        }
+        metrics().preview_cache(false);
+        let siblings = TicketSiblings::new(&state.store.files, ticket);
+        let source = gridfs(&state.store.files, file, tokio::runtime::Handle::current());
+        let result = host
+            .render(plugin, key, info.clone(), source, Some(siblings.clone()))
+            .await;
+        // An answer built from other files is cached under a key that
+        // covers them too; the first-level key records which they were.
+        let asked = siblings.asked();
+        let answer_key = if asked.is_empty() || result.is_err() {
+            key.clone()
+        } else {
+            let key2 = dependent_key(key, ticket, &asked);
+            remember(
+                state,
+                key,
+                plugin,
+                &file.sha256,
+                &CachedAnswer::Depends(asked),
+            )
+            .await;
+            key2
+        };
+        match result {
+            Ok(Some(preview)) => {
+                let preview = CachedPreview {
+                    plugin: plugin.name().to_owned(),
+                    content_type: preview.content_type,
+                    body: preview.body,
+                };
+                let answer = CachedAnswer::Preview(preview);
+                remember(state, &answer_key, plugin, &file.sha256, &answer).await;
+                if let CachedAnswer::Preview(preview) = answer {
+                    return Ok(PreviewReply {
+                        preview,
+                        cache_hit: false,
+                    });
+                }
+            }
+            Ok(None) => {
+                remember(
+                    state,
+                    &answer_key,
+                    plugin,
+                    &file.sha256,
+                    &CachedAnswer::Declined,
+                )
+                .await
+            }
+            Err(PluginError::Busy(_)) => return Err(PreviewError::Busy),
+            Err(_) => continue,
+        }
+    }
+    Err(PreviewError::NoPreview)
+}
+
+/// The cached answer of each renderer (by its first-level key), following
+/// [`CachedAnswer::Depends`] to the answer for this ticket's files: at
+/// most two round trips.
+async fn cached_answers(
+    state: &AppState,
+    ticket: &TicketRecord,
+    keys: &[String],
+) -> Result<Vec<Option<CachedAnswer>>, StoreError> {
+    let mut first = state.store.previews.get_many(keys).await?;
+    let mut answers: Vec<Option<CachedAnswer>> = keys.iter().map(|k| first.remove(k)).collect();
+    let second: Vec<(usize, String)> = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Some(CachedAnswer::Depends(paths)) => Some((i, dependent_key(&keys[i], ticket, paths))),
+            _ => None,
+        })
+        .collect();
+    if second.is_empty() {
+        return Ok(answers);
+    }
+    let wanted: Vec<String> = second.iter().map(|(_, k)| k.clone()).collect();
+    let mut found = state.store.previews.get_many(&wanted).await?;
+    for (i, key2) in second {
+        answers[i] = match found.remove(&key2) {
+            // Still the marker (it should not be): render again.
+            Some(CachedAnswer::Depends(_)) | None => None,
+            answer => answer,
+        };
+    }
+    Ok(answers)
+}
+
+
+
+/// Caching is an optimisation: a failed write is logged, not fatal.
+async fn remember(
+    state: &AppState,
+    key: &str,
+    plugin: &LoadedPlugin,
+    sha256: &str,
+    answer: &CachedAnswer,
+) {
+    if let Err(error) = state
+        .store
+        .previews
+        .put(key, &plugin.build, plugin.name(), sha256, answer)
+        .await
+    {
+        tracing::warn!(%error, plugin = plugin.name(), "could not cache a preview");
+    }
+}
+
+
+/// After a ticket is deleted: its previews go unless another ticket holds
+/// the same content. Best effort: an entry left behind by a failure here
+/// is only wasted space, aged out once its build is gone.
+pub async fn forget(state: &AppState, ticket: &TicketRecord) {
+    let mut hashes: Vec<String> = ticket.files.iter().map(|f| f.sha256.clone()).collect();
+    hashes.sort();
+    hashes.dedup();
+    let forget = async {
+        let held = state.store.tickets.holding(hashes.clone()).await?;
+        let orphaned: Vec<String> = hashes.into_iter().filter(|h| !held.contains(h)).collect();
+        state.store.previews.forget_content(orphaned).await
+    };
+    if let Err(error) = forget.await {
+        tracing::warn!(%error, ticket_id = %ticket.id, "could not remove the previews of a deleted ticket");
+    }
+}
+
+/// How often the preview cache is swept.
+const PREVIEW_SWEEP: Duration = Duration::from_secs(600);
+
+/// Sweeps the preview cache now (once plugins are loaded) and then
+/// periodically: entries of builds unloaded for `plugins.preview_cache_days`,
+/// then the oldest beyond `plugins.preview_cache_max_bytes`.
+pub async fn sweep(state: Arc<AppState>) {
+    let config = &state.config.plugins;
+    state.plugins.ready(Duration::MAX).await;
+    let mut every = tokio::time::interval(PREVIEW_SWEEP);
+    loop {
+        every.tick().await;
+        let builds = state
+            .plugins
+            .plugins()
+            .iter()
+            .map(|p| p.build.clone())
+            .collect();
+        let age = Duration::from_secs(config.preview_cache_days.saturating_mul(86_400));
+        let cutoff = mongodb::bson::DateTime::from_system_time(
+            std::time::SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(std::time::UNIX_EPOCH),
+        );
+        match state
+            .store
+            .previews
+            .sweep(builds, cutoff, config.preview_cache_max_bytes)
+            .await
+        {
+            Ok(swept) if swept.stale + swept.over_size > 0 => tracing::info!(
+                stale = swept.stale,
+                over_size = swept.over_size,
+                "preview cache swept"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not sweep the preview cache"),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Tickets as the API offers them: list, read, change, delete, each under
+//! the rules of [`super::access`], failing with a [`TicketError`].
+
+use crate::{
+    auth::{DisplayData, Requester},
+    context::AppState,
+    store::{SeqRange, StoreError, TicketPage, TicketRecord, UserProfile},
+    ticket::is_ticket_id,
+};
+
+use super::access::{self, Access};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    /// No such ticket, or one the requester may not know of.
+    #[error("ticket not found")]
+    NotFound,
+    /// Visible, but only its author may change it.
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("user not found")]
+    UserNotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A ticket with its author's display data.
+pub struct AuthoredTicket {
+    pub ticket: TicketRecord,
+    pub author: DisplayData,
+}
+
+/// A page of a user's tickets (`@me` is the requester), newest first.
+pub async fn list(
+    ctx: &AppState,
+    me: &Requester,
+    path_user: &str,
+    page: TicketPage,
+) -> Result<Vec<TicketRecord>, TicketError> {
+    let author_id = me.resolve(path_user);
+    let user = ctx.store.users.get(author_id).await?;
+    // The caller exists by their token (see `users`).
+    if user.is_none() && author_id != me.id {
+        return Err(TicketError::UserNotFound);
+    }
+    let numbers = ctx.store.tickets_numbered().then(|| {
+        user.as_ref().map_or(
+            SeqRange {
+                newest: 0,
+                lowest: 1,
+            },
+            |u| SeqRange {
+                newest: u.ticket_seq,
+                lowest: u.ticket_seq_min,
+            },
+        )
+    });
+    let public_only = access::lists_only_public(me, author_id);
+    Ok(ctx
+        .store
+        .tickets
+        .list(author_id, public_only, page, numbers)
+        .await?)
+}
+
+/// A ticket the requester may read.
+pub async fn read(
+    ctx: &AppState,
+    me: &Requester,
+    path_user: &str,
+    ticket_id: &str,
+) -> Result<TicketRecord, TicketError> {
+    let ticket = find(ctx, ticket_id).await?;
+    match access::can_read(&ticket, me, path_user) {
+        Access::Granted => Ok(ticket),
+        Access::Hidden | Access::Denied => Err(TicketError::NotFound),
+    }
+}
+
+/// [`read`], with the author.
+pub async fn read_authored(
+    ctx: &AppState,
+    me: &Requester,
+    path_user: &str,
+    ticket_id: &str,
+) -> Result<AuthoredTicket, TicketError> {
+    let ticket = read(ctx, me, path_user, ticket_id).await?;
+    authored(ctx, ticket).await
+}
+
+/// Changes visibility and/or remark (absent: unchanged).
+pub async fn update(
+    ctx: &AppState,
+    me: &Requester,
+    path_user: &str,
+    ticket_id: &str,
+    is_public: Option<bool>,
+    remark: Option<&str>,
+) -> Result<AuthoredTicket, TicketError> {
+    own(ctx, me, path_user, ticket_id).await?;
+    let ticket = ctx
+        .store
+        .tickets
+        .update(ticket_id, &me.id, is_public, remark)
+        .await?
+        // Deleted between the check and the update.
+        .ok_or(TicketError::NotFound)?;
+    authored(ctx, ticket).await
+}
+
+/// Removes the record, then its bytes and (unless another ticket holds the
+/// same content) its cached previews.
+pub async fn delete(
+    ctx: &AppState,
+    me: &Requester,
+    path_user: &str,
+    ticket_id: &str,
+) -> Result<(), TicketError> {
+    own(ctx, me, path_user, ticket_id).await?;
+    // Record first: should removing the bytes fail, no record points at
+    // missing files, and the leftover bytes are found by their ticket id.
+    let Some(deleted) = ctx.store.tickets.delete(ticket_id, &me.id).await? else {
+        return Err(TicketError::NotFound);
+    };
+    ctx.store.files.delete_ticket(ticket_id).await?;
+    super::previews::forget(ctx, &deleted).await;
+    tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
+    Ok(())
+}
+
+/// A user's display data (`@me` is the requester, known from the token
+/// even without a record).
+pub async fn user(
+    ctx: &AppState,
+    me: &Requester,
+    path_user: &str,
+) -> Result<DisplayData, TicketError> {
+    let user_id = me.resolve(path_user);
+    let profile = match ctx.store.users.get(user_id).await? {
+        Some(user) => user.profile,
+        None if user_id == me.id => me.profile.clone(),
+        None => return Err(TicketError::UserNotFound),
+    };
+    Ok(DisplayData::new(&profile, ctx.is_admin(&profile.id)))
+}
+
+async fn own(
+    ctx: &AppState,
+    me: &Requester,
+    path_user: &str,
+    ticket_id: &str,
+) -> Result<TicketRecord, TicketError> {
+    let ticket = find(ctx, ticket_id).await?;
+    match access::can_change(&ticket, me, path_user) {
+        Access::Granted => Ok(ticket),
+        Access::Denied => Err(TicketError::PermissionDenied),
+        Access::Hidden => Err(TicketError::NotFound),
+    }
+}
+
+/// Looks a ticket up by id; a malformed id never reaches the database.
+async fn find(ctx: &AppState, ticket_id: &str) -> Result<TicketRecord, TicketError> {
+    if !is_ticket_id(ticket_id) {
+        return Err(TicketError::NotFound);
+    }
+    ctx.store
+        .tickets
+        .get(ticket_id)
+        .await?
+        .ok_or(TicketError::NotFound)
+}
+
+/// A ticket whose author record is gone still shows the author's id
+/// rather than failing.
+async fn authored(ctx: &AppState, ticket: TicketRecord) -> Result<AuthoredTicket, TicketError> {
+    let profile = match ctx.store.users.get(&ticket.author_id).await? {
+        Some(user) => user.profile,
+        None => UserProfile {
+            id: ticket.author_id.clone(),
+            username: ticket.author_id.clone(),
+            global_name: None,
+            avatar: None,
+        },
+    };
+    let author = DisplayData::new(&profile, ctx.is_admin(&ticket.author_id));
+    Ok(AuthoredTicket { ticket, author })
+}

@@ -1,0 +1,440 @@
+//! Upload: a stream of form parts → validated names → validators → GridFS →
+//! ticket record. Knows nothing of HTTP: the parts come from any source
+//! (`api::tickets` adapts warp's multipart form), and failures are
+//! [`UploadError`]s, which the API layer turns into responses.
+//!
+//! Round trips are the cost that matters (each one is a command the
+//! database must parse and commit), so an upload's writes are collected in
+//! one ordered [`WriteBatch`] and sent when it holds about 1 MiB of chunks
+//! or when the upload is complete. A small upload is therefore a single
+//! round trip: journal entry, chunks, files documents, ticket, journal
+//! removal, in that order (see `store::batch` for why the order is the
+//! guarantee). Validators read the bytes still in memory. The author's
+//! record is read (and their ticket number taken) alongside, not after.
+//!
+//! On any failure every byte sent for the ticket is removed before the
+//! error is returned (or, if the database is gone, by the janitor once it
+//! is back); an upload that failed before sending anything cost nothing.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
+use serde::{Deserialize, Deserializer};
+
+use super::{
+    sources::{MemorySource, gridfs},
+    validation::{self, PolicyError},
+};
+use crate::{
+    context::AppState,
+    plugins::FileSource,
+    store::{
+        BATCH_BYTES, FileIdBlock, FileWriter, StoreError, StoredFile, TicketRecord, UserProfile,
+        WriteBatch,
+    },
+    telemetry::{UploadOutcome, metrics},
+    ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name},
+};
+
+/// Form field carrying the files (repeated).
+pub const FILES_FIELD: &str = "files";
+/// Form field carrying the ticket options as a JSON string.
+pub const DATA_FIELD: &str = "data";
+/// Cap for one non-file field: the options JSON is tiny.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// Cap for all non-file fields together, so a body of endless small unknown
+/// fields cannot keep the server reading.
+const MAX_FIELDS_BYTES: usize = 1024 * 1024;
+
+/// A body that ends early or breaks its syntax, as its parser said.
+#[derive(Debug, Clone)]
+pub struct BodyError(pub String);
+
+/// One part of an upload form.
+pub struct Part {
+    pub name: String,
+    /// `None` for a field, or a file name that is not UTF-8.
+    pub filename: Option<String>,
+    pub data: BoxStream<'static, Result<Bytes, BodyError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    #[error("no file")]
+    MissingFile,
+    /// A `files` part without a (UTF-8) file name.
+    #[error("a file without a name")]
+    UnnamedFile,
+    /// The name as sent.
+    #[error("illegal file name {0:?}")]
+    IllegalName(String),
+    /// `first` is the earlier name it collides with (the same, or the same
+    /// file on Windows and macOS).
+    #[error("duplicate file name {path:?}")]
+    DuplicateName { path: String, first: String },
+    #[error("more than {0} files")]
+    TooManyFiles(usize),
+    #[error("a file over the size limit")]
+    FileTooLarge,
+    #[error("a ticket over the size limit")]
+    TicketTooLarge,
+    #[error("form field `{0}` over the size limit")]
+    FieldTooLarge(String),
+    /// No data for this many seconds.
+    #[error("no data for {0} s")]
+    Stalled(u64),
+    /// A sweep took the upload for abandoned while it was validated.
+    #[error("taken for abandoned")]
+    Abandoned,
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl UploadError {
+    /// The client's doing (4xx) rather than the server's (5xx).
+    pub fn is_clients_fault(&self) -> bool {
+        match self {
+            UploadError::Abandoned | UploadError::Store(_) => false,
+            UploadError::Policy(policy) => !policy.is_server_side(),
+            _ => true,
+        }
+    }
+}
+
+/// The `data` field: `{"is_public": bool | "true" | "false", "remark": string}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TicketOptions {
+    #[serde(deserialize_with = "bool_or_string")]
+    pub is_public: bool,
+    pub remark: String,
+}
+
+/// The original front end sends `is_public` as the strings "true"/"false".
+fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Flag::Text(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Flag::Text(s) => Err(serde::de::Error::custom(format!(
+            "`is_public` must be true or false, not {s:?}"
+        ))),
+    }
+}
+
+/// A recorded ticket and its author as stored.
+pub struct Created {
+    pub ticket: TicketRecord,
+    pub author: UserProfile,
+}
+
+/// Receives a whole upload and records the ticket. Runs to completion even
+/// if the client goes away (callers spawn it), so cleanup always happens.
+pub async fn ingest(
+    ctx: Arc<AppState>,
+    author: UserProfile,
+    parts: impl Stream<Item = Result<Part, BodyError>> + Send,
+) -> Result<Created, UploadError> {
+    let store = &ctx.store;
+    let ticket_id = new_ticket_id();
+    // The author's record and ticket number, while the body arrives.
+    let numbering = {
+        let (users, profile) = (store.users.clone(), author.clone());
+        tokio::spawn(async move { users.next_ticket(&profile).await })
+    };
+    let mut upload = Upload {
+        ctx: &ctx,
+        ticket_id: &ticket_id,
+        ids: FileIdBlock::new(),
+        batch: store.batch(),
+        journaled: false,
+        sent: false,
+        touched: Instant::now(),
+        staged: Vec::new(),
+        names: HashMap::new(),
+        total: 0,
+        field_bytes: 0,
+    };
+    let mut settling = false;
+    let outcome = async {
+        let options = upload.receive(parts).await?;
+        if upload.staged.is_empty() {
+            return Err(UploadError::MissingFile);
+        }
+        upload.validate().await?;
+        // Validation can take long (plugin time limits, many files): make
+        // sure no sweep took this upload for abandoned meanwhile, or the
+        // ticket would point at deleted bytes.
+        upload.keep_alive().await?;
+        let (author, seq) = numbering
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("the author lookup failed: {e}")))??;
+        let ticket = TicketRecord {
+            id: ticket_id.clone(),
+            author_id: author.id.clone(),
+            files: upload.staged.iter().map(|s| s.file.clone()).collect(),
+            is_public: options.is_public,
+            remark: options.remark,
+            create_time: now_millis(),
+            seq: Some(seq),
+        };
+        store.tickets.insert_in(&mut upload.batch, &ticket)?;
+        store.uploads.close_in(&mut upload.batch, &ticket_id);
+        if let Err(error) = upload.send().await {
+            // Sent but unanswered, the ticket may still land: whether the
+            // files are kept is decided once it no longer can.
+            settling = matches!(error, StoreError::Timeout(_));
+            return Err(error.into());
+        }
+        Ok(Created { ticket, author })
+    }
+    .await;
+    match &outcome {
+        Ok(created) => metrics().upload(
+            UploadOutcome::Stored,
+            created.ticket.files.len(),
+            upload.total,
+        ),
+        Err(error) => {
+            let outcome = if error.is_clients_fault() {
+                UploadOutcome::Rejected
+            } else {
+                UploadOutcome::Failed
+            };
+            metrics().upload(outcome, 0, 0);
+            if settling {
+                ctx.janitor.discard_later(&ticket_id);
+            } else if upload.sent {
+                ctx.janitor.discard_twice(&ticket_id).await;
+            }
+        }
+    }
+    outcome
+}
+
+/// A received file: its record and, while none of it was sent, its bytes.
+struct Staged {
+    file: StoredFile,
+    content: Option<Bytes>,
+}
+
+struct Upload<'a> {
+    ctx: &'a AppState,
+    ticket_id: &'a str,
+    ids: FileIdBlock,
+    batch: WriteBatch,
+    /// The journal entry is in a batch that was sent.
+    journaled: bool,
+    /// Something was sent (and may have landed, even if it failed).
+    sent: bool,
+    /// When the journal entry was last refreshed.
+    touched: Instant,
+    staged: Vec<Staged>,
+    /// Names so far by [`name_key`].
+    names: HashMap<String, String>,
+    /// Bytes of file content received so far, all files together.
+    total: u64,
+    /// Bytes of non-file fields received so far.
+    field_bytes: usize,
+}
+
+impl Upload<'_> {
+    /// Sends the batch, led by the journal entry if it is the first.
+    async fn send(&mut self) -> Result<(), StoreError> {
+        if !self.journaled {
+            self.ctx
+                .store
+                .uploads
+                .begin_in(&mut self.batch, self.ticket_id, &self.ids);
+            self.journaled = true;
+            self.touched = Instant::now();
+        }
+        self.sent = true;
+        self.batch.send().await?;
+        for staged in &mut self.staged {
+            staged.content = None;
+        }
+        Ok(())
+    }
+
+    /// Refreshes the journal entry once per `limits.upload_idle_secs` (the
+    /// pace `janitor` counts on); fails the upload if a sweep has claimed it
+    /// as abandoned. Nothing to refresh before the first batch is sent.
+    async fn keep_alive(&mut self) -> Result<(), UploadError> {
+        if !self.journaled || self.touched.elapsed() < self.ctx.config.limits.upload_idle() {
+            return Ok(());
+        }
+        if !self
+            .ctx
+            .store
+            .uploads
+            .touch(self.ticket_id, &self.ids)
+            .await?
+        {
+            tracing::warn!(
+                ticket_id = self.ticket_id,
+                "upload was taken for abandoned; refusing to record it"
+            );
+            return Err(UploadError::Abandoned);
+        }
+        self.touched = Instant::now();
+        Ok(())
+    }
+
+    async fn receive(
+        &mut self,
+        parts: impl Stream<Item = Result<Part, BodyError>> + Send,
+    ) -> Result<TicketOptions, UploadError> {
+        let mut parts = std::pin::pin!(parts);
+        let mut options = TicketOptions::default();
+        while let Some(part) = self.idle(parts.try_next()).await? {
+            match part.name.as_str() {
+                FILES_FIELD => self.receive_file(part).await?,
+                DATA_FIELD => {
+                    let raw = self.read_field(part).await?;
+                    options = serde_json::from_slice(&raw)
+                        .map_err(|e| UploadError::InvalidOptions(e.to_string()))?;
+                }
+                // Unknown fields are ignored, as the original server did.
+                _ => drop(self.read_field(part).await?),
+            }
+        }
+        Ok(options)
+    }
+
+    async fn receive_file(&mut self, part: Part) -> Result<(), UploadError> {
+        let limits = &self.ctx.config.limits;
+        let raw = part.filename.ok_or(UploadError::UnnamedFile)?;
+        let path = normalize_upload_name(&raw).ok_or(UploadError::IllegalName(raw))?;
+        // Names that are one file on Windows and macOS (case, Unicode
+        // normalization) are duplicates too.
+        if let Some(first) = self.names.get(&name_key(&path)) {
+            return Err(UploadError::DuplicateName {
+                path,
+                first: first.clone(),
+            });
+        }
+        if self.staged.len() >= limits.max_files {
+            return Err(UploadError::TooManyFiles(limits.max_files));
+        }
+        let content_type = content_type_for(&path);
+        let mut writer = FileWriter::new(self.ids.next_id(), self.ticket_id, &path, &content_type);
+        let mut data = part.data;
+        while let Some(bytes) = self.idle(data.try_next()).await? {
+            let len = bytes.len() as u64;
+            if writer.size() + len > limits.max_file_size {
+                return Err(UploadError::FileTooLarge);
+            }
+            if self.total + len > limits.max_ticket_size {
+                return Err(UploadError::TicketTooLarge);
+            }
+            self.keep_alive().await?;
+            writer.write(&bytes, &mut self.batch);
+            self.total += len;
+            if self.batch.bytes() >= BATCH_BYTES {
+                self.send().await?;
+                writer.sent();
+            }
+        }
+        let (file, content) = writer.finish(&mut self.batch);
+        self.staged.push(Staged { file, content });
+        self.names.insert(name_key(&path), path);
+        Ok(())
+    }
+
+    /// Runs the validators on the bytes in memory where they still are,
+    /// from GridFS where they are not. A validator that could not read its
+    /// file may have lost it to a sweep; then that is the cause reported.
+    async fn validate(&mut self) -> Result<(), UploadError> {
+        let runtime = tokio::runtime::Handle::current();
+        let files: Vec<(StoredFile, Arc<dyn FileSource>)> = self
+            .staged
+            .iter()
+            .map(|s| {
+                let source: Arc<dyn FileSource> = match &s.content {
+                    Some(content) => Arc::new(MemorySource(content.clone())),
+                    None => gridfs(&self.ctx.store.files, &s.file, runtime.clone()),
+                };
+                (s.file.clone(), source)
+            })
+            .collect();
+        if let Err(error) = validation::check(self.ctx, &files).await {
+            if error.is_server_side() {
+                self.keep_alive().await?;
+            }
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// The next piece of the body, unless the client has gone quiet for
+    /// `limits.upload_idle_secs`: no upload (and no journal entry) lives
+    /// forever.
+    async fn idle<T>(
+        &self,
+        next: impl Future<Output = Result<T, BodyError>>,
+    ) -> Result<T, UploadError> {
+        let limits = &self.ctx.config.limits;
+        match tokio::time::timeout(limits.upload_idle(), next).await {
+            Ok(result) => result.map_err(|e| UploadError::Malformed(e.0)),
+            Err(_) => Err(UploadError::Stalled(limits.upload_idle_secs)),
+        }
+    }
+
+    /// Reads a small non-file field whole, refusing anything over the caps.
+    async fn read_field(&mut self, part: Part) -> Result<Vec<u8>, UploadError> {
+        let mut data = part.data.fuse();
+        let mut out = Vec::new();
+        while let Some(bytes) = self.idle(data.try_next()).await? {
+            self.field_bytes += bytes.len();
+            if out.len() + bytes.len() > MAX_FIELD_BYTES || self.field_bytes > MAX_FIELDS_BYTES {
+                return Err(UploadError::FieldTooLarge(part.name));
+            }
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TicketOptions;
+
+    fn parse(json: &str) -> Result<TicketOptions, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn options_accept_bool_and_string_flags() {
+        assert!(parse(r#"{"is_public": true}"#).unwrap().is_public);
+        assert!(parse(r#"{"is_public": "true"}"#).unwrap().is_public);
+        assert!(
+            !parse(r#"{"is_public": "false", "remark": "hi"}"#)
+                .unwrap()
+                .is_public
+        );
+        assert_eq!(parse(r#"{"remark": "hi"}"#).unwrap().remark, "hi");
+        assert!(parse(r#"{"is_public": "yes"}"#).is_err());
+        assert!(parse(r#"{"is_public": 1}"#).is_err());
+    }
+}

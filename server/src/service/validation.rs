@@ -1,0 +1,157 @@
+//! Upload policy: the validator plugins' say on an upload, as a
+//! [`PolicyError`] when they refuse it or cannot give it.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::sources::info;
+use crate::{
+    context::AppState,
+    plugins::{CallResult, FileInfo, FileSource, Hook, LoadedPlugin, Verdict, bounded_text},
+    store::StoredFile,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The validators' reasons, in upload order; `omitted` more were left
+    /// out (`plugins.max_messages`).
+    #[error("refused by policy")]
+    Rejected {
+        rejections: Vec<PolicyRejection>,
+        omitted: usize,
+    },
+    /// A validator failed (it fails closed).
+    #[error("validator {plugin} failed: {reason}")]
+    Failed { plugin: String, reason: &'static str },
+    /// Two files claim the name of a validator this upload needs: neither
+    /// runs, and the upload is not let through unchecked either.
+    #[error("validator name contested: {description}")]
+    Contested { plugin: String, description: String },
+    #[error("plugins are still loading")]
+    Loading,
+    /// `plugins.upload_timeout_ms` ran out with checks unfinished.
+    #[error("validation took longer than {budget_ms} ms")]
+    OverBudget { budget_ms: u64, unfinished: usize },
+}
+
+impl PolicyError {
+    /// The server could not decide (as opposed to a refusal).
+    pub fn is_server_side(&self) -> bool {
+        !matches!(self, PolicyError::Rejected { .. })
+    }
+}
+
+/// One reason an upload was refused (`rejections` of the 422 body).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyRejection {
+    /// The file concerned; `null` for a rule about the whole ticket.
+    pub file: Option<String>,
+    /// The validator that refused it.
+    pub plugin: String,
+    /// The validator's message: control characters escaped, at most
+    /// `plugins.max_message_chars` characters (then `…`).
+    pub message: String,
+}
+
+/// One validator call of an upload: the file it is about (none for a
+/// ticket validator), who, and how it ended.
+type Checked = (Option<String>, Arc<LoadedPlugin>, CallResult<Verdict>);
+
+/// Runs every matching file validator on each file and every ticket
+/// validator once, concurrently (the validator pool bounds how many run
+/// at a time), all within `plugins.upload_timeout_ms`. All rejections are
+/// reported together; a failure, a name conflict or running out of time
+/// fails closed.
+pub async fn check(
+    ctx: &AppState,
+    files: &[(StoredFile, Arc<dyn FileSource>)],
+) -> Result<(), PolicyError> {
+    let host = &ctx.plugins;
+    let config = &ctx.config.plugins;
+    let budget = Duration::from_millis(config.upload_timeout_ms);
+    let deadline = tokio::time::Instant::now() + budget;
+    if !host.ready(budget).await {
+        return Err(PolicyError::Loading);
+    }
+    let infos: Vec<FileInfo> = files.iter().map(|(f, _)| info(f)).collect();
+    let contested = infos
+        .iter()
+        .find_map(|info| host.contested(Hook::ValidateFile, Some(info)))
+        .or_else(|| host.contested(Hook::ValidateTicket, None));
+    if let Some(conflict) = contested {
+        return Err(PolicyError::Contested {
+            plugin: conflict.name.clone(),
+            description: conflict.describe(),
+        });
+    }
+
+    let mut calls: Vec<BoxFuture<'_, Checked>> = Vec::new();
+    for ((file, source), info) in files.iter().zip(&infos) {
+        for plugin in host.matching(Hook::ValidateFile, info) {
+            let source = source.clone();
+            calls.push(Box::pin(async move {
+                let result = host.validate_file(&plugin, info.clone(), source).await;
+                (Some(file.path.clone()), plugin, result)
+            }));
+        }
+    }
+    for plugin in host.ticket_validators() {
+        let infos = infos.clone();
+        calls.push(Box::pin(async move {
+            let result = host.validate_ticket(&plugin, infos).await;
+            (None, plugin, result)
+        }));
+    }
+
+    let mut running: FuturesUnordered<_> = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, call)| async move { (i, call.await) })
+        .collect();
+    let mut rejections: Vec<(usize, PolicyRejection)> = Vec::new();
+    loop {
+        let next = match tokio::time::timeout_at(deadline, running.next()).await {
+            Ok(Some(next)) => next,
+            Ok(None) => break,
+            // What is still in the set never finished.
+            Err(_) => {
+                return Err(PolicyError::OverBudget {
+                    budget_ms: config.upload_timeout_ms,
+                    unfinished: running.len(),
+                });
+            }
+        };
+        let (i, (file, plugin, result)) = next;
+        match result {
+            Ok(Verdict::Accept) => {}
+            Ok(Verdict::Reject(message)) => rejections.push((
+                i,
+                PolicyRejection {
+                    file,
+                    plugin: plugin.name().to_owned(),
+                    message: bounded_text(&message, config.max_message_chars as usize),
+                },
+            )),
+            Err(error) => {
+                return Err(PolicyError::Failed {
+                    plugin: plugin.name().to_owned(),
+                    reason: error.kind(),
+                });
+            }
+        }
+    }
+    if rejections.is_empty() {
+        return Ok(());
+    }
+    // In upload order, whatever order the calls finished in.
+    rejections.sort_by_key(|(i, _)| *i);
+    let shown = config.max_messages as usize;
+    let omitted = rejections.len().saturating_sub(shown);
+    Err(PolicyError::Rejected {
+        rejections: rejections.into_iter().take(shown).map(|(_, r)| r).collect(),
+        omitted,
+    })
+}

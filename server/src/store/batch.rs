@@ -1,0 +1,188 @@
+//! Writes to several collections sent as one ordered batch: one round trip
+//! where the server has `bulkWrite` (MongoDB 8.0 and SecantusDB), one per
+//! run of same-collection writes where it has not.
+//!
+//! Order is the guarantee everything else leans on: a write runs only after
+//! every write before it succeeded, so an upload's journal entry always
+//! lands before its chunks, its chunks before their files documents, and
+//! those before the ticket that points at them.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use mongodb::{
+    Database, Namespace,
+    bson::Document,
+    error::ErrorKind,
+    options::{DeleteOneModel, InsertOneModel, WriteModel},
+};
+
+use super::{Gate, Result};
+
+enum Write {
+    Insert(&'static str, Document),
+    DeleteOne(&'static str, Document),
+}
+
+impl Write {
+    fn collection(&self) -> &'static str {
+        match self {
+            Write::Insert(c, _) | Write::DeleteOne(c, _) => c,
+        }
+    }
+}
+
+/// Whether the server answered a `bulkWrite`; learned from the first try.
+#[derive(Clone)]
+pub(super) struct BulkSupport(Arc<AtomicBool>);
+
+impl Default for BulkSupport {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+/// Writes collected in order and sent by [`WriteBatch::send`].
+pub struct WriteBatch {
+    db: Database,
+    gate: Gate,
+    bulk: BulkSupport,
+    writes: Vec<Write>,
+    /// Bytes of documents waiting, roughly (the BSON they become).
+    bytes: usize,
+}
+
+impl WriteBatch {
+    pub(super) fn new(db: Database, gate: Gate, bulk: BulkSupport) -> Self {
+        Self {
+            db,
+            gate,
+            bulk,
+            writes: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn insert(&mut self, collection: &'static str, document: Document) {
+        self.bytes += document_size(&document);
+        self.writes.push(Write::Insert(collection, document));
+    }
+
+    /// Puts an insert before everything already waiting.
+    pub fn insert_first(&mut self, collection: &'static str, document: Document) {
+        self.bytes += document_size(&document);
+        self.writes.insert(0, Write::Insert(collection, document));
+    }
+
+    pub fn delete_one(&mut self, collection: &'static str, filter: Document) {
+        self.writes.push(Write::DeleteOne(collection, filter));
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Sends every waiting write, in order, stopping at the first failure.
+    /// The batch is empty afterwards either way: what failed is the
+    /// caller's to clean up (an upload's journal covers it).
+    pub async fn send(&mut self) -> Result<()> {
+        let writes = std::mem::take(&mut self.writes);
+        self.bytes = 0;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        if self.bulk.0.load(Ordering::Relaxed) {
+            let models = writes
+                .iter()
+                .map(|w| self.model(w))
+                .collect::<Vec<WriteModel>>();
+            let client = self.db.client().clone();
+            let sent = self
+                .gate
+                .run(async move {
+                    client.bulk_write(models).ordered(true).await?;
+                    Ok(())
+                })
+                .await;
+            match sent {
+                Err(super::StoreError::Mongo(e))
+                    if matches!(*e.kind, ErrorKind::IncompatibleServer { .. }) =>
+                {
+                    tracing::info!(
+                        "the database has no bulkWrite (MongoDB < 8.0): writing collection by collection"
+                    );
+                    self.bulk.0.store(false, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
+        self.send_one_by_one(writes).await
+    }
+
+    fn model(&self, write: &Write) -> WriteModel {
+        let namespace = Namespace::new(self.db.name(), write.collection());
+        match write {
+            Write::Insert(_, document) => InsertOneModel::builder()
+                .namespace(namespace)
+                .document(document.clone())
+                .build()
+                .into(),
+            Write::DeleteOne(_, filter) => DeleteOneModel::builder()
+                .namespace(namespace)
+                .filter(filter.clone())
+                .build()
+                .into(),
+        }
+    }
+
+    /// The same order without `bulkWrite`: one `insert` per run of inserts
+    /// into the same collection, one `delete` per delete.
+    async fn send_one_by_one(&self, writes: Vec<Write>) -> Result<()> {
+        let mut writes = writes.into_iter().peekable();
+        while let Some(write) = writes.next() {
+            let collection = self.db.collection::<Document>(write.collection());
+            match write {
+                Write::Insert(name, first) => {
+                    let mut documents = vec![first];
+                    while let Some(Write::Insert(next, _)) = writes.peek() {
+                        if *next != name {
+                            break;
+                        }
+                        if let Some(Write::Insert(_, d)) = writes.next() {
+                            documents.push(d);
+                        }
+                    }
+                    self.gate
+                        .run(async move {
+                            collection.insert_many(documents).await?;
+                            Ok(())
+                        })
+                        .await?;
+                }
+                Write::DeleteOne(_, filter) => {
+                    self.gate
+                        .run(async move {
+                            collection.delete_one(filter).await?;
+                            Ok(())
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn document_size(document: &Document) -> usize {
+    // Chunks dominate; their `data` is what matters.
+    document
+        .get("data")
+        .and_then(|d| match d {
+            mongodb::bson::Bson::Binary(b) => Some(b.bytes.len()),
+            _ => None,
+        })
+        .unwrap_or(256)
+}
