@@ -46,4 +46,3 @@ impl AppState {
         self.config.discord.admins.iter().any(|a| a == user_id)
     }
 }
-

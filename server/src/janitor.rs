@@ -6,14 +6,18 @@
 //! any instance through their stale journal entry (see `store::uploads`).
 
 use std::{
-    collections::HashSet,
-    sync::Mutex,
+    collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
-use mongodb::bson::DateTime;
+use mongodb::bson::{DateTime, oid::ObjectId};
 
-use crate::store::{Result, Store};
+use crate::store::{FileIdBlock, Result, Store};
+
+/// The id range of an upload whose client was told it failed (see
+/// [`Janitor::remove_failed`]); `None` for an ordinary cleanup.
+type Unanswered = Option<(ObjectId, ObjectId)>;
 
 /// An entry untouched for this many idle periods (`limits.upload_idle_secs`)
 /// belongs to a dead upload. A live upload touches its entry at least once
@@ -38,7 +42,7 @@ pub struct Janitor {
     /// After this, a write that timed out can no longer land (the store's
     /// abandon limit).
     settle: Duration,
-    pending: Mutex<HashSet<String>>,
+    pending: Mutex<HashMap<String, Unanswered>>,
     /// Cleanups that wait until writes in flight for them have settled.
     later: Mutex<Vec<(Instant, String)>>,
     /// Wakes `run` when a cleanup joins `pending`.
@@ -63,7 +67,7 @@ impl Janitor {
         if let Err(error) = cleanup(&self.store, ticket_id).await {
             tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
             if let Ok(mut pending) = self.pending.lock() {
-                pending.insert(ticket_id.to_owned());
+                pending.entry(ticket_id.to_owned()).or_insert(None);
             }
             self.wake.notify_one();
         }
@@ -74,17 +78,45 @@ impl Janitor {
     /// chunk) may arrive after the first cleanup found nothing to remove.
     pub async fn discard_twice(&self, ticket_id: &str) {
         self.discard(ticket_id).await;
-        self.discard_later(ticket_id);
+        if let Ok(mut later) = self.later.lock() {
+            later.push((Instant::now() + self.settle, ticket_id.to_owned()));
+        }
+        self.wake.notify_one();
     }
 
     /// Cleans up only once writes in flight for the upload have settled:
     /// for an upload whose ticket insert timed out, which may still land
     /// and must then keep its files.
-    pub fn discard_later(&self, ticket_id: &str) {
-        if let Ok(mut later) = self.later.lock() {
-            later.push((Instant::now() + self.settle, ticket_id.to_owned()));
+
+    /// For an upload whose last batch (the one with its ticket) failed:
+    /// the client is told so, hence everything of it goes, the ticket too
+    /// if it landed after all. Its journal entry may be gone with the
+    /// batch, hence the ids. Retried while the database does not answer.
+    pub async fn remove_failed(&self, ticket_id: &str, ids: &FileIdBlock) {
+        let range = (ids.first(), ids.last());
+        if let Err(error) = remove_unanswered(&self.store, ticket_id, range.0, range.1).await {
+            tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.insert(ticket_id.to_owned(), Some(range));
+            }
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
+    }
+
+    /// [`Self::remove_failed`] once `landing`, a last batch that did not
+    /// answer within the request deadline, has landed or been abandoned:
+    /// cleaning up while it may still land would race it.
+    pub fn remove_after<T: Send + 'static>(
+        self: &Arc<Self>,
+        landing: tokio::task::JoinHandle<T>,
+        ticket_id: &str,
+        ids: &FileIdBlock,
+    ) {
+        let (janitor, ticket_id, ids) = (self.clone(), ticket_id.to_owned(), *ids);
+        tokio::spawn(async move {
+            let _ = landing.await;
+            janitor.remove_failed(&ticket_id, &ids).await;
+        });
     }
 
     /// Moves the deferred cleanups that are due into `pending`.
@@ -100,7 +132,9 @@ impl Janitor {
             Err(_) => return,
         };
         if let Ok(mut pending) = self.pending.lock() {
-            pending.extend(due);
+            for id in due {
+                pending.entry(id).or_insert(None);
+            }
         }
     }
 
@@ -148,12 +182,16 @@ impl Janitor {
     }
 
     async fn retry_pending(&self, store: &Store) {
-        let pending: Vec<String> = match self.pending.lock() {
-            Ok(pending) => pending.iter().cloned().collect(),
+        let pending: Vec<(String, Unanswered)> = match self.pending.lock() {
+            Ok(pending) => pending.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             Err(_) => return,
         };
-        for ticket_id in pending {
-            match cleanup(store, &ticket_id).await {
+        for (ticket_id, unanswered) in pending {
+            let cleaned = match unanswered {
+                Some((first, last)) => remove_unanswered(store, &ticket_id, first, last).await,
+                None => cleanup(store, &ticket_id).await,
+            };
+            match cleaned {
                 Ok(()) => {
                     tracing::info!(ticket_id, "removed the bytes of a failed upload");
                     if let Ok(mut p) = self.pending.lock() {
@@ -178,6 +216,24 @@ async fn cleanup(store: &Store, ticket_id: &str) -> Result<()> {
             .delete_id_range(entry.first_file_id, entry.last_file_id)
             .await?;
     }
+    store.uploads.remove(ticket_id).await
+}
+
+/// See [`Janitor::remove_failed`]. The record goes first, so no
+/// ticket points at bytes being removed.
+async fn remove_unanswered(
+    store: &Store,
+    ticket_id: &str,
+    first: ObjectId,
+    last: ObjectId,
+) -> Result<()> {
+    if store.tickets.remove(ticket_id).await? {
+        tracing::info!(
+            ticket_id,
+            "removed a ticket whose upload was answered with an error"
+        );
+    }
+    store.files.delete_id_range(first, last).await?;
     store.uploads.remove(ticket_id).await
 }
 

@@ -180,3 +180,127 @@ async fn print_token(
     println!("{token}");
     Ok(())
 }
+
+/// The layering described at the top of this file (and in the README's
+/// Layout section), checked on the sources: a module may only use modules
+/// of a lower layer, so there are no cycles between them.
+#[cfg(test)]
+mod layers {
+    use std::{collections::BTreeSet, path::Path};
+
+    /// Top-level modules by layer, highest first.
+    const LAYERS: &[&[&str]] = &[
+        &["main"],
+        &["server", "plugin_cli"],
+        &["api"],
+        &["http"],
+        &["service"],
+        &["context"],
+        &["auth", "janitor"],
+        &["store", "plugins"],
+        &["telemetry"],
+        &["config", "ticket"],
+    ];
+
+    fn rank(module: &str) -> Option<usize> {
+        LAYERS.iter().position(|layer| layer.contains(&module))
+    }
+
+    /// The top-level modules a source file names through `crate::`.
+    fn uses(source: &str) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        let code: String = source
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            if let Some(list) = rest.strip_prefix('{') {
+                // Names at the first level of a `use crate::{...}` list.
+                let (mut depth, mut name, mut expecting) = (0, String::new(), true);
+                for c in list.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            if !name.is_empty() {
+                                found.insert(std::mem::take(&mut name));
+                            }
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => expecting = true,
+                        c if expecting && (c.is_ascii_alphanumeric() || c == '_') => name.push(c),
+                        _ if expecting && !name.is_empty() => {
+                            found.insert(std::mem::take(&mut name));
+                            expecting = false;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    found.insert(name);
+                }
+            }
+        }
+        found
+    }
+
+    fn visit(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("source dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                visit(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn modules_only_use_lower_layers() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        visit(&src, &mut files);
+        let mut wrong = Vec::new();
+        for file in &files {
+            let relative = file.strip_prefix(&src).expect("under src");
+            let top = relative
+                .components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .map(|s| s.trim_end_matches(".rs").to_owned())
+                .expect("a module");
+            let Some(mine) = rank(&top) else {
+                wrong.push(format!("{top}: not in LAYERS"));
+                continue;
+            };
+            // The top may use anything (and this test names `crate::`).
+            if mine == 0 {
+                continue;
+            }
+            let source = std::fs::read_to_string(file).expect("source");
+            for used in uses(&source) {
+                if used == top {
+                    continue;
+                }
+                match rank(&used) {
+                    Some(theirs) if theirs > mine => {}
+                    _ => wrong.push(format!("{} uses crate::{used}", relative.display())),
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+        // The checker itself sees `use crate::{...}` lists.
+        assert_eq!(
+            uses("use crate::{a::b, c::{d, e}, f};"),
+            ["a", "c", "f"].iter().map(|s| s.to_string()).collect()
+        );
+    }
+}

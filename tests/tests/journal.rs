@@ -171,14 +171,37 @@ async fn upload_whose_validation_outlives_its_journal_fails_cleanly() {
     let token = server.token("1");
     // The validator sleeps 12 s on slow.txt; the entry is abandoned at 10 s.
     // It then accepts the file, or (`read`) fails to read it again because
-    // the sweep removed it: the cause reported is the same.
-    let (accepts, reads) = tokio::join!(
-        upload(&server, &token, &[("slow.txt", b"12")], None),
-        upload(&server, &token, &[("slow.txt", b"12 read")], None),
+    // the sweep removed it: the cause reported is the same. A second file
+    // (not validated) takes each upload over one write batch (1020 KiB), so
+    // its bytes are stored (and journaled) before validation; a small
+    // upload is held in memory until validated.
+    let padding = vec![b' '; 1_046_000];
+    let (first, second): ([(&str, &[u8]); 2], [(&str, &[u8]); 2]) = (
+        [("slow.txt", b"12"), ("padding.bin", &padding)],
+        [("slow.txt", b"12 read"), ("padding.bin", &padding)],
+    );
+    let other = server.token("2");
+    let (accepts, reads, small) = tokio::join!(
+        upload(&server, &token, &first, None),
+        upload(&server, &token, &second, None),
+        upload(&server, &other, &[("slow.txt", b"12")], None),
     );
     for response in [accepts, reads] {
         assert_error(response, 503, "Upload took too long; please try again").await;
     }
+    // Nothing of the small one was stored while it was validated, so no
+    // sweep could take it: it is recorded whole.
+    assert_eq!(small.status(), 201);
+    let small_id = small.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let response = server
+        .delete(&format!("/ticket/2/{small_id}"), &other)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), 204);
     server.assert_nothing_left(Duration::from_secs(15)).await;
 
     // Quick validation is unaffected.

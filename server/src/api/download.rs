@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use warp::{Filter, Rejection, Reply, http::header, reply::Response};
 use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
 
+use super::error::{ApiError, ErrorBody};
 use super::{
     files::FileBytes,
     filters::{authenticated, with_state},
@@ -23,13 +24,12 @@ use super::{
     openapi::{DataErrors, TicketPath},
 };
 use crate::{
-    service,
-    context::State,
     auth::Requester,
+    context::State,
+    service,
     store::{ByteRange, FileStore, StoredFile, TicketRecord},
     ticket::zip_entry_name,
 };
-use super::error::{ApiError, ErrorBody};
 
 /// Zip output is sent in pieces of about this size.
 const PIECE: usize = 64 * 1024;

@@ -257,9 +257,7 @@ impl From<PreviewError> for ApiError {
             }
             PreviewError::TooMany(max) => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many previews at once: at most {max} of yours are rendered at a time"
-                ),
+                format!("Too many previews at once: at most {max} of yours are rendered at a time"),
             )
             .retry_after(1),
             PreviewError::Busy => Self::new(

@@ -9,19 +9,19 @@ use warp::{
     reply::Response,
 };
 
+use super::error::{ApiError, ErrorBody};
 use super::{
     filters::{authenticated, with_state},
     handle,
     openapi::FilePath,
 };
 use crate::{
-    service,
-    context::{AppState, State},
     auth::Requester,
+    context::{AppState, State},
+    service,
     store::{ByteRange, StoredFile, TicketRecord},
     ticket::is_legal_path,
 };
-use super::error::{ApiError, ErrorBody};
 
 /// Ticket files change only by replacing the whole ticket, so a short cache
 /// lifetime is safe and spares re-downloads while a TA browses.

@@ -6,12 +6,12 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use warp::{Filter, Rejection};
 
+use super::error::ApiError;
 use crate::{
-    context::State,
     auth::{Claims, Requester},
+    context::State,
     store::TicketPage,
 };
-use super::error::ApiError;
 
 pub fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())

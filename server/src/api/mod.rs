@@ -11,9 +11,9 @@ mod openapi;
 mod ops;
 mod plugins;
 mod preview;
-mod tickets;
 #[cfg(test)]
 mod tests;
+mod tickets;
 mod users;
 mod views;
 mod web;

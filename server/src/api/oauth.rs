@@ -4,16 +4,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply, reply::Response};
 
+use super::error::{ApiError, ErrorBody};
 use super::{
     filters::{Bearer, bearer, database, json_body, with_state},
     handle,
     openapi::DataErrors,
 };
 use crate::{
-    context::{AppState, State},
     auth::{DiscordError, DisplayData, discord::Grant},
+    context::{AppState, State},
 };
-use super::error::{ApiError, ErrorBody};
 
 /// A token with more than this left is handed back unchanged on refresh.
 const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;

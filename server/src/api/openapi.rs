@@ -238,7 +238,6 @@ impl RouteTable {
         Self { templates }
     }
 
-
     fn matching(&self, path: &str) -> Option<&Template> {
         // Runs on every request: split into a small stack buffer, no heap.
         let mut parts = [""; 8];
@@ -291,8 +290,8 @@ fn score(segments: &[Segment], parts: &[&str]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use crate::http::RouteLabels;
     use super::RouteTable;
+    use crate::http::RouteLabels;
 
     #[test]
     fn labels_use_templates() {

@@ -5,17 +5,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply, http::StatusCode, reply::Response};
 
+use super::error::{ApiError, ErrorBody};
 use super::{
     filters::{Bearer, bearer, with_state},
     handle,
 };
-use crate::{
-    context::State,
-    plugins::HostState,
-    store::DbStatus,
-    telemetry::metrics,
-};
-use super::error::{ApiError, ErrorBody};
+use crate::{context::State, plugins::HostState, store::DbStatus, telemetry::metrics};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let ping = warp::path!("ping").and(warp::get()).map(ping);

@@ -7,13 +7,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply, reply::Response};
 
+use super::error::ApiError;
 use super::{
     filters::{authenticated, with_state},
     handle,
     openapi::DataErrors,
 };
-use crate::{context::State, auth::Requester, plugins::ManifestInfo};
-use super::error::ApiError;
+use crate::{auth::Requester, context::State, plugins::ManifestInfo};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("plugins")

@@ -8,6 +8,7 @@ use warp::{
     reply::Response,
 };
 
+use super::error::{ApiError, ErrorBody};
 use super::{
     files::FileBytes,
     files::{set, ticket_file},
@@ -15,12 +16,7 @@ use super::{
     handle,
     openapi::FilePath,
 };
-use crate::{
-    service,
-    context::State,
-    auth::Requester,
-};
-use super::error::{ApiError, ErrorBody};
+use crate::{auth::Requester, context::State, service};
 
 /// Previews are documents a plugin wrote: nothing in them may run script or
 /// load anything; images must be inline `data:` URLs.

@@ -101,7 +101,12 @@ impl Fixture {
         self.send(request).await
     }
 
-    async fn upload(&self, token: &str, files: &[(&str, &[u8])], data: &str) -> (StatusCode, Value) {
+    async fn upload(
+        &self,
+        token: &str,
+        files: &[(&str, &[u8])],
+        data: &str,
+    ) -> (StatusCode, Value) {
         let boundary = "in-process-boundary";
         let mut body = Vec::new();
         for (name, content) in files {
@@ -122,7 +127,10 @@ impl Fixture {
             .method("POST")
             .path("/ticket")
             .header("authorization", format!("Bearer {token}"))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .header("content-length", body.len())
             .body(body);
         self.send(request).await
@@ -192,7 +200,8 @@ async fn each_failure_gets_its_status_and_detail() {
         ),
         (
             "duplicate names",
-            f.upload(&me, &[("a.txt", b"1"), ("A.txt", b"2")], "{}").await,
+            f.upload(&me, &[("a.txt", b"1"), ("A.txt", b"2")], "{}")
+                .await,
             StatusCode::BAD_REQUEST,
             "Duplicate file name: \"A.txt\" (the same file as \"a.txt\" on Windows and macOS)",
         ),
@@ -204,7 +213,8 @@ async fn each_failure_gets_its_status_and_detail() {
         ),
         (
             "too many files",
-            f.upload(&me, &[("a", b"1"), ("b", b"2"), ("c", b"3")], "{}").await,
+            f.upload(&me, &[("a", b"1"), ("b", b"2"), ("c", b"3")], "{}")
+                .await,
             StatusCode::PAYLOAD_TOO_LARGE,
             "Too many files (at most 2)",
         ),
@@ -216,13 +226,18 @@ async fn each_failure_gets_its_status_and_detail() {
         ),
         (
             "bad options",
-            f.upload(&me, &[("a.txt", b"1")], r#"{"is_public": "maybe"}"#).await,
+            f.upload(&me, &[("a.txt", b"1")], r#"{"is_public": "maybe"}"#)
+                .await,
             StatusCode::BAD_REQUEST,
             "Invalid `data` field: `is_public` must be true or false, not \"maybe\" at line 1 column 22",
         ),
     ];
     for (case, (status, body), want_status, want_detail) in cases {
-        assert_eq!((status, detail(&body)), (want_status, want_detail), "{case}");
+        assert_eq!(
+            (status, detail(&body)),
+            (want_status, want_detail),
+            "{case}"
+        );
     }
     // Nothing of the refused uploads was kept.
     let (status, list) = f.get("/ticket", Some(&me)).await;
@@ -235,11 +250,19 @@ async fn the_authorization_matrix_through_the_routes() {
     let f = Fixture::start(|_| {}).await;
     let (author, other, admin) = (f.token("1").await, f.token("2").await, f.token(ADMIN).await);
     let (status, private) = f
-        .upload(&author, &[("Main.java", b"class Main {}")], r#"{"remark": "private"}"#)
+        .upload(
+            &author,
+            &[("Main.java", b"class Main {}")],
+            r#"{"remark": "private"}"#,
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{private}");
     let (status, public) = f
-        .upload(&author, &[("Main.java", b"class Main {}")], r#"{"is_public": true}"#)
+        .upload(
+            &author,
+            &[("Main.java", b"class Main {}")],
+            r#"{"is_public": true}"#,
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{public}");
     let private = private["id"].as_str().expect("id").to_owned();
@@ -286,9 +309,24 @@ async fn the_authorization_matrix_through_the_routes() {
             .body(r#"{"remark": "changed"}"#)
     };
     for (who, user, want, want_detail) in [
-        (&other, "1", StatusCode::FORBIDDEN, Some("Permission denied")),
-        (&admin, "1", StatusCode::FORBIDDEN, Some("Permission denied")),
-        (&author, "2", StatusCode::NOT_FOUND, Some("Ticket not found")),
+        (
+            &other,
+            "1",
+            StatusCode::FORBIDDEN,
+            Some("Permission denied"),
+        ),
+        (
+            &admin,
+            "1",
+            StatusCode::FORBIDDEN,
+            Some("Permission denied"),
+        ),
+        (
+            &author,
+            "2",
+            StatusCode::NOT_FOUND,
+            Some("Ticket not found"),
+        ),
         (&author, "1", StatusCode::CREATED, None),
     ] {
         let (status, body) = f.send(put(who, user, &public)).await;
@@ -322,7 +360,11 @@ async fn lists_page_over_gaps() {
     let mut ids = Vec::new();
     for i in 0..7 {
         let (status, body) = f
-            .upload(&me, &[("a.txt", format!("{i}").as_bytes())], &format!(r#"{{"remark": "{i}"}}"#))
+            .upload(
+                &me,
+                &[("a.txt", format!("{i}").as_bytes())],
+                &format!(r#"{{"remark": "{i}"}}"#),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED);
         ids.push(body["id"].as_str().expect("id").to_owned());
@@ -339,14 +381,25 @@ async fn lists_page_over_gaps() {
     }
     let remarks = |v: Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().map(|t| t["remark"].as_str().unwrap_or("?").to_owned()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|t| t["remark"].as_str().unwrap_or("?").to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let page = |offset: u32, length: u32| {
         let me = me.clone();
         let f = &f;
         async move {
-            remarks(f.get(&format!("/ticket?offset={offset}&length={length}"), Some(&me)).await.1)
+            remarks(
+                f.get(
+                    &format!("/ticket?offset={offset}&length={length}"),
+                    Some(&me),
+                )
+                .await
+                .1,
+            )
         }
     };
     assert_eq!(page(0, 10).await, ["6", "3", "2", "0"]);
@@ -355,4 +408,3 @@ async fn lists_page_over_gaps() {
     assert_eq!(page(3, 2).await, ["0"]);
     assert!(page(4, 2).await.is_empty());
 }
-

@@ -11,6 +11,7 @@ use warp::{
     reply::Response,
 };
 
+use super::error::{ApiError, ErrorBody, PolicyRejected};
 use super::{
     filters::{authenticated, json_body, page, with_state},
     handle,
@@ -20,14 +21,9 @@ use super::{
 use crate::{
     auth::{DisplayData, Requester},
     context::{AppState, State},
-    service::{
-        self,
-        tickets::AuthoredTicket,
-        upload,
-    },
+    service::{self, tickets::AuthoredTicket, upload},
     store::{TicketPage, TicketRecord},
 };
-use super::error::{ApiError, ErrorBody, PolicyRejected};
 
 /// Bytes a multipart body may carry beyond the file contents (boundaries,
 /// part headers, the `data` field) before it is refused from its
@@ -200,14 +196,12 @@ pub(super) async fn create(
     // half-received upload; with the request's context, so its log line
     // counts the upload's database commands.
     let ingest = upload::ingest(state.clone(), me.profile.clone(), parts(form));
-    let ingest = match crate::telemetry::current_request() {
-        Some(request) => tokio::spawn(request.scope(ingest)),
-        None => tokio::spawn(ingest),
-    };
-    let created = ingest.await.map_err(|e| {
-        tracing::error!(error = %e, "upload task failed");
-        ApiError::internal()
-    })??;
+    let created = crate::telemetry::spawn_in_request(ingest)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "upload task failed");
+            ApiError::internal()
+        })??;
     let ticket = &created.ticket;
     tracing::info!(ticket_id = %ticket.id, files = ticket.files.len(), user_id = %me.id, "ticket created");
     let full = TicketFull {

@@ -10,17 +10,17 @@
 
 use warp::{Filter, Rejection, Reply, reply::Response};
 
+use super::error::{ApiError, ErrorBody};
 use super::{
     filters::{authenticated, with_state},
     handle,
     openapi::{DataErrors, UserPath},
 };
 use crate::{
-    service,
-    context::State,
     auth::{DisplayData, Requester},
+    context::State,
+    service,
 };
-use super::error::{ApiError, ErrorBody};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("user" / String)

@@ -15,9 +15,9 @@ use warp::{
     reply::Response,
 };
 
-use super::filters::with_state;
-use crate::{context::State};
 use super::error::ApiError;
+use super::filters::with_state;
+use crate::context::State;
 
 /// The app's own policy: scripts and styles from this origin only (no
 /// inline script; inline styles for the preview documents, which inherit

@@ -206,8 +206,6 @@ async fn cached_answers(
     Ok(answers)
 }
 
-
-
 /// Caching is an optimisation: a failed write is logged, not fatal.
 async fn remember(
     state: &AppState,
@@ -225,7 +223,6 @@ async fn remember(
         tracing::warn!(%error, plugin = plugin.name(), "could not cache a preview");
     }
 }
-
 
 /// After a ticket is deleted: its previews go unless another ticket holds
 /// the same content. Best effort: an entry left behind by a failure here

@@ -162,13 +162,13 @@ pub async fn ingest(
         batch: store.batch(),
         journaled: false,
         sent: false,
+        last: Last::NotSent,
         touched: Instant::now(),
         staged: Vec::new(),
         names: HashMap::new(),
         total: 0,
         field_bytes: 0,
     };
-    let mut settling = false;
     let outcome = async {
         let options = upload.receive(parts).await?;
         if upload.staged.is_empty() {
@@ -193,12 +193,7 @@ pub async fn ingest(
         };
         store.tickets.insert_in(&mut upload.batch, &ticket)?;
         store.uploads.close_in(&mut upload.batch, &ticket_id);
-        if let Err(error) = upload.send().await {
-            // Sent but unanswered, the ticket may still land: whether the
-            // files are kept is decided once it no longer can.
-            settling = matches!(error, StoreError::Timeout(_));
-            return Err(error.into());
-        }
+        upload.send_last().await?;
         Ok(Created { ticket, author })
     }
     .await;
@@ -215,14 +210,26 @@ pub async fn ingest(
                 UploadOutcome::Failed
             };
             metrics().upload(outcome, 0, 0);
-            if settling {
-                ctx.janitor.discard_later(&ticket_id);
-            } else if upload.sent {
-                ctx.janitor.discard_twice(&ticket_id).await;
+            match upload.last {
+                Last::NotSent if upload.sent => ctx.janitor.discard_twice(&ticket_id).await,
+                Last::NotSent => {}
+                Last::Failed => ctx.janitor.remove_failed(&ticket_id, &upload.ids).await,
+                Last::Landing(landing) => {
+                    ctx.janitor.remove_after(landing, &ticket_id, &upload.ids);
+                }
             }
         }
     }
     outcome
+}
+
+/// The last batch: the one that records the ticket.
+enum Last {
+    NotSent,
+    /// It failed: whatever of it landed must go.
+    Failed,
+    /// No answer within the request deadline; it still runs.
+    Landing(tokio::task::JoinHandle<Result<(), StoreError>>),
 }
 
 /// A received file: its record and, while none of it was sent, its bytes.
@@ -240,6 +247,7 @@ struct Upload<'a> {
     journaled: bool,
     /// Something was sent (and may have landed, even if it failed).
     sent: bool,
+    last: Last,
     /// When the journal entry was last refreshed.
     touched: Instant,
     staged: Vec<Staged>,
@@ -254,6 +262,41 @@ struct Upload<'a> {
 impl Upload<'_> {
     /// Sends the batch, led by the journal entry if it is the first.
     async fn send(&mut self) -> Result<(), StoreError> {
+        self.journal_first();
+        self.sent = true;
+        self.batch.send().await?;
+        for staged in &mut self.staged {
+            staged.content = None;
+        }
+        Ok(())
+    }
+
+    /// Sends the last batch. It runs to its end even past the request
+    /// deadline: if it has not answered by then, the upload fails, and
+    /// whatever of it landed is removed once it has (cleaning up while it
+    /// may still land would race it).
+    async fn send_last(&mut self) -> Result<(), StoreError> {
+        self.journal_first();
+        self.sent = true;
+        let store = &self.ctx.store;
+        let mut batch = std::mem::replace(&mut self.batch, store.batch()).patient();
+        let mut landing = crate::telemetry::spawn_in_request(async move { batch.send().await });
+        let deadline = store.request_deadline();
+        let result = match tokio::time::timeout(deadline, &mut landing).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(StoreError::Corrupt(format!("a write task failed: {join}"))),
+            Err(_) => {
+                self.last = Last::Landing(landing);
+                return Err(StoreError::Timeout(deadline));
+            }
+        };
+        if result.is_err() {
+            self.last = Last::Failed;
+        }
+        result
+    }
+
+    fn journal_first(&mut self) {
         if !self.journaled {
             self.ctx
                 .store
@@ -262,12 +305,6 @@ impl Upload<'_> {
             self.journaled = true;
             self.touched = Instant::now();
         }
-        self.sent = true;
-        self.batch.send().await?;
-        for staged in &mut self.staged {
-            staged.content = None;
-        }
-        Ok(())
     }
 
     /// Refreshes the journal entry once per `limits.upload_idle_secs` (the

@@ -25,7 +25,10 @@ pub enum PolicyError {
     },
     /// A validator failed (it fails closed).
     #[error("validator {plugin} failed: {reason}")]
-    Failed { plugin: String, reason: &'static str },
+    Failed {
+        plugin: String,
+        reason: &'static str,
+    },
     /// Two files claim the name of a validator this upload needs: neither
     /// runs, and the upload is not let through unchecked either.
     #[error("validator name contested: {description}")]

@@ -65,6 +65,13 @@ impl WriteBatch {
         }
     }
 
+    /// The same batch, waiting up to the abandon limit rather than the
+    /// request deadline (see `Store::background`).
+    pub fn patient(mut self) -> Self {
+        self.gate = self.gate.patient();
+        self
+    }
+
     pub fn insert(&mut self, collection: &'static str, document: Document) {
         self.bytes += document_size(&document);
         self.writes.push(Write::Insert(collection, document));

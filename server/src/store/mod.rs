@@ -224,6 +224,11 @@ impl Store {
         WriteBatch::new(self.db.clone(), self.gate.clone(), self.bulk.clone())
     }
 
+    /// How long a request waits for one database operation.
+    pub fn request_deadline(&self) -> Duration {
+        self.gate.deadline()
+    }
+
     /// After this, a write whose caller timed out can no longer land.
     pub fn abandon_limit(&self) -> Duration {
         self.gate.abandon_limit()

@@ -272,6 +272,14 @@ impl TicketStore {
             .await
     }
 
+    /// Removes the record whoever its author; whether there was one.
+    pub async fn remove(&self, id: &str) -> Result<bool> {
+        let (tickets, filter) = (self.tickets.clone(), doc! { "_id": id });
+        self.gate
+            .run(async move { Ok(tickets.delete_one(filter).await?.deleted_count > 0) })
+            .await
+    }
+
     /// Removes the record if it belongs to `author_id` and returns it, so the
     /// caller can then remove its bytes.
     pub async fn delete(&self, id: &str, author_id: &str) -> Result<Option<TicketRecord>> {

@@ -6,7 +6,9 @@ mod metrics;
 mod request;
 
 pub use metrics::{UploadOutcome, metrics};
-pub use request::{RequestContext, current as current_request, db_command, set_user};
+pub use request::{
+    RequestContext, current as current_request, db_command, set_user, spawn as spawn_in_request,
+};
 
 use std::io::IsTerminal;
 

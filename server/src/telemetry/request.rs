@@ -40,6 +40,18 @@ pub fn current() -> Option<RequestContext> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+/// `tokio::spawn`, keeping the current request's context in the task.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match current() {
+        Some(context) => tokio::spawn(context.scope(future)),
+        None => tokio::spawn(future),
+    }
+}
+
 /// Counts one command sent to the database, for `pd2_db_commands_total`
 /// and the request's log line. Called by the driver's command monitor,
 /// from the task that sends the command.

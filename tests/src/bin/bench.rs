@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -119,6 +119,12 @@ async fn main() {
     // `--plugin-host`: only the plugin host section (it takes ~1 min).
     if std::env::args().any(|a| a == "--plugin-host") {
         plugin_host_section(&db).await;
+        return;
+    }
+    // `--core`: round trips per route, upload rate, and how lists and
+    // uploads scale with an author's tickets (issue 13; ~3 min).
+    if std::env::args().any(|a| a == "--core") {
+        core_section(&db).await;
         return;
     }
     // `--first-party`: only the first-party renderers' latencies and sizes.
@@ -870,4 +876,263 @@ async fn upload_latencies(server: &Server, token: &str, n: usize) -> Vec<Duratio
     }
     out.sort();
     out
+}
+
+/// Wire-protocol requests the database has answered (`serverStatus`'s
+/// `network.numRequests`): every round trip of every client, counted by
+/// the database itself, so any build of the server is measured the same.
+async fn db_requests(client: &mongodb::Client) -> i64 {
+    let status = client
+        .database("admin")
+        .run_command(mongodb::bson::doc! { "serverStatus": 1 })
+        .await
+        .expect("serverStatus");
+    let network = status.get_document("network").expect("network section");
+    network
+        .get_i64("numRequests")
+        .or_else(|_| network.get_i32("numRequests").map(i64::from))
+        .expect("numRequests")
+}
+
+/// Round trips per request of `make`, over `n` requests one after another,
+/// net of what the database saw meanwhile while idle (drivers' heartbeats,
+/// the health check) and of our own `serverStatus` calls.
+async fn round_trips<F, Fut>(db: &mongodb::Client, n: usize, expect: u16, make: F) -> f64
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    // Lets the previous request's background writes (journal removal) land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_from = db_requests(db).await;
+    let idle_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rate =
+        (db_requests(db).await - idle_from - 1) as f64 / idle_start.elapsed().as_secs_f64();
+    let before = db_requests(db).await;
+    let start = Instant::now();
+    for i in 0..n {
+        let response = make(i).await;
+        assert_eq!(response.status().as_u16(), expect, "round-trip sample");
+        let _ = response.bytes().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = db_requests(db).await;
+    let noise = idle_rate * start.elapsed().as_secs_f64() + 1.0;
+    ((after - before) as f64 - noise).max(0.0) / n as f64
+}
+
+fn form(files: &[(String, Vec<u8>)]) -> reqwest::multipart::Form {
+    files
+        .iter()
+        .fold(reqwest::multipart::Form::new(), |form, (name, bytes)| {
+            form.part(
+                "files",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone()),
+            )
+        })
+}
+
+/// Creates tickets until `author` has `target`, 32 at a time.
+async fn fill(server: &Arc<Server>, token: &str, have: usize, target: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(have));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (server, token, next) = (server.clone(), token.to_owned(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= target {
+                    return;
+                }
+                let name = format!("Main{i}.java");
+                create_ticket(
+                    &server,
+                    &token,
+                    &[(name.as_str(), &pattern(2048, i as u8))],
+                    None,
+                )
+                .await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("filler");
+    }
+}
+
+/// p50 in ms of `n` sequential requests.
+async fn sequential_p50<F, Fut>(n: usize, expect: u16, make: F) -> f64
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        let response = make(i).await;
+        assert_eq!(response.status().as_u16(), expect);
+        let _ = response.bytes().await;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times[n / 2].as_secs_f64() * 1000.0
+}
+
+async fn core_section(db: &DbServer) {
+    let client = mongodb::Client::with_uri_str(&db.uri)
+        .await
+        .expect("client");
+    let options = ServerOptions::default()
+        .database(&db.uri, "bench-core")
+        .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+        .env(
+            "PD2_PLUGINS__CACHE_DIR",
+            pd2_ticket_tests::shared_compile_cache().display(),
+        )
+        .env("PD2_LIMITS__MAX_FILE_SIZE", 4 << 20)
+        .env("RUST_LOG", "warn");
+    let server = Arc::new(Server::start_with(options).await);
+    // Plugins loaded (validators run on every upload below).
+    let http = reqwest::Client::new();
+    pd2_ticket_tests::eventually("plugins not loaded", Duration::from_secs(120), || async {
+        let m = http.get(server.url("/metrics")).send().await;
+        match m {
+            Ok(m) => {
+                pd2_ticket_tests::sample(&m.text().await.unwrap_or_default(), "pd2_plugins_loaded")
+                    >= 5.0
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    let token = server.token("1");
+    let mut last_id = String::new();
+    for i in 0..20 {
+        let name = format!("Main{i}.java");
+        let t = create_ticket(&server, &token, &[(name.as_str(), &pattern(4096, i))], None).await;
+        last_id = t["id"].as_str().expect("id").to_owned();
+    }
+
+    println!("\n## Database round trips per request\n");
+    println!(
+        "Counted by the database (`serverStatus` `network.numRequests`), 20 requests one at a time, net of idle traffic; default plugins loaded.\n"
+    );
+    println!("| request | round trips |");
+    println!("|---|---|");
+    let get = |path: String| {
+        let (server, token) = (server.clone(), token.clone());
+        move |_| {
+            let (server, token, path) = (server.clone(), token.clone(), path.clone());
+            async move { server.get(&path, &token).send().await.expect("request") }
+        }
+    };
+    let rows: [(&str, String); 4] = [
+        ("GET /ticket (list, 20 tickets)", "/ticket".into()),
+        ("GET /ticket/@me/{id}", format!("/ticket/@me/{last_id}")),
+        (
+            "GET …/files/Main19.java (4 KiB)",
+            format!("/ticket/@me/{last_id}/files/Main19.java"),
+        ),
+        (
+            "GET …/download (zip of 1 file)",
+            format!("/ticket/@me/{last_id}/download"),
+        ),
+    ];
+    for (name, path) in rows {
+        let n = round_trips(&client, 20, 200, get(path)).await;
+        println!("| {name} | {n:.1} |");
+    }
+    for (name, files) in [
+        (
+            "POST /ticket (one 100 KiB file)",
+            vec![("upload.txt".to_owned(), pattern(100 << 10, 3))],
+        ),
+        (
+            "POST /ticket (ten 10 KiB files)",
+            (0..10)
+                .map(|i| (format!("src/F{i}.java"), pattern(10 << 10, i)))
+                .collect(),
+        ),
+    ] {
+        let (server, token) = (server.clone(), token.clone());
+        let n = round_trips(&client, 20, 201, move |_| {
+            let (server, token, form) = (server.clone(), token.clone(), form(&files));
+            async move {
+                server
+                    .post("/ticket", &token)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .expect("upload")
+            }
+        })
+        .await;
+        println!("| {name} | {n:.1} |");
+    }
+
+    println!("\n## Upload rate, default plugins loaded ({CONNECTIONS} connections, 10 s)\n");
+    println!("| route | req/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|");
+    let body = Arc::new(pattern(100 * 1024, 7));
+    let (c, url, tok) = (http.clone(), server.url("/ticket"), server.token("3"));
+    let r = load(Duration::from_secs(10), 201, move || {
+        let form = reqwest::multipart::Form::new().part(
+            "files",
+            reqwest::multipart::Part::bytes(body.as_ref().clone()).file_name("upload.txt"),
+        );
+        c.post(&url).bearer_auth(&tok).multipart(form).send()
+    })
+    .await;
+    println!("{}", r.row("POST /ticket (one 100 KiB file)"));
+
+    println!("\n## One author's tickets: 20 vs 200 vs 2,000\n");
+    println!("Sequential requests; list = `GET /ticket` (10 per page), upload = one 1 MiB file.\n");
+    println!("| tickets of the author | list p50 ms | upload p50 ms |");
+    println!("|---|---|---|");
+    let big = server.token("2");
+    let mib = Arc::new(pattern(1 << 20, 9));
+    let upload_p50 = |n: usize| {
+        let (server, token, mib) = (server.clone(), big.clone(), mib.clone());
+        async move {
+            sequential_p50(n, 201, move |_| {
+                let (server, token, mib) = (server.clone(), token.clone(), mib.clone());
+                async move {
+                    let form = form(&[("big.txt".to_owned(), mib.as_ref().clone())]);
+                    server
+                        .post("/ticket", &token)
+                        .multipart(form)
+                        .send()
+                        .await
+                        .expect("upload")
+                }
+            })
+            .await
+        }
+    };
+    let list_p50 =
+        |token: String| sequential_p50(100, 200, get_with(server.clone(), token, "/ticket"));
+    println!("| 20 | {:.2} | – |", list_p50(token.clone()).await);
+    // Each measurement's 10 uploads count towards the next target.
+    let mut have = 0;
+    for target in [200, 2000] {
+        fill(&server, &big, have, target).await;
+        let upload = upload_p50(10).await;
+        println!(
+            "| {target} | {:.2} | {upload:.1} |",
+            list_p50(big.clone()).await
+        );
+        have = target + 10;
+    }
+}
+
+fn get_with(
+    server: Arc<Server>,
+    token: String,
+    path: &'static str,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = reqwest::Response>>> {
+    move |_| {
+        let (server, token) = (server.clone(), token.clone());
+        Box::pin(async move { server.get(path, &token).send().await.expect("request") })
+    }
 }
