@@ -84,10 +84,6 @@ impl Janitor {
         self.wake.notify_one();
     }
 
-    /// Cleans up only once writes in flight for the upload have settled:
-    /// for an upload whose ticket insert timed out, which may still land
-    /// and must then keep its files.
-
     /// For an upload whose last batch (the one with its ticket) failed:
     /// the client is told so, hence everything of it goes, the ticket too
     /// if it landed after all. Its journal entry may be gone with the

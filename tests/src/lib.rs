@@ -423,7 +423,8 @@ impl Server {
             .unwrap_or_default();
         env.push((
             "RUST_LOG".to_owned(),
-            format!("{level},pd2_ticket::app=info"),
+            // `app` is where older builds (TEST_SERVER_BIN) log it.
+            format!("{level},pd2_ticket::server=info,pd2_ticket::app=info"),
         ));
         let log = workdir.join("server.log");
         let log_file = std::fs::File::create(&log).expect("server log");

@@ -176,7 +176,8 @@ async fn upload_whose_validation_outlives_its_journal_fails_cleanly() {
     // its bytes are stored (and journaled) before validation; a small
     // upload is held in memory until validated.
     let padding = vec![b' '; 1_046_000];
-    let (first, second): ([(&str, &[u8]); 2], [(&str, &[u8]); 2]) = (
+    type Files<'a> = [(&'a str, &'a [u8]); 2];
+    let (first, second): (Files, Files) = (
         [("slow.txt", b"12"), ("padding.bin", &padding)],
         [("slow.txt", b"12 read"), ("padding.bin", &padding)],
     );

@@ -288,6 +288,19 @@ fn score(segments: &[Segment], parts: &[&str]) -> Option<usize> {
     (parts.len() == segments.len()).then_some(literals)
 }
 
+impl crate::http::RouteLabels for RouteTable {
+    /// The template `path` matches, preferring literal segments over
+    /// parameters; `unmatched` for anything else.
+    fn label(&self, path: &str) -> &'static str {
+        self.matching(path).map_or("unmatched", |t| t.label)
+    }
+
+    /// The methods `path` answers, for the `Allow` header of a `405`.
+    fn allow(&self, path: &str) -> Option<&'static str> {
+        self.matching(path).map(|t| t.allow)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::RouteTable;
@@ -334,18 +347,5 @@ mod tests {
             "bearer"
         );
         assert!(doc["paths"]["/ticket/{user_id}/{ticket_id}"]["put"].is_object());
-    }
-}
-
-impl crate::http::RouteLabels for RouteTable {
-    /// The template `path` matches, preferring literal segments over
-    /// parameters; `unmatched` for anything else.
-    fn label(&self, path: &str) -> &'static str {
-        self.matching(path).map_or("unmatched", |t| t.label)
-    }
-
-    /// The methods `path` answers, for the `Allow` header of a `405`.
-    fn allow(&self, path: &str) -> Option<&'static str> {
-        self.matching(path).map(|t| t.allow)
     }
 }

@@ -991,12 +991,18 @@ async fn core_section(db: &DbServer) {
             pd2_ticket_tests::shared_compile_cache().display(),
         )
         .env("PD2_LIMITS__MAX_FILE_SIZE", 4 << 20)
+        .admins(&["1"])
         .env("RUST_LOG", "warn");
     let server = Arc::new(Server::start_with(options).await);
     // Plugins loaded (validators run on every upload below).
     let http = reqwest::Client::new();
+    let admin = server.token("1");
     pd2_ticket_tests::eventually("plugins not loaded", Duration::from_secs(120), || async {
-        let m = http.get(server.url("/metrics")).send().await;
+        let m = http
+            .get(server.url("/metrics"))
+            .bearer_auth(&admin)
+            .send()
+            .await;
         match m {
             Ok(m) => {
                 pd2_ticket_tests::sample(&m.text().await.unwrap_or_default(), "pd2_plugins_loaded")
