@@ -133,12 +133,13 @@ async fn truncated_upload_leaves_nothing() {
         Server::start_with(ServerOptions::default().env("PD2_LIMITS__MAX_FILE_SIZE", 2 << 20))
             .await;
     let t = server.token("1");
-    // Over one write batch (1020 KiB) each, so the first file and its files
-    // document are sent before the hang-up (smaller ones wait in memory).
+    // Over one write batch (1020 KiB: four whole chunks) each, so the first
+    // file and then its files document are sent before the hang-up
+    // (smaller uploads wait in memory).
     let first = vec![b'1'; 1100 * 1024];
     let mut body = file_part("first.bin", &first);
     body.extend(file_head("second.bin"));
-    body.extend(vec![b'2'; 1000 * 1024]);
+    body.extend(vec![b'2'; 1100 * 1024]);
     let declared = body.len() + 400 * 1024;
     let mut stream = send(server.port, &post_head(server.port, Some(&t), declared)).await;
     stream.write_all(&body).await.unwrap();
