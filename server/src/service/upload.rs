@@ -150,10 +150,11 @@ pub async fn ingest(
 ) -> Result<Created, UploadError> {
     let store = &ctx.store;
     let ticket_id = new_ticket_id();
-    // The author's record and ticket number, while the body arrives.
+    // The author's record and ticket number, while the body arrives (in
+    // the request's context, so its log line counts the command).
     let numbering = {
         let (users, profile) = (store.users.clone(), author.clone());
-        tokio::spawn(async move { users.next_ticket(&profile).await })
+        crate::telemetry::spawn_in_request(async move { users.next_ticket(&profile).await })
     };
     let mut upload = Upload {
         ctx: &ctx,

@@ -9,7 +9,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicU8, Ordering},
 };
 
 use mongodb::{
@@ -21,6 +21,7 @@ use mongodb::{
 
 use super::{Gate, Result};
 
+#[derive(Clone)]
 enum Write {
     Insert(&'static str, Document),
     DeleteOne(&'static str, Document),
@@ -34,15 +35,15 @@ impl Write {
     }
 }
 
-/// Whether the server answered a `bulkWrite`; learned from the first try.
-#[derive(Clone)]
-pub(super) struct BulkSupport(Arc<AtomicBool>);
+/// Whether the server takes `bulkWrite`, learned from the first batch:
+/// until then a batch keeps its documents to send them one by one should
+/// the server refuse; afterwards they are moved into the command.
+#[derive(Clone, Default)]
+pub(super) struct BulkSupport(Arc<AtomicU8>);
 
-impl Default for BulkSupport {
-    fn default() -> Self {
-        Self(Arc::new(AtomicBool::new(true)))
-    }
-}
+// 0, the default: not known yet.
+const SUPPORTED: u8 = 1;
+const UNSUPPORTED: u8 = 2;
 
 /// Writes collected in order and sent by [`WriteBatch::send`].
 pub struct WriteBatch {
@@ -101,45 +102,58 @@ impl WriteBatch {
         if writes.is_empty() {
             return Ok(());
         }
-        if self.bulk.0.load(Ordering::Relaxed) {
-            let models = writes
-                .iter()
-                .map(|w| self.model(w))
-                .collect::<Vec<WriteModel>>();
-            let client = self.db.client().clone();
-            let sent = self
-                .gate
-                .run(async move {
-                    client.bulk_write(models).ordered(true).await?;
-                    Ok(())
-                })
-                .await;
-            match sent {
-                Err(super::StoreError::Mongo(e))
-                    if matches!(*e.kind, ErrorKind::IncompatibleServer { .. }) =>
-                {
-                    tracing::info!(
-                        "the database has no bulkWrite (MongoDB < 8.0): writing collection by collection"
-                    );
-                    self.bulk.0.store(false, Ordering::Relaxed);
+        match self.bulk.0.load(Ordering::Relaxed) {
+            SUPPORTED => {
+                let models = writes.into_iter().map(|w| self.model(w)).collect();
+                self.bulk_write(models).await
+            }
+            UNSUPPORTED => self.send_one_by_one(writes).await,
+            _ => {
+                let models = writes.iter().cloned().map(|w| self.model(w)).collect();
+                match self.bulk_write(models).await {
+                    Err(super::StoreError::Mongo(e))
+                        if matches!(*e.kind, ErrorKind::IncompatibleServer { .. }) =>
+                    {
+                        tracing::info!(
+                            "the database has no bulkWrite (MongoDB < 8.0): writing collection by collection"
+                        );
+                        self.bulk.0.store(UNSUPPORTED, Ordering::Relaxed);
+                        self.send_one_by_one(writes).await
+                    }
+                    other => {
+                        // Any other answer came from a server that took
+                        // the command.
+                        if other.is_ok() {
+                            self.bulk.0.store(SUPPORTED, Ordering::Relaxed);
+                        }
+                        other
+                    }
                 }
-                other => return other,
             }
         }
-        self.send_one_by_one(writes).await
     }
 
-    fn model(&self, write: &Write) -> WriteModel {
+    async fn bulk_write(&self, models: Vec<WriteModel>) -> Result<()> {
+        let client = self.db.client().clone();
+        self.gate
+            .run(async move {
+                client.bulk_write(models).ordered(true).await?;
+                Ok(())
+            })
+            .await
+    }
+
+    fn model(&self, write: Write) -> WriteModel {
         let namespace = Namespace::new(self.db.name(), write.collection());
         match write {
             Write::Insert(_, document) => InsertOneModel::builder()
                 .namespace(namespace)
-                .document(document.clone())
+                .document(document)
                 .build()
                 .into(),
             Write::DeleteOne(_, filter) => DeleteOneModel::builder()
                 .namespace(namespace)
-                .filter(filter.clone())
+                .filter(filter)
                 .build()
                 .into(),
         }

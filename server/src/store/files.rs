@@ -245,8 +245,8 @@ pub struct FileWriter {
     /// The chunk being filled.
     chunk: Vec<u8>,
     next_chunk: u32,
-    /// Every chunk so far, while none has been sent.
-    memory: Option<Vec<Bytes>>,
+    /// The content so far, while none of it has been sent.
+    memory: Option<Vec<u8>>,
 }
 
 /// Chunks a batch may hold before it is sent: bounds the memory of an
@@ -277,6 +277,9 @@ impl FileWriter {
     /// Appends bytes; each full chunk joins the batch.
     pub fn write(&mut self, mut data: &[u8], batch: &mut WriteBatch) {
         self.hasher.update(data);
+        if let Some(memory) = &mut self.memory {
+            memory.extend_from_slice(data);
+        }
         self.size += data.len() as u64;
         while !data.is_empty() {
             let take = (CHUNK_SIZE as usize - self.chunk.len()).min(data.len());
@@ -290,9 +293,6 @@ impl FileWriter {
 
     fn push_chunk(&mut self, batch: &mut WriteBatch) {
         let bytes = std::mem::take(&mut self.chunk);
-        if let Some(memory) = &mut self.memory {
-            memory.push(Bytes::copy_from_slice(&bytes));
-        }
         batch.insert(
             CHUNKS,
             doc! {
@@ -336,7 +336,7 @@ impl FileWriter {
                 },
             },
         );
-        let content = self.memory.map(|chunks| Bytes::from(chunks.concat()));
+        let content = self.memory.map(Bytes::from);
         let file = StoredFile {
             path: self.path,
             file_id: self.id,
