@@ -101,6 +101,14 @@ impl Fixture {
         self.send(request).await
     }
 
+    /// `method path` with `token`, as a request to send or to `reply`.
+    fn request(method: &str, path: &str, token: &str) -> warp::test::RequestBuilder {
+        warp::test::request()
+            .method(method)
+            .path(path)
+            .header("authorization", format!("Bearer {token}"))
+    }
+
     async fn upload(
         &self,
         token: &str,
@@ -123,10 +131,7 @@ impl Fixture {
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n{data}\r\n--{boundary}--\r\n")
                 .as_bytes(),
         );
-        let request = warp::test::request()
-            .method("POST")
-            .path("/ticket")
-            .header("authorization", format!("Bearer {token}"))
+        let request = Self::request("POST", "/ticket", token)
             .header(
                 "content-type",
                 format!("multipart/form-data; boundary={boundary}"),
@@ -282,11 +287,7 @@ async fn the_authorization_matrix_through_the_routes() {
         let (status, _) = f.get(&format!("/ticket/{user}/{ticket}"), Some(who)).await;
         assert_eq!(status.as_u16(), get, "GET /ticket/{user}/{ticket}");
         let path = format!("/ticket/{user}/{ticket}/files/Main.java");
-        let response = warp::test::request()
-            .path(&path)
-            .header("authorization", format!("Bearer {who}"))
-            .reply(&f.routes())
-            .await;
+        let response = Fixture::request("GET", &path, who).reply(&f.routes()).await;
         assert_eq!(response.status().as_u16(), file, "GET {path}");
         if file == 200 {
             assert_eq!(response.body().as_ref(), b"class Main {}");
@@ -301,10 +302,7 @@ async fn the_authorization_matrix_through_the_routes() {
 
     // Changes: the author only, admins included in the refusal.
     let put = |who: &str, user: &str, ticket: &str| {
-        warp::test::request()
-            .method("PUT")
-            .path(&format!("/ticket/{user}/{ticket}"))
-            .header("authorization", format!("Bearer {who}"))
+        Fixture::request("PUT", &format!("/ticket/{user}/{ticket}"), who)
             .header("content-type", "application/json")
             .body(r#"{"remark": "changed"}"#)
     };
@@ -337,12 +335,8 @@ async fn the_authorization_matrix_through_the_routes() {
             assert_eq!(body["remark"], "changed");
         }
     }
-    let delete = |who: &str, ticket: &str| {
-        warp::test::request()
-            .method("DELETE")
-            .path(&format!("/ticket/1/{ticket}"))
-            .header("authorization", format!("Bearer {who}"))
-    };
+    let delete =
+        |who: &str, ticket: &str| Fixture::request("DELETE", &format!("/ticket/1/{ticket}"), who);
     let (status, _) = f.send(delete(&admin, &private)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let response = delete(&author, &private).reply(&f.routes()).await;
@@ -371,10 +365,7 @@ async fn lists_page_over_gaps() {
     }
     // Delete 5, 4 and 1: the numbers of the rest have gaps.
     for i in [5, 4, 1] {
-        let response = warp::test::request()
-            .method("DELETE")
-            .path(&format!("/ticket/@me/{}", ids[i]))
-            .header("authorization", format!("Bearer {me}"))
+        let response = Fixture::request("DELETE", &format!("/ticket/@me/{}", ids[i]), &me)
             .reply(&f.routes())
             .await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);

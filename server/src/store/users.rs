@@ -3,7 +3,7 @@
 use mongodb::{
     Collection, Database,
     bson::{Document, doc, to_bson},
-    options::ReturnDocument,
+    options::{ReturnDocument, UpdateModifications},
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,20 +85,7 @@ impl UserStore {
                 "avatar": &profile.avatar,
             },
         };
-        let users = self.users.clone();
-        let user = self
-            .gate
-            .run(async move {
-                Ok(users
-                    .find_one_and_update(filter, update)
-                    .upsert(true)
-                    .return_document(ReturnDocument::After)
-                    .await?)
-            })
-            .await?;
-        let user = user.ok_or_else(|| {
-            super::StoreError::Corrupt(format!("user {} vanished during an upsert", profile.id))
-        })?;
+        let user = self.updated(filter, update, true).await?;
         Ok((user.profile, user.ticket_seq))
     }
 
@@ -111,18 +98,7 @@ impl UserStore {
         let update = vec![doc! { "$set": { "ticket_seq_min": {
             "$subtract": [ { "$ifNull": ["$ticket_seq_min", 1_i64] }, count ]
         } } }];
-        let users = self.users.clone();
-        let user = self
-            .gate
-            .run(async move {
-                Ok(users
-                    .find_one_and_update(filter, update)
-                    .return_document(ReturnDocument::After)
-                    .await?)
-            })
-            .await?;
-        user.map(|u| u.ticket_seq_min)
-            .ok_or_else(|| super::StoreError::Corrupt(format!("user {id} vanished")))
+        Ok(self.updated(filter, update, false).await?.ticket_seq_min)
     }
 
     /// Records a Discord login: profile and tokens replace what was stored.
@@ -148,6 +124,29 @@ impl UserStore {
         self.get(id).await?.ok_or_else(|| {
             super::StoreError::Corrupt(format!("user {id} vanished right after upsert"))
         })
+    }
+
+    /// The record after `update`; a record that is not there (or vanished
+    /// during an upsert) is an inconsistency.
+    async fn updated(
+        &self,
+        filter: Document,
+        update: impl Into<UpdateModifications>,
+        upsert: bool,
+    ) -> Result<UserRecord> {
+        let (users, update) = (self.users.clone(), update.into());
+        let id = filter.get_str("_id").unwrap_or_default().to_owned();
+        let user = self
+            .gate
+            .run(async move {
+                Ok(users
+                    .find_one_and_update(filter, update)
+                    .upsert(upsert)
+                    .return_document(ReturnDocument::After)
+                    .await?)
+            })
+            .await?;
+        user.ok_or_else(|| super::StoreError::Corrupt(format!("user {id} vanished")))
     }
 
     async fn upsert(&self, filter: Document, update: Document) -> Result<()> {

@@ -91,6 +91,26 @@ where
     }
 }
 
+/// [`load`] of uploads of one 100 KiB file named `name`.
+async fn upload_rate(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    duration: Duration,
+    name: &'static str,
+) -> Latencies {
+    let body = Arc::new(pattern(100 * 1024, 7));
+    let (c, url, tok) = (http.clone(), server.url("/ticket"), token.to_owned());
+    load(duration, 201, move || {
+        let form = reqwest::multipart::Form::new().part(
+            "files",
+            reqwest::multipart::Part::bytes(body.as_ref().clone()).file_name(name),
+        );
+        c.post(&url).bearer_auth(&tok).multipart(form).send()
+    })
+    .await
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -184,16 +204,7 @@ async fn main() {
         r.row("GET /ticket/@me/{id}/files/Main19.java (4 KiB)")
     );
 
-    let body = Arc::new(pattern(100 * 1024, 7));
-    let (c, url, tok) = (http.clone(), server.url("/ticket"), token.clone());
-    let r = load(duration, 201, move || {
-        let form = reqwest::multipart::Form::new().part(
-            "files",
-            reqwest::multipart::Part::bytes(body.as_ref().clone()).file_name("upload.bin"),
-        );
-        c.post(&url).bearer_auth(&tok).multipart(form).send()
-    })
-    .await;
+    let r = upload_rate(&http, &server, &token, duration, "upload.bin").await;
     println!("{}", r.row("POST /ticket (one 100 KiB file)"));
 
     // Throughput: a 50 MiB ticket of 10 files of 5 MiB.
@@ -1080,15 +1091,13 @@ async fn core_section(db: &DbServer) {
     println!("\n## Upload rate, default plugins loaded ({CONNECTIONS} connections, 10 s)\n");
     println!("| route | req/s | p50 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|");
-    let body = Arc::new(pattern(100 * 1024, 7));
-    let (c, url, tok) = (http.clone(), server.url("/ticket"), server.token("3"));
-    let r = load(Duration::from_secs(10), 201, move || {
-        let form = reqwest::multipart::Form::new().part(
-            "files",
-            reqwest::multipart::Part::bytes(body.as_ref().clone()).file_name("upload.txt"),
-        );
-        c.post(&url).bearer_auth(&tok).multipart(form).send()
-    })
+    let r = upload_rate(
+        &http,
+        &server,
+        &server.token("3"),
+        Duration::from_secs(10),
+        "upload.txt",
+    )
     .await;
     println!("{}", r.row("POST /ticket (one 100 KiB file)"));
 
