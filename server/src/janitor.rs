@@ -3,7 +3,12 @@
 //! An upload that fails cleans up after itself at once. When it cannot (the
 //! database went away mid-upload), its ticket id waits here and is cleaned
 //! as soon as the database is back. Uploads whose process died are found by
-//! any instance through their stale journal entry (see `store::uploads`).
+//! any instance: a journaled one by its stale journal entry (see
+//! `store::uploads`), one sent in a single batch by the check of recent
+//! files, which removes files that have neither a ticket nor a journal
+//! entry once they are old enough that no batch can still be landing (see
+//! `service::upload`). That check goes through each file once, whichever
+//! instance does it, up to a mark kept in the database.
 
 use std::{
     collections::HashMap,
@@ -25,6 +30,16 @@ type Unanswered = Option<(ObjectId, ObjectId)>;
 /// without bytes, so its entry is never older than two periods; the rest is
 /// margin for clocks that disagree between instances.
 const STALE_PERIODS: u32 = 10;
+/// Files younger than this many idle periods are not checked yet: an upload
+/// sent in one batch began less than one idle period before it was sent
+/// (or it is journaled), so by then it landed or failed.
+const CHECK_AFTER_PERIODS: u32 = 10;
+/// The first span of file ids one check reads; it doubles while spans hold
+/// few files, so catching up after a long stop takes few queries.
+const CHECK_SPAN: i64 = 60;
+const CHECK_SPAN_MAX: i64 = 24 * 3600;
+/// A span holding more files than this is not widened.
+const CHECK_FEW: usize = 1000;
 /// How often cleanups that failed are retried while the database answers:
 /// a failure during a brief freeze is repaired right after it, without
 /// waiting for the health check to have seen an outage.
@@ -158,6 +173,9 @@ impl Janitor {
                         if let Err(error) = sweep_stale(&store, self.idle * STALE_PERIODS).await {
                             tracing::warn!(%error, "sweeping stale uploads failed");
                         }
+                        if let Err(error) = check_files(&store, self.check_after()).await {
+                            tracing::warn!(%error, "checking recent files failed");
+                        }
                     }
                 }
                 changed = health.changed() => {
@@ -170,6 +188,13 @@ impl Janitor {
                 }
             }
         }
+    }
+
+    /// How old files must be before [`check_files`] looks at them: one idle
+    /// period to arrive, and the abandon limit for each command of the
+    /// batch (three without `bulkWrite`), with margin for clocks.
+    fn check_after(&self) -> Duration {
+        (self.idle * CHECK_AFTER_PERIODS).max(self.idle + self.settle * 4)
     }
 
     fn has_work(&self) -> bool {
@@ -242,4 +267,51 @@ async fn sweep_stale(store: &Store, stale_after: Duration) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes the files of uploads that died half written in one batch: files
+/// made (by their ids' time) before `after` ago, since the last check, that
+/// have neither a ticket nor a journal entry.
+async fn check_files(store: &Store, after: Duration) -> Result<()> {
+    let now = unix_secs(SystemTime::now());
+    let horizon = now - after.as_secs() as i64;
+    let mut from = store.settings.files_checked_until(now).await?;
+    let mut span = CHECK_SPAN;
+    while from < horizon {
+        let to = from.saturating_add(span).min(horizon);
+        let mut files = store.files.created(from, to).await?;
+        let count: usize = files.values().map(Vec::len).sum();
+        if !files.is_empty() {
+            let tickets: Vec<String> = files.keys().cloned().collect();
+            // Journal first, then tickets: a journaled upload records its
+            // ticket before removing its entry, so one not journaled now
+            // has its ticket already if it ever will.
+            let journaled = store.uploads.journaled(tickets).await?;
+            files.retain(|ticket, _| !journaled.contains(ticket));
+            let recorded = store
+                .tickets
+                .recorded(files.keys().cloned().collect())
+                .await?;
+            for (ticket_id, ids) in files.into_iter().filter(|(t, _)| !recorded.contains(t)) {
+                tracing::info!(
+                    ticket_id,
+                    "removing the files of an upload that died half written"
+                );
+                store.files.delete_files(ids).await?;
+            }
+        }
+        store.settings.set_files_checked_until(to).await?;
+        from = to;
+        span = if count < CHECK_FEW {
+            (span * 2).min(CHECK_SPAN_MAX)
+        } else {
+            CHECK_SPAN
+        };
+    }
+    Ok(())
+}
+
+fn unix_secs(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

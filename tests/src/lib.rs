@@ -212,6 +212,10 @@ impl DbServer {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Shuts the server down as an operator would (SIGTERM, so it flushes
     /// its storage), killing it if it takes more than 20 s.
     pub fn stop(mut self) -> (u16, PathBuf) {

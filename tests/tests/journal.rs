@@ -210,3 +210,125 @@ async fn upload_whose_validation_outlives_its_journal_fails_cleanly() {
         pd2_ticket_tests::json(upload(&server, &token, &[("slow.txt", b"0")], None).await).await;
     assert_eq!(status, 201);
 }
+
+/// An upload sent in one batch has no journal entry. If its process died
+/// while that batch landed half, its files are found by the janitor's check
+/// of recent files: files without a ticket or a journal entry are removed;
+/// files of a recorded ticket, or of an upload still journaled, stay.
+#[tokio::test]
+async fn files_of_an_upload_that_died_half_written_are_removed() {
+    use mongodb::bson::{Binary, DateTime, Document, oid::ObjectId, spec::BinarySubtype};
+    let database = format!(
+        "orphans-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let uri = pd2_ticket_tests::shared_db_uri();
+    let db = mongodb::Client::with_uri_str(uri)
+        .await
+        .expect("client")
+        .database(&database);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Files made two hours ago, checked up to three hours ago.
+    db.collection::<Document>("settings")
+        .insert_one(doc! { "_id": "files_checked_until", "value": now - 3 * 3600 })
+        .await
+        .expect("seed the mark");
+    let id = |upload: u8, n: u8| {
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&((now - 2 * 3600) as u32).to_be_bytes());
+        bytes[4..8].copy_from_slice(&[upload; 4]);
+        bytes[11] = n;
+        ObjectId::from_bytes(bytes)
+    };
+    let files = db.collection::<Document>("files.files");
+    let chunks = db.collection::<Document>("files.chunks");
+    for (upload, ticket, count) in [(1, "dead", 2), (2, "recorded", 1), (3, "journaled", 1)] {
+        for n in 0..count {
+            files
+                .insert_one(doc! {
+                    "_id": id(upload, n), "length": 3_i64, "chunkSize": 261120,
+                    "uploadDate": DateTime::now(), "filename": format!("f{n}.txt"),
+                    "metadata": { "ticket_id": ticket, "path": format!("f{n}.txt") },
+                })
+                .await
+                .expect("seed a file");
+            chunks
+                .insert_one(doc! {
+                    "files_id": id(upload, n), "n": 0,
+                    "data": Binary { subtype: BinarySubtype::Generic, bytes: b"abc".to_vec() },
+                })
+                .await
+                .expect("seed a chunk");
+        }
+    }
+    db.collection::<Document>("tickets")
+        .insert_one(doc! {
+            "_id": "recorded", "author_id": "1", "files": [], "is_public": false,
+            "remark": "", "create_time": (now - 2 * 3600) * 1000, "seq": 1_i64,
+        })
+        .await
+        .expect("seed a ticket");
+    // Touched "in an hour": no sweep takes it for abandoned meanwhile.
+    let later = DateTime::from_millis((now + 3600) * 1000);
+    db.collection::<Document>("uploads")
+        .insert_one(doc! {
+            "_id": "journaled", "first_file_id": id(3, 0), "last_file_id": id(3, 255),
+            "started_at": later, "touched_at": later,
+        })
+        .await
+        .expect("seed a journal entry");
+
+    let server = Server::start_with(quick_journal().database(uri, &database)).await;
+    eventually(
+        "the half-written upload's files were not removed",
+        Duration::from_secs(30),
+        || async {
+            server
+                .count("files.files", doc! { "metadata.ticket_id": "dead" })
+                .await
+                == 0
+        },
+    )
+    .await;
+    for (upload, files_left, chunks_left) in [(1, 0, 0), (2, 1, 1), (3, 1, 1)] {
+        let ids: Vec<ObjectId> = (0..2).map(|n| id(upload, n)).collect();
+        assert_eq!(
+            (
+                server
+                    .count("files.files", doc! { "_id": { "$in": &ids } })
+                    .await,
+                server
+                    .count("files.chunks", doc! { "files_id": { "$in": &ids } })
+                    .await,
+            ),
+            (files_left, chunks_left),
+            "upload {upload}"
+        );
+    }
+    assert!(
+        server
+            .log_text()
+            .contains("removing the files of an upload that died half written"),
+        "{}",
+        server.log_text()
+    );
+    // The mark moved on, to no later than files may still be landing.
+    let mark = db
+        .collection::<Document>("settings")
+        .find_one(doc! { "_id": "files_checked_until" })
+        .await
+        .expect("mark")
+        .and_then(|d| d.get_i64("value").ok())
+        .expect("mark value");
+    assert!(
+        mark > now - 2 * 3600 && mark < now,
+        "mark {mark}, now {now}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Ticket lifecycle through the real server: upload, list, read, update,
 //! delete, with the original front end's quirks and every error of the spec.
 
-use pd2_ticket_tests::{Server, assert_error, create_ticket, json, upload};
+use pd2_ticket_tests::{Server, ServerOptions, assert_error, create_ticket, json, upload};
 use serde_json::json;
 
 #[tokio::test]
@@ -274,6 +274,50 @@ async fn lists_are_newest_first_and_paged() {
     let (status, body) = json(server.get("/ticket/@me?length=2", &t).send().await.unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(body.as_array().unwrap().len(), 2);
+}
+
+/// Ticket numbers are reserved in blocks per process; a restart leaves the
+/// rest of a block unused. Lists step over such gaps: every ticket is
+/// listed once, newest first, on each page.
+#[tokio::test]
+async fn lists_stay_whole_and_in_order_across_restarts() {
+    let mut first = Server::start().await;
+    let options = ServerOptions::default().database(&first.db_uri, &first.database);
+    let t = first.token("7");
+    let mut ids = Vec::new();
+    // Blocks of 1, 2 and 4 numbers: the fourth upload leaves 3 unused.
+    for i in 0..4 {
+        let name = format!("a{i}.txt");
+        let ticket = create_ticket(&first, &t, &[(name.as_str(), b"x")], None).await;
+        ids.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    first.terminate();
+    let second = Server::start_with(options).await;
+    for i in 0..3 {
+        let name = format!("b{i}.txt");
+        let ticket = create_ticket(&second, &t, &[(name.as_str(), b"x")], None).await;
+        ids.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let mut paged = Vec::new();
+    for offset in (0..ids.len()).step_by(2) {
+        let (status, body) = json(
+            second
+                .get(&format!("/ticket?offset={offset}&length=2"), &t)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        paged.extend(
+            body.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(paged, ids);
 }
 
 #[tokio::test]

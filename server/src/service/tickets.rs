@@ -50,7 +50,7 @@ pub async fn list(
                 lowest: 1,
             },
             |u| SeqRange {
-                newest: u.ticket_seq,
+                newest: ctx.store.users.newest_ticket(author_id, u.ticket_seq),
                 lowest: u.ticket_seq_min,
             },
         )
@@ -118,11 +118,12 @@ pub async fn delete(
 ) -> Result<(), TicketError> {
     own(ctx, me, path_user, ticket_id).await?;
     // Record first: should removing the bytes fail, no record points at
-    // missing files, and the leftover bytes are found by their ticket id.
+    // missing files.
     let Some(deleted) = ctx.store.tickets.delete(ticket_id, &me.id).await? else {
         return Err(TicketError::NotFound);
     };
-    ctx.store.files.delete_ticket(ticket_id).await?;
+    let ids = deleted.files.iter().map(|f| f.file_id).collect();
+    ctx.store.files.delete_files(ids).await?;
     super::previews::forget(ctx, &deleted).await;
     tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
     Ok(())

@@ -6,11 +6,25 @@
 //! Round trips are the cost that matters (each one is a command the
 //! database must parse and commit), so an upload's writes are collected in
 //! one ordered [`WriteBatch`] and sent when it holds about 1 MiB of chunks
-//! or when the upload is complete. A small upload is therefore a single
-//! round trip: journal entry, chunks, files documents, ticket, journal
-//! removal, in that order (see `store::batch` for why the order is the
-//! guarantee). Validators read the bytes still in memory. The author's
-//! record is read (and their ticket number taken) alongside, not after.
+//! or when the upload is complete. Validators read the bytes still in
+//! memory. The author's ticket number comes from numbers reserved ahead
+//! (see `store::users`), so a small upload is a single round trip.
+//!
+//! What could be left behind decides what that batch holds:
+//! - An upload sent in several batches (over 1 MiB) is journaled: its first
+//!   batch leads with a journal entry naming its file ids, its last ends by
+//!   removing it, after the ticket (see `store::uploads`). A process that
+//!   dies in between leaves the entry, and any instance removes the bytes.
+//! - An upload sent in one batch needs no journal: until then nothing was
+//!   written, and the batch leads with the files documents, then the
+//!   chunks, then the ticket. Whatever part of it lands includes a files
+//!   document naming the ticket, so a batch cut short by a failing database
+//!   is removed by this process once the database answers, or, if this
+//!   process dies first, found by the janitor's check of recent files (a
+//!   file without a ticket or journal entry). That check relies on an
+//!   upload's file ids carrying the time it began: an upload that took
+//!   longer than `limits.upload_idle_secs` to arrive is journaled even in
+//!   one batch, so the check never looks at one still landing.
 //!
 //! On any failure every byte sent for the ticket is removed before the
 //! error is returned (or, if the database is gone, by the janitor once it
@@ -164,6 +178,7 @@ pub async fn ingest(
         journaled: false,
         sent: false,
         last: Last::NotSent,
+        started: Instant::now(),
         touched: Instant::now(),
         staged: Vec::new(),
         names: HashMap::new(),
@@ -193,7 +208,13 @@ pub async fn ingest(
             seq: Some(seq),
         };
         store.tickets.insert_in(&mut upload.batch, &ticket)?;
-        store.uploads.close_in(&mut upload.batch, &ticket_id);
+        // See the module's comment for when the journal is needed.
+        if upload.journaled || upload.started.elapsed() >= ctx.config.limits.upload_idle() {
+            upload.journal_first();
+            store.uploads.close_in(&mut upload.batch, &ticket_id);
+        } else {
+            store.files.documents_first(&mut upload.batch);
+        }
         upload.send_last().await?;
         Ok(Created { ticket, author })
     }
@@ -249,6 +270,8 @@ struct Upload<'a> {
     /// Something was sent (and may have landed, even if it failed).
     sent: bool,
     last: Last,
+    /// When the upload began (when its file ids were made).
+    started: Instant,
     /// When the journal entry was last refreshed.
     touched: Instant,
     staged: Vec<Staged>,
@@ -277,7 +300,6 @@ impl Upload<'_> {
     /// whatever of it landed is removed once it has (cleaning up while it
     /// may still land would race it).
     async fn send_last(&mut self) -> Result<(), StoreError> {
-        self.journal_first();
         self.sent = true;
         let store = &self.ctx.store;
         let mut batch = std::mem::replace(&mut self.batch, store.batch()).patient();

@@ -5,7 +5,9 @@
 //! Order is the guarantee everything else leans on: a write runs only after
 //! every write before it succeeded, so an upload's journal entry always
 //! lands before its chunks, its chunks before their files documents, and
-//! those before the ticket that points at them.
+//! those before the ticket that points at them (an upload sent in one batch
+//! has no journal entry and leads with its files documents instead: see
+//! `service::upload`).
 
 use std::sync::{
     Arc,
@@ -82,6 +84,16 @@ impl WriteBatch {
     pub fn insert_first(&mut self, collection: &'static str, document: Document) {
         self.bytes += document_size(&document);
         self.writes.insert(0, Write::Insert(collection, document));
+    }
+
+    /// Moves the writes to `collection` before all others, keeping the
+    /// order among each.
+    pub fn lead_with(&mut self, collection: &'static str) {
+        let (mut first, rest): (Vec<Write>, Vec<Write>) = std::mem::take(&mut self.writes)
+            .into_iter()
+            .partition(|w| w.collection() == collection);
+        first.extend(rest);
+        self.writes = first;
     }
 
     pub fn delete_one(&mut self, collection: &'static str, filter: Document) {

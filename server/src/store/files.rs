@@ -4,11 +4,13 @@
 //! straight to the chunks collection for just the chunks a byte range needs,
 //! so `Range` requests and zips never load a whole file.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt, stream};
 use mongodb::{
     Collection, Cursor, Database, IndexModel,
-    bson::{Binary, Bson, DateTime, Document, doc, oid::ObjectId, spec::BinarySubtype},
+    bson::{Binary, DateTime, Document, doc, oid::ObjectId, spec::BinarySubtype},
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,6 +40,13 @@ pub struct StoredFile {
     pub sha256: String,
     pub content_type: String,
     pub chunk_size: i64,
+}
+
+/// The lowest ObjectId made at `secs` (Unix seconds).
+fn id_at(secs: i64) -> ObjectId {
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&(secs.clamp(0, u32::MAX as i64) as u32).to_be_bytes());
+    ObjectId::from_bytes(bytes)
 }
 
 /// A half-open byte range `[start, end)` of a file.
@@ -89,34 +98,57 @@ impl FileStore {
                     .build(),
             )
             .await?;
-        self.files
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "metadata.ticket_id": 1 })
-                    .build(),
-            )
-            .await?;
-        Ok(())
+        // Earlier versions found a ticket's files by ticket id; the ids in
+        // the ticket record serve, and an index no query uses costs every
+        // insert.
+        super::drop_index(&self.files, "metadata.ticket_id_1").await
     }
 
-    /// Removes every stored file of a ticket, complete or not. Chunks go
-    /// first: a crash in between leaves a files document without chunks,
-    /// which is still found (and removed) by ticket id.
-    pub async fn delete_ticket(&self, ticket_id: &str) -> Result<()> {
+    /// Puts the files documents waiting in `batch` before its chunks: in an
+    /// upload sent as one batch, whatever part of it lands then includes a
+    /// files document, which names the ticket (see [`Self::tickets_created`]).
+    pub fn documents_first(&self, batch: &mut WriteBatch) {
+        batch.lead_with(FILES);
+    }
+
+    /// The files whose ids were made in `[from, to)` (Unix seconds: an
+    /// upload's file ids carry the time it began), by ticket id.
+    pub async fn created(&self, from: i64, to: i64) -> Result<HashMap<String, Vec<ObjectId>>> {
+        let files = self.files.clone();
+        let filter = doc! { "_id": { "$gte": id_at(from), "$lt": id_at(to) } };
+        let docs: Vec<Document> = self
+            .gate
+            .run(async move {
+                Ok(files
+                    .find(filter)
+                    .projection(doc! { "_id": 1, "metadata.ticket_id": 1 })
+                    .await?
+                    .try_collect()
+                    .await?)
+            })
+            .await?;
+        let mut by_ticket: HashMap<String, Vec<ObjectId>> = HashMap::new();
+        for d in &docs {
+            let ticket = d
+                .get_document("metadata")
+                .ok()
+                .and_then(|m| m.get_str("ticket_id").ok());
+            if let (Ok(id), Some(ticket)) = (d.get_object_id("_id"), ticket) {
+                by_ticket.entry(ticket.to_owned()).or_default().push(id);
+            }
+        }
+        Ok(by_ticket)
+    }
+
+    /// Removes these files. Chunks go first: a crash in between leaves
+    /// files documents without chunks, never chunks no document names.
+    pub async fn delete_files(&self, ids: Vec<ObjectId>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let (files, chunks) = (self.files.clone(), self.chunks.clone());
-        let filter = doc! { "metadata.ticket_id": ticket_id };
         self.gate
             .run(async move {
-                let ids: Vec<Bson> = files
-                    .find(filter)
-                    .projection(doc! { "_id": 1 })
-                    .await?
-                    .try_filter_map(|d| async move { Ok(d.get("_id").cloned()) })
-                    .try_collect()
-                    .await?;
-                if ids.is_empty() {
-                    return Ok(());
-                }
                 chunks
                     .delete_many(doc! { "files_id": { "$in": &ids } })
                     .await?;
@@ -127,7 +159,7 @@ impl FileStore {
     }
 
     /// Removes every file, complete or not, whose id is in `first..=last`.
-    /// Chunks go first, for the same reason as in [`Self::delete_ticket`].
+    /// Chunks go first, for the same reason as in [`Self::delete_files`].
     pub async fn delete_id_range(&self, first: ObjectId, last: ObjectId) -> Result<()> {
         let range = doc! { "$gte": first, "$lte": last };
         let (files, chunks) = (self.files.clone(), self.chunks.clone());

@@ -179,12 +179,14 @@ impl Store {
     /// running while the next retry already starts, feeding the load that
     /// made it time out. It shares the request permits.
     pub fn background(&self) -> Store {
+        let patient = self.gate.patient();
         Self {
+            users: self.users.with_gate(patient.clone()),
             bulk: self.bulk.clone(),
             numbered: self.numbered.clone(),
             ..Self::build(
                 self.db.clone(),
-                self.gate.patient(),
+                patient,
                 self.health.clone(),
                 self.monitor_db.clone(),
             )
@@ -259,5 +261,41 @@ impl Store {
                 uploads.ensure_indexes().await
             })
             .await
+    }
+}
+
+/// Which of `ids` are the `_id` of a document in `collection`.
+async fn existing_ids(
+    gate: &Gate,
+    collection: mongodb::Collection<mongodb::bson::Document>,
+    ids: Vec<String>,
+) -> Result<std::collections::HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let filter = mongodb::bson::doc! { "_id": { "$in": ids } };
+    let docs: Vec<mongodb::bson::Document> = gate
+        .run(async move {
+            use futures_util::TryStreamExt;
+            Ok(collection
+                .find(filter)
+                .projection(mongodb::bson::doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await?)
+        })
+        .await?;
+    Ok(docs
+        .iter()
+        .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+        .collect())
+}
+
+/// Drops an index by name if it is there.
+async fn drop_index<T: Send + Sync>(collection: &mongodb::Collection<T>, name: &str) -> Result<()> {
+    match collection.drop_index(name).await {
+        // IndexNotFound, NamespaceNotFound.
+        Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if matches!(c.code, 26 | 27)) => Ok(()),
+        other => Ok(other?),
     }
 }

@@ -9,6 +9,9 @@ use mongodb::{
 use super::{Gate, Result};
 
 const JWT_SECRET: &str = "jwt_secret";
+/// Unix seconds up to which files were checked for uploads that died half
+/// written (see `janitor`).
+const FILES_CHECKED: &str = "files_checked_until";
 
 #[derive(Clone)]
 pub struct SettingsStore {
@@ -46,6 +49,43 @@ impl SettingsStore {
             }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Up to when files have been checked for dead uploads; starts (and
+    /// returns) `now` on a database that never had the check.
+    pub async fn files_checked_until(&self, now: i64) -> Result<i64> {
+        let settings = self.settings.clone();
+        let (filter, update) = (
+            doc! { "_id": FILES_CHECKED },
+            doc! { "$setOnInsert": { "value": now } },
+        );
+        let found = self
+            .gate
+            .run(async move {
+                Ok(settings
+                    .find_one_and_update(filter, update)
+                    .upsert(true)
+                    .return_document(mongodb::options::ReturnDocument::After)
+                    .await?)
+            })
+            .await?;
+        Ok(found.and_then(|d| d.get_i64("value").ok()).unwrap_or(now))
+    }
+
+    /// Records that files up to `until` were checked (never going back, as
+    /// instances may check side by side).
+    pub async fn set_files_checked_until(&self, until: i64) -> Result<()> {
+        let settings = self.settings.clone();
+        let (filter, update) = (
+            doc! { "_id": FILES_CHECKED },
+            doc! { "$max": { "value": until } },
+        );
+        self.gate
+            .run(async move {
+                settings.update_one(filter, update).upsert(true).await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn get_string(&self, key: &str) -> Result<Option<String>> {

@@ -67,10 +67,9 @@ impl TicketStore {
     }
 
     pub async fn ensure_indexes(&self) -> Result<()> {
-        let index = IndexModel::builder()
-            .keys(doc! { "author_id": 1, "create_time": -1 })
-            .build();
-        self.tickets.create_index(index).await?;
+        // Lists go by number; the index by time that earlier versions
+        // listed with would only cost every insert.
+        super::drop_index(&self.tickets, "author_id_1_create_time_-1").await?;
         let by_number = IndexModel::builder()
             .keys(doc! { "author_id": 1, "seq": -1 })
             .build();
@@ -115,6 +114,12 @@ impl TicketStore {
         let document = mongodb::bson::to_document(ticket).map_err(mongodb::error::Error::from)?;
         batch.insert(TICKETS, document);
         Ok(())
+    }
+
+    /// Which of these tickets are recorded.
+    pub async fn recorded(&self, ids: Vec<String>) -> Result<std::collections::HashSet<String>> {
+        let tickets = self.tickets.clone_with_type();
+        super::existing_ids(&self.gate, tickets, ids).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<TicketRecord>> {

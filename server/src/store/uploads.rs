@@ -167,6 +167,15 @@ impl UploadJournal {
             .await
     }
 
+    /// Which of these uploads have an entry.
+    pub async fn journaled(
+        &self,
+        ticket_ids: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>> {
+        let uploads = self.uploads.clone_with_type();
+        super::existing_ids(&self.gate, uploads, ticket_ids).await
+    }
+
     pub async fn remove(&self, ticket_id: &str) -> Result<()> {
         let (uploads, filter) = (self.uploads.clone(), doc! { "_id": ticket_id });
         self.gate

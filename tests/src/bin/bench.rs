@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -143,6 +143,12 @@ async fn main() {
     }
     // `--core`: round trips per route, upload rate, and how lists and
     // uploads scale with an author's tickets (issue 13; ~3 min).
+    // `--upload-rate`: only the core section's upload rate (~30 s).
+    if std::env::args().any(|a| a == "--upload-rate") {
+        let server = core_server(&db).await;
+        upload_rate_table(&db, &server, "3", Duration::from_secs(10)).await;
+        return;
+    }
     if std::env::args().any(|a| a == "--core") {
         core_section(&db).await;
         return;
@@ -990,10 +996,9 @@ where
     times[n / 2].as_secs_f64() * 1000.0
 }
 
-async fn core_section(db: &DbServer) {
-    let client = mongodb::Client::with_uri_str(&db.uri)
-        .await
-        .expect("client");
+/// The server `--core` measures: default plugins loaded (validators run on
+/// every upload), returned once they are.
+async fn core_server(db: &DbServer) -> Arc<Server> {
     let options = ServerOptions::default()
         .database(&db.uri, "bench-core")
         .env("PD2_PLUGINS__DIR", first_party_plugins().display())
@@ -1005,7 +1010,6 @@ async fn core_section(db: &DbServer) {
         .admins(&["1"])
         .env("RUST_LOG", "warn");
     let server = Arc::new(Server::start_with(options).await);
-    // Plugins loaded (validators run on every upload below).
     let http = reqwest::Client::new();
     let admin = server.token("1");
     pd2_ticket_tests::eventually("plugins not loaded", Duration::from_secs(120), || async {
@@ -1023,6 +1027,91 @@ async fn core_section(db: &DbServer) {
         }
     })
     .await;
+    server
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 after `)`.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros((ticks(11) + ticks(12)) * 1_000_000 / hz)
+}
+
+/// The upload-rate table: one row of 100 KiB uploads from 32 connections,
+/// with the CPU each process spent per upload.
+async fn upload_rate_table(db: &DbServer, server: &Server, user: &str, duration: Duration) {
+    println!(
+        "\n## Upload rate, default plugins loaded ({CONNECTIONS} connections, {} s)\n",
+        duration.as_secs()
+    );
+    println!(
+        "| route | req/s | p50 ms | p99 ms | errors | database CPU ms / upload | server CPU ms / upload |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let admin = server.token("1");
+    let commands = |metrics: String| -> Vec<(String, f64)> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("pd2_db_commands_total{"))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    let before = commands(server.metrics(&admin).await);
+    let (db_cpu, server_cpu) = (cpu_time(db.pid()), cpu_time(server.pid()));
+    let r = upload_rate(
+        &reqwest::Client::new(),
+        server,
+        &server.token(user),
+        duration,
+        "upload.txt",
+    )
+    .await;
+    let per = |spent: Duration| spent.as_secs_f64() * 1000.0 / r.requests.max(1) as f64;
+    println!(
+        "{} {:.1} | {:.1} |",
+        r.row("POST /ticket (one 100 KiB file)"),
+        per(cpu_time(db.pid()) - db_cpu),
+        per(cpu_time(server.pid()) - server_cpu)
+    );
+    let after = commands(server.metrics(&admin).await);
+    let per_upload: Vec<String> = after
+        .iter()
+        .map(|(series, n)| {
+            let was = before
+                .iter()
+                .find(|(s, _)| s == series)
+                .map_or(0.0, |b| b.1);
+            let name = series.split('"').nth(1).unwrap_or(series);
+            (name, (n - was) / r.requests.max(1) as f64)
+        })
+        .filter(|(_, n)| *n >= 0.005)
+        .map(|(name, n)| format!("{name} {n:.2}"))
+        .collect();
+    println!(
+        "\nDatabase commands per upload under this load: {}.",
+        per_upload.join(", ")
+    );
+}
+
+async fn core_section(db: &DbServer) {
+    let client = mongodb::Client::with_uri_str(&db.uri)
+        .await
+        .expect("client");
+    let server = core_server(db).await;
     let token = server.token("1");
     let mut last_id = String::new();
     for i in 0..20 {
@@ -1088,18 +1177,7 @@ async fn core_section(db: &DbServer) {
         println!("| {name} | {n:.1} |");
     }
 
-    println!("\n## Upload rate, default plugins loaded ({CONNECTIONS} connections, 10 s)\n");
-    println!("| route | req/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|");
-    let r = upload_rate(
-        &http,
-        &server,
-        &server.token("3"),
-        Duration::from_secs(10),
-        "upload.txt",
-    )
-    .await;
-    println!("{}", r.row("POST /ticket (one 100 KiB file)"));
+    upload_rate_table(db, &server, "3", Duration::from_secs(10)).await;
 
     println!("\n## One author's tickets: 20 vs 200 vs 2,000\n");
     println!("Sequential requests; list = `GET /ticket` (10 per page), upload = one 1 MiB file.\n");
