@@ -30,11 +30,11 @@ type Unanswered = Option<(ObjectId, ObjectId)>;
 /// without bytes, so its entry is never older than two periods; the rest is
 /// margin for clocks that disagree between instances.
 const STALE_PERIODS: u32 = 10;
-/// Files younger than this many idle periods are not checked yet: an upload
-/// sent in one batch began less than one idle period before it was sent
-/// (or it is journaled), so by then it landed or failed.
+/// Files received less than this many idle periods ago are not checked yet:
+/// an upload sent in one batch is sent less than one idle period after it
+/// began (or it is journaled), so by then it landed or failed.
 const CHECK_AFTER_PERIODS: u32 = 10;
-/// The first span of file ids one check reads; it doubles while spans hold
+/// The first span of time (seconds) one check reads; it doubles while spans hold
 /// few files, so catching up after a long stop takes few queries.
 const CHECK_SPAN: i64 = 60;
 const CHECK_SPAN_MAX: i64 = 24 * 3600;
@@ -270,8 +270,8 @@ async fn sweep_stale(store: &Store, stale_after: Duration) -> Result<()> {
 }
 
 /// Removes the files of uploads that died half written in one batch: files
-/// made (by their ids' time) before `after` ago, since the last check, that
-/// have neither a ticket nor a journal entry.
+/// received before `after` ago, since the last check, that have neither a
+/// ticket nor a journal entry.
 async fn check_files(store: &Store, after: Duration) -> Result<()> {
     let now = unix_secs(SystemTime::now());
     let horizon = now - after.as_secs() as i64;
@@ -279,7 +279,7 @@ async fn check_files(store: &Store, after: Duration) -> Result<()> {
     let mut span = CHECK_SPAN;
     while from < horizon {
         let to = from.saturating_add(span).min(horizon);
-        let mut files = store.files.created(from, to).await?;
+        let mut files = store.files.received(from, to).await?;
         let count: usize = files.values().map(Vec::len).sum();
         if !files.is_empty() {
             let tickets: Vec<String> = files.keys().cloned().collect();

@@ -235,7 +235,7 @@ async fn files_of_an_upload_that_died_half_written_are_removed() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    // Files made two hours ago, checked up to three hours ago.
+    // Files received two hours ago, checked up to three hours ago.
     db.collection::<Document>("settings")
         .insert_one(doc! { "_id": "files_checked_until", "value": now - 3 * 3600 })
         .await
@@ -254,7 +254,8 @@ async fn files_of_an_upload_that_died_half_written_are_removed() {
             files
                 .insert_one(doc! {
                     "_id": id(upload, n), "length": 3_i64, "chunkSize": 261120,
-                    "uploadDate": DateTime::now(), "filename": format!("f{n}.txt"),
+                    "uploadDate": DateTime::from_millis((now - 2 * 3600) * 1000),
+                    "filename": format!("f{n}.txt"),
                     "metadata": { "ticket_id": ticket, "path": format!("f{n}.txt") },
                 })
                 .await

@@ -21,10 +21,11 @@
 //!   document naming the ticket, so a batch cut short by a failing database
 //!   is removed by this process once the database answers, or, if this
 //!   process dies first, found by the janitor's check of recent files (a
-//!   file without a ticket or journal entry). That check relies on an
-//!   upload's file ids carrying the time it began: an upload that took
-//!   longer than `limits.upload_idle_secs` to arrive is journaled even in
-//!   one batch, so the check never looks at one still landing.
+//!   file without a ticket or journal entry, received long enough ago).
+//!   That check relies on a file's batch being sent soon after the file
+//!   arrived: an upload that took longer than `limits.upload_idle_secs` is
+//!   journaled even in one batch, so the check never looks at one still
+//!   landing.
 //!
 //! On any failure every byte sent for the ticket is removed before the
 //! error is returned (or, if the database is gone, by the janitor once it
@@ -270,7 +271,7 @@ struct Upload<'a> {
     /// Something was sent (and may have landed, even if it failed).
     sent: bool,
     last: Last,
-    /// When the upload began (when its file ids were made).
+    /// When the upload began.
     started: Instant,
     /// When the journal entry was last refreshed.
     touched: Instant,

@@ -42,13 +42,6 @@ pub struct StoredFile {
     pub chunk_size: i64,
 }
 
-/// The lowest ObjectId made at `secs` (Unix seconds).
-fn id_at(secs: i64) -> ObjectId {
-    let mut bytes = [0u8; 12];
-    bytes[..4].copy_from_slice(&(secs.clamp(0, u32::MAX as i64) as u32).to_be_bytes());
-    ObjectId::from_bytes(bytes)
-}
-
 /// A half-open byte range `[start, end)` of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
@@ -98,6 +91,12 @@ impl FileStore {
                     .build(),
             )
             .await?;
+        // The janitor's check of recent files reads them by time (a range
+        // on `_id` would do on MongoDB, but SecantusDB scans the whole
+        // collection for one).
+        self.files
+            .create_index(IndexModel::builder().keys(doc! { "uploadDate": 1 }).build())
+            .await?;
         // Earlier versions found a ticket's files by ticket id; the ids in
         // the ticket record serve, and an index no query uses costs every
         // insert.
@@ -106,27 +105,19 @@ impl FileStore {
 
     /// Puts the files documents waiting in `batch` before its chunks: in an
     /// upload sent as one batch, whatever part of it lands then includes a
-    /// files document, which names the ticket (see [`Self::tickets_created`]).
+    /// files document, which names the ticket (see [`Self::received`]).
     pub fn documents_first(&self, batch: &mut WriteBatch) {
         batch.lead_with(FILES);
     }
 
-    /// The files whose ids were made in `[from, to)` (Unix seconds: an
-    /// upload's file ids carry the time it began), by ticket id.
-    pub async fn created(&self, from: i64, to: i64) -> Result<HashMap<String, Vec<ObjectId>>> {
-        let files = self.files.clone();
-        let filter = doc! { "_id": { "$gte": id_at(from), "$lt": id_at(to) } };
-        let docs: Vec<Document> = self
-            .gate
-            .run(async move {
-                Ok(files
-                    .find(filter)
-                    .projection(doc! { "_id": 1, "metadata.ticket_id": 1 })
-                    .await?
-                    .try_collect()
-                    .await?)
-            })
-            .await?;
+    /// The files received in `[from, to)` (Unix seconds, by `uploadDate`:
+    /// when the file's last byte arrived), by ticket id.
+    pub async fn received(&self, from: i64, to: i64) -> Result<HashMap<String, Vec<ObjectId>>> {
+        let at = |secs: i64| DateTime::from_millis(secs.saturating_mul(1000));
+        let filter = doc! { "uploadDate": { "$gte": at(from), "$lt": at(to) } };
+        let projection = doc! { "_id": 1, "metadata.ticket_id": 1 };
+        let docs =
+            super::find_projected(&self.gate, self.files.clone(), filter, projection).await?;
         let mut by_ticket: HashMap<String, Vec<ObjectId>> = HashMap::new();
         for d in &docs {
             let ticket = d

@@ -264,6 +264,26 @@ impl Store {
     }
 }
 
+/// The documents of `collection` matching `filter`, with only the fields
+/// of `projection`.
+async fn find_projected(
+    gate: &Gate,
+    collection: mongodb::Collection<mongodb::bson::Document>,
+    filter: mongodb::bson::Document,
+    projection: mongodb::bson::Document,
+) -> Result<Vec<mongodb::bson::Document>> {
+    gate.run(async move {
+        use futures_util::TryStreamExt;
+        Ok(collection
+            .find(filter)
+            .projection(projection)
+            .await?
+            .try_collect()
+            .await?)
+    })
+    .await
+}
+
 /// Which of `ids` are the `_id` of a document in `collection`.
 async fn existing_ids(
     gate: &Gate,
@@ -273,18 +293,11 @@ async fn existing_ids(
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    let filter = mongodb::bson::doc! { "_id": { "$in": ids } };
-    let docs: Vec<mongodb::bson::Document> = gate
-        .run(async move {
-            use futures_util::TryStreamExt;
-            Ok(collection
-                .find(filter)
-                .projection(mongodb::bson::doc! { "_id": 1 })
-                .await?
-                .try_collect()
-                .await?)
-        })
-        .await?;
+    let (filter, projection) = (
+        mongodb::bson::doc! { "_id": { "$in": ids } },
+        mongodb::bson::doc! { "_id": 1 },
+    );
+    let docs = find_projected(gate, collection, filter, projection).await?;
     Ok(docs
         .iter()
         .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))

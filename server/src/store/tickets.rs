@@ -88,17 +88,8 @@ impl TicketStore {
         let wanted: std::collections::HashSet<String> = sha256s.iter().cloned().collect();
         let tickets = self.tickets.clone_with_type::<Document>();
         let filter = doc! { "files.sha256": { "$in": sha256s } };
-        let docs: Vec<Document> = self
-            .gate
-            .run(async move {
-                Ok(tickets
-                    .find(filter)
-                    .projection(doc! { "files.sha256": 1 })
-                    .await?
-                    .try_collect()
-                    .await?)
-            })
-            .await?;
+        let projection = doc! { "files.sha256": 1 };
+        let docs = super::find_projected(&self.gate, tickets, filter, projection).await?;
         Ok(docs
             .iter()
             .filter_map(|d| d.get_array("files").ok())
