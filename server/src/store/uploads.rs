@@ -1,12 +1,14 @@
-//! The `uploads` collection: a journal of uploads in flight.
+//! The `uploads` collection: a journal of long uploads in flight.
 //!
 //! GridFS writes a file's chunks before its files document, so the bytes of
 //! an interrupted upload cannot be found by ticket id alone. Each upload
-//! therefore takes a block of file ids up front ([`FileIdBlock`]) and
-//! records it here before the first byte is written. Whatever interrupts it
-//! (a rejected file, a database outage, a crashed process), the entry names
-//! exactly which chunks to remove; it is deleted once the ticket record is
-//! written or the bytes are gone.
+//! therefore takes a block of file ids up front ([`FileIdBlock`]). An upload
+//! sent in several batches (or one that took long to arrive) records it here
+//! before its first byte is written. Whatever interrupts it (a rejected
+//! file, a database outage, a crashed process), the entry names exactly
+//! which chunks to remove; it is deleted once the ticket record is written
+//! or the bytes are gone. (An upload sent in one batch needs no entry: see
+//! `service::upload`.)
 //!
 //! The entry costs no round trip of its own: it is the first write of the
 //! upload's first batch (see `store::batch`), and its removal the last write
