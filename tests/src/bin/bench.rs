@@ -16,7 +16,7 @@ use std::{
 use futures_util::{AsyncReadExt, AsyncWriteExt};
 use pd2_ticket_tests::{
     DbServer, Server, ServerOptions, create_ticket, first_party_plugins, fixture_plugins,
-    plugin_dir, server_binary,
+    plugin_dir, server_binary, upload,
 };
 
 const CONNECTIONS: usize = 32;
@@ -939,17 +939,6 @@ where
     ((after - before) as f64 - noise).max(0.0) / n as f64
 }
 
-fn form(files: &[(String, Vec<u8>)]) -> reqwest::multipart::Form {
-    files
-        .iter()
-        .fold(reqwest::multipart::Form::new(), |form, (name, bytes)| {
-            form.part(
-                "files",
-                reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone()),
-            )
-        })
-}
-
 /// Creates tickets until `author` has `target`, 32 at a time.
 async fn fill(server: &Arc<Server>, token: &str, have: usize, target: usize) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(have));
@@ -1161,16 +1150,15 @@ async fn core_section(db: &DbServer) {
                 .collect(),
         ),
     ] {
-        let (server, token) = (server.clone(), token.clone());
+        let (server, token, files) = (server.clone(), token.clone(), Arc::new(files));
         let n = round_trips(&client, 20, 201, move |_| {
-            let (server, token, form) = (server.clone(), token.clone(), form(&files));
+            let (server, token, files) = (server.clone(), token.clone(), files.clone());
             async move {
-                server
-                    .post("/ticket", &token)
-                    .multipart(form)
-                    .send()
-                    .await
-                    .expect("upload")
+                let files: Vec<(&str, &[u8])> = files
+                    .iter()
+                    .map(|(n, b)| (n.as_str(), b.as_slice()))
+                    .collect();
+                upload(&server, &token, &files, None).await
             }
         })
         .await;
@@ -1190,15 +1178,7 @@ async fn core_section(db: &DbServer) {
         async move {
             sequential_p50(n, 201, move |_| {
                 let (server, token, mib) = (server.clone(), token.clone(), mib.clone());
-                async move {
-                    let form = form(&[("big.txt".to_owned(), mib.as_ref().clone())]);
-                    server
-                        .post("/ticket", &token)
-                        .multipart(form)
-                        .send()
-                        .await
-                        .expect("upload")
-                }
+                async move { upload(&server, &token, &[("big.txt", &mib)], None).await }
             })
             .await
         }
