@@ -236,6 +236,19 @@ impl From<PolicyError> for ApiError {
             } => unavailable(format!("Plugin unavailable: {description}"))
                 .with_field("plugin", json!(plugin)),
             PolicyError::Loading => plugins_loading(),
+            // The storage's failure: 503 `Database unavailable` when the
+            // database is away, a 500 naming the file otherwise (logged).
+            PolicyError::Unreadable { file, error } if !error.is_unavailable() => {
+                tracing::error!(%error, file, "a file of an upload could not be read back for validation");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "Storage error: {} could not be read back for validation",
+                        quoted_name(&file)
+                    ),
+                )
+            }
+            PolicyError::Unreadable { error, .. } => error.into(),
             PolicyError::OverBudget {
                 budget_ms,
                 unfinished,

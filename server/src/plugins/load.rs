@@ -138,7 +138,12 @@ pub fn check_preview_type(content_type: &str) -> Result<(), PluginError> {
     let parsed = content_type
         .parse::<mime_guess::Mime>()
         .ok()
-        .filter(|_| warp::http::HeaderValue::from_str(content_type).is_ok())
+        // It becomes a response header: visible ASCII, spaces and tabs only.
+        .filter(|_| {
+            content_type
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        })
         .ok_or_else(|| PluginError::Malformed(format!("invalid content type {:?}", shown())))?;
     let essence = parsed.essence_str();
     if !PREVIEW_TYPES

@@ -59,6 +59,10 @@ pub enum PluginError {
     Malformed(String),
     #[error("host error: {0}")]
     Host(String),
+    /// The host could not read the file the plugin asked for (a storage
+    /// failure, not the plugin's): the cause, for the caller to report.
+    #[error("the file could not be read: {0:#}")]
+    Unreadable(Arc<anyhow::Error>),
     /// Not run: every slot of this pool stayed taken while it waited.
     #[error("not run: the {0} are all busy")]
     Busy(&'static str),
@@ -81,6 +85,7 @@ impl PluginError {
             PluginError::Trap(_) => "trap",
             PluginError::Malformed(_) => "bad_output",
             PluginError::Host(_) => "host",
+            PluginError::Unreadable(_) => "unreadable",
             PluginError::Busy(_) => "busy",
         }
     }
@@ -331,7 +336,7 @@ impl PluginHost {
             .await;
         if result
             .as_ref()
-            .is_err_and(|e| !matches!(e, PluginError::Busy(_)))
+            .is_err_and(|e| !matches!(e, PluginError::Busy(_) | PluginError::Unreadable(_)))
         {
             self.failed_renders.insert(key);
         }
@@ -366,6 +371,18 @@ impl PluginHost {
         elapsed: Duration,
         error: Option<&PluginError>,
     ) {
+        // The host failing to read a file is no fault of the plugin's: it
+        // is reported to the caller, not counted against the plugin.
+        let error = match error {
+            Some(PluginError::Unreadable(cause)) => {
+                tracing::warn!(
+                    plugin = plugin.name(),
+                    "{hook}: the host could not read the file: {cause:#}"
+                );
+                None
+            }
+            other => other,
+        };
         crate::telemetry::metrics().plugin_call(
             plugin.name(),
             hook,

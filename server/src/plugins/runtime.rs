@@ -76,6 +76,8 @@ pub struct Identity {
 }
 
 /// File content a plugin may read: bytes in memory (CLI) or in GridFS.
+/// A failed read is the host's failure: the call ends with
+/// [`PluginError::Unreadable`], which names no fault of the plugin.
 pub trait FileSource: Send + Sync {
     fn size(&self) -> u64;
     fn read(&self, offset: u64, len: u32) -> anyhow::Result<Vec<u8>>;
@@ -238,11 +240,12 @@ impl pd2::plugin::host::HostFile for CallState {
         len: u32,
     ) -> wasmtime::Result<Vec<u8>> {
         let source = self.table.get(&file)?.source.clone();
-        // A storage failure ends the call (fails it) rather than handing the
-        // plugin a silently short file.
+        // A storage failure ends the call rather than handing the plugin a
+        // silently short file; it is told apart from the plugin's own
+        // failures (see `classify`).
         source
             .read(offset, len.min(MAX_READ))
-            .map_err(wasmtime::Error::from_anyhow)
+            .map_err(|e| wasmtime::Error::new(SourceFailed(Arc::new(e))))
     }
 
     fn drop(&mut self, file: Resource<FileHandle>) -> wasmtime::Result<()> {
@@ -250,6 +253,11 @@ impl pd2::plugin::host::HostFile for CallState {
         Ok(())
     }
 }
+
+/// A `file.read` the host could not serve.
+#[derive(Debug, thiserror::Error)]
+#[error("the host could not read the file: {0:#}")]
+struct SourceFailed(Arc<anyhow::Error>);
 
 /// The shared engine and linker, and the epoch ticker behind time limits.
 #[derive(Clone)]
@@ -371,6 +379,9 @@ impl Runtime {
         out_of_memory: bool,
         stderr: &Capture,
     ) -> PluginError {
+        if let Some(SourceFailed(cause)) = error.downcast_ref::<SourceFailed>() {
+            return PluginError::Unreadable(cause.clone());
+        }
         let timeout = PluginError::Timeout(self.limits.timeout);
         if error.is::<super::poll::BlockedPastDeadline>() {
             return timeout;
@@ -395,7 +406,7 @@ impl Runtime {
     }
 
     /// Checks what a renderer returned against the output limit and for a
-    /// usable content type.
+    /// usable content type (one of the preview types, fit for a header).
     pub fn check_preview(&self, preview: Preview) -> Result<Preview, PluginError> {
         super::load::check_preview_type(&preview.content_type)?;
         if preview.body.len() > self.limits.output {
@@ -403,14 +414,6 @@ impl Runtime {
                 "preview of {} bytes exceeds the {} byte limit",
                 preview.body.len(),
                 self.limits.output
-            )));
-        }
-        let valid_type = preview.content_type.parse::<mime_guess::Mime>().is_ok()
-            && warp::http::HeaderValue::from_str(&preview.content_type).is_ok();
-        if !valid_type {
-            return Err(PluginError::Malformed(format!(
-                "invalid content type {:?}",
-                preview.content_type
             )));
         }
         Ok(preview)

@@ -167,6 +167,11 @@ pub async fn preview(
                 .await
             }
             Err(PluginError::Busy(_)) => return Err(PreviewError::Busy),
+            // The file could not be read: no other renderer could read it
+            // either, and "no preview" would not be the truth.
+            Err(PluginError::Unreadable(cause)) => {
+                return Err(PreviewError::Store(super::sources::read_failure(&cause)));
+            }
             Err(_) => continue,
         }
     }

@@ -7,22 +7,46 @@ use futures_util::TryStreamExt;
 
 use crate::{
     plugins::{FileInfo, FileSource, TicketFiles},
-    store::{ByteRange, FileStore, StoredFile, TicketRecord},
+    store::{ByteRange, FileStore, Staged, StoreError, StoredFile, TicketRecord},
 };
 
-/// A file of an upload whose bytes have not been sent yet.
-pub struct MemorySource(pub Bytes);
+/// A file of an upload being validated: what an earlier batch sent is
+/// read from GridFS, the rest from memory (see `store::staging`).
+struct StagedSource {
+    gridfs: GridFsSource,
+    staged: Staged,
+}
 
-impl FileSource for MemorySource {
+impl FileSource for StagedSource {
     fn size(&self) -> u64 {
-        self.0.len() as u64
+        self.gridfs.size()
     }
 
     fn read(&self, offset: u64, len: u32) -> anyhow::Result<Vec<u8>> {
-        let start = offset.min(self.size()) as usize;
-        let end = start.saturating_add(len as usize).min(self.0.len());
-        Ok(self.0[start..end].to_vec())
+        let range = ByteRange {
+            start: offset,
+            end: offset.saturating_add(u64::from(len)),
+        };
+        let bytes = self
+            .staged
+            .read(range, |sent| self.gridfs.read_range(sent))?;
+        Ok(bytes)
     }
+}
+
+pub fn staged(
+    files: &FileStore,
+    staged: &Staged,
+    runtime: tokio::runtime::Handle,
+) -> Arc<dyn FileSource> {
+    Arc::new(StagedSource {
+        gridfs: GridFsSource {
+            files: files.clone(),
+            file: staged.file.clone(),
+            runtime,
+        },
+        staged: staged.clone(),
+    })
 }
 
 /// A stored file read through GridFS, a range at a time. Plugin calls run
@@ -41,7 +65,13 @@ impl FileSource for GridFsSource {
     fn read(&self, offset: u64, len: u32) -> anyhow::Result<Vec<u8>> {
         let start = offset.min(self.size());
         let end = start.saturating_add(u64::from(len)).min(self.size());
-        let stream = self.files.read(&self.file, ByteRange { start, end });
+        Ok(self.read_range(ByteRange { start, end })?)
+    }
+}
+
+impl GridFsSource {
+    fn read_range(&self, range: ByteRange) -> Result<Vec<u8>, StoreError> {
+        let stream = self.files.read(&self.file, range);
         let pieces: Vec<Bytes> = self.runtime.block_on(stream.try_collect())?;
         Ok(pieces.concat())
     }
@@ -57,6 +87,14 @@ pub fn gridfs(
         file: file.clone(),
         runtime,
     })
+}
+
+/// Why a source of ours failed a read, as the store said it.
+pub fn read_failure(cause: &anyhow::Error) -> StoreError {
+    cause
+        .downcast_ref::<StoreError>()
+        .cloned()
+        .unwrap_or_else(|| StoreError::Corrupt(format!("{cause:#}")))
 }
 
 pub fn info(file: &StoredFile) -> FileInfo {

@@ -6,8 +6,9 @@
 //! Round trips are the cost that matters (each one is a command the
 //! database must parse and commit), so an upload's writes are collected in
 //! one ordered [`WriteBatch`] and sent when it holds about 1 MiB of chunks
-//! or when the upload is complete. Validators read the bytes still in
-//! memory. The author's ticket number comes from numbers reserved ahead
+//! or when the upload is complete. Validators read each file as sent: the
+//! part that went out in an earlier batch from GridFS, the rest from memory
+//! (see `store::staging`). The author's ticket number comes from numbers reserved ahead
 //! (see `store::users`), so a small upload is a single round trip.
 //!
 //! What could be left behind decides what that batch holds:
@@ -38,16 +39,13 @@ use futures_util::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    sources::{MemorySource, gridfs},
+    sources::staged,
     validation::{self, PolicyError},
 };
 use crate::{
     context::AppState,
     plugins::FileSource,
-    store::{
-        BATCH_BYTES, FileIdBlock, FileWriter, StoreError, StoredFile, TicketRecord, UserProfile,
-        WriteBatch,
-    },
+    store::{FileIdBlock, Staging, StoreError, StoredFile, TicketRecord, UserProfile, WriteBatch},
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name},
 };
@@ -181,14 +179,14 @@ pub async fn ingest(
         last: Last::NotSent,
         started: Instant::now(),
         touched: Instant::now(),
-        staged: Vec::new(),
+        staging: Staging::new(),
         names: HashMap::new(),
         total: 0,
         field_bytes: 0,
     };
     let outcome = async {
         let options = upload.receive(parts).await?;
-        if upload.staged.is_empty() {
+        if upload.staging.files().is_empty() {
             return Err(UploadError::MissingFile);
         }
         upload.validate().await?;
@@ -202,7 +200,12 @@ pub async fn ingest(
         let ticket = TicketRecord {
             id: ticket_id.clone(),
             author_id: author.id.clone(),
-            files: upload.staged.iter().map(|s| s.file.clone()).collect(),
+            files: upload
+                .staging
+                .files()
+                .iter()
+                .map(|s| s.file.clone())
+                .collect(),
             is_public: options.is_public,
             remark: options.remark,
             create_time: now_millis(),
@@ -255,12 +258,6 @@ enum Last {
     Landing(tokio::task::JoinHandle<Result<(), StoreError>>),
 }
 
-/// A received file: its record and, while none of it was sent, its bytes.
-struct Staged {
-    file: StoredFile,
-    content: Option<Bytes>,
-}
-
 struct Upload<'a> {
     ctx: &'a AppState,
     ticket_id: &'a str,
@@ -275,7 +272,8 @@ struct Upload<'a> {
     started: Instant,
     /// When the journal entry was last refreshed.
     touched: Instant,
-    staged: Vec<Staged>,
+    /// The files received, and where their bytes are.
+    staging: Staging,
     /// Names so far by [`name_key`].
     names: HashMap<String, String>,
     /// Bytes of file content received so far, all files together.
@@ -290,9 +288,7 @@ impl Upload<'_> {
         self.journal_first();
         self.sent = true;
         self.batch.send().await?;
-        for staged in &mut self.staged {
-            staged.content = None;
-        }
+        self.staging.sent();
         Ok(())
     }
 
@@ -388,47 +384,45 @@ impl Upload<'_> {
                 first: first.clone(),
             });
         }
-        if self.staged.len() >= limits.max_files {
+        if self.staging.files().len() >= limits.max_files {
             return Err(UploadError::TooManyFiles(limits.max_files));
         }
         let content_type = content_type_for(&path);
-        let mut writer = FileWriter::new(self.ids.next_id(), self.ticket_id, &path, &content_type);
+        self.staging
+            .begin(self.ids.next_id(), self.ticket_id, &path, &content_type);
         let mut data = part.data;
         while let Some(bytes) = self.idle(data.try_next()).await? {
             let len = bytes.len() as u64;
-            if writer.size() + len > limits.max_file_size {
+            if self.staging.current_size() + len > limits.max_file_size {
                 return Err(UploadError::FileTooLarge);
             }
             if self.total + len > limits.max_ticket_size {
                 return Err(UploadError::TicketTooLarge);
             }
             self.keep_alive().await?;
-            writer.write(&bytes, &mut self.batch);
+            let full = self.staging.write(&bytes, &mut self.batch);
             self.total += len;
-            if self.batch.bytes() >= BATCH_BYTES {
+            if full {
                 self.send().await?;
-                writer.sent();
             }
         }
-        let (file, content) = writer.finish(&mut self.batch);
-        self.staged.push(Staged { file, content });
+        self.staging.finish(&mut self.batch);
         self.names.insert(name_key(&path), path);
         Ok(())
     }
 
-    /// Runs the validators on the bytes in memory where they still are,
-    /// from GridFS where they are not. A validator that could not read its
-    /// file may have lost it to a sweep; then that is the cause reported.
+    /// Runs the validators on each file as sent: what went out in an
+    /// earlier batch from GridFS, the rest from memory. A validator that
+    /// could not read its file may have lost it to a sweep; then that is
+    /// the cause reported.
     async fn validate(&mut self) -> Result<(), UploadError> {
         let runtime = tokio::runtime::Handle::current();
         let files: Vec<(StoredFile, Arc<dyn FileSource>)> = self
-            .staged
+            .staging
+            .files()
             .iter()
             .map(|s| {
-                let source: Arc<dyn FileSource> = match &s.content {
-                    Some(content) => Arc::new(MemorySource(content.clone())),
-                    None => gridfs(&self.ctx.store.files, &s.file, runtime.clone()),
-                };
+                let source = staged(&self.ctx.store.files, s, runtime.clone());
                 (s.file.clone(), source)
             })
             .collect();

@@ -10,8 +10,10 @@ use utoipa::ToSchema;
 use super::sources::info;
 use crate::{
     context::AppState,
-    plugins::{CallResult, FileInfo, FileSource, Hook, LoadedPlugin, Verdict, bounded_text},
-    store::StoredFile,
+    plugins::{
+        CallResult, FileInfo, FileSource, Hook, LoadedPlugin, PluginError, Verdict, bounded_text,
+    },
+    store::{StoreError, StoredFile},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,10 @@ pub enum PolicyError {
     Contested { plugin: String, description: String },
     #[error("plugins are still loading")]
     Loading,
+    /// A file of the upload could not be read back for a validator: the
+    /// storage's failure, reported as such (no plugin is blamed).
+    #[error("reading `{file}` for validation failed: {error}")]
+    Unreadable { file: String, error: StoreError },
     /// `plugins.upload_timeout_ms` ran out with checks unfinished.
     #[error("validation took longer than {budget_ms} ms")]
     OverBudget { budget_ms: u64, unfinished: usize },
@@ -138,6 +144,12 @@ pub async fn check(
                     message: bounded_text(&message, config.max_message_chars as usize),
                 },
             )),
+            Err(PluginError::Unreadable(cause)) => {
+                return Err(PolicyError::Unreadable {
+                    file: file.unwrap_or_default(),
+                    error: super::sources::read_failure(&cause),
+                });
+            }
             Err(error) => {
                 return Err(PolicyError::Failed {
                     plugin: plugin.name().to_owned(),

@@ -10,10 +10,9 @@ use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt, stream};
 use mongodb::{
     Collection, Cursor, Database, IndexModel,
-    bson::{Binary, DateTime, Document, doc, oid::ObjectId, spec::BinarySubtype},
+    bson::{Binary, DateTime, Document, doc, oid::ObjectId},
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{Gate, Result, StoreError, WriteBatch};
 
@@ -22,13 +21,10 @@ pub(super) const FILES: &str = "files.files";
 pub(super) const CHUNKS: &str = "files.chunks";
 /// GridFS' customary chunk size: below MongoDB's 16 MiB document limit with
 /// room to spare, and small enough that one chunk is a sensible read unit.
-const CHUNK_SIZE: u32 = 255 * 1024;
+pub(super) const CHUNK_SIZE: u32 = 255 * 1024;
 /// Chunks fetched per round trip when reading: bounds memory per download to
 /// about 2 MiB while keeping round trips few.
 const READ_BATCH: u32 = 8;
-/// Chunks sent per round trip when writing: up to 1 MiB of an upload goes
-/// in one batch, at ~1 MiB buffered per upload.
-const WRITE_BATCH: u32 = 4;
 
 /// A file of a ticket as recorded in the ticket document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,125 +245,5 @@ impl FileStore {
                 Ok(Some((piece, next)))
             }
         })
-    }
-}
-
-/// One file of an upload on its way to GridFS, in the bucket's standard
-/// layout (so any GridFS client can read it). Its chunks and then its files
-/// document (complete with the content hash) join the upload's
-/// [`WriteBatch`], so the small files of an upload share round trips. Until
-/// the batch is sent, the file's bytes are also kept here, for validators
-/// to read without a round trip.
-pub struct FileWriter {
-    id: ObjectId,
-    ticket_id: String,
-    path: String,
-    content_type: String,
-    hasher: Sha256,
-    size: u64,
-    /// The chunk being filled.
-    chunk: Vec<u8>,
-    next_chunk: u32,
-    /// The content so far, while none of it has been sent.
-    memory: Option<Vec<u8>>,
-}
-
-/// Chunks a batch may hold before it is sent: bounds the memory of an
-/// upload to about this much (twice, with the validators' copy).
-pub const BATCH_BYTES: usize = (WRITE_BATCH * CHUNK_SIZE) as usize;
-
-impl FileWriter {
-    /// Starts a file of a ticket under `id` (from the upload's
-    /// [`super::FileIdBlock`], so an interrupted upload can be found).
-    pub fn new(id: ObjectId, ticket_id: &str, path: &str, content_type: &str) -> Self {
-        Self {
-            id,
-            ticket_id: ticket_id.to_owned(),
-            path: path.to_owned(),
-            content_type: content_type.to_owned(),
-            hasher: Sha256::new(),
-            size: 0,
-            chunk: Vec::new(),
-            next_chunk: 0,
-            memory: Some(Vec::new()),
-        }
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// Appends bytes; each full chunk joins the batch.
-    pub fn write(&mut self, mut data: &[u8], batch: &mut WriteBatch) {
-        self.hasher.update(data);
-        if let Some(memory) = &mut self.memory {
-            memory.extend_from_slice(data);
-        }
-        self.size += data.len() as u64;
-        while !data.is_empty() {
-            let take = (CHUNK_SIZE as usize - self.chunk.len()).min(data.len());
-            self.chunk.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.chunk.len() == CHUNK_SIZE as usize {
-                self.push_chunk(batch);
-            }
-        }
-    }
-
-    fn push_chunk(&mut self, batch: &mut WriteBatch) {
-        let bytes = std::mem::take(&mut self.chunk);
-        batch.insert(
-            CHUNKS,
-            doc! {
-                "_id": ObjectId::new(),
-                "files_id": self.id,
-                "n": self.next_chunk as i32,
-                "data": Binary { subtype: BinarySubtype::Generic, bytes },
-            },
-        );
-        self.next_chunk += 1;
-    }
-
-    /// The batch was sent: the bytes are in GridFS now, and read from there.
-    pub fn sent(&mut self) {
-        self.memory = None;
-    }
-
-    /// Adds the last chunk and the files document to the batch (chunks
-    /// first, as GridFS readers expect). Returns the file's record and,
-    /// when none of its chunks has been sent yet, its content.
-    pub fn finish(mut self, batch: &mut WriteBatch) -> (StoredFile, Option<Bytes>) {
-        if !self.chunk.is_empty() {
-            self.push_chunk(batch);
-        }
-        let sha256 = hex::encode(self.hasher.finalize_reset());
-        let size = self.size as i64;
-        batch.insert(
-            FILES,
-            doc! {
-                "_id": self.id,
-                "length": size,
-                "chunkSize": CHUNK_SIZE as i32,
-                "uploadDate": DateTime::now(),
-                "filename": &self.path,
-                "metadata": {
-                    "ticket_id": &self.ticket_id,
-                    "path": &self.path,
-                    "content_type": &self.content_type,
-                    "sha256": &sha256,
-                    "size": size,
-                },
-            },
-        );
-        let content = self.memory.map(Bytes::from);
-        let file = StoredFile {
-            path: self.path,
-            file_id: self.id,
-            size,
-            sha256,
-            content_type: self.content_type,
-            chunk_size: CHUNK_SIZE as i64,
-        };
-        (file, content)
     }
 }

@@ -9,6 +9,7 @@ mod gate;
 mod health;
 mod previews;
 mod settings;
+mod staging;
 mod tickets;
 mod uploads;
 mod users;
@@ -30,18 +31,19 @@ use mongodb::{
 use tokio::sync::Notify;
 
 pub use batch::WriteBatch;
-pub use files::{BATCH_BYTES, ByteRange, FileStore, FileWriter, StoredFile};
+pub use files::{ByteRange, FileStore, StoredFile};
 pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
 pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
+pub use staging::{ChunkBatch, Staged, Staging};
 pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
 pub use uploads::{FileIdBlock, UploadJournal};
 pub use users::{DiscordTokens, UserProfile, UserStore};
 
 use crate::config::MongoConfig;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Mongo(#[from] mongodb::error::Error),
