@@ -204,3 +204,63 @@ async fn an_upload_failed_by_a_freeze_is_removed_right_after() {
     server.assert_nothing_left(Duration::from_secs(15)).await;
     create_ticket(&server, &token, &[("a.txt", b"a")], None).await;
 }
+
+/// A validator reading a file whose bytes went out in an earlier batch
+/// while the database is frozen: the upload gets the storage's answer,
+/// `503 Database unavailable`, not a plugin's trap, and the plugin is not
+/// counted as failed.
+#[tokio::test]
+async fn a_validators_read_of_a_frozen_database_is_the_databases_503() {
+    let plugins =
+        pd2_ticket_tests::plugin_dir(
+            &[&pd2_ticket_tests::fixture_plugins().join("misbehave.wasm")],
+        );
+    let (_db, proxy, server) = behind_proxy(
+        "frozen-read",
+        ServerOptions::default()
+            .env("PD2_MONGODB__TIMEOUT_MS", 1000)
+            .env("PD2_PLUGINS__DIR", plugins.display())
+            .env("PD2_PLUGINS__TIMEOUT_MS", 20_000)
+            .env("PD2_PLUGINS__UPLOAD_TIMEOUT_MS", 30_000)
+            .admins(&["35"]),
+    )
+    .await;
+    let token = server.token("35");
+    // `misbehave` sleeps 3 s on slow.txt, then reads it again; the padding
+    // takes the upload over one write batch, so slow.txt is in GridFS by
+    // then, and the freeze comes while the validator sleeps.
+    let padding = vec![b' '; 1_046_000];
+    let files: [(&str, &[u8]); 2] = [("slow.txt", b"3 read"), ("padding.bin", &padding)];
+    let (response, ()) = tokio::join!(
+        pd2_ticket_tests::upload(&server, &token, &files, None),
+        async {
+            eventually("bytes never arrived", Duration::from_secs(20), || async {
+                server.count("files.chunks", doc! {}).await >= 4
+            })
+            .await;
+            proxy.freeze();
+        }
+    );
+    let (status, body) = json(response).await;
+    proxy.thaw();
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (503, Some("Database unavailable")),
+        "{body}"
+    );
+    assert!(body.get("plugin").is_none(), "{body}");
+    server.assert_nothing_left(Duration::from_secs(20)).await;
+    let plugins: Value = server
+        .get("/plugins", &token)
+        .send()
+        .await
+        .expect("plugins")
+        .json()
+        .await
+        .expect("json");
+    let misbehave = plugins["plugins"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "misbehave"))
+        .unwrap_or_else(|| panic!("no misbehave in {plugins}"));
+    assert_eq!(misbehave["stats"]["failures"], 0, "{misbehave}");
+}
