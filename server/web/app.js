@@ -1,13 +1,17 @@
 // PD2 Ticket web app: plain ES modules, no framework, no build step.
 // Every user-supplied string reaches the page through textContent (the
 // el() helper); previews are shown in sandboxed frames without scripts or
-// same-origin rights; the token lives in localStorage under "token" (as
-// the original front end keeps it) and only ever travels in an
-// Authorization header, never in a URL.
+// same-origin rights; the token lives in localStorage under "access_token"
+// and "token_type" (where the original front end keeps it, so one origin
+// has one session) and only ever travels in an Authorization header, never
+// in a URL.
 
 import { el } from "./dom.js";
 
-const TOKEN_KEY = "token";
+const TOKEN_KEY = "access_token";
+const TOKEN_TYPE_KEY = "token_type";
+// Where earlier versions of this app kept it: read once and moved.
+const OLD_TOKEN_KEY = "token";
 const THEME_KEY = "pd2-theme";
 const PAGE = 20;
 
@@ -54,7 +58,7 @@ function encodePath(path) {
 // ---------- the session ----------
 
 const session = {
-  token: localStorage.getItem(TOKEN_KEY),
+  token: storedToken(),
   claims: null,
   meta: null,
   refreshTimer: null,
@@ -73,11 +77,28 @@ export function decodeClaims(token) {
   }
 }
 
+function storedToken() {
+  const old = localStorage.getItem(OLD_TOKEN_KEY);
+  if (old !== null) {
+    if (!localStorage.getItem(TOKEN_KEY)) {
+      localStorage.setItem(TOKEN_KEY, old);
+      localStorage.setItem(TOKEN_TYPE_KEY, "Bearer");
+    }
+    localStorage.removeItem(OLD_TOKEN_KEY);
+  }
+  return localStorage.getItem(TOKEN_KEY);
+}
+
 function setToken(token) {
   session.token = token;
   session.claims = token ? decodeClaims(token) : null;
-  if (token) localStorage.setItem(TOKEN_KEY, token);
-  else localStorage.removeItem(TOKEN_KEY);
+  if (token) {
+    localStorage.setItem(TOKEN_KEY, token);
+    localStorage.setItem(TOKEN_TYPE_KEY, "Bearer");
+  } else {
+    localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(TOKEN_TYPE_KEY);
+  }
   renderMe();
   scheduleRefresh();
 }

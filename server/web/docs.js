@@ -1,13 +1,13 @@
 // The API console: adds a "Try it" form to every operation of /docs,
 // from /openapi.json. Requests carry the token the web app keeps in
-// localStorage ("token"), or one pasted here (kept for this tab only).
+// localStorage ("access_token"), or one pasted here (kept for this tab only).
 // Responses are shown as text, never interpreted as HTML.
 
 import { el } from "./dom.js";
 
 const MAX_SHOWN = 100_000;
 
-let token = sessionStorage.getItem("pd2-docs-token") || localStorage.getItem("token") || "";
+let token = sessionStorage.getItem("pd2-docs-token") || localStorage.getItem("access_token") || "";
 
 function tokenBox() {
   const input = el("input", { type: "text", id: "docs-token", placeholder: "Bearer token (eyJ…)", value: token });

@@ -139,9 +139,11 @@ try {
     } else {
       await signInWithToken(page, process.env.TOKEN_A);
     }
-    const token = await page.evaluate(() => localStorage.getItem("token"));
-    expectTrue(token && token.split(".").length === 3, "token kept in localStorage");
-    userA = await page.evaluate(() => JSON.parse(atob(localStorage.getItem("token").split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).id);
+    // Where the original front end keeps it, so one origin has one session.
+    const [token, type] = await page.evaluate(() => [localStorage.getItem("access_token"), localStorage.getItem("token_type")]);
+    expectTrue(token && token.split(".").length === 3, "token kept in localStorage.access_token");
+    expectTrue(type === "Bearer", `token_type ${type}`);
+    userA = await page.evaluate(() => JSON.parse(atob(localStorage.getItem("access_token").split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).id);
     await page.locator("h1", { hasText: "My tickets" }).waitFor();
   });
 
@@ -169,6 +171,48 @@ try {
     expectTrue((await page.evaluate(() => window.__progress)) === 100, "the progress bar reached 100 %");
     ticketUrl = page.url();
     ticketId = ticketUrl.match(/[0-9a-f]{20}/)[0];
+  });
+
+  await step("a real project through the folder picker is stored exactly", async () => {
+    // Six modules of a Java design-patterns project: 143 files, 2.4 MB,
+    // PNG diagrams and a WAV among the sources (tests/fixtures/projects).
+    const project = join(process.cwd(), "..", "fixtures", "projects", "java-design-patterns");
+    const here = page.url();
+    await page.goto(base + "/#/upload");
+    await page.locator("#limits").waitFor();
+    await page.locator("#folder-input").setInputFiles(project);
+    await page.locator("#chosen tr").nth(142).waitFor();
+    await page.locator("#send").click();
+    await page.waitForURL(/#\/t\/@me\/[0-9a-f]{20}/);
+    await page.locator("#tree").waitFor();
+    const id = page.url().match(/[0-9a-f]{20}/)[0];
+    // Every byte back, as the server stored it.
+    const check = await page.evaluate(async (id) => {
+      const auth = { Authorization: `Bearer ${localStorage.getItem("access_token")}` };
+      const ticket = await (await fetch(`/ticket/@me/${id}`, { headers: auth })).json();
+      const sizes = {};
+      for (const f of ticket.files) {
+        const r = await fetch(`/ticket/@me/${id}/files/${f.path.split("/").map(encodeURIComponent).join("/")}`, { headers: auth });
+        sizes[f.path] = (await r.arrayBuffer()).byteLength;
+      }
+      return sizes;
+    }, id);
+    const { readdirSync, statSync } = await import("node:fs");
+    const expected = {};
+    const walk = (dir, name) => {
+      for (const entry of readdirSync(dir)) {
+        const path = join(dir, entry);
+        if (statSync(path).isDirectory()) walk(path, `${name}/${entry}`);
+        else expected[`${name}/${entry}`] = statSync(path).size;
+      }
+    };
+    walk(project, "java-design-patterns");
+    expectTrue(Object.keys(check).length === Object.keys(expected).length, `${Object.keys(check).length} files stored`);
+    for (const [path, size] of Object.entries(expected)) {
+      expectTrue(check[path] === size, `${path}: ${check[path]} of ${size} bytes`);
+    }
+    if (shots) await page.screenshot({ path: join(shots, "ticket-project.png") });
+    await page.goto(here);
   });
 
   await step("java preview is highlighted in a sandboxed frame", async () => {
@@ -250,7 +294,7 @@ try {
       const form = new FormData();
       form.append("files", new Blob(["secret\n"]), "secret.txt");
       form.append("data", JSON.stringify({ is_public: false, remark: "private one" }));
-      const r = await fetch("/ticket", { method: "POST", body: form, headers: { Authorization: `Bearer ${localStorage.getItem("token")}` } });
+      const r = await fetch("/ticket", { method: "POST", body: form, headers: { Authorization: `Bearer ${localStorage.getItem("access_token")}` } });
       return (await r.json()).id;
     });
     expectTrue(/^[0-9a-f]{20}$/.test(privateId), `created ${privateId}`);
@@ -305,11 +349,24 @@ try {
   await step("an expired token leads to sign-in", async () => {
     const stale = await newPage();
     current = stale;
-    await stale.addInitScript((t) => { if (window === window.top) localStorage.setItem("token", t); }, process.env.EXPIRED_TOKEN);
+    await stale.addInitScript((t) => { if (window === window.top) localStorage.setItem("access_token", t); }, process.env.EXPIRED_TOKEN);
     await stale.goto(base + "/");
     await stale.locator("h1", { hasText: "Sign in" }).waitFor();
     await stale.locator("#flash", { hasText: "expired" }).waitFor();
     await stale.context().close();
+    current = page;
+  });
+
+  await step("a token kept under the old key is moved, and stays signed in", async () => {
+    const old = await newPage();
+    current = old;
+    const token = await page.evaluate(() => localStorage.getItem("access_token"));
+    await old.addInitScript((t) => { if (window === window.top && !sessionStorage.getItem("seeded")) { sessionStorage.setItem("seeded", "1"); localStorage.setItem("token", t); } }, token);
+    await old.goto(base + "/");
+    await old.locator("#me-name").waitFor({ state: "visible" });
+    const keys = await old.evaluate(() => [localStorage.getItem("token"), localStorage.getItem("access_token"), localStorage.getItem("token_type")]);
+    expectTrue(keys[0] === null && keys[1] === token && keys[2] === "Bearer", `keys after the move: ${JSON.stringify(keys)}`);
+    await old.context().close();
     current = page;
   });
 
@@ -321,7 +378,7 @@ try {
         for (const [width, suffix] of [[1280, ""], [390, "-phone"]]) {
           const p = await newPage({ width, height: 860 });
           await p.emulateMedia({ colorScheme: scheme });
-          await p.addInitScript((t) => { if (window === window.top) localStorage.setItem("token", t); }, await page.evaluate(() => localStorage.getItem("token")));
+          await p.addInitScript((t) => { if (window === window.top) localStorage.setItem("token", t); }, await page.evaluate(() => localStorage.getItem("access_token")));
           for (const [name, hash] of pages) {
             await p.goto(`${base}/${hash}`);
             await p.waitForLoadState("networkidle");

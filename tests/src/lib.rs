@@ -760,3 +760,29 @@ pub async fn assert_error(response: reqwest::Response, status: u16, detail: &str
         "body: {body}"
     );
 }
+
+/// Every file of a project under `tests/fixtures/projects/NAME`, named
+/// `NAME/...` as a browser names the files of a chosen folder, in a stable
+/// order.
+pub fn project_files(name: &str) -> Vec<(String, Vec<u8>)> {
+    let base = workspace_root().join("tests/fixtures/projects");
+    let mut out = Vec::new();
+    let mut stack = vec![base.join(name)];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).expect("fixture dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path
+                    .strip_prefix(&base)
+                    .expect("under the fixtures")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((name, std::fs::read(&path).expect("fixture file")));
+            }
+        }
+    }
+    out.sort();
+    out
+}

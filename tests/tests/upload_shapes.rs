@@ -9,8 +9,8 @@
 use std::{io::Read, path::Path, time::Duration};
 
 use pd2_ticket_tests::{
-    Server, ServerOptions, first_party_plugins, fixture_plugins, json, plugin_dir, upload,
-    workspace_root,
+    Server, ServerOptions, first_party_plugins, fixture_plugins, json, plugin_dir, project_files,
+    upload, workspace_root,
 };
 use serde_json::Value;
 
@@ -283,36 +283,11 @@ async fn refusals_after_the_first_batch_name_the_file_and_leave_nothing() {
 async fn a_real_project_is_stored_exactly() {
     let server = shipped_server().await;
     let t = server.token("5");
-    let root = workspace_root().join("tests/fixtures/projects");
-    let files = project_files(&root.join("java-design-patterns"), &root);
+    let files = project_files("java-design-patterns");
     assert!(files.len() > 100, "{} files", files.len());
     let total: usize = files.iter().map(|(_, b)| b.len()).sum();
     assert!(total > 2_000_000, "{total} bytes");
     stored_exactly(&server, &t, "java-design-patterns", &files).await;
-}
-
-/// Every file under `dir`, named from `base` as a browser names a chosen
-/// folder's files, in a stable order.
-pub fn project_files(dir: &Path, base: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in std::fs::read_dir(&at).expect("fixture dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let name = path
-                    .strip_prefix(base)
-                    .expect("under base")
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push((name, std::fs::read(&path).expect("fixture file")));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Asserts that, within `limit`, the database holds no GridFS file, chunk

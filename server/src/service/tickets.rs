@@ -97,14 +97,24 @@ pub async fn update(
     is_public: Option<bool>,
     remark: Option<&str>,
 ) -> Result<AuthoredTicket, TicketError> {
-    own(ctx, me, path_user, ticket_id).await?;
-    let ticket = ctx
+    let mut ticket = own(ctx, me, path_user, ticket_id).await?;
+    let changed = ctx
         .store
         .tickets
         .update(ticket_id, &me.id, is_public, remark)
-        .await?
+        .await?;
+    if !changed {
         // Deleted between the check and the update.
-        .ok_or(TicketError::NotFound)?;
+        return Err(TicketError::NotFound);
+    }
+    // Only these two fields change, so the record read by the check,
+    // with them applied, is the record now.
+    if let Some(is_public) = is_public {
+        ticket.is_public = is_public;
+    }
+    if let Some(remark) = remark {
+        ticket.remark = remark.to_owned();
+    }
     authored(ctx, ticket).await
 }
 
@@ -116,12 +126,13 @@ pub async fn delete(
     path_user: &str,
     ticket_id: &str,
 ) -> Result<(), TicketError> {
-    own(ctx, me, path_user, ticket_id).await?;
+    let deleted = own(ctx, me, path_user, ticket_id).await?;
     // Record first: should removing the bytes fail, no record points at
-    // missing files.
-    let Some(deleted) = ctx.store.tickets.delete(ticket_id, &me.id).await? else {
+    // missing files. A ticket's files never change, so those of the record
+    // the check read are the ones to remove.
+    if !ctx.store.tickets.delete(ticket_id, &me.id).await? {
         return Err(TicketError::NotFound);
-    };
+    }
     let ids = deleted.files.iter().map(|f| f.file_id).collect();
     ctx.store.files.delete_files(ids).await?;
     super::previews::forget(ctx, &deleted).await;

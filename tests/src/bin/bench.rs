@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -18,6 +18,9 @@ use pd2_ticket_tests::{
     DbServer, Server, ServerOptions, create_ticket, first_party_plugins, fixture_plugins,
     plugin_dir, server_binary, upload,
 };
+
+#[path = "../bench/shapes.rs"]
+mod shapes;
 
 const CONNECTIONS: usize = 32;
 
@@ -147,6 +150,14 @@ async fn main() {
     if std::env::args().any(|a| a == "--upload-rate") {
         let server = core_server(&db).await;
         upload_rate_table(&db, &server, "3", Duration::from_secs(10)).await;
+        return;
+    }
+    // `--upload-shapes`: the folders students send, DELETE as an author's
+    // tickets grow, and big uploads beside raw GridFS (issue 20; ~5 min).
+    if std::env::args().any(|a| a == "--upload-shapes") {
+        shapes::upload_shapes(&db, quick).await;
+        shapes::deletes(&db).await;
+        shapes::big_uploads(&db).await;
         return;
     }
     if std::env::args().any(|a| a == "--core") {

@@ -1,0 +1,290 @@
+//! `bench --upload-shapes`: what students send, measured (issue 20).
+//!
+//! - Upload rate and MB/s of the folders students hand in (a real project,
+//!   40 files of 5–100 KB, 12 × 100 KB, one 1 MiB file), through the
+//!   repository's `config.toml` and the first-party plugins, at database
+//!   pools of 2 and 10.
+//! - DELETE latency for an author with 20, 2,000 and 20,000 tickets.
+//! - 20 concurrent uploads of 10 × 1 MiB beside raw GridFS writes of the
+//!   same bytes through the same driver, in the same run.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::AsyncWriteExt;
+use mongodb::bson::{Document, doc};
+use pd2_ticket_tests::{
+    DbServer, Server, ServerOptions, create_ticket, first_party_plugins, project_files,
+    workspace_root,
+};
+
+use super::{CONNECTIONS, load, percentile};
+
+/// A server as `./run.sh` starts it: the shipped `config.toml`, the
+/// first-party plugins, this database pool.
+async fn shipped(db: &DbServer, name: &str, pool: usize) -> Server {
+    Server::start_with(
+        ServerOptions::default()
+            .database(&db.uri, name)
+            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
+            .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+            .env(
+                "PD2_PLUGINS__CACHE_DIR",
+                pd2_ticket_tests::shared_compile_cache().display(),
+            )
+            .env("PD2_MONGODB__MAX_POOL_SIZE", pool)
+            .env("RUST_LOG", "warn"),
+    )
+    .await
+}
+
+fn source(seed: usize, len: usize) -> Vec<u8> {
+    let line = format!("    int value{seed}() {{ return {seed}; }} // a student's source\n");
+    line.bytes().cycle().take(len).collect()
+}
+
+fn shapes() -> Vec<(&'static str, Vec<(String, Vec<u8>)>)> {
+    let project = project_files("java-design-patterns");
+    let forty = (0..40)
+        .map(|i| (format!("hw/src/F{i}.java"), source(i, 5_000 + i * 2_440)))
+        .collect();
+    let twelve = (0..12)
+        .map(|i| (format!("hw/src/G{i}.java"), source(i, 100_000)))
+        .collect();
+    let one = vec![("hw/big.txt".to_owned(), source(0, 1 << 20))];
+    vec![
+        ("real project (java-design-patterns)", project),
+        ("40 files of 5–100 KB", forty),
+        ("12 × 100 KB", twelve),
+        ("one 1 MiB file", one),
+    ]
+}
+
+fn form(files: &[(String, Vec<u8>)]) -> reqwest::multipart::Form {
+    files
+        .iter()
+        .fold(reqwest::multipart::Form::new(), |form, (name, bytes)| {
+            form.part(
+                "files",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone()),
+            )
+        })
+}
+
+pub async fn upload_shapes(db: &DbServer, quick: bool) {
+    let duration = Duration::from_secs(if quick { 3 } else { 10 });
+    println!(
+        "\n## Upload shapes: what students send ({CONNECTIONS} connections, {} s each; shipped config.toml, first-party plugins)\n",
+        duration.as_secs()
+    );
+    println!("| folder | files | MB | pool | req/s | MB/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let shapes = shapes();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .expect("client");
+    for pool in [2, 10] {
+        let server = shipped(db, &format!("bench-shapes-{pool}"), pool).await;
+        for (i, (name, files)) in shapes.iter().enumerate() {
+            let (count, bytes) = (
+                files.len(),
+                files.iter().map(|(_, b)| b.len()).sum::<usize>(),
+            );
+            let files = Arc::new(files.clone());
+            let (c, url, token) = (
+                http.clone(),
+                server.url("/ticket"),
+                server.token(&format!("{}", 100 + i)),
+            );
+            let r = load(duration, 201, move || {
+                c.post(&url)
+                    .bearer_auth(&token)
+                    .multipart(form(&files))
+                    .send()
+            })
+            .await;
+            let rate = r.requests as f64 / r.elapsed.as_secs_f64();
+            println!(
+                "| {name} | {count} | {:.2} | {pool} | {rate:.1} | {:.1} | {:.0} | {:.0} | {} |",
+                bytes as f64 / 1e6,
+                rate * bytes as f64 / 1e6,
+                r.percentile(0.5).as_secs_f64() * 1000.0,
+                r.percentile(0.99).as_secs_f64() * 1000.0,
+                r.errors
+            );
+        }
+    }
+}
+
+/// DELETE p50 for an author with 20, 2,000 and 20,000 tickets. The first
+/// 20 are real uploads; the rest are copies of one of them inserted
+/// through the driver (their records only: a delete never reads another
+/// ticket's bytes), numbered below the real ones.
+pub async fn deletes(db: &DbServer) {
+    println!("\n## DELETE as an author's tickets grow (shipped config.toml, pool 2)\n");
+    println!("| tickets of the author | DELETE p50 ms | p90 ms | max ms |");
+    println!("|---|---|---|---|");
+    let server = shipped(db, "bench-deletes", 2).await;
+    let token = server.token("7");
+    let http = reqwest::Client::new();
+    let tickets = server.mongo().await.collection::<Document>("tickets");
+    let template = {
+        let made = create_ticket(&server, &token, &[("Main.java", b"class Main {}")], None).await;
+        let id = made["id"].as_str().expect("id");
+        tickets
+            .find_one(doc! { "_id": id })
+            .await
+            .expect("find")
+            .expect("the ticket")
+    };
+    let mut have = 1usize;
+    for target in [20usize, 2_000, 20_000] {
+        if have < target {
+            let copies: Vec<Document> = (have..target)
+                .map(|n| {
+                    let mut copy = template.clone();
+                    copy.insert("_id", format!("filler{n:08}"));
+                    copy.insert("seq", -(n as i64));
+                    copy
+                })
+                .collect();
+            for batch in copies.chunks(5_000) {
+                tickets.insert_many(batch.to_vec()).await.expect("insert");
+            }
+            have = target;
+        }
+        // Twenty real tickets, deleted one at a time.
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let name = format!("Del{i}.java");
+            let made =
+                create_ticket(&server, &token, &[(name.as_str(), b"class Del {}")], None).await;
+            ids.push(made["id"].as_str().expect("id").to_owned());
+        }
+        let mut took = Vec::new();
+        for id in ids {
+            let started = Instant::now();
+            let response = http
+                .delete(server.url(&format!("/ticket/7/{id}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("delete");
+            took.push(started.elapsed());
+            assert_eq!(response.status(), 204);
+        }
+        took.sort();
+        println!(
+            "| {target} | {:.1} | {:.1} | {:.1} |",
+            percentile(&took, 0.5),
+            percentile(&took, 0.9),
+            took.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        );
+    }
+}
+
+/// 20 clients each upload 10 × 1 MiB at once, three rounds, beside 20
+/// tasks writing the same files to GridFS through the same driver.
+pub async fn big_uploads(db: &DbServer) {
+    const CLIENTS: usize = 20;
+    const ROUNDS: usize = 3;
+    println!(
+        "\n## {CLIENTS} concurrent uploads of 10 × 1 MiB vs raw GridFS writes (same bytes, same driver)\n"
+    );
+    println!("| path | pool | MiB/s per round | best MiB/s |");
+    println!("|---|---|---|---|");
+    let files: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
+        (0..10)
+            .map(|i| (format!("data/part{i}.txt"), source(i, 1 << 20)))
+            .collect(),
+    );
+    let total = (CLIENTS * 10) << 20;
+    let mib_s = |elapsed: Duration| total as f64 / (1 << 20) as f64 / elapsed.as_secs_f64();
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let mut bests = Vec::new();
+    for pool in [2usize, 10] {
+        let server = Arc::new(shipped(db, &format!("bench-big-{pool}"), pool).await);
+        let mut api = Vec::new();
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|c| {
+                    let (server, files) = (server.clone(), files.clone());
+                    tokio::spawn(async move {
+                        let token = server.token(&format!("{}", 200 + c));
+                        server
+                            .post("/ticket", &token)
+                            .multipart(form(&files))
+                            .send()
+                            .await
+                            .map(|r| r.status().as_u16())
+                    })
+                })
+                .collect();
+            for c in clients {
+                assert_eq!(c.await.expect("client").expect("upload"), 201);
+            }
+            api.push(mib_s(started.elapsed()));
+        }
+        let client = mongodb::Client::with_options({
+            let mut options = mongodb::options::ClientOptions::parse(&db.uri)
+                .await
+                .expect("options");
+            options.max_pool_size = Some(pool as u32);
+            options
+        })
+        .expect("client");
+        let bucket = client.database(&format!("bench-big-{pool}")).gridfs_bucket(
+            mongodb::options::GridFsBucketOptions::builder()
+                .bucket_name("rawbench".to_owned())
+                .chunk_size_bytes(255 * 1024)
+                .build(),
+        );
+        let mut raw = Vec::new();
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            let writers: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let (bucket, files) = (bucket.clone(), files.clone());
+                    tokio::spawn(async move {
+                        for (name, bytes) in files.iter() {
+                            let mut up = bucket.open_upload_stream(name).await.expect("open");
+                            up.write_all(bytes).await.expect("write");
+                            up.close().await.expect("close");
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.await.expect("writer");
+            }
+            raw.push(mib_s(started.elapsed()));
+        }
+        println!(
+            "| API: POST /ticket | {pool} | {} | {:.1} |",
+            show(&api),
+            best(&api)
+        );
+        println!(
+            "| raw GridFS upload streams | {pool} | {} | {:.1} |",
+            show(&raw),
+            best(&raw)
+        );
+        bests.push((pool, best(&api), best(&raw)));
+    }
+    for (pool, api, raw) in bests {
+        println!(
+            "\nPool {pool}: the API reaches {:.0} % of raw GridFS writes (best of {ROUNDS}).",
+            100.0 * api / raw
+        );
+    }
+}
