@@ -21,6 +21,13 @@ const main = () => document.getElementById("main");
 function show(...nodes) {
   main().replaceChildren(...nodes);
 }
+
+// Every navigation is numbered: a page whose data arrives after the user
+// went elsewhere must not draw over the page they went to.
+let navigation = 0;
+function stillOn(number) {
+  return number === navigation;
+}
 function loading(text = "Loading…") {
   return el("p", { class: "loading" }, text);
 }
@@ -234,6 +241,7 @@ export function parseRoute(hash) {
 }
 
 async function route() {
+  navigation += 1;
   const { name, args, line } = parseRoute(location.hash);
   for (const link of document.querySelectorAll("nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === `#/${name}` || (name === "" && link.getAttribute("href") === "#/"));
@@ -326,6 +334,7 @@ async function completeDiscordSignIn() {
 
 async function ticketsPage(user, offset) {
   const own = user === "@me";
+  const here = navigation;
   show(el("h1", {}, own ? "My tickets" : `Public tickets of user ${user}`), loading());
   let tickets;
   let heading = own ? "My tickets" : `Tickets of user ${user}`;
@@ -337,8 +346,9 @@ async function ticketsPage(user, offset) {
       if (who) heading = `Tickets of ${who.display_name || who.username}`;
     }
   } catch (error) {
-    return show(el("h1", {}, heading), errorBox(error));
+    return stillOn(here) && show(el("h1", {}, heading), errorBox(error));
   }
+  if (!stillOn(here)) return;
   const rows = tickets.map((t) =>
     el("tr", {},
       el("td", {}, el("a", { href: `#/t/${own ? "@me" : userSeg(user)}/${t.id}` }, t.remark || "(no remark)")),
@@ -641,11 +651,13 @@ async function showFile(pane, user, ticket, path, line) {
 async function ticketPage(user, ticketId, path, line) {
   show(loading("Loading ticket…"));
   let ticket;
+  const here = navigation;
   try {
     ticket = await apiJson(`/ticket/${userSeg(user)}/${encodeURIComponent(ticketId)}`);
   } catch (error) {
-    return show(el("h1", {}, "Ticket"), errorBox(error));
+    return stillOn(here) && show(el("h1", {}, "Ticket"), errorBox(error));
   }
+  if (!stillOn(here)) return;
   const author = ticket.author?.display_data || {};
   const mine = session.claims && author.id === session.claims.id;
   const selected = path && ticket.files.includes(path) ? path : ticket.files[0];
@@ -742,11 +754,13 @@ async function ticketPage(user, ticketId, path, line) {
 async function pluginsPage() {
   show(el("h1", {}, "Plugins"), loading());
   let list;
+  const here = navigation;
   try {
     list = await apiJson("/plugins");
   } catch (error) {
-    return show(el("h1", {}, "Plugins"), errorBox(error));
+    return stillOn(here) && show(el("h1", {}, "Plugins"), errorBox(error));
   }
+  if (!stillOn(here)) return;
   const rows = list.plugins.map((p) =>
     el("tr", {},
       el("td", {}, el("strong", {}, p.name), " ", el("span", { class: "muted" }, p.version), el("div", { class: "muted" }, p.description)),

@@ -191,9 +191,9 @@ try {
       const auth = { Authorization: `Bearer ${localStorage.getItem("access_token")}` };
       const ticket = await (await fetch(`/ticket/@me/${id}`, { headers: auth })).json();
       const sizes = {};
-      for (const f of ticket.files) {
-        const r = await fetch(`/ticket/@me/${id}/files/${f.path.split("/").map(encodeURIComponent).join("/")}`, { headers: auth });
-        sizes[f.path] = (await r.arrayBuffer()).byteLength;
+      for (const path of ticket.files) {
+        const r = await fetch(`/ticket/@me/${id}/files/${path.split("/").map(encodeURIComponent).join("/")}`, { headers: auth });
+        sizes[path] = r.ok ? (await r.arrayBuffer()).byteLength : -r.status;
       }
       return sizes;
     }, id);
