@@ -45,7 +45,10 @@ fn source(seed: usize, len: usize) -> Vec<u8> {
     line.bytes().cycle().take(len).collect()
 }
 
-fn shapes() -> Vec<(&'static str, Vec<(String, Vec<u8>)>)> {
+/// A folder as uploaded: each file's path and bytes.
+type Folder = Vec<(String, Vec<u8>)>;
+
+fn shapes() -> Vec<(&'static str, Folder)> {
     let project = project_files("java-design-patterns");
     let forty = (0..40)
         .map(|i| (format!("hw/src/F{i}.java"), source(i, 5_000 + i * 2_440)))
@@ -196,7 +199,7 @@ pub async fn big_uploads(db: &DbServer) {
     );
     println!("| path | pool | MiB/s per round | best MiB/s |");
     println!("|---|---|---|---|");
-    let files: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
+    let files: Arc<Folder> = Arc::new(
         (0..10)
             .map(|i| (format!("data/part{i}.txt"), source(i, 1 << 20)))
             .collect(),
