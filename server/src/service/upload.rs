@@ -8,8 +8,9 @@
 //! one ordered [`WriteBatch`] and sent when it holds about 1 MiB of chunks
 //! or when the upload is complete. Validators read each file as sent: the
 //! part that went out in an earlier batch from GridFS, the rest from memory
-//! (see `store::staging`). The author's ticket number comes from numbers reserved ahead
-//! (see `store::users`), so a small upload is a single round trip.
+//! (see `store::staging`). The author's ticket number comes from numbers
+//! reserved ahead (see `store::users`), so a small upload is a single round
+//! trip.
 //!
 //! What could be left behind decides what that batch holds:
 //! - An upload sent in several batches (over 1 MiB) is journaled: its first

@@ -129,7 +129,7 @@ impl Staging {
 
     /// Bytes of the file being written so far.
     pub fn current_size(&self) -> u64 {
-        self.current.as_ref().map_or(0, |w| w.size)
+        self.current.as_ref().map_or(0, FileWriter::size)
     }
 
     /// Appends bytes to the file being written; each full chunk joins
@@ -176,14 +176,12 @@ struct FileWriter {
     path: String,
     content_type: String,
     hasher: Sha256,
-    size: u64,
-    /// The chunk being filled.
-    chunk: Vec<u8>,
     /// Chunks that joined a batch.
     next_chunk: u32,
     /// Chunks that joined a batch that was sent.
     sent_chunks: u32,
-    /// The content from chunk `sent_chunks` on.
+    /// The content from chunk `sent_chunks` on: the chunks waiting in the
+    /// batch, then the chunk being filled.
     unsent: Vec<u8>,
 }
 
@@ -195,30 +193,34 @@ impl FileWriter {
             path: path.to_owned(),
             content_type: content_type.to_owned(),
             hasher: Sha256::new(),
-            size: 0,
-            chunk: Vec::new(),
             next_chunk: 0,
             sent_chunks: 0,
             unsent: Vec::new(),
         }
     }
 
-    fn write(&mut self, mut data: &[u8], batch: &mut impl ChunkBatch) {
+    fn size(&self) -> u64 {
+        u64::from(self.sent_chunks) * u64::from(CHUNK_SIZE) + self.unsent.len() as u64
+    }
+
+    /// Where the chunk being filled begins in `unsent`.
+    fn filling(&self) -> usize {
+        (self.next_chunk - self.sent_chunks) as usize * CHUNK_SIZE as usize
+    }
+
+    fn write(&mut self, data: &[u8], batch: &mut impl ChunkBatch) {
         self.hasher.update(data);
         self.unsent.extend_from_slice(data);
-        self.size += data.len() as u64;
-        while !data.is_empty() {
-            let take = (CHUNK_SIZE as usize - self.chunk.len()).min(data.len());
-            self.chunk.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.chunk.len() == CHUNK_SIZE as usize {
-                self.push_chunk(batch);
-            }
+        while self.unsent.len() - self.filling() >= CHUNK_SIZE as usize {
+            self.push_chunk(batch);
         }
     }
 
+    /// The chunk being filled (whole, or the last) joins the batch.
     fn push_chunk(&mut self, batch: &mut impl ChunkBatch) {
-        let bytes = std::mem::take(&mut self.chunk);
+        let start = self.filling();
+        let end = (start + CHUNK_SIZE as usize).min(self.unsent.len());
+        let bytes = self.unsent[start..end].to_vec();
         batch.insert(
             CHUNKS,
             doc! {
@@ -234,17 +236,17 @@ impl FileWriter {
     /// The chunks that joined a batch are in GridFS now; the chunk being
     /// filled is not.
     fn sent(&mut self) {
-        let done = (self.next_chunk - self.sent_chunks) as usize * CHUNK_SIZE as usize;
-        self.unsent.drain(..done.min(self.unsent.len()));
+        let done = self.filling();
+        self.unsent.drain(..done);
         self.sent_chunks = self.next_chunk;
     }
 
     fn finish(mut self, batch: &mut impl ChunkBatch) -> Staged {
-        if !self.chunk.is_empty() {
+        if self.unsent.len() > self.filling() {
             self.push_chunk(batch);
         }
         let sha256 = hex::encode(self.hasher.finalize_reset());
-        let size = self.size as i64;
+        let size = self.size() as i64;
         batch.insert(
             FILES,
             doc! {
