@@ -317,6 +317,77 @@ fn raw_names_body(names: &[&[u8]]) -> Vec<u8> {
     body
 }
 
+/// A chunked request (no `Content-Length`) to `POST /ticket`.
+fn chunked_head(port: u16, token: &str) -> Vec<u8> {
+    format!(
+        "POST /ticket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary={}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        multipart::BOUNDARY
+    )
+    .into_bytes()
+}
+
+fn chunk(bytes: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Part headers count against the body's cap: a chunked body (no length to
+/// refuse up front) whose part header never ends is refused once the bytes
+/// of the largest possible form have arrived, not buffered until the
+/// client stops. A chunked body within the limits is stored.
+#[tokio::test]
+async fn a_part_header_that_never_ends_is_413() {
+    let server = Server::start_with(small_limits()).await;
+    let t = server.token("62");
+    // The cap here: 2,500 bytes of files, 1 MiB of fields, 4 parts of 4 KiB.
+    let mut stream = send(server.port, &chunked_head(server.port, &t)).await;
+    let (mut reader, mut writer) = stream.split();
+    let endless = async {
+        let head = format!(
+            "--{}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"",
+            multipart::BOUNDARY
+        );
+        let mut sent = 0usize;
+        let mut write = writer.write_all(&chunk(head.as_bytes())).await;
+        // 16 MiB at most, so that a server without the cap fails the test
+        // by waiting (408 after `upload_idle_secs`) rather than forever.
+        // A write error is the server hanging up after its answer.
+        while write.is_ok() && sent < 16 << 20 {
+            write = writer.write_all(&chunk(&[b'a'; 64 * 1024])).await;
+            sent += 64 * 1024;
+        }
+        std::future::pending::<()>().await
+    };
+    let answer = async {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await?;
+            head.extend_from_slice(&buf[..n]);
+            if n == 0 || head.windows(4).any(|w| w == b"\r\n\r\n") {
+                return Ok::<_, std::io::Error>(String::from_utf8_lossy(&head).into_owned());
+            }
+        }
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(180), answer);
+    let head = tokio::select! {
+        head = answer => head.expect("an answer").expect("read"),
+        () = endless => unreachable!(),
+    };
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    server.assert_nothing_left(CLEANUP).await;
+
+    let mut body = chunk(&file_part("ok.txt", b"chunked"));
+    body.extend(chunk(&closing()));
+    body.extend(b"0\r\n\r\n");
+    let mut request = chunked_head(server.port, &t);
+    request.extend(body);
+    let mut stream = send(server.port, &request).await;
+    assert_eq!(read_status(&mut stream, Duration::from_secs(60)).await, Some(201));
+}
+
 #[tokio::test]
 async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
     let server = Server::start().await;
@@ -331,12 +402,20 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
             .body(body)
             .send()
     };
-    // Not UTF-8: the parser cannot hand the name over; the message says why.
+    // Not UTF-8: named lossily, so the student can find the file; the
+    // GBK bytes of 中文.cpp, as an old Windows browser might send them.
     let (status, body) = json(post(raw_names_body(&[b"bad\xff.c"])).await.unwrap()).await;
     assert_eq!(status, 400);
     assert_eq!(
         body["detail"],
-        "Illegal file name: a `files` part needs a UTF-8 file name"
+        "Illegal file name: \"bad\u{fffd}.c\" (not UTF-8)"
+    );
+    let gbk = raw_names_body(&[b"ok.c", b"src/\xd6\xd0\xce\xc4.cpp"]);
+    let (status, body) = json(post(gbk).await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["detail"],
+        "Illegal file name: \"src/\u{fffd}\u{fffd}\u{fffd}\u{fffd}.cpp\" (not UTF-8)"
     );
     // A huge illegal name is echoed escaped and cut short.
     let huge = format!("{}?.c", "a".repeat(1 << 20));

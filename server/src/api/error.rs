@@ -150,8 +150,12 @@ impl From<UploadError> for ApiError {
             }
             UploadError::MissingFile => Self::bad_request("Missing file"),
             UploadError::UnnamedFile => {
-                Self::bad_request("Illegal file name: a `files` part needs a UTF-8 file name")
+                Self::bad_request("Illegal file name: a `files` part needs a file name")
             }
+            UploadError::NotUtf8Name(lossy) => Self::bad_request(format!(
+                "Illegal file name: {} (not UTF-8)",
+                quoted_name(&lossy)
+            )),
             UploadError::IllegalName(raw) => {
                 Self::bad_request(format!("Illegal file name: {}", quoted_name(&raw)))
             }

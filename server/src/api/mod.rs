@@ -8,6 +8,7 @@ mod files;
 mod filters;
 mod oauth;
 mod openapi;
+mod multipart;
 mod ops;
 mod plugins;
 mod preview;

@@ -1,20 +1,18 @@
 //! `/ticket` routes: list, upload, read, update, delete.
 
-use bytes::Buf;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::Stream;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use warp::{
     Filter, Rejection, Reply,
     http::{HeaderMap, StatusCode, header},
-    multipart::FormData,
     reply::Response,
 };
 
 use super::error::{ApiError, ErrorBody, PolicyRejected};
 use super::{
     filters::{authenticated, json_body, page, with_state},
-    handle,
+    handle, multipart,
     openapi::{DataErrors, PageQuery, TicketPath, UserPath},
     views::{Author, TicketFull, TicketSummary},
 };
@@ -24,11 +22,6 @@ use crate::{
     service::{self, tickets::AuthoredTicket, upload},
     store::{TicketPage, TicketRecord},
 };
-
-/// Bytes a multipart body may carry beyond the file contents (boundaries,
-/// part headers, the `data` field) before it is refused from its
-/// `Content-Length` alone.
-const FORM_OVERHEAD: u64 = 1024 * 1024;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let auth = authenticated(state.clone());
@@ -47,13 +40,16 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .and(warp::header::headers_cloned())
         .and_then(|s: State, r, headers| async move {
             check_upload_headers(&s, &headers)
-                .map(|()| (s, r))
+                .map(|boundary| (s, r, boundary))
                 .map_err(Rejection::from)
         })
         .untuple_one()
-        // Limits are enforced while streaming, so no body-size cap here.
-        .and(warp::multipart::form().max_length(None))
-        .and_then(|s, r, form| handle(create(s, r, form)));
+        // Limits are enforced while streaming (see `api::multipart`).
+        .and(warp::body::stream())
+        .and_then(|s: State, r, boundary, body| {
+            let parts = multipart::parts(body, boundary, &s.config.limits);
+            handle(create(s, r, parts))
+        });
     let list_user = warp::path!("ticket" / String)
         .and(warp::get())
         .and(state.clone())
@@ -143,30 +139,22 @@ fn list_reply(tickets: &[TicketRecord]) -> Response {
 }
 
 /// Refuses, before reading any of the body, a request that is not a
-/// multipart form or whose declared size alone exceeds what could be accepted.
-fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let is_form = content_type
-        .to_ascii_lowercase()
-        .starts_with("multipart/form-data");
-    if !is_form || !content_type.contains("boundary=") {
-        return Err(ApiError::bad_request("Expected a multipart/form-data body"));
-    }
+/// multipart form or whose declared size alone exceeds what could be
+/// accepted; else the form's boundary.
+fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let boundary = multipart::boundary(headers)
+        .ok_or_else(|| ApiError::bad_request("Expected a multipart/form-data body"))?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = state
-        .config
-        .limits
+    let limits = &state.config.limits;
+    let limit = limits
         .max_ticket_size
-        .saturating_add(FORM_OVERHEAD);
+        .saturating_add(multipart::overhead(limits));
     match declared {
         Some(len) if len > limit => Err(ApiError::too_large("Ticket is too large")),
-        _ => Ok(()),
+        _ => Ok(boundary),
     }
 }
 
@@ -190,12 +178,12 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<(), Api
 pub(super) async fn create(
     state: State,
     me: Requester,
-    form: FormData,
+    form: impl Stream<Item = Result<upload::Part, upload::BodyError>> + Send + 'static,
 ) -> Result<Response, ApiError> {
     // Spawned so that a client hanging up cannot cancel the cleanup of a
     // half-received upload; with the request's context, so its log line
     // counts the upload's database commands.
-    let ingest = upload::ingest(state.clone(), me.profile.clone(), parts(form));
+    let ingest = upload::ingest(state.clone(), me.profile.clone(), form);
     let created = crate::telemetry::spawn_in_request(ingest)
         .await
         .map_err(|e| {
@@ -211,24 +199,6 @@ pub(super) async fn create(
         },
     };
     Ok(warp::reply::with_status(warp::reply::json(&full), StatusCode::CREATED).into_response())
-}
-
-/// warp's multipart form as the upload service's parts. The parser reports
-/// a file name that is not UTF-8 as none.
-fn parts(form: FormData) -> impl Stream<Item = Result<upload::Part, upload::BodyError>> + Send {
-    form.map_err(malformed).map_ok(|part| upload::Part {
-        name: part.name().to_owned(),
-        filename: part.filename().map(str::to_owned),
-        data: part
-            .stream()
-            .map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))
-            .map_err(malformed)
-            .boxed(),
-    })
-}
-
-fn malformed(error: warp::Error) -> upload::BodyError {
-    upload::BodyError(error.to_string())
 }
 
 /// Read a ticket. Visible to its author, admins, and everybody when public.

@@ -1,6 +1,6 @@
 //! Upload: a stream of form parts → validated names → validators → GridFS →
 //! ticket record. Knows nothing of HTTP: the parts come from any source
-//! (`api::tickets` adapts warp's multipart form), and failures are
+//! (`api::multipart` parses the HTTP form), and failures are
 //! [`UploadError`]s, which the API layer turns into responses.
 //!
 //! Round trips are the cost that matters (each one is a command the
@@ -59,18 +59,33 @@ pub const DATA_FIELD: &str = "data";
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Cap for all non-file fields together, so a body of endless small unknown
 /// fields cannot keep the server reading.
-const MAX_FIELDS_BYTES: usize = 1024 * 1024;
+pub const MAX_FIELDS_BYTES: usize = 1024 * 1024;
 
-/// A body that ends early or breaks its syntax, as its parser said.
+/// What went wrong with the body itself, as its parser said.
 #[derive(Debug, Clone)]
-pub struct BodyError(pub String);
+pub enum BodyError {
+    /// It ended early or broke its syntax.
+    Malformed(String),
+    /// It is longer than any upload the limits allow (file bytes and the
+    /// form around them), whatever it was made of: part headers count too.
+    TooLarge,
+}
 
 /// One part of an upload form.
 pub struct Part {
     pub name: String,
-    /// `None` for a field, or a file name that is not UTF-8.
-    pub filename: Option<String>,
+    /// `None` for a field.
+    pub filename: Option<FileName>,
     pub data: BoxStream<'static, Result<Bytes, BodyError>>,
+}
+
+/// A part's file name as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileName {
+    Utf8(String),
+    /// Bytes that are not UTF-8, shown with U+FFFD for each bad sequence:
+    /// refused, but named so that the student can find the file.
+    NotUtf8(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +96,12 @@ pub enum UploadError {
     InvalidOptions(String),
     #[error("no file")]
     MissingFile,
-    /// A `files` part without a (UTF-8) file name.
+    /// A `files` part without a file name.
     #[error("a file without a name")]
     UnnamedFile,
+    /// The name, lossily.
+    #[error("file name {0:?} is not UTF-8")]
+    NotUtf8Name(String),
     /// The name as sent.
     #[error("illegal file name {0:?}")]
     IllegalName(String),
@@ -375,7 +393,11 @@ impl Upload<'_> {
 
     async fn receive_file(&mut self, part: Part) -> Result<(), UploadError> {
         let limits = &self.ctx.config.limits;
-        let raw = part.filename.ok_or(UploadError::UnnamedFile)?;
+        let raw = match part.filename {
+            Some(FileName::Utf8(name)) => name,
+            Some(FileName::NotUtf8(lossy)) => return Err(UploadError::NotUtf8Name(lossy)),
+            None => return Err(UploadError::UnnamedFile),
+        };
         let path = normalize_upload_name(&raw).ok_or(UploadError::IllegalName(raw))?;
         // Names that are one file on Windows and macOS (case, Unicode
         // normalization) are duplicates too.
@@ -445,7 +467,10 @@ impl Upload<'_> {
     ) -> Result<T, UploadError> {
         let limits = &self.ctx.config.limits;
         match tokio::time::timeout(limits.upload_idle(), next).await {
-            Ok(result) => result.map_err(|e| UploadError::Malformed(e.0)),
+            Ok(result) => result.map_err(|e| match e {
+                BodyError::Malformed(why) => UploadError::Malformed(why),
+                BodyError::TooLarge => UploadError::TicketTooLarge,
+            }),
             Err(_) => Err(UploadError::Stalled(limits.upload_idle_secs)),
         }
     }

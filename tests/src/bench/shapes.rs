@@ -118,6 +118,9 @@ pub async fn upload_shapes(db: &DbServer, quick: bool) {
                 r.percentile(0.99).as_secs_f64() * 1000.0,
                 r.errors
             );
+            for (why, n) in &r.why {
+                eprintln!("  {name}, pool {pool}: {n} × {why}");
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes | --folders | --deletes | --big-uploads]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -27,6 +27,9 @@ const CONNECTIONS: usize = 32;
 struct Latencies {
     requests: usize,
     errors: usize,
+    /// What the errors were: status and the start of the body (or the
+    /// client's error), with how often each came.
+    why: std::collections::BTreeMap<String, usize>,
     elapsed: Duration,
     sorted: Vec<Duration>,
 }
@@ -63,32 +66,43 @@ where
         let make = make.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut errors = 0;
+            let mut why = std::collections::BTreeMap::<String, usize>::new();
             while start.elapsed() < duration {
                 let t = Instant::now();
-                match make().await {
+                let error = match make().await {
                     Ok(r) if r.status().as_u16() == expect => {
                         let _ = r.bytes().await;
                         latencies.push(t.elapsed());
+                        continue;
                     }
-                    _ => errors += 1,
-                }
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let body = r.text().await.unwrap_or_default();
+                        format!("{status} {}", body.chars().take(100).collect::<String>())
+                    }
+                    Err(e) => format!("client: {e}"),
+                };
+                *why.entry(error).or_default() += 1;
             }
-            (latencies, errors)
+            (latencies, why)
         }));
     }
     let mut sorted = Vec::new();
-    let mut errors = 0;
+    let mut why = std::collections::BTreeMap::<String, usize>::new();
     for w in workers {
-        let (l, e) = w.await.expect("worker");
+        let (l, w) = w.await.expect("worker");
         sorted.extend(l);
-        errors += e;
+        for (k, n) in w {
+            *why.entry(k).or_default() += n;
+        }
     }
+    let errors = why.values().sum();
     let elapsed = start.elapsed();
     sorted.sort();
     Latencies {
         requests: sorted.len(),
         errors,
+        why,
         elapsed,
         sorted,
     }
@@ -154,9 +168,22 @@ async fn main() {
     }
     // `--upload-shapes`: the folders students send, DELETE as an author's
     // tickets grow, and big uploads beside raw GridFS (issue 20; ~5 min).
+    // `--folders`, `--deletes` and `--big-uploads` run one of its parts.
     if std::env::args().any(|a| a == "--upload-shapes") {
         shapes::upload_shapes(&db, quick).await;
         shapes::deletes(&db).await;
+        shapes::big_uploads(&db).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--folders") {
+        shapes::upload_shapes(&db, quick).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--deletes") {
+        shapes::deletes(&db).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--big-uploads") {
         shapes::big_uploads(&db).await;
         return;
     }
