@@ -264,3 +264,56 @@ async fn a_validators_read_of_a_frozen_database_is_the_databases_503() {
         .unwrap_or_else(|| panic!("no misbehave in {plugins}"));
     assert_eq!(misbehave["stats"]["failures"], 0, "{misbehave}");
 }
+
+/// A plugin's time limit is for the plugin's work: while the host reads
+/// its file from a database that is slow to answer, its clock stops. The
+/// validator here works 1 s of its 2 s and waits ~3 s for a read from a
+/// database frozen that long (under `mongodb.timeout_ms`: slow, not down);
+/// the upload is stored and the plugin not blamed.
+#[tokio::test]
+async fn a_validator_is_not_timed_out_by_the_hosts_slow_read() {
+    let plugins =
+        pd2_ticket_tests::plugin_dir(
+            &[&pd2_ticket_tests::fixture_plugins().join("misbehave.wasm")],
+        );
+    let (_db, proxy, server) = behind_proxy(
+        "slow-read",
+        ServerOptions::default()
+            .env("PD2_MONGODB__TIMEOUT_MS", 15_000)
+            .env("PD2_PLUGINS__DIR", plugins.display())
+            .env("PD2_PLUGINS__TIMEOUT_MS", 2_000)
+            .env("PD2_PLUGINS__UPLOAD_TIMEOUT_MS", 30_000)
+            .admins(&["36"]),
+    )
+    .await;
+    let token = server.token("36");
+    let padding = vec![b' '; 1_046_000];
+    let files: [(&str, &[u8]); 2] = [("slow.txt", b"1 read"), ("padding.bin", &padding)];
+    let (response, ()) = tokio::join!(
+        pd2_ticket_tests::upload(&server, &token, &files, None),
+        async {
+            eventually("bytes never arrived", Duration::from_secs(20), || async {
+                server.count("files.chunks", doc! {}).await >= 4
+            })
+            .await;
+            proxy.freeze();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            proxy.thaw();
+        }
+    );
+    let (status, body) = json(response).await;
+    assert_eq!(status, 201, "{body}");
+    let plugins: Value = server
+        .get("/plugins", &token)
+        .send()
+        .await
+        .expect("plugins")
+        .json()
+        .await
+        .expect("json");
+    let misbehave = plugins["plugins"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "misbehave"))
+        .unwrap_or_else(|| panic!("no misbehave in {plugins}"));
+    assert_eq!(misbehave["stats"]["failures"], 0, "{misbehave}");
+}

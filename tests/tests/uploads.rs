@@ -385,7 +385,10 @@ async fn a_part_header_that_never_ends_is_413() {
     let mut request = chunked_head(server.port, &t);
     request.extend(body);
     let mut stream = send(server.port, &request).await;
-    assert_eq!(read_status(&mut stream, Duration::from_secs(60)).await, Some(201));
+    assert_eq!(
+        read_status(&mut stream, Duration::from_secs(60)).await,
+        Some(201)
+    );
 }
 
 #[tokio::test]

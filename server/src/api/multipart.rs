@@ -118,10 +118,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn trim_start(bytes: &[u8]) -> &[u8] {
-    let skip = bytes
-        .iter()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count();
+    let skip = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count();
     &bytes[skip..]
 }
 
@@ -169,7 +166,10 @@ mod tests {
         // GBK bytes of a Chinese name, as an old Windows browser might
         // send them: each byte is a sequence of its own to UTF-8.
         let header = b"form-data; name=\"files\"; filename=\"\xd6\xd0\xce\xc4.cpp\"";
-        assert_eq!(lossy(header).as_deref(), Some("\u{fffd}\u{fffd}\u{fffd}\u{fffd}.cpp"));
+        assert_eq!(
+            lossy(header).as_deref(),
+            Some("\u{fffd}\u{fffd}\u{fffd}\u{fffd}.cpp")
+        );
         let header = b"form-data; filename=a\xff.c; name=files";
         assert_eq!(lossy(header).as_deref(), Some("a\u{fffd}.c"));
         let header = b"form-data; name=\"files\"; filename = \"q\\\"\xff\"";
@@ -196,8 +196,14 @@ mod tests {
             headers.insert(header::CONTENT_TYPE, value.parse().expect("header"));
             boundary(&headers)
         };
-        assert_eq!(with("multipart/form-data; boundary=abc").as_deref(), Some("abc"));
-        assert_eq!(with("Multipart/Form-Data; boundary=\"x y\"").as_deref(), Some("x y"));
+        assert_eq!(
+            with("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            with("Multipart/Form-Data; boundary=\"x y\"").as_deref(),
+            Some("x y")
+        );
         assert_eq!(with("multipart/form-data"), None);
         assert_eq!(with("application/json; boundary=abc"), None);
         assert_eq!(boundary(&HeaderMap::new()), None);

@@ -38,7 +38,9 @@ use load::Loader;
 pub use load::{LoadedPlugin, ManifestInfo};
 pub use registry::Conflict;
 use registry::Registry;
-pub use runtime::{FileInfo, FileSource, Hook, MemorySource, Preview, TicketFiles, Verdict};
+pub use runtime::{
+    FileInfo, FileSource, Hook, MemorySource, Preview, ReadsTooSlow, TicketFiles, Verdict,
+};
 use runtime::{Limits, Runtime};
 pub use text::bounded as bounded_text;
 

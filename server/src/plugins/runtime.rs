@@ -9,7 +9,7 @@ use std::{
 
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap,
+    Trap, UpdateDeadline,
     component::{Component, HasSelf, Linker, Resource, ResourceTable},
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -53,6 +53,11 @@ pub const MAX_CONCURRENT_CALLS: u32 = 64;
 const TICK: Duration = Duration::from_millis(10);
 /// Most bytes one `file.read` hands a plugin; it reads in pieces.
 const MAX_READ: u32 = 4 * 1024 * 1024;
+/// Most time one call may spend waiting for the host to read files. The
+/// call's clock stops while the host reads (the plugin's time limit is for
+/// the plugin's work: a validator whose file comes from a busy database is
+/// not slow); past this, the call ends as the host's failure.
+const MAX_HOST_READ_WAIT: Duration = Duration::from_secs(30);
 /// What is kept of a call's stderr (where Rust's panic message goes).
 const STDERR_CAPTURE: usize = 8 * 1024;
 /// Longest panic message passed on to logs, statistics and the CLI.
@@ -121,7 +126,10 @@ pub struct CallState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
     /// When the call's time limit ends; host waits stop there (`poll`).
+    /// Moved later by the time the host spends reading files.
     pub(super) deadline: Instant,
+    /// Time spent in the host's file reads so far.
+    host_reads: Duration,
     memory: MemoryLimit,
     identity: Identity,
     log: CallLog,
@@ -240,12 +248,15 @@ impl pd2::plugin::host::HostFile for CallState {
         len: u32,
     ) -> wasmtime::Result<Vec<u8>> {
         let source = self.table.get(&file)?.source.clone();
+        let started = Instant::now();
         // A storage failure ends the call rather than handing the plugin a
         // silently short file; it is told apart from the plugin's own
         // failures (see `classify`).
-        source
+        let bytes = source
             .read(offset, len.min(MAX_READ))
-            .map_err(|e| wasmtime::Error::new(SourceFailed(Arc::new(e))))
+            .map_err(|e| wasmtime::Error::new(SourceFailed(Arc::new(e))))?;
+        self.host_read_took(started.elapsed())?;
+        Ok(bytes)
     }
 
     fn drop(&mut self, file: Resource<FileHandle>) -> wasmtime::Result<()> {
@@ -253,6 +264,32 @@ impl pd2::plugin::host::HostFile for CallState {
         Ok(())
     }
 }
+
+impl CallState {
+    /// Stops the call's clock for a read: its deadline moves by the read's
+    /// time, up to [`MAX_HOST_READ_WAIT`] in all.
+    fn host_read_took(&mut self, took: Duration) -> wasmtime::Result<()> {
+        self.host_reads += took;
+        if self.host_reads > MAX_HOST_READ_WAIT {
+            let slow = anyhow::Error::new(ReadsTooSlow(MAX_HOST_READ_WAIT));
+            return Err(wasmtime::Error::new(SourceFailed(Arc::new(slow))));
+        }
+        self.deadline += took;
+        Ok(())
+    }
+}
+
+/// Epoch ticks for `left` of a call's time (the ticker advances every
+/// [`TICK`]); one more, so a call never ends early.
+fn ticks(left: Duration) -> u64 {
+    (left.as_millis() / TICK.as_millis()).max(1) as u64 + 1
+}
+
+/// The host's reads of one call took longer than it may wait for them: the
+/// storage is too slow, not the plugin.
+#[derive(Debug, thiserror::Error)]
+#[error("reading files for the plugin took over {0:?} in all")]
+pub struct ReadsTooSlow(pub Duration);
 
 /// A `file.read` the host could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +357,7 @@ impl Runtime {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
             deadline: Instant::now() + self.limits.timeout,
+            host_reads: Duration::ZERO,
             memory: MemoryLimit {
                 limit: self.limits.memory,
                 hit: false,
@@ -331,8 +369,20 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        let ticks = (self.limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(ticks(self.limits.timeout));
+        // At each epoch deadline, the call's own deadline decides: it has
+        // moved if the host spent time reading files.
+        store.epoch_deadline_callback(|store| {
+            let left = store
+                .data()
+                .deadline
+                .saturating_duration_since(Instant::now());
+            Ok(if left.is_zero() {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(ticks(left))
+            })
+        });
         (store, stderr)
     }
 
@@ -353,8 +403,10 @@ impl Runtime {
             .log
             .finish(&identity.name, self.limits.log_lines_per_call);
         let out_of_memory = state.memory.hit;
+        // The plugin's own time: its clock stopped while the host read.
+        let elapsed = started.elapsed().saturating_sub(state.host_reads);
         drop(store);
-        result.map_err(|e| self.classify(e, started.elapsed(), out_of_memory, &stderr))
+        result.map_err(|e| self.classify(e, elapsed, out_of_memory, &stderr))
     }
 
     /// Lets the call open the other files of a ticket (`open-file`).

@@ -1,12 +1,15 @@
 //! Where a plugin reads a file from: bytes still in memory, or GridFS.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
 use crate::{
-    plugins::{FileInfo, FileSource, TicketFiles},
+    plugins::{FileInfo, FileSource, ReadsTooSlow, TicketFiles},
     store::{ByteRange, FileStore, Staged, StoreError, StoredFile, TicketRecord},
 };
 
@@ -15,6 +18,7 @@ use crate::{
 struct StagedSource {
     gridfs: GridFsSource,
     staged: Staged,
+    clock: Arc<ReadClock>,
 }
 
 impl FileSource for StagedSource {
@@ -27,17 +31,21 @@ impl FileSource for StagedSource {
             start: offset,
             end: offset.saturating_add(u64::from(len)),
         };
-        let bytes = self
-            .staged
-            .read(range, |sent| self.gridfs.read_range(sent))?;
+        let bytes = self.staged.read(range, |sent| {
+            let _reading = self.clock.reading();
+            self.gridfs.read_range(sent)
+        })?;
         Ok(bytes)
     }
 }
 
+/// `clock` counts the time this upload's files spend being read back from
+/// the database.
 pub fn staged(
     files: &FileStore,
     staged: &Staged,
     runtime: tokio::runtime::Handle,
+    clock: Arc<ReadClock>,
 ) -> Arc<dyn FileSource> {
     Arc::new(StagedSource {
         gridfs: GridFsSource {
@@ -46,7 +54,55 @@ pub fn staged(
             runtime,
         },
         staged: staged.clone(),
+        clock,
     })
+}
+
+/// The wall time during which at least one of an upload's files was being
+/// read back from the database: what a busy database added to its
+/// validation, which is not the validators' time (see `validation`).
+#[derive(Debug, Default)]
+pub struct ReadClock(Mutex<Reads>);
+
+#[derive(Debug, Default)]
+struct Reads {
+    running: usize,
+    since: Option<Instant>,
+    done: Duration,
+}
+
+impl ReadClock {
+    /// Counts from now until the guard is dropped.
+    fn reading(&self) -> impl Drop + '_ {
+        if let Ok(mut reads) = self.0.lock() {
+            if reads.running == 0 {
+                reads.since = Some(Instant::now());
+            }
+            reads.running += 1;
+        }
+        Reading(self)
+    }
+
+    pub fn waited(&self) -> Duration {
+        self.0.lock().map_or(Duration::ZERO, |reads| {
+            reads.done + reads.since.map_or(Duration::ZERO, |since| since.elapsed())
+        })
+    }
+}
+
+struct Reading<'a>(&'a ReadClock);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut reads) = self.0.0.lock() {
+            reads.running = reads.running.saturating_sub(1);
+            if reads.running == 0
+                && let Some(since) = reads.since.take()
+            {
+                reads.done += since.elapsed();
+            }
+        }
+    }
 }
 
 /// A stored file read through GridFS, a range at a time. Plugin calls run
@@ -91,6 +147,9 @@ pub fn gridfs(
 
 /// Why a source of ours failed a read, as the store said it.
 pub fn read_failure(cause: &anyhow::Error) -> StoreError {
+    if let Some(ReadsTooSlow(waited)) = cause.downcast_ref::<ReadsTooSlow>() {
+        return StoreError::Timeout(*waited);
+    }
     cause
         .downcast_ref::<StoreError>()
         .cloned()

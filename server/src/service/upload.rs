@@ -40,7 +40,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    sources::staged,
+    sources::{ReadClock, staged},
     validation::{self, PolicyError},
 };
 use crate::{
@@ -440,16 +440,17 @@ impl Upload<'_> {
     /// the cause reported.
     async fn validate(&mut self) -> Result<(), UploadError> {
         let runtime = tokio::runtime::Handle::current();
+        let clock = Arc::new(ReadClock::default());
         let files: Vec<(StoredFile, Arc<dyn FileSource>)> = self
             .staging
             .files()
             .iter()
             .map(|s| {
-                let source = staged(&self.ctx.store.files, s, runtime.clone());
+                let source = staged(&self.ctx.store.files, s, runtime.clone(), clock.clone());
                 (s.file.clone(), source)
             })
             .collect();
-        if let Err(error) = validation::check(self.ctx, &files).await {
+        if let Err(error) = validation::check(self.ctx, &files, &clock).await {
             if error.is_server_side() {
                 self.keep_alive().await?;
             }

@@ -7,7 +7,7 @@ use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::sources::info;
+use super::sources::{ReadClock, info};
 use crate::{
     context::AppState,
     plugins::{
@@ -65,6 +65,9 @@ pub struct PolicyRejection {
     pub message: String,
 }
 
+/// Most time reads from the database may add to an upload's validation.
+const MAX_READ_WAIT: Duration = Duration::from_secs(30);
+
 /// One validator call of an upload: the file it is about (none for a
 /// ticket validator), who, and how it ended.
 type Checked = (Option<String>, Arc<LoadedPlugin>, CallResult<Verdict>);
@@ -74,14 +77,21 @@ type Checked = (Option<String>, Arc<LoadedPlugin>, CallResult<Verdict>);
 /// at a time), all within `plugins.upload_timeout_ms`. All rejections are
 /// reported together; a failure, a name conflict or running out of time
 /// fails closed.
+///
+/// The budget is for the validators' work: time the upload's files spent
+/// being read back from the database (`reads`) is added to it, up to
+/// [`MAX_READ_WAIT`], so that a busy database does not fail an upload as
+/// a slow validator.
 pub async fn check(
     ctx: &AppState,
     files: &[(StoredFile, Arc<dyn FileSource>)],
+    reads: &ReadClock,
 ) -> Result<(), PolicyError> {
     let host = &ctx.plugins;
     let config = &ctx.config.plugins;
     let budget = Duration::from_millis(config.upload_timeout_ms);
     let deadline = tokio::time::Instant::now() + budget;
+    let ends = || deadline + reads.waited().min(MAX_READ_WAIT);
     if !host.ready(budget).await {
         return Err(PolicyError::Loading);
     }
@@ -122,9 +132,11 @@ pub async fn check(
         .collect();
     let mut rejections: Vec<(usize, PolicyRejection)> = Vec::new();
     loop {
-        let next = match tokio::time::timeout_at(deadline, running.next()).await {
+        let next = match tokio::time::timeout_at(ends(), running.next()).await {
             Ok(Some(next)) => next,
             Ok(None) => break,
+            // Reads of the database moved the end meanwhile.
+            Err(_) if ends() > tokio::time::Instant::now() => continue,
             // What is still in the set never finished.
             Err(_) => {
                 return Err(PolicyError::OverBudget {

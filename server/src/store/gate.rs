@@ -17,14 +17,31 @@
 //!
 //! So an operation runs on a task of its own, which a caller giving up
 //! cannot cancel: the driver only ever sees operations run to completion,
-//! and an abandoned one just finishes and returns its connection. The
-//! caller waits at most `mongodb.timeout_ms` for it (then answers 503,
-//! while the operation may still complete). At most as many operations run
-//! as the pool has connections, so the driver's queue never holds more
-//! than the pool can serve; callers queue here instead, where waiting is
-//! cancellation-safe and bounded by the same deadline.
+//! and an abandoned one just finishes and returns its connection. At most
+//! as many operations run as the pool has connections, so the driver's
+//! queue never holds more than the pool can serve; callers queue here
+//! instead, where waiting is cancellation-safe.
+//!
+//! How long a caller waits tells a database that is down from one that is
+//! busy. A caller gives up (503) once the database has finished no
+//! operation for `mongodb.timeout_ms` while it waited: a frozen or
+//! unreachable database is reported that fast. While operations keep
+//! finishing, the database is only busy, and the caller keeps its place in
+//! the queue, up to the abandon limit. A fixed deadline for queue and
+//! answer together turned load into failures: 32 students uploading a
+//! 2.4 MB project at once queue for longer than 2 s behind each other's
+//! writes, and got 503 `Database unavailable` from a database that was
+//! working at full speed (bench `--folders`, issue 20).
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     sync::{Notify, Semaphore},
@@ -38,11 +55,46 @@ use super::{Result, StoreError};
 /// forever; the driver's own monitor usually gives up on it first.
 const ABANDON_AFTER: Duration = Duration::from_secs(30);
 
+/// When the database last finished an operation of this process: its sign
+/// of life while it is busy.
+#[derive(Debug)]
+pub struct Progress {
+    epoch: Instant,
+    /// Milliseconds after `epoch`.
+    last: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// The last time an operation came back.
+    pub fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    /// Whether an operation came back within `window` of now.
+    pub fn within(&self, window: Duration) -> bool {
+        self.last().elapsed() < window
+    }
+}
+
 #[derive(Clone)]
 pub struct Gate {
     permits: Arc<Semaphore>,
+    /// Silence from the database that makes a caller give up.
     deadline: Duration,
     abandon: Duration,
+    progress: Arc<Progress>,
     /// Woken when an operation times out, so the health check looks at
     /// once instead of at its next period.
     suspect: Arc<Notify>,
@@ -54,13 +106,15 @@ impl Gate {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             deadline,
             abandon: ABANDON_AFTER.max(deadline * 4),
+            progress: Arc::new(Progress::new()),
             suspect,
         }
     }
 
     /// Runs one operation (one or a few round trips) to completion on its
-    /// own task; the caller waits at most the deadline for a permit and the
-    /// answer together.
+    /// own task; the caller waits for a permit and the answer while the
+    /// database keeps finishing operations, and gives up after the
+    /// deadline without one (or at the abandon limit).
     pub async fn run<T, F>(&self, op: F) -> Result<T>
     where
         F: Future<Output = Result<T>> + Send + 'static,
@@ -76,31 +130,46 @@ impl Gate {
         F: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let deadline = Instant::now() + wait;
-        let permit = match timeout_at(deadline, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed; a timeout it is.
-            Ok(Err(_)) | Err(_) => return Err(self.timed_out()),
+        let patience = Patience {
+            started: Instant::now(),
+            silence: wait,
+            limit: Instant::now() + wait.max(self.abandon),
+            progress: &self.progress,
         };
-        let abandon = self.abandon;
+        let permit = match patience.wait(self.permits.clone().acquire_owned()).await {
+            Some(Ok(permit)) => permit,
+            // The semaphore is never closed; a timeout it is.
+            Some(Err(_)) | None => return Err(self.timed_out()),
+        };
+        let (abandon, progress) = (self.abandon, self.progress.clone());
         // The request's context goes along, so its log line counts the
         // commands this operation sends.
         let request = crate::telemetry::current_request();
         let task = tokio::spawn(async move {
             let _permit = permit;
-            match request {
+            let result = match request {
                 Some(request) => request.scope(timeout(abandon, op)).await,
                 None => timeout(abandon, op).await,
+            };
+            // Any answer, an error too, is the database alive.
+            if result.is_ok() {
+                progress.mark();
             }
+            result
         });
-        match timeout_at(deadline, task).await {
-            Ok(Ok(Ok(result))) => result,
-            Ok(Ok(Err(_abandoned))) => Err(self.timed_out()),
-            Ok(Err(join)) => Err(StoreError::Corrupt(format!(
+        match patience.wait(task).await {
+            Some(Ok(Ok(result))) => result,
+            Some(Ok(Err(_abandoned))) => Err(self.timed_out()),
+            Some(Err(join)) => Err(StoreError::Corrupt(format!(
                 "a database operation failed: {join}"
             ))),
-            Err(_) => Err(self.timed_out()),
+            None => Err(self.timed_out()),
         }
+    }
+
+    /// When operations last came back (shared with the health check).
+    pub(super) fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     /// This gate (same permits) with the abandon limit as its deadline.
@@ -131,6 +200,34 @@ impl Gate {
     }
 }
 
+/// One caller's wait: over once the database has been silent for `silence`
+/// since the later of the caller's start and the last operation to come
+/// back, or at `limit`.
+struct Patience<'a> {
+    started: Instant,
+    silence: Duration,
+    limit: Instant,
+    progress: &'a Progress,
+}
+
+impl Patience<'_> {
+    fn give_up_at(&self) -> Instant {
+        (self.progress.last().max(self.started) + self.silence).min(self.limit)
+    }
+
+    async fn wait<F: Future>(&self, future: F) -> Option<F::Output> {
+        let mut future = pin!(future);
+        loop {
+            match timeout_at(self.give_up_at(), &mut future).await {
+                Ok(output) => return Some(output),
+                // Another operation came back meanwhile: wait on.
+                Err(_) if self.give_up_at() > Instant::now() => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +254,52 @@ mod tests {
         assert!(matches!(result, Err(StoreError::Timeout(_))));
         // Not cancelled: it finishes after its caller answered.
         done_rx.await.expect("the operation ran to completion");
+    }
+
+    /// A busy database is not a down one: while operations keep coming
+    /// back, a caller keeps its place in the queue however long it is; it
+    /// gives up only when nothing came back for the deadline.
+    #[tokio::test(start_paused = true)]
+    async fn callers_wait_while_the_database_makes_progress() {
+        let gate = gate(1, 100);
+        // Ten operations of 60 ms each, queued at once: the last waits
+        // ~600 ms, six deadlines, and is served.
+        let queued: Vec<_> = (0..10)
+            .map(|i| {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    gate.run(async move {
+                        tokio::time::sleep(Duration::from_millis(60)).await;
+                        Ok(i)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for (i, op) in queued.into_iter().enumerate() {
+            assert_eq!(op.await.expect("join").expect("served"), i);
+        }
+        // One operation that is silent for longer than the deadline fails
+        // its caller, and the one queued behind it.
+        let stuck = gate.clone();
+        let stuck = tokio::spawn(async move {
+            stuck
+                .run(async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(())
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = Instant::now();
+        assert!(matches!(
+            gate.run(async { Ok(()) }).await,
+            Err(StoreError::Timeout(_))
+        ));
+        // The deadline after it began (nothing came back since), not the
+        // stuck operation's 300 ms.
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert!(stuck.await.expect("join").is_err());
     }
 
     #[tokio::test]

@@ -8,7 +8,9 @@
 //! `gate`). One failed ping is not an outage (a late answer on a loaded
 //! machine, one connection lost to an idle timeout): the check retries at
 //! once on a fresh connection, and only a second failure in a row turns
-//! the flag down. Until then requests go to the driver, which retries a
+//! the flag down. A late ping while requests' operations keep completing is
+//! not a failure at all: the database is busy, not down (see `gate`).
+//! Until then requests go to the driver, which retries a
 //! lost connection itself, bounded by `mongodb.timeout_ms`. While the flag
 //! is down, data routes answer 503 at once; the first good ping lets them
 //! through again.
@@ -136,6 +138,8 @@ pub struct Monitor {
     pub(super) abandon: Duration,
     /// Notified when a request's operation timed out: look now.
     pub(super) suspect: std::sync::Arc<Notify>,
+    /// When requests' operations last came back (see `gate`).
+    pub(super) progress: std::sync::Arc<super::gate::Progress>,
 }
 
 impl Monitor {
@@ -165,6 +169,13 @@ impl Monitor {
                 continue;
             }
             let result = match tokio::time::timeout(self.timeout, &mut *ping).await {
+                // A late ping while requests' operations keep coming back
+                // is a busy database (one process answering in turn), not
+                // a down one: wait on for the same ping.
+                Err(_) if self.progress.within(self.timeout) => {
+                    tracing::debug!("database ping slow while operations complete: busy");
+                    continue;
+                }
                 Err(_) => Err(format!("no answer within {:?}", self.timeout)),
                 Ok(answer) => {
                     in_flight = None;

@@ -246,6 +246,7 @@ impl Store {
             timeout: self.gate.deadline(),
             abandon: self.gate.abandon_limit(),
             suspect: self.gate.suspect(),
+            progress: self.gate.progress(),
         }
     }
 
