@@ -40,6 +40,14 @@ async fn shipped(db: &DbServer, name: &str, pool: usize) -> Server {
     .await
 }
 
+/// Database pools to measure at: 2 and 10, or `BENCH_POOLS=2,3,4`.
+fn pools() -> Vec<usize> {
+    std::env::var("BENCH_POOLS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![2, 10])
+}
+
 fn source(seed: usize, len: usize) -> Vec<u8> {
     let line = format!("    int value{seed}() {{ return {seed}; }} // a student's source\n");
     line.bytes().cycle().take(len).collect()
@@ -89,7 +97,7 @@ pub async fn upload_shapes(db: &DbServer, quick: bool) {
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .expect("client");
-    for pool in [2, 10] {
+    for pool in pools() {
         let server = shipped(db, &format!("bench-shapes-{pool}"), pool).await;
         for (i, (name, files)) in shapes.iter().enumerate() {
             let (count, bytes) = (
@@ -241,12 +249,7 @@ pub async fn big_uploads(db: &DbServer) {
         )
     };
     let mut medians = Vec::new();
-    // `BENCH_POOLS=2,3,4` measures other pool sizes.
-    let pools: Vec<usize> = std::env::var("BENCH_POOLS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![2, 10]);
-    for pool in pools {
+    for pool in pools() {
         let server = Arc::new(shipped(db, &format!("bench-big-{pool}"), pool).await);
         let client = mongodb::Client::with_options({
             let mut options = mongodb::options::ClientOptions::parse(&db.uri)
