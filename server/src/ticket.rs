@@ -41,7 +41,12 @@ pub fn normalize_upload_name(raw: &str) -> Option<String> {
         .replace("\\\\", "\\")
         .replace("\\\"", "\"")
         .replace('\\', "/");
-    is_legal_path(&path).then_some(path)
+    // Windows drops a trailing dot or space when it creates a file:
+    // `tool.exe.` would be saved as `tool.exe`, past any policy that
+    // judged the name as sent. Only new names are refused; a stored one
+    // (from an earlier version) stays readable.
+    let windows_renames = path.split('/').any(|s| s.ends_with(['.', ' ']));
+    (is_legal_path(&path) && !windows_renames).then_some(path)
 }
 
 /// A relative, `/`-separated path without empty, `.` or `..` segments, any
@@ -75,11 +80,16 @@ fn compatible_segment(segment: &str) -> bool {
 }
 
 /// What makes two names of one ticket the same file on Windows and macOS,
-/// whose file systems ignore case and Unicode normalization: `Main.java`
-/// and `main.java`, or `é` composed and decomposed. Such a pair is a
-/// duplicate: unzipped there, one would overwrite the other.
+/// whose file systems ignore case and Unicode normalization, or for the
+/// unzip tools that apply compatibility normalization: `Main.java` and
+/// `main.java`, `é` composed and decomposed, `ß` and `ss`, `ς` and `σ`,
+/// `ﬁle` and `file`, `Ａ` and `a`. Such a pair is a duplicate: unzipped
+/// there, one would overwrite the other. Unicode's compatibility caseless
+/// match (full case folding between NFKD forms).
 pub fn name_key(path: &str) -> String {
-    path.nfc().flat_map(char::to_lowercase).collect()
+    let once = caseless::default_case_fold_str(&path.nfd().collect::<String>());
+    let twice = caseless::default_case_fold_str(&once.nfkd().collect::<String>());
+    twice.nfkc().collect()
 }
 
 /// How a name is echoed in an error: escaped, and cut short so a huge name
@@ -262,7 +272,13 @@ mod tests {
         // Same file on a case-insensitive, normalizing file system.
         assert_eq!(name_key("Main.java"), name_key("main.JAVA"));
         assert_eq!(name_key("caf\u{e9}.txt"), name_key("cafe\u{301}.txt"));
+        // Full case folding and compatibility forms (issue 21).
+        assert_eq!(name_key("stra\u{df}e.c"), name_key("STRASSE.C"));
+        assert_eq!(name_key("\u{3c3}.txt"), name_key("\u{3c2}.txt"));
+        assert_eq!(name_key("\u{fb01}le.c"), name_key("file.c"));
+        assert_eq!(name_key("\u{ff21}.c"), name_key("a.c"));
         assert_ne!(name_key("a.txt"), name_key("b.txt"));
+        assert_ne!(name_key("作業1.cpp"), name_key("作業2.cpp"));
         // Long names are cut in messages.
         let long = "x".repeat(10_000);
         assert!(quoted_name(&long).len() < 220);
@@ -335,6 +351,34 @@ mod tests {
         );
         assert_eq!(normalize_upload_name("..\\evil"), None);
         assert_eq!(normalize_upload_name("a\\\"b"), None);
+    }
+
+    /// Windows drops a trailing dot or space: such a name would be saved
+    /// as another, so it is refused at upload, in any segment.
+    #[test]
+    fn names_windows_would_rename_are_refused() {
+        for bad in [
+            "tool.exe.",
+            "setup.msi ",
+            "a.java.",
+            "dir./x.c",
+            "dir /x.c",
+            "x.c..",
+            "notes.",
+        ] {
+            assert_eq!(normalize_upload_name(bad), None, "{bad:?}");
+        }
+        for ok in [
+            "a.java",
+            ".gitignore",
+            "a. b.txt",
+            "dir.d/x.c",
+            "my file.txt",
+        ] {
+            assert!(normalize_upload_name(ok).is_some(), "{ok:?}");
+        }
+        // A stored name of an earlier version stays readable.
+        assert!(is_legal_path("notes."));
     }
 
     #[test]

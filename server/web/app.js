@@ -543,6 +543,24 @@ export function buildTree(paths) {
   return root;
 }
 
+// Names Windows reserves for devices, whatever the extension.
+const RESERVED = new Set(["con", "prn", "aux", "nul",
+  ...[1, 2, 3, 4, 5, 6, 7, 8, 9, "¹", "²", "³"].flatMap((n) => [`com${n}`, `lpt${n}`])]);
+
+// The name a file is saved under: the zip's rule for one segment
+// (ticket.rs `windows_safe`), so Download and the zip agree. A device name
+// gets `_` after its stem (`aux.c` → `aux_.c`); trailing dots and spaces,
+// which Windows drops, become `_`.
+function safeName(segment) {
+  const kept = segment.replace(/[. ]+$/, "");
+  let out = kept + "_".repeat(segment.length - kept.length);
+  const stemEnd = out.indexOf(".") < 0 ? out.length : out.indexOf(".");
+  if (RESERVED.has(out.slice(0, stemEnd).replace(/ +$/, "").toLowerCase())) {
+    out = `${out.slice(0, stemEnd)}_${out.slice(stemEnd)}`;
+  }
+  return out;
+}
+
 async function download(path, filename) {
   try {
     const blob = await (await api(path)).blob();
@@ -596,7 +614,7 @@ async function showFile(pane, user, ticket, path, line) {
       el("span", { class: "path" }, path),
       lineInput,
       el("button", { type: "button", onclick: () => openRaw(filesUrl) }, "Raw"),
-      el("button", { type: "button", onclick: () => download(filesUrl, path.split("/").pop()) }, "Download")),
+      el("button", { type: "button", onclick: () => download(filesUrl, safeName(path.split("/").pop())) }, "Download")),
     body,
   );
   if (currentFrameUrl) URL.revokeObjectURL(currentFrameUrl);

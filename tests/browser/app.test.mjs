@@ -303,6 +303,28 @@ try {
     if (shots) await page.screenshot({ path: join(shots, "list.png") });
   });
 
+  await step("Download saves a file under the name the zip gives it", async () => {
+    // `aux.c` cannot be created on Windows: the zip names it `aux_.c`, and
+    // so must the per-file Download (issue 21).
+    const id = await page.evaluate(async () => {
+      const form = new FormData();
+      form.append("files", new Blob(["int aux;\n"]), "src/aux.c");
+      form.append("files", new Blob(["int main;\n"]), "src/main.c");
+      const r = await fetch("/ticket", { method: "POST", body: form, headers: { Authorization: `Bearer ${localStorage.getItem("access_token")}` } });
+      return (await r.json()).id;
+    });
+    await page.goto(`${base}/#/t/@me/${id}`);
+    for (const [path, saved] of [["src/aux.c", "aux_.c"], ["src/main.c", "main.c"]]) {
+      await page.locator(`#tree button[data-path="${path}"]`).click();
+      await page.locator(".pane-head .path", { hasText: path }).waitFor();
+      const [file] = await Promise.all([
+        page.waitForEvent("download"),
+        page.locator(".pane-head button", { hasText: "Download" }).click(),
+      ]);
+      expectTrue(file.suggestedFilename() === saved, `${path} saved as ${file.suggestedFilename()}, not ${saved}`);
+    }
+  });
+
   await step("a second user sees the public ticket and not the private one", async () => {
     const other = await newPage();
     current = other;

@@ -457,24 +457,46 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
     )
     .await;
     assert_eq!(status, 400);
+    // Equal under full case folding and NFKC (issue 21): ß/ss, ς/σ, ﬁ/fi,
+    // fullwidth/ASCII; each pair is refused naming both.
+    for (first, second) in [
+        ("Stra\u{df}e.java", "STRASSE.java"),
+        ("\u{3c3}.txt", "\u{3c2}.txt"),
+        ("\u{fb01}le.c", "file.c"),
+        ("\u{ff21}.c", "a.c"),
+    ] {
+        let (status, body) =
+            json(upload(&server, &t, &[(first, b"1"), (second, b"2")], None).await).await;
+        assert_eq!(status, 400, "{first} / {second}: {body}");
+        assert_eq!(
+            body["detail"],
+            format!(
+                "Duplicate file name: {second:?} (the same file as {first:?} on Windows and macOS)"
+            )
+        );
+    }
+    // A trailing dot or space, which Windows drops when it saves the file
+    // (`tool.exe.` lands as `tool.exe`): refused, naming the file.
+    let pe = b"MZ\x90\x00\x03\x00\x00\x00";
+    for name in ["tool.exe.", "setup.msi ", "src./Main.java", "a.java."] {
+        let (status, body) =
+            json(upload(&server, &t, &[("ok.c", b"int x;"), (name, pe)], None).await).await;
+        assert_eq!(status, 400, "{name:?}: {body}");
+        assert_eq!(body["detail"], format!("Illegal file name: {name:?}"));
+    }
     server.assert_nothing_left(CLEANUP).await;
 
     // Names Windows cannot create are kept, and rewritten in the zip only.
     let ticket = pd2_ticket_tests::create_ticket(
         &server,
         &t,
-        &[
-            ("aux.c", b"a"),
-            ("NUL.txt", b"n"),
-            ("notes.", b"d"),
-            ("ok.c", b"o"),
-        ],
+        &[("aux.c", b"a"), ("NUL.txt", b"n"), ("ok.c", b"o")],
         None,
     )
     .await;
     assert_eq!(
         ticket["files"],
-        serde_json::json!(["aux.c", "NUL.txt", "notes.", "ok.c"])
+        serde_json::json!(["aux.c", "NUL.txt", "ok.c"])
     );
     let id = ticket["id"].as_str().unwrap();
     let raw = server
@@ -495,5 +517,5 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
     let names: Vec<String> = (0..archive.len())
         .map(|i| archive.by_index(i).unwrap().name().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["aux_.c", "NUL_.txt", "notes_", "ok.c"]);
+    assert_eq!(names, ["aux_.c", "NUL_.txt", "ok.c"]);
 }

@@ -241,8 +241,7 @@ pub async fn big_uploads(db: &DbServer) {
         let used: Vec<f64> = (0..3)
             .map(|i| (after[i] - before[i]).as_secs_f64() / ROUNDS as f64)
             .collect();
-        let busy = 100.0 * used.iter().sum::<f64>() * ROUNDS as f64
-            / (took.as_secs_f64() * cores);
+        let busy = 100.0 * used.iter().sum::<f64>() * ROUNDS as f64 / (took.as_secs_f64() * cores);
         (
             format!("{:.2} / {:.2} / {:.2}", used[0], used[1], used[2]),
             busy,
@@ -333,10 +332,7 @@ pub async fn big_uploads(db: &DbServer) {
         );
         // 2 GB a pool: gone before the next, so repeated runs do not fill
         // the disk.
-        let _ = client
-            .database(&format!("bench-big-{pool}"))
-            .drop()
-            .await;
+        let _ = client.database(&format!("bench-big-{pool}")).drop().await;
         medians.push((pool, median(&api), median(&raw)));
     }
     for (pool, api, raw) in medians {
