@@ -45,7 +45,8 @@ async fn files_carry_type_cache_and_validator_headers() {
         assert_eq!(response.status(), 200);
         let h = response.headers();
         assert_eq!(h["content-type"], content_type, "{path}");
-        assert_eq!(h["cache-control"], "max-age=600");
+        assert_eq!(h["cache-control"], "private, no-cache");
+        assert_eq!(h["vary"], "Authorization");
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["accept-ranges"], "bytes");
         let etag = h["etag"].to_str().unwrap().to_owned();
@@ -319,4 +320,42 @@ async fn stored_files_are_standard_gridfs() {
         .await
         .expect("the driver reads it");
     assert!(read == content, "the driver read other bytes");
+}
+
+/// Everything a signed-in user is answered is theirs: no shared cache (a
+/// lab browser, a proxy) may hand it to the next person asking for the
+/// same URL. Answers without a token may be cached as before.
+#[tokio::test]
+async fn every_answer_to_a_signed_in_user_is_private() {
+    let server = Server::start().await;
+    let t = server.token("71");
+    let ticket = create_ticket(&server, &t, &[("Main.java", b"class Main {}")], None).await;
+    let id = ticket["id"].as_str().unwrap();
+    for path in [
+        "/ticket".to_owned(),
+        format!("/ticket/@me/{id}"),
+        format!("/ticket/@me/{id}/files/Main.java"),
+        format!("/ticket/@me/{id}/download"),
+        "/user/@me".to_owned(),
+        format!("/ticket/@me/{id}/files/Missing.java"),
+    ] {
+        let response = server.get(&path, &t).send().await.unwrap();
+        let h = response.headers();
+        assert_eq!(h["cache-control"], "private, no-cache", "{path}");
+        assert!(
+            h.get_all("vary").iter().any(|v| v == "Authorization"),
+            "{path}: {h:?}"
+        );
+    }
+    let public = reqwest::get(server.url("/meta")).await.unwrap();
+    assert_eq!(public.status(), 200);
+    assert!(
+        !public
+            .headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v == "Authorization"),
+        "{:?}",
+        public.headers()
+    );
 }

@@ -346,9 +346,11 @@ async fn starts_without_a_database_and_connects_when_it_appears() {
 #[tokio::test]
 async fn two_instances_share_one_database() {
     let database = format!("shared-{:016x}", rand::random::<u64>());
+    // An admin, who is shown `X-Preview-Cache`.
     let options = ServerOptions::default()
         .database(pd2_ticket_tests::shared_db_uri(), &database)
-        .env("PD2_PLUGINS__DIR", first_party_plugins().display());
+        .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+        .admins(&["21"]);
     let (a, b) = tokio::join!(
         Server::start_with(options.clone()),
         Server::start_with(options)

@@ -23,10 +23,6 @@ use crate::{
     ticket::is_legal_path,
 };
 
-/// Ticket files change only by replacing the whole ticket, so a short cache
-/// lifetime is safe and spares re-downloads while a TA browses.
-const CACHE_CONTROL: &str = "max-age=600";
-
 /// Any file's bytes (documentation only).
 pub(super) struct FileBytes;
 
@@ -162,7 +158,12 @@ fn file_response(state: &AppState, file: &StoredFile, headers: &HeaderMap) -> Re
         }
     }
     set(&mut response, header::ETAG, etag);
-    set(&mut response, header::CACHE_CONTROL, CACHE_CONTROL);
+    // One user's bytes: revalidated by ETag (a 304 while a TA browses).
+    set(
+        &mut response,
+        header::CACHE_CONTROL,
+        super::caching::PRIVATE,
+    );
     set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(&mut response, header::ACCEPT_RANGES, "bytes");
     // An uploaded .html or .svg opened directly must not run script with
@@ -182,7 +183,7 @@ pub(super) fn set(response: &mut Response, name: header::HeaderName, value: impl
 }
 
 /// `If-None-Match`: `*` or a list of (possibly weak) tags.
-fn etag_matches(header: Option<&HeaderValue>, etag: &str) -> bool {
+pub(super) fn etag_matches(header: Option<&HeaderValue>, etag: &str) -> bool {
     let Some(value) = header.and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -1,6 +1,7 @@
 //! HTTP routes: small filters composed per resource, one `recover` that turns
 //! every failure into the spec's `{"detail": ...}` response.
 
+mod caching;
 mod docs;
 mod download;
 mod error;
@@ -30,6 +31,22 @@ pub use openapi::RouteTable;
 
 /// Every route of the API, with errors already turned into responses.
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    // Whether the request carries a token: then its answer is that user's
+    // and no shared cache may keep it (see `caching`).
+    let signed_in = warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        headers.contains_key(warp::http::header::AUTHORIZATION)
+    });
+    signed_in
+        .and(answers(state))
+        .map(|signed_in: bool, mut response: Response| {
+            if signed_in {
+                caching::private(&mut response);
+            }
+            response
+        })
+}
+
+fn answers(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     ops::routes(state.clone())
         .or(openapi::routes())
         .unify()

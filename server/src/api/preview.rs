@@ -1,9 +1,10 @@
 //! `GET /ticket/{user_id}/{ticket_id}/preview/{file_path}`: a plugin-rendered
 //! preview, with the same visibility rules as `files/`.
 
+use sha2::{Digest, Sha256};
 use warp::{
     Filter, Rejection,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     path::Tail,
     reply::Response,
 };
@@ -11,7 +12,7 @@ use warp::{
 use super::error::{ApiError, ErrorBody};
 use super::{
     files::FileBytes,
-    files::{set, ticket_file},
+    files::{etag_matches, set, ticket_file},
     filters::{authenticated, with_state},
     handle,
     openapi::FilePath,
@@ -28,13 +29,16 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .and(warp::path::tail())
         .and(with_state(state.clone()))
         .and(authenticated(state))
-        .and_then(|u, t, tail, s, r| handle(preview(s, r, u, t, tail)))
+        .and(warp::header::headers_cloned())
+        .and_then(|u, t, tail, s, r, h| handle(preview(s, r, u, t, tail, h)))
 }
 
 /// A rendered preview of a file from the first matching renderer plugin
 /// (highlighted code, Markdown, image thumbnail). Served with
-/// `Content-Security-Policy: sandbox`, `X-Preview-Plugin` (who rendered it)
-/// and `X-Preview-Cache: hit|miss`.
+/// `Content-Security-Policy: sandbox`, `X-Preview-Plugin` (who rendered it),
+/// an `ETag` (a repeat view is a `304`), and for admins `X-Preview-Cache:
+/// hit|miss` (to others it would tell whether someone else's private file
+/// has the same bytes as a guess).
 #[utoipa::path(
     get, path = "/ticket/{user_id}/{ticket_id}/preview/{file_path}", tag = "files",
     security(("bearer" = [])),
@@ -56,26 +60,42 @@ pub(super) async fn preview(
     user_id: String,
     ticket_id: String,
     tail: Tail,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
     let reply = service::previews::preview(&state, &me.id, &ticket, file).await?;
     let preview = reply.preview;
-    let mut response = Response::new(preview.body.into());
-    *response.status_mut() = StatusCode::OK;
+    // The answer's own hash: a new plugin build or new settings that
+    // render the same bytes keep it.
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&preview.body))[..32]);
+    let mut response = if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
+        let mut response = Response::default();
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        Response::new(preview.body.into())
+    };
+    set(&mut response, header::ETAG, etag);
     set(&mut response, header::CONTENT_TYPE, preview.content_type);
     set(&mut response, header::CONTENT_SECURITY_POLICY, PREVIEW_CSP);
     set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(&mut response, header::CACHE_CONTROL, "max-age=600");
+    set(
+        &mut response,
+        header::CACHE_CONTROL,
+        super::caching::PRIVATE,
+    );
     set(
         &mut response,
         header::HeaderName::from_static("x-preview-plugin"),
         preview.plugin,
     );
-    set(
-        &mut response,
-        header::HeaderName::from_static("x-preview-cache"),
-        if reply.cache_hit { "hit" } else { "miss" },
-    );
+    if me.is_admin {
+        set(
+            &mut response,
+            header::HeaderName::from_static("x-preview-cache"),
+            if reply.cache_hit { "hit" } else { "miss" },
+        );
+    }
     Ok(response)
 }
