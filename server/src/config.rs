@@ -77,11 +77,30 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Empty: generated once and stored in MongoDB, shared by every instance.
     pub jwt_secret: String,
+    /// How long after it expired a token may still be refreshed: a token
+    /// left on a shared machine must not live forever.
+    pub refresh_window_days: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: String::new(),
+            refresh_window_days: 14,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The refresh window in seconds.
+    pub fn refresh_window_secs(&self) -> i64 {
+        i64::try_from(self.refresh_window_days.saturating_mul(86_400)).unwrap_or(i64::MAX)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -504,6 +504,20 @@ async fn refresh_keeps_fresh_tokens_and_renews_old_ones() {
     );
     let (status, _) = json(refresh(expired).await.unwrap()).await;
     assert_eq!(status, 200);
+    // Within `auth.refresh_window_days` (14) of its expiry, not after: a
+    // token left on a shared machine ten years ago stays dead (issue 21).
+    let within = sign(&claims("11", now() - 13 * 86_400), Algorithm::HS256, SECRET);
+    let (status, _) = json(refresh(within).await.unwrap()).await;
+    assert_eq!(status, 200);
+    for ago in [15 * 86_400, 10 * 365 * 86_400] {
+        let stale = sign(&claims("11", now() - ago), Algorithm::HS256, SECRET);
+        assert_error(
+            refresh(stale).await.unwrap(),
+            403,
+            "Invalid authentication credentials",
+        )
+        .await;
+    }
 
     // Forged, or refused by Discord, or never logged in with Discord.
     let forged = sign(&claims("11", now() - 10), Algorithm::HS256, "nope");

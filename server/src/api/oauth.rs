@@ -90,9 +90,10 @@ pub(super) async fn login(state: State, request: LoginRequest) -> Result<Respons
 
 /// Accepts an expired (but genuine) token: hands it back while it has more
 /// than a day left, otherwise renews the Discord grant and issues a new one.
-/// Refresh a token. An expired but correctly signed token is accepted; one
-/// with more than a day left comes back unchanged, otherwise the stored
-/// Discord refresh token is used.
+/// Refresh a token. An expired but correctly signed token is accepted (up
+/// to `auth.refresh_window_days` after it expired, 14 by default); one with
+/// more than a day left comes back unchanged, otherwise the stored Discord
+/// refresh token is used.
 #[utoipa::path(
     put, path = "/oauth", tag = "auth",
     security(("bearer" = [])),
@@ -106,6 +107,10 @@ pub(super) async fn refresh(state: State, bearer: Bearer) -> Result<Response, Ap
     let Bearer { token, claims } = bearer;
     if claims.seconds_left() > REFRESH_THRESHOLD_SECONDS {
         return Ok(token_reply(token));
+    }
+    // Expired longer ago than the window: found on a shared machine, say.
+    if claims.seconds_left() < -state.config.auth.refresh_window_secs() {
+        return Err(ApiError::invalid_credentials());
     }
     let user = state
         .store
