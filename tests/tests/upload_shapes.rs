@@ -261,7 +261,12 @@ async fn refusals_after_the_first_batch_name_the_file_and_leave_nothing() {
     let t = server.token("4");
     let elf = b"\x7fELF\x02\x01\x01\x00 a compiled program".to_vec();
     let class = b"\xca\xfe\xba\xbe\x00\x00\x00\x3d a class file".to_vec();
-    for (name, bytes) in [("build/Main.class", class), ("src/Tool.java", elf)] {
+    // An ELF named `README` (no extension) is sniffed too (issue 21).
+    for (name, bytes) in [
+        ("build/Main.class", class),
+        ("src/Tool.java", elf.clone()),
+        ("README", elf),
+    ] {
         let mut files = folder(&[100_000; 20]);
         files.push((name.to_owned(), bytes));
         files.push(("src/After.java".into(), java(99, 3_000)));

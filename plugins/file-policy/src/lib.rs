@@ -236,14 +236,24 @@ impl Plugin for FilePolicy {
                 info.size
             ));
         }
-        let claims_text = info
-            .extension()
-            .is_some_and(|ext| TEXT_EXTENSIONS.contains(&ext.as_str()));
+        // A source extension claims text, and so does none at all: a
+        // compiled program is often left without one (`main`, `a`), and a
+        // `README` that is an ELF is one too. The extension judged is the
+        // one the file will have on disk (the server refuses names that
+        // Windows would change, such as a trailing dot).
+        let extension = info.extension();
+        let claims_text = extension
+            .as_ref()
+            .is_none_or(|ext| TEXT_EXTENSIONS.contains(&ext.as_str()));
         if s.reject_disguised_binaries && claims_text {
             let head = content.read(0, SNIFF_BYTES);
             if let Some(what) = sniff(&head) {
+                let claim = match extension {
+                    Some(_) => format!("a `.{key}` file"),
+                    None => format!("a text file like its name `{}` says", info.name()),
+                };
                 return Verdict::Reject(format!(
-                    "is {what}, not a `.{key}` file (reject_disguised_binaries)"
+                    "is {what}, not {claim} (reject_disguised_binaries)"
                 ));
             }
         }
@@ -289,6 +299,18 @@ mod tests {
         testing::set_settings(settings);
         test();
         testing::set_settings(json!({}));
+    }
+
+    #[test]
+    fn binaries_without_an_extension_are_sniffed() {
+        let message = rejected(check("README", b"\x7fELF\x02\x01"), "reject_disguised_binaries");
+        assert!(message.contains("an ELF executable"), "{message}");
+        assert!(message.contains("`README`"), "{message}");
+        rejected(check("bin/main", b"MZ\x90\x00"), "reject_disguised_binaries");
+        // Text without an extension is fine.
+        assert_eq!(check("Makefile", b"all:\n\tcc a.c"), Verdict::Accept);
+        assert_eq!(check("LICENSE", b"MIT License"), Verdict::Accept);
+        assert_eq!(check("Dockerfile", b""), Verdict::Accept);
     }
 
     #[test]
