@@ -53,7 +53,9 @@ function form(doc, method, path, op) {
     const query = new URLSearchParams();
     for (const { p, input } of inputs) {
       const value = input.value || (p.in === "path" && p.name === "user_id" ? "@me" : "");
-      if (p.in === "path") url = url.replace(`{${p.name}}`, value.split("/").map(encodeURIComponent).join("/"));
+      // `@` is kept as is: `@me` is a user id, and `%40me` is not.
+      const segment = (v) => encodeURIComponent(v).replaceAll("%40", "@");
+      if (p.in === "path") url = url.replace(`{${p.name}}`, value.split("/").map(segment).join("/"));
       else if (p.in === "query" && value !== "") query.set(p.name, value);
     }
     if (query.toString()) url += `?${query}`;
@@ -86,7 +88,7 @@ function form(doc, method, path, op) {
         const blob = await response.blob();
         text = `(${blob.size} bytes of ${type || "unknown type"})`;
       }
-      output.textContent = `${response.status} ${response.statusText} · ${ms} ms · ${type}\n\n${text}`;
+      output.textContent = `${response.status} ${response.statusText} · ${ms} ms · ${type}\n${method.toUpperCase()} ${url}\n\n${text}`;
     } catch (error) {
       output.textContent = `Request failed: ${error}`;
     }
