@@ -297,7 +297,7 @@ function signInPage() {
       el("h1", {}, "Sign in"),
       el("p", {}, "Share your code with your teaching assistants: upload a folder as a ticket, and they read it with highlighted previews."),
       discord
-        ? el("p", {}, el("a", { class: "button primary", id: "discord-signin", href: discord }, "Sign in with Discord"))
+        ? el("p", {}, el("a", { class: "button primary", id: "discord-signin", href: withState(discord) }, "Sign in with Discord"))
         : el("p", { class: "notice" }, "This server has no Discord application configured; sign in with a token below."),
       el("h2", {}, "Or use a token"),
       el("p", { class: "muted" }, "An operator makes one with ", el("code", {}, "pd2-ticket token --user-id <discord-id>"), "."),
@@ -308,12 +308,39 @@ function signInPage() {
   );
 }
 
-/** Discord sends the browser back with `?code=…`: trade it for a token. */
+// OAuth `state`: a random value this tab sends to Discord and expects back
+// with the code. A code that arrives without it was not asked for here (a
+// link somebody else made, carrying their own code, would sign the user
+// into their account): it is refused.
+const STATE_KEY = "oauth_state";
+
+function withState(authorizeUrl) {
+  let state = sessionStorage.getItem(STATE_KEY);
+  if (!state) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    state = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    sessionStorage.setItem(STATE_KEY, state);
+  }
+  return `${authorizeUrl}&state=${state}`;
+}
+
+/** Discord sends the browser back with `?code=…&state=…`: trade the code for a token. */
 async function completeDiscordSignIn() {
   const params = new URLSearchParams(location.search);
   const code = params.get("code");
   if (!code) return;
   history.replaceState(null, "", location.pathname + location.hash);
+  const expected = sessionStorage.getItem(STATE_KEY);
+  sessionStorage.removeItem(STATE_KEY);
+  if (!expected || params.get("state") !== expected) {
+    flash(session.token
+      ? "A sign-in link that was not started on this page was ignored: you are still signed in as before."
+      : "A sign-in link that was not started on this page was ignored. Use “Sign in with Discord” below.");
+    return;
+  }
+  const claims = session.token ? decodeClaims(session.token) : null;
+  const who = claims?.global_name || claims?.username || claims?.id;
+  if (session.token && !confirm(`You are signed in${who ? ` as ${who}` : ""}. Sign in with the Discord account you just chose instead?`)) return;
   show(loading("Signing you in…"));
   try {
     const response = await fetch("/oauth", {

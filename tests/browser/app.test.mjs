@@ -126,14 +126,19 @@ try {
     const meta = await (await fetch(base + "/meta")).json();
     if (meta.discord.authorize_url) {
       const href = await page.locator("#discord-signin").getAttribute("href");
-      expectTrue(href === meta.discord.authorize_url, `Discord link ${href}`);
+      expectTrue(/^.*&state=[0-9a-f]{32}$/.test(href) && href.startsWith(`${meta.discord.authorize_url}&state=`), `Discord link ${href}`);
     }
   });
 
   await step("log in", async () => {
     if (process.env.LOGIN_CODE) {
-      // Where Discord sends the browser back.
-      await page.goto(`${base}/?code=${encodeURIComponent(process.env.LOGIN_CODE)}`);
+      // Discord (played here) sends the browser back with the code and the
+      // state the link carried.
+      await page.route(/^https:\/\/discord\.com\//, (route) => {
+        const state = new URL(route.request().url()).searchParams.get("state");
+        route.fulfill({ status: 302, headers: { location: `${base}/?code=${encodeURIComponent(process.env.LOGIN_CODE)}&state=${state}` } });
+      });
+      await page.locator("#discord-signin").click();
       await page.locator("#me-name").waitFor({ state: "visible" });
       expectTrue(!page.url().includes("code="), "the code is removed from the address");
     } else {
@@ -145,6 +150,23 @@ try {
     expectTrue(type === "Bearer", `token_type ${type}`);
     userA = await page.evaluate(() => JSON.parse(atob(localStorage.getItem("access_token").split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).id);
     await page.locator("h1", { hasText: "My tickets" }).waitFor();
+  });
+
+  await step("a sign-in link made by somebody else does not swap the account", async () => {
+    // Login CSRF (issue 21): the attacker's own code, sent to a signed-in
+    // user as a link. Without the state this tab sent, it is ignored.
+    const before = await page.evaluate(() => localStorage.getItem("access_token"));
+    await page.goto(`${base}/?code=ok-6666#/`);
+    await page.locator("#flash", { hasText: "not started on this page" }).waitFor();
+    await page.locator("h1", { hasText: "My tickets" }).waitFor();
+    const after = await page.evaluate(() => localStorage.getItem("access_token"));
+    expectTrue(after === before, "still signed in as before");
+    expectTrue(!page.url().includes("code="), "the code is removed from the address");
+    if (shots) await page.screenshot({ path: join(shots, "signin-link-ignored.png") });
+    // A forged state is no better.
+    await page.goto(`${base}/?code=ok-6666&state=${"0".repeat(32)}#/`);
+    await page.locator("#flash", { hasText: "not started on this page" }).waitFor();
+    expectTrue((await page.evaluate(() => localStorage.getItem("access_token"))) === before, "still the same account");
   });
 
   if (shots) await page.screenshot({ path: join(shots, "list-empty.png") });

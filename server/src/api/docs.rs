@@ -20,7 +20,7 @@ section.op{border:1px solid #ddd;border-radius:6px;padding:.5em 1em;margin:1em 0
 table{border-collapse:collapse;width:100%;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}\
 .lock{font-size:.85em;color:#666}\
 .try{margin:.5em 0;border-top:1px dashed #ddd;padding-top:.5em}.try label{display:block;margin:.3em 0 .1em;font-weight:600}\
-.try input[type=text],.try textarea{width:100%;font:13px ui-monospace,Menlo,Consolas,monospace;padding:4px}\
+.try input[type=text],.try textarea{width:100%;box-sizing:border-box;font:13px ui-monospace,Menlo,Consolas,monospace;padding:4px}\
 .try pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:24em;white-space:pre-wrap}\
 .token{border:1px solid #ddd;border-radius:6px;padding:.5em 1em;background:#f6f8fa}\
 .token input{width:100%;font:13px ui-monospace,Menlo,Consolas,monospace;padding:4px}\
