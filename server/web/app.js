@@ -614,8 +614,21 @@ async function openRaw(path) {
 }
 
 /** Makes a preview document safe to show and its ticket links work. */
+// The policy `/preview` answers carry. A blob document takes the app's own
+// policy, which lets in images from Discord's CDN (avatars): a preview's
+// remote image would be fetched by the TA's browser. So the preview carries
+// this one too, first thing in its head; policies only ever add up.
+const PREVIEW_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
+
 function preparePreview(html, user, ticketId) {
   const doc = new DOMParser().parseFromString(html, "text/html");
+  // A plugin's own `http-equiv` (a refresh to elsewhere, a looser policy)
+  // has no place in a preview.
+  for (const meta of doc.querySelectorAll("meta[http-equiv]")) meta.remove();
+  const policy = doc.createElement("meta");
+  policy.setAttribute("http-equiv", "Content-Security-Policy");
+  policy.setAttribute("content", PREVIEW_CSP);
+  doc.head.prepend(policy);
   for (const link of doc.querySelectorAll("a[data-pd2-path]")) {
     const fragment = (link.getAttribute("href") || "").match(/#L\d+$/)?.[0] || "";
     link.setAttribute("href", `${location.origin}/#/t/${user}/${ticketId}/${encodePath(link.dataset.pd2Path)}${fragment}`);

@@ -108,7 +108,7 @@ function makePng(width, height) {
 const png = makePng(240, 120);
 writeFileSync(join(folder, "lab", "shot.png"), png);
 writeFileSync(join(folder, "lab", "README.md"),
-  "# Lab 3\n\nThe output:\n\n![output](shot.png)\n\nThe code is in [Main](src/Main.java).\n");
+  "# Lab 3\n\nThe output:\n\n![output](shot.png)\n\nThe code is in [Main](src/Main.java).\n\n![me](https://cdn.discordapp.com/avatars/1/tracker.png)\n");
 
 let ticketUrl;
 let ticketId;
@@ -249,11 +249,25 @@ try {
   });
 
   await step("markdown preview shows the ticket's image and links into the app", async () => {
+    // A remote image in a README must not be fetched by the TA's browser
+    // (the app's own policy allows Discord's CDN, for avatars).
+    let fetched = 0;
+    await page.route(/^https:\/\/cdn\.discordapp\.com\//, (route) => { fetched += 1; route.abort(); });
     await page.locator('#tree button[data-path="lab/README.md"]').click();
     const inner = page.frameLocator("iframe.preview");
     await inner.locator("h1", { hasText: "Lab 3" }).waitFor();
     const src = await inner.locator("img").first().getAttribute("src");
     expectTrue(src.startsWith("data:image/png;base64,"), `inlined image: ${src.slice(0, 40)}`);
+    const policy = await inner.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content");
+    expectTrue(policy === "default-src 'none'; img-src data:; style-src 'unsafe-inline'", `preview policy: ${policy}`);
+    // Give a fetch the time it would take, then check none was made.
+    await page.waitForTimeout(500);
+    expectTrue(fetched === 0, `the remote image was fetched ${fetched} time(s)`);
+    await page.unroute(/^https:\/\/cdn\.discordapp\.com\//);
+    // The refusal is the policy at work, not a fault of the page.
+    for (let i = problems.length - 1; i >= 0; i -= 1) {
+      if (problems[i].includes("cdn.discordapp.com")) problems.splice(i, 1);
+    }
     if (shots) await page.screenshot({ path: join(shots, "ticket-markdown.png") });
     await inner.locator("a[data-pd2-path]").click();
     await page.waitForURL(/lab\/src\/Main\.java/);
