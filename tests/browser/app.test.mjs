@@ -339,6 +339,29 @@ try {
     if (shots) await page.screenshot({ path: join(shots, "list.png") });
   });
 
+  await step("a shared browser never hands one user's private file to the next", async () => {
+    // A lab machine: alice reads her private file, signs out; bob asks for
+    // the same address in the same browser. Before, the answer came from
+    // the browser's cache (max-age=600, no Vary): alice's bytes.
+    const lab = await newPage();
+    current = lab;
+    await lab.goto(`${base}/docs`);
+    const alice = await page.evaluate(() => localStorage.getItem("access_token"));
+    const url = `/ticket/${userA}/${privateId}/files/secret.txt`;
+    const seen = await lab.evaluate(async ([url, alice, bob]) => {
+      const get = async (token) => {
+        const r = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+        return [r.status, await r.text()];
+      };
+      return [await get(alice), await get(alice), await get(bob)];
+    }, [url, alice, process.env.TOKEN_B]);
+    expectTrue(seen[0][0] === 200 && seen[0][1] === "secret\n", `alice: ${seen[0]}`);
+    expectTrue(seen[1][0] === 200 && seen[1][1] === "secret\n", `alice again: ${seen[1]}`);
+    expectTrue(seen[2][0] === 404 && !seen[2][1].includes("secret\n"), `bob got ${seen[2]}`);
+    await lab.context().close();
+    current = page;
+  });
+
   await step("Download saves a file under the name the zip gives it", async () => {
     // `aux.c` cannot be created on Windows: the zip names it `aux_.c`, and
     // so must the per-file Download (issue 21).

@@ -182,6 +182,7 @@ async fn the_web_app_in_a_real_browser() {
         "ok    the API console tries a route of each kind with the token",
         "ok    a sign-in link made by somebody else does not swap the account",
         "ok    Download saves a file under the name the zip gives it",
+        "ok    a shared browser never hands one user's private file to the next",
     ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
