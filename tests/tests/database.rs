@@ -205,53 +205,59 @@ async fn an_upload_failed_by_a_freeze_is_removed_right_after() {
     create_ticket(&server, &token, &[("a.txt", b"a")], None).await;
 }
 
-/// A validator reading a file whose bytes went out in an earlier batch
-/// while the database is frozen: the upload gets the storage's answer,
-/// `503 Database unavailable`, not a plugin's trap, and the plugin is not
-/// counted as failed.
-#[tokio::test]
-async fn a_validators_read_of_a_frozen_database_is_the_databases_503() {
+/// A server behind `proxy` with the `misbehave` validator, these limits
+/// (ms), and user `admin` an admin.
+async fn misbehave_behind_proxy(
+    name: &str,
+    db_timeout: u64,
+    plugin_timeout: u64,
+    admin: &str,
+) -> (DbServer, Proxy, Server) {
     let plugins =
         pd2_ticket_tests::plugin_dir(
             &[&pd2_ticket_tests::fixture_plugins().join("misbehave.wasm")],
         );
-    let (_db, proxy, server) = behind_proxy(
-        "frozen-read",
+    behind_proxy(
+        name,
         ServerOptions::default()
-            .env("PD2_MONGODB__TIMEOUT_MS", 1000)
+            .env("PD2_MONGODB__TIMEOUT_MS", db_timeout)
             .env("PD2_PLUGINS__DIR", plugins.display())
-            .env("PD2_PLUGINS__TIMEOUT_MS", 20_000)
+            .env("PD2_PLUGINS__TIMEOUT_MS", plugin_timeout)
             .env("PD2_PLUGINS__UPLOAD_TIMEOUT_MS", 30_000)
-            .admins(&["35"]),
+            .admins(&[admin]),
     )
-    .await;
-    let token = server.token("35");
-    // `misbehave` sleeps 3 s on slow.txt, then reads it again; the padding
-    // takes the upload over one write batch, so slow.txt is in GridFS by
-    // then, and the freeze comes while the validator sleeps.
+    .await
+}
+
+/// Uploads `slow.txt` (saying what `misbehave` does with it) after a
+/// padding that takes the upload over one write batch, so slow.txt is in
+/// GridFS when the validator reads it; `freeze` runs once those bytes
+/// landed.
+async fn upload_past_one_batch(
+    server: &Server,
+    token: &str,
+    slow: &[u8],
+    freeze: impl std::future::Future<Output = ()>,
+) -> (u16, Value) {
     let padding = vec![b' '; 1_046_000];
-    let files: [(&str, &[u8]); 2] = [("slow.txt", b"3 read"), ("padding.bin", &padding)];
+    let files: [(&str, &[u8]); 2] = [("slow.txt", slow), ("padding.bin", &padding)];
     let (response, ()) = tokio::join!(
-        pd2_ticket_tests::upload(&server, &token, &files, None),
+        pd2_ticket_tests::upload(server, token, &files, None),
         async {
             eventually("bytes never arrived", Duration::from_secs(20), || async {
                 server.count("files.chunks", doc! {}).await >= 4
             })
             .await;
-            proxy.freeze();
+            freeze.await;
         }
     );
-    let (status, body) = json(response).await;
-    proxy.thaw();
-    assert_eq!(
-        (status, body["detail"].as_str()),
-        (503, Some("Database unavailable")),
-        "{body}"
-    );
-    assert!(body.get("plugin").is_none(), "{body}");
-    server.assert_nothing_left(Duration::from_secs(20)).await;
+    json(response).await
+}
+
+/// `misbehave`'s failures as `GET /plugins` counts them.
+async fn misbehave_failures(server: &Server, admin_token: &str) -> Value {
     let plugins: Value = server
-        .get("/plugins", &token)
+        .get("/plugins", admin_token)
         .send()
         .await
         .expect("plugins")
@@ -262,7 +268,30 @@ async fn a_validators_read_of_a_frozen_database_is_the_databases_503() {
         .as_array()
         .and_then(|p| p.iter().find(|p| p["name"] == "misbehave"))
         .unwrap_or_else(|| panic!("no misbehave in {plugins}"));
-    assert_eq!(misbehave["stats"]["failures"], 0, "{misbehave}");
+    misbehave["stats"]["failures"].clone()
+}
+
+/// A validator reading a file whose bytes went out in an earlier batch
+/// while the database is frozen: the upload gets the storage's answer,
+/// `503 Database unavailable`, not a plugin's trap, and the plugin is not
+/// counted as failed.
+#[tokio::test]
+async fn a_validators_read_of_a_frozen_database_is_the_databases_503() {
+    let (_db, proxy, server) = misbehave_behind_proxy("frozen-read", 1000, 20_000, "35").await;
+    let token = server.token("35");
+    // `misbehave` sleeps 3 s on slow.txt, then reads it again: the freeze
+    // comes while it sleeps.
+    let (status, body) =
+        upload_past_one_batch(&server, &token, b"3 read", async { proxy.freeze() }).await;
+    proxy.thaw();
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (503, Some("Database unavailable")),
+        "{body}"
+    );
+    assert!(body.get("plugin").is_none(), "{body}");
+    server.assert_nothing_left(Duration::from_secs(20)).await;
+    assert_eq!(misbehave_failures(&server, &token).await, 0);
 }
 
 /// A plugin's time limit is for the plugin's work: while the host reads
@@ -272,48 +301,14 @@ async fn a_validators_read_of_a_frozen_database_is_the_databases_503() {
 /// the upload is stored and the plugin not blamed.
 #[tokio::test]
 async fn a_validator_is_not_timed_out_by_the_hosts_slow_read() {
-    let plugins =
-        pd2_ticket_tests::plugin_dir(
-            &[&pd2_ticket_tests::fixture_plugins().join("misbehave.wasm")],
-        );
-    let (_db, proxy, server) = behind_proxy(
-        "slow-read",
-        ServerOptions::default()
-            .env("PD2_MONGODB__TIMEOUT_MS", 15_000)
-            .env("PD2_PLUGINS__DIR", plugins.display())
-            .env("PD2_PLUGINS__TIMEOUT_MS", 2_000)
-            .env("PD2_PLUGINS__UPLOAD_TIMEOUT_MS", 30_000)
-            .admins(&["36"]),
-    )
-    .await;
+    let (_db, proxy, server) = misbehave_behind_proxy("slow-read", 15_000, 2_000, "36").await;
     let token = server.token("36");
-    let padding = vec![b' '; 1_046_000];
-    let files: [(&str, &[u8]); 2] = [("slow.txt", b"1 read"), ("padding.bin", &padding)];
-    let (response, ()) = tokio::join!(
-        pd2_ticket_tests::upload(&server, &token, &files, None),
-        async {
-            eventually("bytes never arrived", Duration::from_secs(20), || async {
-                server.count("files.chunks", doc! {}).await >= 4
-            })
-            .await;
-            proxy.freeze();
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            proxy.thaw();
-        }
-    );
-    let (status, body) = json(response).await;
+    let (status, body) = upload_past_one_batch(&server, &token, b"1 read", async {
+        proxy.freeze();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.thaw();
+    })
+    .await;
     assert_eq!(status, 201, "{body}");
-    let plugins: Value = server
-        .get("/plugins", &token)
-        .send()
-        .await
-        .expect("plugins")
-        .json()
-        .await
-        .expect("json");
-    let misbehave = plugins["plugins"]
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["name"] == "misbehave"))
-        .unwrap_or_else(|| panic!("no misbehave in {plugins}"));
-    assert_eq!(misbehave["stats"]["failures"], 0, "{misbehave}");
+    assert_eq!(misbehave_failures(&server, &token).await, 0);
 }
