@@ -342,3 +342,64 @@ pub async fn big_uploads(db: &DbServer) {
         );
     }
 }
+
+/// What a repeat view of a file costs a TA now that every signed-in answer
+/// is `private, no-cache` (issue 21): before, the browser reused a file or
+/// preview for 10 minutes without asking (and handed it to the next user of
+/// the same browser too); now it asks each time with `If-None-Match` and
+/// gets a `304`. Measured on the real project's largest source.
+pub async fn repeat_views(db: &DbServer) {
+    const ROUNDS: usize = 50;
+    let server = shipped(db, "bench-repeat", 2).await;
+    let token = server.token("300");
+    let (path, bytes) = project_files("java-design-patterns")
+        .into_iter()
+        .filter(|(p, _)| p.ends_with(".java"))
+        .max_by_key(|(_, b)| b.len())
+        .expect("a java file");
+    let made = create_ticket(&server, &token, &[(path.as_str(), bytes.as_slice())], None).await;
+    let id = made["id"].as_str().expect("id");
+    let http = reqwest::Client::new();
+    println!(
+        "\n## Repeat views, {path} ({} bytes): {ROUNDS} requests each, one at a time\n",
+        bytes.len()
+    );
+    println!("| request | status | bytes | p50 ms | p90 ms |");
+    println!("|---|---|---|---|---|");
+    for route in ["files", "preview"] {
+        let url = server.url(&format!("/ticket/@me/{id}/{route}/{path}"));
+        let first = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("first view");
+        let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
+        let size = first.bytes().await.expect("body").len();
+        for (what, tag) in [
+            ("repeat view, 200", None),
+            ("repeat view, If-None-Match", Some(&etag)),
+        ] {
+            let mut took = Vec::new();
+            let mut status = 0;
+            let mut got = 0;
+            for _ in 0..ROUNDS {
+                let started = Instant::now();
+                let mut request = http.get(&url).bearer_auth(&token);
+                if let Some(tag) = tag {
+                    request = request.header("if-none-match", tag);
+                }
+                let response = request.send().await.expect("view");
+                status = response.status().as_u16();
+                got = response.bytes().await.expect("body").len();
+                took.push(started.elapsed());
+            }
+            took.sort();
+            println!(
+                "| GET {route}/ ({what}) | {status} | {got} of {size} | {:.2} | {:.2} |",
+                percentile(&took, 0.5),
+                percentile(&took, 0.9)
+            );
+        }
+    }
+}
