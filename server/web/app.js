@@ -520,7 +520,9 @@ function uploadPage() {
         problems.replaceChildren(el("p", { class: "error-box", role: "alert" }, "The upload was refused by the course's file policy: nothing was stored. Fix or remove the files marked above and upload again."),
           ...[...general, ...more].map((t) => el("p", { class: "error-box" }, t)));
       } else if (xhr.status === 413) {
-        problems.replaceChildren(el("p", { class: "error-box", role: "alert" }, `Too large: ${body?.detail || "a limit was exceeded"}. Limits: ${formatSize(limits.max_file_size || 0)} per file, ${formatSize(limits.max_ticket_size || 0)} per ticket, ${limits.max_files ?? "?"} files.`));
+        // The server names the file that crossed the per-file limit.
+        const which = body?.file ? ` (${body.file})` : "";
+        problems.replaceChildren(el("p", { class: "error-box", role: "alert" }, `Too large: ${body?.detail || "a limit was exceeded"}${which}. Limits: ${formatSize(limits.max_file_size || 0)} per file, ${formatSize(limits.max_ticket_size || 0)} per ticket, ${limits.max_files ?? "?"} files.`));
       } else {
         problems.replaceChildren(errorBox(new ApiError(xhr.status, body)));
       }

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use pd2_ticket_tests::{Server, assert_error, create_ticket};
+use pd2_ticket_tests::{Server, ServerOptions, assert_error, create_ticket};
 use sha2::{Digest, Sha256};
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -358,4 +358,70 @@ async fn every_answer_to_a_signed_in_user_is_private() {
         "{:?}",
         public.headers()
     );
+}
+
+/// A TA who closes the tab while a zip streams is not an error of the
+/// server's: it is logged at INFO, and the next zip works.
+#[tokio::test]
+async fn a_client_hanging_up_during_a_zip_is_not_an_error() {
+    let server = Server::start_with(room_for_12_mib(ServerOptions::default())).await;
+    let t = server.token("72");
+    // 12 MiB of incompressible bytes: far more than the response's
+    // buffers, so the zip is still being written when the client leaves.
+    let parts: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| (format!("data/part{i}.bin"), noise(i, 1 << 20)))
+        .collect();
+    let files: Vec<(&str, &[u8])> = parts
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let ticket = create_ticket(&server, &t, &files, None).await;
+    let id = ticket["id"].as_str().unwrap();
+    let mut response = server
+        .get(&format!("/ticket/@me/{id}/download"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().expect("a first piece");
+    assert!(!first.is_empty());
+    drop(response);
+    pd2_ticket_tests::eventually(
+        "the hang-up was never logged",
+        std::time::Duration::from_secs(30),
+        || async { server.log_text().contains("the client hung up") },
+    )
+    .await;
+    let log = server.log_text();
+    assert!(!log.contains("zip download failed"), "{log}");
+    let whole = server
+        .get(&format!("/ticket/@me/{id}/download"), &t)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(whole.to_vec())).unwrap();
+    assert_eq!(archive.len(), 12);
+}
+
+/// Bytes that do not compress.
+fn noise(seed: usize, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Room for the 12 MiB ticket above.
+fn room_for_12_mib(options: ServerOptions) -> ServerOptions {
+    options
+        .env("PD2_LIMITS__MAX_FILE_SIZE", 2 << 20)
+        .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20)
 }

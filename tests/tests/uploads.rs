@@ -32,12 +32,14 @@ async fn limits_are_413_and_leave_nothing() {
     assert_eq!(status, 201);
     let baseline = server.stored().await;
 
-    assert_error(
-        upload(&server, &t, &[("a.txt", &near), ("b.txt", &over)], None).await,
-        413,
-        "File is too large",
-    )
-    .await;
+    // The spec's detail, and beside it which file and which limit.
+    let (status, body) =
+        json(upload(&server, &t, &[("a.txt", &near), ("src/b.txt", &over)], None).await).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        body,
+        serde_json::json!({"detail": "File is too large", "file": "src/b.txt", "max_file_size": 1000})
+    );
     assert_error(
         upload(
             &server,

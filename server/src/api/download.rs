@@ -73,13 +73,18 @@ pub(super) async fn download(
             tx: tx.clone(),
             buf: Vec::with_capacity(PIECE),
         };
-        if let Err(error) = write_zip(&runtime, &files, &ticket, &mut out)
-            && error.kind() != io::ErrorKind::BrokenPipe
-        {
-            tracing::error!(%error, ticket_id = %ticket.id, "zip download failed");
-            // Fails the response instead of ending it cleanly, so the
-            // client sees a broken download rather than a short zip.
-            let _ = tx.blocking_send(Err(error));
+        match write_zip(&runtime, &files, &ticket, &mut out) {
+            Ok(()) => {}
+            // The client went away: nothing failed on our side.
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
+                tracing::info!(ticket_id = %ticket.id, "zip download ended: the client hung up");
+            }
+            Err(error) => {
+                tracing::error!(%error, ticket_id = %ticket.id, "zip download failed");
+                // Fails the response instead of ending it cleanly, so the
+                // client sees a broken download rather than a short zip.
+                let _ = tx.blocking_send(Err(error));
+            }
         }
     });
     let mut response = warp::reply::stream(ReceiverStream::new(rx)).into_response();
@@ -115,7 +120,7 @@ fn write_zip(
             .last_modified_time(modified)
             .large_file(file.size >= u32::MAX as i64);
         zip.start_file(zip_entry_name(&file.path, &mut taken), options)
-            .map_err(io::Error::other)?;
+            .map_err(unzipped)?;
         let range = ByteRange {
             start: 0,
             end: file.size.max(0) as u64,
@@ -130,7 +135,16 @@ fn write_zip(
             zip.write_all(&chunk)?;
         }
     }
-    zip.finish().map_err(io::Error::other)?.into_inner().flush()
+    zip.finish().map_err(unzipped)?.into_inner().flush()
+}
+
+/// The io error inside a zip error, so that a client hanging up (a
+/// `BrokenPipe` from the channel) is still told apart from a failure.
+fn unzipped(error: zip::result::ZipError) -> io::Error {
+    match error {
+        zip::result::ZipError::Io(error) => error,
+        other => io::Error::other(other),
+    }
 }
 
 /// Text compresses well; media and archives are already compressed.

@@ -170,7 +170,10 @@ impl From<UploadError> for ApiError {
             UploadError::TooManyFiles(max) => {
                 Self::too_large(format!("Too many files (at most {max})"))
             }
-            UploadError::FileTooLarge => Self::too_large("File is too large"),
+            // The detail is the spec's; the file and the limit ride beside it.
+            UploadError::FileTooLarge { path, limit } => Self::too_large("File is too large")
+                .with_field("file", json!(path))
+                .with_field("max_file_size", json!(limit)),
             UploadError::TicketTooLarge => Self::too_large("Ticket is too large"),
             UploadError::FieldTooLarge(name) => {
                 Self::too_large(format!("Form field `{name}` is too large"))

@@ -170,7 +170,7 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String,
         (status = 400, description = "`Missing file`, an illegal or duplicate file name (named in the detail), a malformed form", body = ErrorBody),
         (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
         (status = 408, description = "`Upload stalled: no data for N s` (`limits.upload_idle_secs`, default 60)", body = ErrorBody),
-        (status = 413, description = "`File is too large`, `Ticket is too large`, `Too many files (at most N)`", body = ErrorBody),
+        (status = 413, description = "`File is too large` (with `file`: the file's name, and `max_file_size`), `Ticket is too large`, `Too many files (at most N)`", body = ErrorBody),
         (status = 422, description = "`File rejected by policy`: a validator plugin refused the upload", body = PolicyRejected),
         (status = 503, description = "`Database unavailable`; `Plugin unavailable: <name>` when a validator fails; `Upload took too long; please try again` when validation outlasted the upload journal", body = ErrorBody),
     )

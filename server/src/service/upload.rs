@@ -111,8 +111,9 @@ pub enum UploadError {
     DuplicateName { path: String, first: String },
     #[error("more than {0} files")]
     TooManyFiles(usize),
-    #[error("a file over the size limit")]
-    FileTooLarge,
+    /// The file (as named in the upload) and the limit it crossed.
+    #[error("{path:?} over the size limit of {limit} bytes")]
+    FileTooLarge { path: String, limit: u64 },
     #[error("a ticket over the size limit")]
     TicketTooLarge,
     #[error("form field `{0}` over the size limit")]
@@ -417,7 +418,10 @@ impl Upload<'_> {
         while let Some(bytes) = self.idle(data.try_next()).await? {
             let len = bytes.len() as u64;
             if self.staging.current_size() + len > limits.max_file_size {
-                return Err(UploadError::FileTooLarge);
+                return Err(UploadError::FileTooLarge {
+                    path,
+                    limit: limits.max_file_size,
+                });
             }
             if self.total + len > limits.max_ticket_size {
                 return Err(UploadError::TicketTooLarge);
