@@ -425,3 +425,33 @@ fn room_for_12_mib(options: ServerOptions) -> ServerOptions {
         .env("PD2_LIMITS__MAX_FILE_SIZE", 2 << 20)
         .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20)
 }
+
+/// A file whose bytes cannot be read gets an error status, not a `200`
+/// with a body cut short: the first chunk (for a small file, all of it) is
+/// read before the headers go out.
+#[tokio::test]
+async fn an_unreadable_small_file_is_an_error_not_a_short_200() {
+    let server = Server::start().await;
+    let t = server.token("73");
+    let ticket = create_ticket(&server, &t, &[("Main.java", b"class Main {}\n")], None).await;
+    let id = ticket["id"].as_str().unwrap();
+    // Its one chunk gone (a database that lost it, a read that failed).
+    let chunks = server
+        .mongo()
+        .await
+        .collection::<mongodb::bson::Document>("files.chunks");
+    chunks
+        .delete_many(mongodb::bson::doc! {})
+        .await
+        .expect("delete");
+    let response = server
+        .get(&format!("/ticket/@me/{id}/files/Main.java"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["detail"],
+        "Internal server error"
+    );
+}

@@ -1,6 +1,7 @@
 //! `GET /ticket/{user_id}/{ticket_id}/files/{file_path}`: one file's bytes,
 //! with validators (`ETag`/`If-None-Match`) and single byte ranges.
 
+use futures_util::{StreamExt, TryStreamExt};
 use percent_encoding::percent_decode_str;
 use warp::{
     Filter, Rejection,
@@ -83,7 +84,7 @@ pub(super) async fn serve_file(
 ) -> Result<Response, ApiError> {
     let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
-    Ok(file_response(&state, file, &headers))
+    file_response(&state, file, &headers).await
 }
 
 /// Finds a file of the ticket by its percent-encoded URL path. An illegal
@@ -103,7 +104,11 @@ pub(super) fn ticket_file<'t>(
         .ok_or_else(ApiError::ticket_file_not_found)
 }
 
-fn file_response(state: &AppState, file: &StoredFile, headers: &HeaderMap) -> Response {
+async fn file_response(
+    state: &AppState,
+    file: &StoredFile,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let etag = format!("\"{}\"", file.sha256);
     let size = file.size.max(0) as u64;
 
@@ -131,8 +136,14 @@ fn file_response(state: &AppState, file: &StoredFile, headers: &HeaderMap) -> Re
                         },
                     ),
                 };
-                let stream = state.store.files.read(file, range);
-                (super::stream_body(stream), status, Some(range))
+                // The first chunk is read before the headers go out: a
+                // failure there (for a file of one chunk, anywhere) is an
+                // error status, never a 200 cut short. A later failure
+                // cuts a body whose `Content-Length` says it was cut.
+                let mut stream = Box::pin(state.store.files.read(file, range));
+                let first = stream.try_next().await?;
+                let body = futures_util::stream::iter(first.map(Ok)).chain(stream);
+                (super::stream_body(body), status, Some(range))
             }
         }
     };
@@ -169,7 +180,7 @@ fn file_response(state: &AppState, file: &StoredFile, headers: &HeaderMap) -> Re
     // An uploaded .html or .svg opened directly must not run script with
     // this origin's rights.
     set(&mut response, header::CONTENT_SECURITY_POLICY, "sandbox");
-    response
+    Ok(response)
 }
 
 /// Sets a header, logging (not failing on) a value that cannot be one.
