@@ -113,37 +113,79 @@ async fn slow_and_idle_connections_are_cut_off() {
     assert_eq!(server.get_anonymous("/ping").await.status(), 200);
 }
 
+/// At most `max_connections` are open. At the limit the connection idle
+/// the longest is closed for a new client, so a full house of idle
+/// (kept-alive, or silent) connections never keeps anyone waiting; while
+/// every connection is busy with a request, a new one waits until a slot
+/// frees.
 #[tokio::test]
 async fn the_number_of_connections_is_bounded() {
     let server = Server::start_with(
         ServerOptions::default()
             .env("PD2_SERVER__MAX_CONNECTIONS", 8)
-            .env("PD2_SERVER__KEEP_ALIVE_SECS", 120),
+            .env("PD2_SERVER__KEEP_ALIVE_SECS", 120)
+            .env("PD2_SERVER__HEADER_READ_TIMEOUT_SECS", 120),
     )
     .await;
+    let token = server.token("81");
     let ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut buf = [0u8; 1024];
-    // Kept-alive connections, each proven accepted by one answer, until
-    // one is not answered: it waits beyond the limit.
-    let mut open = Vec::new();
+    let answered =
+        |n: usize, buf: &[u8]| String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200");
+
+    // A full house of idle connections: eight kept alive after an answer.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let mut stream = multipart::send(server.port, ping).await;
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("served")
+            .expect("read");
+        assert!(answered(n, &buf));
+        idle.push(stream);
+    }
+    // Without room, a new client would wait for their 120 s timeouts; the
+    // one idle the longest is closed for it instead.
+    let mut newcomer = multipart::send(server.port, ping).await;
+    let n = tokio::time::timeout(Duration::from_secs(30), newcomer.read(&mut buf))
+        .await
+        .expect("a new client is served at a full house of idle connections")
+        .expect("read");
+    assert!(answered(n, &buf));
+    let closed = tokio::time::timeout(Duration::from_secs(30), idle[0].read(&mut buf))
+        .await
+        .expect("the oldest idle connection is closed")
+        .unwrap_or(0);
+    assert_eq!(closed, 0, "the oldest idle connection was closed");
+    drop(idle);
+
+    // Eight busy connections: uploads whose bodies are still coming.
+    let mut busy = Vec::new();
+    for _ in 0..8 {
+        let mut head = multipart::post_head(server.port, Some(&token), 1 << 20);
+        head.extend(multipart::file_head("slow.txt"));
+        head.extend([b'x'; 1000]);
+        busy.push(multipart::send(server.port, &head).await);
+    }
+    // The uploads are in progress (the server has their heads) once a
+    // ninth connection is not served.
     let mut waiting = loop {
         let mut stream = multipart::send(server.port, ping).await;
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => open.push(stream),
+        match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
+            // Served: a slot was still free (an upload's head not read yet,
+            // or the harness's own idle connection closed for it).
+            Ok(Ok(n)) if n > 0 => continue,
             Ok(other) => panic!("connection failed: {other:?}"),
             Err(_) => break stream,
         }
-        assert!(open.len() <= 8, "more than 8 connections served");
     };
-    // The harness's own client may hold one of the eight.
-    assert!(open.len() >= 7, "only {} served", open.len());
-    // One goes: the waiting client is accepted and answered.
-    open.remove(0);
-    let n = tokio::time::timeout(Duration::from_secs(10), waiting.read(&mut buf))
+    // One upload goes: the waiting client is accepted and answered.
+    drop(busy.remove(0));
+    let n = tokio::time::timeout(Duration::from_secs(30), waiting.read(&mut buf))
         .await
         .expect("served once a slot was free")
         .expect("read");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(answered(n, &buf));
 }
 
 #[tokio::test]

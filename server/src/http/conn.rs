@@ -8,7 +8,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -40,6 +40,8 @@ pub struct Activity {
     head_since: AtomicU64,
     /// Milliseconds after `start` when the last request finished.
     idle_since: AtomicU64,
+    /// Closed to make room at the connection limit (see `evict`).
+    evicted: AtomicBool,
     changed: Notify,
 }
 
@@ -51,8 +53,30 @@ impl Activity {
             requests: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(NEVER),
+            evicted: AtomicBool::new(false),
             changed: Notify::new(),
         }
+    }
+
+    /// Since when the connection has been waiting for a client that sends
+    /// nothing (no request in progress): its connect, or the end of its
+    /// last request. `None` while a request is in progress.
+    pub fn idle_from(&self) -> Option<Instant> {
+        if !self.is_idle() {
+            return None;
+        }
+        let since = match self.head_since.load(Ordering::SeqCst) {
+            NEVER => self.idle_since.load(Ordering::SeqCst),
+            since => since,
+        };
+        (since != NEVER).then(|| self.start + Duration::from_millis(since))
+    }
+
+    /// Asks the connection to close now, if it is still idle: the server is
+    /// full and a new client needs its slot.
+    pub fn evict(&self) {
+        self.evicted.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
     }
 
     fn now(&self) -> u64 {
@@ -91,6 +115,11 @@ impl Activity {
     pub async fn expired(&self, header: Duration, keep_alive: Duration) -> &'static str {
         loop {
             let changed = self.changed.notified();
+            // A request that began since keeps its connection.
+            if self.is_idle() && self.evicted.load(Ordering::SeqCst) {
+                return "closed for a new client at the connection limit";
+            }
+            self.evicted.store(false, Ordering::SeqCst);
             let deadline = if !self.is_idle() {
                 None
             } else {

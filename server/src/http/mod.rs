@@ -7,9 +7,13 @@
 //! waits for in-flight requests only as long as the grace period allows.
 //!
 //! Connections are bounded here too, since a client needs no token to open
-//! one: at most `server.max_connections` are open (beyond it the loop stops
-//! accepting, so clients wait in the kernel's listen queue instead of
-//! costing memory and file descriptors), a request head must arrive within
+//! one: at most `server.max_connections` are open. At the limit the
+//! connection idle the longest (one that has sent no request yet, or sits
+//! in keep-alive between requests) is closed to make room, so a new client
+//! is served at once while any slot is only held by waiting; when every
+//! connection is busy with a request, the loop stops accepting and clients
+//! wait in the kernel's listen queue (instead of costing memory and file
+//! descriptors). A request head must arrive within
 //! `server.header_read_timeout_secs` of connecting or of its first byte,
 //! and an idle kept-alive connection is closed after
 //! `server.keep_alive_secs`. Requests in progress are bounded by their own
@@ -76,30 +80,10 @@ pub async fn run(
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = OpenConnections::default();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut saturated = false;
-    loop {
-        // A slot first: at the limit, stop accepting until a connection
-        // closes.
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if !saturated {
-                    saturated = true;
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "connection limit reached; new connections wait to be accepted"
-                    );
-                }
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                    () = &mut shutdown => break,
-                }
-            }
-        };
+    'accept: loop {
         let io = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((io, _)) => io,
@@ -113,14 +97,41 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        // Then a slot: at the limit, the connection idle the longest is
+        // closed to make room; while every one is busy, this client waits
+        // (and the next ones in the listen queue) until a slot frees, and
+        // one that goes idle meanwhile is closed for it.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => loop {
+                open.evict_longest_idle();
+                if !saturated {
+                    saturated = true;
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; closing idle connections, new ones wait"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => break slot,
+                        Err(_) => break 'accept,
+                    },
+                    () = tokio::time::sleep(EVICT_RECHECK) => {}
+                    () = &mut shutdown => break 'accept,
+                }
+            },
+        };
         saturated = false;
         let service = warp::service(routes.clone());
         let table = table.clone();
         let watcher = graceful.watcher();
+        let open = open.clone();
         tokio::spawn(async move {
             let _slot = slot;
             metrics().connections_open.inc();
             let activity = Arc::new(Activity::new());
+            open.add(&activity);
             let io = Watched::new(io, activity.clone());
             let service = {
                 let activity = activity.clone();
@@ -149,6 +160,39 @@ pub async fn run(
         () = graceful.shutdown() => tracing::info!("in-flight requests finished"),
         () = tokio::time::sleep(limits.grace) => {
             tracing::warn!(grace_secs = limits.grace.as_secs(), "grace period over; closing remaining connections");
+        }
+    }
+}
+
+/// How often a full server looks again for an idle connection to close.
+const EVICT_RECHECK: Duration = Duration::from_millis(100);
+
+/// The open connections, for closing the one idle the longest when the
+/// server is full. Weak: a connection's task owns its activity.
+#[derive(Clone, Default)]
+struct OpenConnections(Arc<std::sync::Mutex<Vec<std::sync::Weak<Activity>>>>);
+
+impl OpenConnections {
+    fn add(&self, activity: &Arc<Activity>) {
+        if let Ok(mut open) = self.0.lock() {
+            // Closed ones go whenever one is added: the list stays at most
+            // about `max_connections` long.
+            open.retain(|a| a.strong_count() > 0);
+            open.push(Arc::downgrade(activity));
+        }
+    }
+
+    /// Asks the connection idle the longest to close, if there is one.
+    fn evict_longest_idle(&self) {
+        let Ok(open) = self.0.lock() else { return };
+        let longest = open
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter_map(|a| a.idle_from().map(|since| (since, a)))
+            .min_by_key(|(since, _)| *since);
+        if let Some((_, activity)) = longest {
+            tracing::debug!("closing the connection idle the longest for a new client");
+            activity.evict();
         }
     }
 }
