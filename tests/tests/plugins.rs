@@ -295,6 +295,21 @@ async fn previews_have_safe_headers_cache_and_visibility() {
         .unwrap();
     assert_eq!(seen.status(), 200);
     assert_eq!(seen.headers()["x-preview-cache"], "hit");
+    // Bob's own copy of the same bytes at the same path is rendered for
+    // him: the cache is per author, so how fast (or whether a render slot
+    // was needed) tells him nothing about alice's private file.
+    let copy = create_ticket(
+        &server,
+        &bob,
+        &[("docs/read me.txt", b"<script>alert(1)</script>")],
+        None,
+    )
+    .await;
+    let copy_id = copy["id"].as_str().unwrap();
+    let his = preview(&server, &bob, copy_id, "docs/read%20me.txt").await;
+    assert_eq!(his.status(), 200);
+    assert_eq!(his.text().await.unwrap(), body);
+    assert_eq!(server.count("previews", mongodb::bson::doc! {}).await, 2);
 
     // Same visibility rules as files/.
     assert_error(

@@ -54,9 +54,17 @@ pub struct PreviewReply {
 
 /// Identifies a preview: same bytes, path, plugin build and settings give
 /// the same output, so a new build or new settings miss the cache.
-fn cache_key(file: &StoredFile, plugin: &LoadedPlugin) -> String {
+///
+/// Scoped to the ticket's author: a cache shared by everyone would tell
+/// anyone who previews a guess, by how fast (or whether a render slot was
+/// needed), whether another user's private file holds those bytes. An
+/// author's tickets share their previews (a second upload of a folder is
+/// instant); identical starter code in many students' tickets is rendered
+/// once per student.
+fn cache_key(ticket: &TicketRecord, file: &StoredFile, plugin: &LoadedPlugin) -> String {
     let mut hash = Sha256::new();
     for part in [
+        ticket.author_id.as_bytes(),
         file.sha256.as_bytes(),
         file.path.as_bytes(),
         plugin.name().as_bytes(),
@@ -92,7 +100,10 @@ pub async fn preview(
     if renderers.is_empty() {
         return Err(PreviewError::NoPreview);
     }
-    let keys: Vec<String> = renderers.iter().map(|p| cache_key(file, p)).collect();
+    let keys: Vec<String> = renderers
+        .iter()
+        .map(|p| cache_key(ticket, file, p))
+        .collect();
     let answers = cached_answers(state, ticket, &keys).await?;
     let mut slot = None;
     for ((plugin, key), answer) in renderers.iter().zip(&keys).zip(answers) {
