@@ -46,7 +46,28 @@ pub fn normalize_upload_name(raw: &str) -> Option<String> {
     // judged the name as sent. Only new names are refused; a stored one
     // (from an earlier version) stays readable.
     let windows_renames = path.split('/').any(|s| s.ends_with(['.', ' ']));
-    (is_legal_path(&path) && !windows_renames).then_some(path)
+    let disguised = path.chars().any(disguises);
+    (is_legal_path(&path) && !windows_renames && !disguised).then_some(path)
+}
+
+/// Characters that make a name read as another: bidirectional overrides
+/// and isolates (`homework\u{202E}fdp.scr` shows as `homeworkrcs.pdf`) and
+/// invisible ones (a zero-width space makes `a.c` and `a\u{200B}.c` two
+/// files that look the same). Joiners (U+200C, U+200D) stay: Persian and
+/// Indic names need them.
+fn disguises(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// A relative, `/`-separated path without empty, `.` or `..` segments, any
@@ -379,6 +400,23 @@ mod tests {
         }
         // A stored name of an earlier version stays readable.
         assert!(is_legal_path("notes."));
+    }
+
+    #[test]
+    fn names_that_read_as_others_are_refused() {
+        for bad in [
+            "homework\u{202E}fdp.scr",
+            "a\u{200B}.c",
+            "\u{FEFF}Main.java",
+            "x\u{2066}y.c",
+            "soft\u{AD}hyphen.c",
+            "rtl\u{200F}.c",
+        ] {
+            assert_eq!(normalize_upload_name(bad), None, "{bad:?}");
+        }
+        // Joiners are part of Persian and Indic names.
+        assert!(normalize_upload_name("می\u{200C}خواهم.txt").is_some());
+        assert!(normalize_upload_name("क्\u{200D}ष.py").is_some());
     }
 
     #[test]

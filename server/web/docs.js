@@ -51,15 +51,16 @@ function form(doc, method, path, op) {
   send.addEventListener("click", async () => {
     let url = path;
     const query = new URLSearchParams();
+    const headers = {};
     for (const { p, input } of inputs) {
       const value = input.value || (p.in === "path" && p.name === "user_id" ? "@me" : "");
       // `@` is kept as is: `@me` is a user id, and `%40me` is not.
       const segment = (v) => encodeURIComponent(v).replaceAll("%40", "@");
       if (p.in === "path") url = url.replace(`{${p.name}}`, value.split("/").map(segment).join("/"));
       else if (p.in === "query" && value !== "") query.set(p.name, value);
+      else if (p.in === "header" && value !== "") headers[p.name] = value;
     }
     if (query.toString()) url += `?${query}`;
-    const headers = {};
     if (token) headers.Authorization = `Bearer ${token}`;
     let payload;
     if (body) {

@@ -450,6 +450,13 @@ try {
     expectTrue(!text.includes("[object"), `form shows: ${text}`);
     await read.locator('input[data-param="ticket_id"]').fill(id);
     expectTrue((await send(read, "200 OK")).includes("from the console"), "read back through the console");
+    // A header parameter: a byte range of the file.
+    const file = op("get", "/ticket/{user_id}/{ticket_id}/files/{file_path}");
+    await file.locator("summary").click();
+    await file.locator('input[data-param="ticket_id"]').fill(id);
+    await file.locator('input[data-param="file_path"]').fill("Docs.java");
+    await file.locator('input[data-param="Range"]').fill("bytes=0-4");
+    expectTrue((await send(file, "206 Partial Content")).endsWith("class"), "the range was sent");
     // A query parameter.
     const list = op("get", "/ticket");
     await list.locator("summary").click();

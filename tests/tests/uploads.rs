@@ -477,6 +477,28 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
             )
         );
     }
+    // A file and a folder of the same name cannot both be unzipped, in
+    // either order, nor when they differ only by case.
+    for (first, second, file, inside) in [
+        ("src", "src/x.c", "src", "src/x.c"),
+        ("src/x.c", "src", "src", "src/x.c"),
+        ("SRC", "src/x.c", "SRC", "src/x.c"),
+        ("a/b/c.txt", "A/B", "A/B", "a/b/c.txt"),
+    ] {
+        let (status, body) =
+            json(upload(&server, &t, &[(first, b"1"), (second, b"2")], None).await).await;
+        assert_eq!(status, 400, "{first} / {second}: {body}");
+        assert_eq!(
+            body["detail"],
+            format!(
+                "Duplicate file name: {file:?} is a file and also a folder, of {inside:?} (they cannot both be unzipped)"
+            )
+        );
+    }
+    // A name that reads as another: a right-to-left override.
+    let (status, body) =
+        json(upload(&server, &t, &[("homework\u{202E}fdp.scr", b"MZ")], None).await).await;
+    assert_eq!(status, 400, "{body}");
     // A trailing dot or space, which Windows drops when it saves the file
     // (`tool.exe.` lands as `tool.exe`): refused, naming the file.
     let pe = b"MZ\x90\x00\x03\x00\x00\x00";

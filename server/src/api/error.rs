@@ -167,6 +167,11 @@ impl From<UploadError> for ApiError {
                 quoted_name(&path),
                 quoted_name(&first)
             )),
+            UploadError::FileAndFolder { file, inside } => Self::bad_request(format!(
+                "Duplicate file name: {} is a file and also a folder, of {} (they cannot both be unzipped)",
+                quoted_name(&file),
+                quoted_name(&inside)
+            )),
             UploadError::TooManyFiles(max) => {
                 Self::too_large(format!("Too many files (at most {max})"))
             }

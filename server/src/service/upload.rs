@@ -109,6 +109,9 @@ pub enum UploadError {
     /// file on Windows and macOS).
     #[error("duplicate file name {path:?}")]
     DuplicateName { path: String, first: String },
+    /// `file` is also the name of a folder `inside` is in.
+    #[error("file {file:?} is also a folder of {inside:?}")]
+    FileAndFolder { file: String, inside: String },
     #[error("more than {0} files")]
     TooManyFiles(usize),
     /// The file (as named in the upload) and the limit it crossed.
@@ -201,6 +204,7 @@ pub async fn ingest(
         touched: Instant::now(),
         staging: Staging::new(),
         names: HashMap::new(),
+        folders: HashMap::new(),
         total: 0,
         field_bytes: 0,
     };
@@ -296,6 +300,10 @@ struct Upload<'a> {
     staging: Staging,
     /// Names so far by [`name_key`].
     names: HashMap<String, String>,
+    /// Folders of those names by [`name_key`], with the file that made
+    /// each: a file may not have the name of a folder, nor the reverse
+    /// (`src` and `src/x.c` cannot both be unzipped).
+    folders: HashMap<String, String>,
     /// Bytes of file content received so far, all files together.
     total: u64,
     /// Bytes of non-file fields received so far.
@@ -408,8 +416,26 @@ impl Upload<'_> {
                 first: first.clone(),
             });
         }
+        if let Some(other) = self.folders.get(&name_key(&path)) {
+            return Err(UploadError::FileAndFolder {
+                file: path,
+                inside: other.clone(),
+            });
+        }
+        let folders: Vec<&str> = path.match_indices('/').map(|(at, _)| &path[..at]).collect();
+        if let Some(file) = folders.iter().find_map(|f| self.names.get(&name_key(f))) {
+            return Err(UploadError::FileAndFolder {
+                file: file.clone(),
+                inside: path,
+            });
+        }
         if self.staging.files().len() >= limits.max_files {
             return Err(UploadError::TooManyFiles(limits.max_files));
+        }
+        for folder in folders {
+            self.folders
+                .entry(name_key(folder))
+                .or_insert_with(|| path.clone());
         }
         let content_type = content_type_for(&path);
         self.staging
