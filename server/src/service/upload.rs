@@ -260,9 +260,21 @@ pub async fn ingest(
                 UploadOutcome::Failed
             };
             metrics().upload(outcome, 0, 0);
+            // With the database away, a cleanup awaited here would wait out
+            // the deadline a second time before the client hears (a 503
+            // after twice `mongodb.timeout_ms`): it runs on its own instead.
+            let database_away = matches!(error, UploadError::Store(e) if e.is_unavailable());
             match upload.last {
+                Last::NotSent if upload.sent && database_away => {
+                    let (janitor, id) = (ctx.janitor.clone(), ticket_id.clone());
+                    tokio::spawn(async move { janitor.discard_twice(&id).await });
+                }
                 Last::NotSent if upload.sent => ctx.janitor.discard_twice(&ticket_id).await,
                 Last::NotSent => {}
+                Last::Failed if database_away => {
+                    let (janitor, id, ids) = (ctx.janitor.clone(), ticket_id.clone(), upload.ids);
+                    tokio::spawn(async move { janitor.remove_failed(&id, &ids).await });
+                }
                 Last::Failed => ctx.janitor.remove_failed(&ticket_id, &upload.ids).await,
                 Last::Landing(landing) => {
                     ctx.janitor.remove_after(landing, &ticket_id, &upload.ids);

@@ -403,3 +403,170 @@ pub async fn repeat_views(db: &DbServer) {
         }
     }
 }
+
+/// Slow is not down (issue 22): 96 students upload 2 MB folders at once
+/// while two other processes burn the CPU, through a database that still
+/// answers; then the database freezes in the middle of large uploads, and
+/// every request must get its 503 within `mongodb.timeout_ms` + 0.5 s.
+pub async fn slow_not_down(db: &DbServer) {
+    const CLIENTS: usize = 96;
+    let proxy = pd2_ticket_tests::proxy::Proxy::start(&format!("127.0.0.1:{}", db.port)).await;
+    let server = Arc::new(
+        Server::start_with(
+            ServerOptions::default()
+                .database(&proxy.uri, "bench-slow")
+                .env("PD2_CONFIG", workspace_root().join("config.toml").display())
+                .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+                .env(
+                    "PD2_PLUGINS__CACHE_DIR",
+                    pd2_ticket_tests::shared_compile_cache().display(),
+                )
+                .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20)
+                .env("RUST_LOG", "warn"),
+        )
+        .await,
+    );
+    let folder: Arc<Folder> = Arc::new(
+        (0..20)
+            .map(|i| (format!("hw/src/F{i}.java"), source(i, 100_000)))
+            .collect(),
+    );
+    // Tokens first: minting one asks the database (for the secret).
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..CLIENTS)
+            .map(|c| server.token(&format!("{}", 400 + c)))
+            .collect(),
+    );
+    // Two processes that burn a core each, killed on every path (drop).
+    struct Burners(Vec<std::process::Child>);
+    impl Drop for Burners {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let burners = Burners(
+        (0..2)
+            .map(|_| {
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("a burner")
+            })
+            .collect(),
+    );
+    println!(
+        "\n## Slow is not down: {CLIENTS} concurrent uploads of 20 × 100 KB, two processes burning the CPU (shipped config, pool 2)\n"
+    );
+    println!("| round | answers | slowest ms | load average (1 min) |");
+    println!("|---|---|---|---|");
+    for round in 1..=3 {
+        let started = Instant::now();
+        let uploads: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (server, folder, tokens) = (server.clone(), folder.clone(), tokens.clone());
+                tokio::spawn(async move {
+                    let token = &tokens[c];
+                    let response = server
+                        .post("/ticket", &token)
+                        .multipart(form(&folder))
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status() == 201 => "201".to_owned(),
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let body = r.text().await.unwrap_or_default();
+                            format!("{status} {}", body.chars().take(120).collect::<String>())
+                        }
+                        Err(e) => format!("client error: {e}"),
+                    }
+                })
+            })
+            .collect();
+        let mut answers = std::collections::BTreeMap::<String, usize>::new();
+        for upload in uploads {
+            *answers
+                .entry(upload.await.expect("upload task"))
+                .or_default() += 1;
+        }
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "| {round} | {} | {:.0} | {} |",
+            answers
+                .iter()
+                .map(|(k, n)| format!("{n} × {k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            started.elapsed().as_secs_f64() * 1000.0,
+            load.split_whitespace().next().unwrap_or("?")
+        );
+    }
+    drop(burners);
+    let log = server.log_text();
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    println!(
+        "\nServer log meanwhile: {} × database unavailable (health check), {} × timed out, {} × database available again.",
+        lines("database unavailable\""),
+        lines("timed out"),
+        lines("database available")
+    );
+    for line in log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .take(8)
+    {
+        println!("    {}", line.chars().take(200).collect::<String>());
+    }
+
+    // A freeze in the middle of large uploads (10 × 1 MiB each).
+    let big: Arc<Folder> = Arc::new(
+        (0..10)
+            .map(|i| (format!("data/part{i}.txt"), source(i, 1 << 20)))
+            .collect(),
+    );
+    let uploads: Vec<_> = (0..20)
+        .map(|c| {
+            let (server, big, tokens) = (server.clone(), big.clone(), tokens.clone());
+            tokio::spawn(async move {
+                let token = &tokens[c];
+                let response = server
+                    .post("/ticket", token)
+                    .multipart(form(&big))
+                    .send()
+                    .await;
+                (
+                    Instant::now(),
+                    match response {
+                        Ok(r) => r.status().as_u16().to_string(),
+                        Err(e) => format!("client error: {e}"),
+                    },
+                )
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.freeze();
+    let frozen = Instant::now();
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    let mut latest = Duration::ZERO;
+    for upload in uploads {
+        let (at, answer) = upload.await.expect("upload task");
+        if at > frozen {
+            latest = latest.max(at - frozen);
+        }
+        *answers.entry(answer).or_default() += 1;
+    }
+    proxy.thaw();
+    println!(
+        "\nFreeze in the middle of 20 uploads of 10 × 1 MiB (`mongodb.timeout_ms` 2000): {}; the last answer {:.0} ms after the freeze.",
+        answers
+            .iter()
+            .map(|(k, n)| format!("{n} × {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        latest.as_secs_f64() * 1000.0
+    );
+}

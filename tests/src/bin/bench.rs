@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes | --folders | --deletes | --big-uploads | --repeat-views]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes | --folders | --deletes | --big-uploads | --repeat-views | --slow-not-down]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -177,6 +177,10 @@ async fn main() {
     }
     if std::env::args().any(|a| a == "--folders") {
         shapes::upload_shapes(&db, quick).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--slow-not-down") {
+        shapes::slow_not_down(&db).await;
         return;
     }
     if std::env::args().any(|a| a == "--repeat-views") {
