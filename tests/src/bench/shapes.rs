@@ -470,7 +470,7 @@ pub async fn slow_not_down(db: &DbServer) {
                 tokio::spawn(async move {
                     let token = &tokens[c];
                     let response = server
-                        .post("/ticket", &token)
+                        .post("/ticket", token)
                         .multipart(form(&folder))
                         .send()
                         .await;
