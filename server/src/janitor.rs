@@ -79,12 +79,15 @@ impl Janitor {
     /// Removes what a failed upload stored; if the database cannot be
     /// reached now, remembers it for when it can.
     pub async fn discard(&self, ticket_id: &str) {
-        if let Err(error) = cleanup(&self.store, ticket_id).await {
-            tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.entry(ticket_id.to_owned()).or_insert(None);
+        match cleanup(&self.store, ticket_id).await {
+            Ok(()) => tracing::info!(ticket_id, "removed the bytes of a failed upload"),
+            Err(error) => {
+                tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
+                if let Ok(mut pending) = self.pending.lock() {
+                    pending.entry(ticket_id.to_owned()).or_insert(None);
+                }
+                self.wake.notify_one();
             }
-            self.wake.notify_one();
         }
     }
 
@@ -105,12 +108,15 @@ impl Janitor {
     /// batch, hence the ids. Retried while the database does not answer.
     pub async fn remove_failed(&self, ticket_id: &str, ids: &FileIdBlock) {
         let range = (ids.first(), ids.last());
-        if let Err(error) = remove_unanswered(&self.store, ticket_id, range.0, range.1).await {
-            tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.insert(ticket_id.to_owned(), Some(range));
+        match remove_unanswered(&self.store, ticket_id, range.0, range.1).await {
+            Ok(()) => tracing::info!(ticket_id, "removed the bytes of a failed upload"),
+            Err(error) => {
+                tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
+                if let Ok(mut pending) = self.pending.lock() {
+                    pending.insert(ticket_id.to_owned(), Some(range));
+                }
+                self.wake.notify_one();
             }
-            self.wake.notify_one();
         }
     }
 
