@@ -728,6 +728,23 @@ pub async fn upload(
         .expect("upload request")
 }
 
+/// The ticket's zip through `GET …/download`, opened.
+pub async fn download_zip(
+    server: &Server,
+    token: &str,
+    id: &str,
+) -> zip::ZipArchive<std::io::Cursor<Vec<u8>>> {
+    let bytes = server
+        .get(&format!("/ticket/@me/{id}/download"), token)
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("zip bytes");
+    zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip")
+}
+
 /// Uploads and returns the created ticket's JSON (asserting 201).
 pub async fn create_ticket(
     server: &Server,

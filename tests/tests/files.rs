@@ -394,15 +394,7 @@ async fn a_client_hanging_up_during_a_zip_is_not_an_error() {
     .await;
     let log = server.log_text();
     assert!(!log.contains("zip download failed"), "{log}");
-    let whole = server
-        .get(&format!("/ticket/@me/{id}/download"), &t)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let archive = zip::ZipArchive::new(std::io::Cursor::new(whole.to_vec())).unwrap();
+    let archive = pd2_ticket_tests::download_zip(&server, &t, id).await;
     assert_eq!(archive.len(), 12);
 }
 

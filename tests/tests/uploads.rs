@@ -393,6 +393,14 @@ async fn a_part_header_that_never_ends_is_413() {
     );
 }
 
+/// Uploads two small files; the upload must be refused (400): its detail.
+async fn refused_pair(server: &Server, t: &str, first: &str, second: &str) -> String {
+    let (status, body) =
+        json(upload(server, t, &[(first, b"1"), (second, b"2")], None).await).await;
+    assert_eq!(status, 400, "{first} / {second}: {body}");
+    body["detail"].as_str().unwrap_or_default().to_owned()
+}
+
 #[tokio::test]
 async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
     let server = Server::start().await;
@@ -467,11 +475,8 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
         ("\u{fb01}le.c", "file.c"),
         ("\u{ff21}.c", "a.c"),
     ] {
-        let (status, body) =
-            json(upload(&server, &t, &[(first, b"1"), (second, b"2")], None).await).await;
-        assert_eq!(status, 400, "{first} / {second}: {body}");
         assert_eq!(
-            body["detail"],
+            refused_pair(&server, &t, first, second).await,
             format!(
                 "Duplicate file name: {second:?} (the same file as {first:?} on Windows and macOS)"
             )
@@ -485,11 +490,8 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
         ("SRC", "src/x.c", "SRC", "src/x.c"),
         ("a/b/c.txt", "A/B", "A/B", "a/b/c.txt"),
     ] {
-        let (status, body) =
-            json(upload(&server, &t, &[(first, b"1"), (second, b"2")], None).await).await;
-        assert_eq!(status, 400, "{first} / {second}: {body}");
         assert_eq!(
-            body["detail"],
+            refused_pair(&server, &t, first, second).await,
             format!(
                 "Duplicate file name: {file:?} is a file and also a folder, of {inside:?} (they cannot both be unzipped)"
             )
@@ -529,15 +531,7 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
         .await
         .unwrap();
     assert_eq!(raw.status(), 200);
-    let zip = server
-        .get(&format!("/ticket/@me/{id}/download"), &t)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    let mut archive = pd2_ticket_tests::download_zip(&server, &t, id).await;
     let names: Vec<String> = (0..archive.len())
         .map(|i| archive.by_index(i).unwrap().name().unwrap().to_string())
         .collect();
