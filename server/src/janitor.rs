@@ -44,6 +44,46 @@ const CHECK_FEW: usize = 1000;
 /// a failure during a brief freeze is repaired right after it, without
 /// waiting for the health check to have seen an outage.
 const RETRY: Duration = Duration::from_secs(1);
+/// While every retry fails (a database that answers but refuses writes: a
+/// full disk), the retries slow down, doubling up to this.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// A cleanup failing again and again is logged at most this often, with
+/// how many failures the report stands for.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Says when a repeating failure is worth a log line: the first time, then
+/// at most once per `every`, counting what it kept quiet.
+#[derive(Debug)]
+struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    quiet: u64,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            quiet: 0,
+        }
+    }
+
+    /// `Some(failures kept quiet since the last line)` when this one is to
+    /// be logged.
+    fn report(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.every => {
+                self.quiet += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.quiet))
+            }
+        }
+    }
+}
 
 /// All cleanups run one at a time from [`Janitor::run`]: they are
 /// background work, and a burst of them (every upload an outage failed)
@@ -62,6 +102,8 @@ pub struct Janitor {
     later: Mutex<Vec<(Instant, String)>>,
     /// Wakes `run` when a cleanup joins `pending`.
     wake: tokio::sync::Notify,
+    /// Cleanup failures, logged at most once per [`REPORT_EVERY`].
+    failures: Mutex<Throttle>,
 }
 
 impl Janitor {
@@ -73,6 +115,7 @@ impl Janitor {
             pending: Mutex::default(),
             later: Mutex::default(),
             wake: tokio::sync::Notify::new(),
+            failures: Mutex::new(Throttle::new(REPORT_EVERY)),
         }
     }
 
@@ -82,7 +125,7 @@ impl Janitor {
         match cleanup(&self.store, ticket_id).await {
             Ok(()) => tracing::info!(ticket_id, "removed the bytes of a failed upload"),
             Err(error) => {
-                tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
+                self.failed(ticket_id, &error);
                 if let Ok(mut pending) = self.pending.lock() {
                     pending.entry(ticket_id.to_owned()).or_insert(None);
                 }
@@ -111,7 +154,7 @@ impl Janitor {
         match remove_unanswered(&self.store, ticket_id, range.0, range.1).await {
             Ok(()) => tracing::info!(ticket_id, "removed the bytes of a failed upload"),
             Err(error) => {
-                tracing::warn!(%error, ticket_id, "cannot remove a failed upload yet; will retry");
+                self.failed(ticket_id, &error);
                 if let Ok(mut pending) = self.pending.lock() {
                     pending.insert(ticket_id.to_owned(), Some(range));
                 }
@@ -162,16 +205,18 @@ impl Janitor {
         let store = self.store.background();
         let mut health = store.health.subscribe();
         let mut sweep = tokio::time::interval(self.idle);
-        let mut retry = tokio::time::interval(RETRY);
-        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Every second while cleanups wait; slower while every retry fails.
+        let mut backoff = RETRY;
+        let retry = tokio::time::sleep(backoff);
+        tokio::pin!(retry);
         loop {
             tokio::select! {
                 () = self.wake.notified() => {}
-                _ = retry.tick(), if self.has_work() => {
+                () = &mut retry, if self.has_work() => {
                     self.promote_due();
-                    if store.health.is_up() {
-                        self.retry_pending(&store).await;
-                    }
+                    let refused = store.health.is_up() && self.retry_pending(&store).await;
+                    backoff = if refused { (backoff * 2).min(RETRY_MAX) } else { RETRY };
+                    retry.as_mut().reset(tokio::time::Instant::now() + backoff);
                 }
                 _ = sweep.tick() => {
                     if store.health.is_up() {
@@ -208,11 +253,33 @@ impl Janitor {
             || self.later.lock().is_ok_and(|l| !l.is_empty())
     }
 
-    async fn retry_pending(&self, store: &Store) {
+    /// Logs a cleanup that failed, unless one was logged within the last
+    /// minute (then it is counted into the next line): a database that
+    /// refuses every write must not fill the log.
+    fn failed(&self, ticket_id: &str, error: &crate::store::StoreError) {
+        let report = self
+            .failures
+            .lock()
+            .ok()
+            .and_then(|mut t| t.report(Instant::now()));
+        if let Some(quiet) = report {
+            tracing::warn!(
+                %error,
+                ticket_id,
+                more_failures_since_last_report = quiet,
+                "cannot remove a failed upload yet; will retry"
+            );
+        }
+    }
+
+    /// Retries every pending cleanup; true when at least one failed and
+    /// none succeeded (the retries then slow down).
+    async fn retry_pending(&self, store: &Store) -> bool {
         let pending: Vec<(String, Unanswered)> = match self.pending.lock() {
             Ok(pending) => pending.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            Err(_) => return,
+            Err(_) => return false,
         };
+        let (mut succeeded, mut failed) = (false, false);
         for (ticket_id, unanswered) in pending {
             let cleaned = match unanswered {
                 Some((first, last)) => remove_unanswered(store, &ticket_id, first, last).await,
@@ -220,14 +287,19 @@ impl Janitor {
             };
             match cleaned {
                 Ok(()) => {
+                    succeeded = true;
                     tracing::info!(ticket_id, "removed the bytes of a failed upload");
                     if let Ok(mut p) = self.pending.lock() {
                         p.remove(&ticket_id);
                     }
                 }
-                Err(error) => tracing::warn!(%error, ticket_id, "cleanup failed; will retry"),
+                Err(error) => {
+                    failed = true;
+                    self.failed(&ticket_id, &error);
+                }
             }
         }
+        failed && !succeeded
     }
 }
 
@@ -320,4 +392,22 @@ async fn check_files(store: &Store, after: Duration) -> Result<()> {
 fn unix_secs(time: SystemTime) -> i64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeating_failure_is_reported_once_a_minute_with_its_count() {
+        let mut throttle = Throttle::new(Duration::from_secs(60));
+        let start = Instant::now();
+        assert_eq!(throttle.report(start), Some(0));
+        for s in 1..60 {
+            assert_eq!(throttle.report(start + Duration::from_secs(s)), None);
+        }
+        assert_eq!(throttle.report(start + Duration::from_secs(60)), Some(59));
+        assert_eq!(throttle.report(start + Duration::from_secs(61)), None);
+        assert_eq!(throttle.report(start + Duration::from_secs(200)), Some(1));
+    }
 }
