@@ -14,6 +14,17 @@ use warp::reply::Response;
 /// Kept by the user's own browser, revalidated before each use.
 pub const PRIVATE: &str = "private, no-cache";
 
+/// `If-None-Match`: `*` or a list of (possibly weak) tags.
+pub fn etag_matches(header: Option<&HeaderValue>, etag: &str) -> bool {
+    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
 /// Marks `response` as one user's: private and revalidated unless the
 /// handler chose `no-store`, and varying by who asked.
 pub fn private(response: &mut Response) {
@@ -64,5 +75,16 @@ mod tests {
         private(&mut response);
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(response.headers().get_all(header::VARY).iter().count(), 1);
+    }
+
+    #[test]
+    fn etags() {
+        let tag = "\"abc\"";
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert!(etag_matches(Some(&v("\"abc\"")), tag));
+        assert!(etag_matches(Some(&v("W/\"abc\", \"x\"")), tag));
+        assert!(etag_matches(Some(&v("*")), tag));
+        assert!(!etag_matches(Some(&v("\"abd\"")), tag));
+        assert!(!etag_matches(None, tag));
     }
 }

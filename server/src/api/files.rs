@@ -12,6 +12,7 @@ use warp::{
 
 use super::error::{ApiError, ErrorBody};
 use super::{
+    caching::etag_matches,
     filters::{authenticated, with_state},
     handle,
     openapi::FilePath,
@@ -193,17 +194,6 @@ pub(super) fn set(response: &mut Response, name: header::HeaderName, value: impl
     }
 }
 
-/// `If-None-Match`: `*` or a list of (possibly weak) tags.
-pub(super) fn etag_matches(header: Option<&HeaderValue>, etag: &str) -> bool {
-    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
 #[derive(Debug, PartialEq)]
 enum RangeRequest {
     Full,
@@ -279,16 +269,5 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Full);
         assert_eq!(parse_range("items=0-1", 100), RangeRequest::Full);
         assert_eq!(parse_range("bytes=0-0", 0), RangeRequest::Unsatisfiable);
-    }
-
-    #[test]
-    fn etags() {
-        let tag = "\"abc\"";
-        let v = |s: &'static str| HeaderValue::from_static(s);
-        assert!(etag_matches(Some(&v("\"abc\"")), tag));
-        assert!(etag_matches(Some(&v("W/\"abc\", \"x\"")), tag));
-        assert!(etag_matches(Some(&v("*")), tag));
-        assert!(!etag_matches(Some(&v("\"abd\"")), tag));
-        assert!(!etag_matches(None, tag));
     }
 }

@@ -29,6 +29,10 @@ use error::ApiError;
 
 pub use openapi::RouteTable;
 
+/// The version of the API this server speaks (the original's): `GET
+/// /version`, `/meta` and the OpenAPI document say it.
+pub const API_VERSION: &str = "v2.0.0";
+
 /// Every route of the API, with errors already turned into responses.
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Whether the request carries a token: then its answer is that user's

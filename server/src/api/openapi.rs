@@ -141,7 +141,7 @@ impl utoipa::IntoResponses for DataErrors {
 /// Built once: the document never changes while the process runs.
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
-    doc.info.version = "v2.0.0".into();
+    doc.info.version = super::API_VERSION.into();
     doc
 });
 static JSON: LazyLock<String> = LazyLock::new(|| DOCUMENT.to_pretty_json().unwrap_or_default());

@@ -45,7 +45,7 @@ pub(super) fn ping() -> Response {
 #[utoipa::path(get, path = "/version", tag = "operations",
     responses((status = 200, description = "Always `\"v2.0.0\"`", body = String, content_type = "application/json", example = json!("v2.0.0"))))]
 pub(super) fn version() -> Response {
-    warp::reply::json(&"v2.0.0").into_response()
+    warp::reply::json(&super::API_VERSION).into_response()
 }
 
 #[derive(Serialize, ToSchema)]

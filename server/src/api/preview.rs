@@ -11,8 +11,9 @@ use warp::{
 
 use super::error::{ApiError, ErrorBody};
 use super::{
+    caching::etag_matches,
     files::FileBytes,
-    files::{etag_matches, set, ticket_file},
+    files::{set, ticket_file},
     filters::{authenticated, with_state},
     handle,
     openapi::FilePath,

@@ -119,7 +119,8 @@ fn serve(name: &str, if_none_match: Option<&str>) -> Response {
     let Some(asset) = ASSETS.get(name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let mut response = if if_none_match == Some(asset.etag.as_str()) {
+    let if_none_match = if_none_match.and_then(|v| HeaderValue::from_str(v).ok());
+    let mut response = if super::caching::etag_matches(if_none_match.as_ref(), &asset.etag) {
         let mut r = Response::new(Vec::new().into());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
@@ -208,7 +209,7 @@ pub(super) fn meta(state: &State) -> Meta {
         });
     let limits = &state.config.limits;
     Meta {
-        version: "v2.0.0".into(),
+        version: super::API_VERSION.into(),
         discord: DiscordMeta { authorize_url },
         limits: UploadLimits {
             max_file_size: limits.max_file_size,
