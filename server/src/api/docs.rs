@@ -7,6 +7,8 @@
 
 use std::fmt::Write;
 
+// The one HTML escaping, the renderers' own.
+use pd2_plugin_sdk::html::escape;
 use serde_json::Value;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -243,19 +245,4 @@ fn inline(source: &str) -> String {
             }
         })
         .collect()
-}
-
-fn escape(source: &str) -> String {
-    let mut out = String::with_capacity(source.len());
-    for c in source.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
