@@ -263,7 +263,13 @@ pub async fn ingest(
             // With the database away, a cleanup awaited here would wait out
             // the deadline a second time before the client hears (a 503
             // after twice `mongodb.timeout_ms`): it runs on its own instead.
-            let database_away = matches!(error, UploadError::Store(e) if e.is_unavailable());
+            let database_away = match error {
+                UploadError::Store(e) => e.is_unavailable(),
+                UploadError::Policy(PolicyError::Unreadable { error, .. }) => {
+                    error.is_unavailable()
+                }
+                _ => false,
+            };
             match upload.last {
                 Last::NotSent if upload.sent && database_away => {
                     let (janitor, id) = (ctx.janitor.clone(), ticket_id.clone());
