@@ -122,16 +122,7 @@ impl Janitor {
     /// Removes what a failed upload stored; if the database cannot be
     /// reached now, remembers it for when it can.
     pub async fn discard(&self, ticket_id: &str) {
-        match cleanup(&self.store, ticket_id).await {
-            Ok(()) => tracing::info!(ticket_id, "removed the bytes of a failed upload"),
-            Err(error) => {
-                self.failed(ticket_id, &error);
-                if let Ok(mut pending) = self.pending.lock() {
-                    pending.entry(ticket_id.to_owned()).or_insert(None);
-                }
-                self.wake.notify_one();
-            }
-        }
+        self.clean_now(ticket_id, None).await;
     }
 
     /// [`Self::discard`] now, and once more when writes that timed out for
@@ -150,13 +141,22 @@ impl Janitor {
     /// if it landed after all. Its journal entry may be gone with the
     /// batch, hence the ids. Retried while the database does not answer.
     pub async fn remove_failed(&self, ticket_id: &str, ids: &FileIdBlock) {
-        let range = (ids.first(), ids.last());
-        match remove_unanswered(&self.store, ticket_id, range.0, range.1).await {
+        self.clean_now(ticket_id, Some((ids.first(), ids.last())))
+            .await;
+    }
+
+    /// One cleanup now; if it fails, it waits in `pending` for a retry (an
+    /// upload told it failed keeps its id range there).
+    async fn clean_now(&self, ticket_id: &str, unanswered: Unanswered) {
+        match clean(&self.store, ticket_id, unanswered).await {
             Ok(()) => tracing::info!(ticket_id, "removed the bytes of a failed upload"),
             Err(error) => {
                 self.failed(ticket_id, &error);
                 if let Ok(mut pending) = self.pending.lock() {
-                    pending.insert(ticket_id.to_owned(), Some(range));
+                    let waiting = pending.entry(ticket_id.to_owned()).or_insert(unanswered);
+                    if unanswered.is_some() {
+                        *waiting = unanswered;
+                    }
                 }
                 self.wake.notify_one();
             }
@@ -281,11 +281,7 @@ impl Janitor {
         };
         let (mut succeeded, mut failed) = (false, false);
         for (ticket_id, unanswered) in pending {
-            let cleaned = match unanswered {
-                Some((first, last)) => remove_unanswered(store, &ticket_id, first, last).await,
-                None => cleanup(store, &ticket_id).await,
-            };
-            match cleaned {
+            match clean(store, &ticket_id, unanswered).await {
                 Ok(()) => {
                     succeeded = true;
                     tracing::info!(ticket_id, "removed the bytes of a failed upload");
@@ -300,6 +296,16 @@ impl Janitor {
             }
         }
         failed && !succeeded
+    }
+}
+
+/// A failed upload's cleanup: for one whose client was told it failed, by
+/// its id range and its ticket too ([`remove_unanswered`]), else by its
+/// journal entry ([`cleanup`]).
+async fn clean(store: &Store, ticket_id: &str, unanswered: Unanswered) -> Result<()> {
+    match unanswered {
+        Some((first, last)) => remove_unanswered(store, ticket_id, first, last).await,
+        None => cleanup(store, ticket_id).await,
     }
 }
 

@@ -20,12 +20,13 @@ use crate::{
 /// (more if the client escapes it), a content type, the boundary lines.
 const PART_OVERHEAD: u64 = 4 * 1024;
 
-/// The most a form may carry around its files' bytes: its small fields and
-/// one part's overhead per file. A body over `max_ticket_size` plus this is
-/// refused as too large, from its `Content-Length` if it has one, else
-/// when that many bytes have arrived.
-pub fn overhead(limits: &Limits) -> u64 {
-    MAX_FIELDS_BYTES as u64 + (limits.max_files as u64 + 1) * PART_OVERHEAD
+/// The longest body an upload may have: `max_ticket_size` of files and
+/// around them the form's small fields and one part's overhead per file. A
+/// longer one is refused as too large, from its `Content-Length` if it has
+/// one, else when that many bytes have arrived.
+pub fn max_body(limits: &Limits) -> u64 {
+    let overhead = MAX_FIELDS_BYTES as u64 + (limits.max_files as u64 + 1) * PART_OVERHEAD;
+    limits.max_ticket_size.saturating_add(overhead)
 }
 
 /// The boundary of a `multipart/form-data` request, or `None` for any
@@ -47,7 +48,7 @@ where
     B: Buf + Send + 'static,
 {
     let body = body.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()));
-    let cap = limits.max_ticket_size.saturating_add(overhead(limits));
+    let cap = max_body(limits);
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(cap));
     let form = multer::Multipart::with_constraints(body, boundary, constraints);
@@ -91,11 +92,11 @@ fn lossy_file_name(disposition: &[u8]) -> Option<FileName> {
     while let Some(at) = find(&disposition[from..], KEY).map(|i| from + i) {
         from = at + KEY.len();
         let starts_word = at == 0 || matches!(disposition[at - 1], b' ' | b'\t' | b';');
-        let rest = trim_start(&disposition[from..]);
+        let rest = disposition[from..].trim_ascii_start();
         let Some(value) = rest.strip_prefix(b"=").filter(|_| starts_word) else {
             continue;
         };
-        let value = trim_start(value);
+        let value = value.trim_ascii_start();
         let raw = match value.strip_prefix(b"\"") {
             Some(quoted) => unquote(quoted)?,
             None => {
@@ -115,11 +116,6 @@ fn lossy_file_name(disposition: &[u8]) -> Option<FileName> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn trim_start(bytes: &[u8]) -> &[u8] {
-    let skip = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    &bytes[skip..]
 }
 
 /// A quoted string's bytes up to its closing quote, `\"` read as `"`;

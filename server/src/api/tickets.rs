@@ -148,10 +148,7 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String,
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limits = &state.config.limits;
-    let limit = limits
-        .max_ticket_size
-        .saturating_add(multipart::overhead(limits));
+    let limit = multipart::max_body(&state.config.limits);
     match declared {
         Some(len) if len > limit => Err(ApiError::too_large("Ticket is too large")),
         _ => Ok(boundary),

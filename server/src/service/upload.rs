@@ -134,6 +134,15 @@ pub enum UploadError {
 }
 
 impl UploadError {
+    /// The database did not answer (as opposed to refusing or failing).
+    fn database_away(&self) -> bool {
+        match self {
+            UploadError::Store(e) => e.is_unavailable(),
+            UploadError::Policy(PolicyError::Unreadable { error, .. }) => error.is_unavailable(),
+            _ => false,
+        }
+    }
+
     /// The client's doing (4xx) rather than the server's (5xx).
     pub fn is_clients_fault(&self) -> bool {
         match self {
@@ -260,30 +269,28 @@ pub async fn ingest(
                 UploadOutcome::Failed
             };
             metrics().upload(outcome, 0, 0);
+            let (janitor, id, ids) = (ctx.janitor.clone(), ticket_id.clone(), upload.ids);
+            let cleanup: Option<futures_util::future::BoxFuture<'static, ()>> = match upload.last {
+                Last::NotSent if upload.sent => {
+                    Some(Box::pin(async move { janitor.discard_twice(&id).await }))
+                }
+                Last::NotSent => None,
+                Last::Failed => Some(Box::pin(
+                    async move { janitor.remove_failed(&id, &ids).await },
+                )),
+                Last::Landing(landing) => {
+                    ctx.janitor.remove_after(landing, &ticket_id, &upload.ids);
+                    None
+                }
+            };
             // With the database away, a cleanup awaited here would wait out
             // the deadline a second time before the client hears (a 503
             // after twice `mongodb.timeout_ms`): it runs on its own instead.
-            let database_away = match error {
-                UploadError::Store(e) => e.is_unavailable(),
-                UploadError::Policy(PolicyError::Unreadable { error, .. }) => {
-                    error.is_unavailable()
-                }
-                _ => false,
-            };
-            match upload.last {
-                Last::NotSent if upload.sent && database_away => {
-                    let (janitor, id) = (ctx.janitor.clone(), ticket_id.clone());
-                    tokio::spawn(async move { janitor.discard_twice(&id).await });
-                }
-                Last::NotSent if upload.sent => ctx.janitor.discard_twice(&ticket_id).await,
-                Last::NotSent => {}
-                Last::Failed if database_away => {
-                    let (janitor, id, ids) = (ctx.janitor.clone(), ticket_id.clone(), upload.ids);
-                    tokio::spawn(async move { janitor.remove_failed(&id, &ids).await });
-                }
-                Last::Failed => ctx.janitor.remove_failed(&ticket_id, &upload.ids).await,
-                Last::Landing(landing) => {
-                    ctx.janitor.remove_after(landing, &ticket_id, &upload.ids);
+            if let Some(cleanup) = cleanup {
+                if error.database_away() {
+                    tokio::spawn(cleanup);
+                } else {
+                    cleanup.await;
                 }
             }
         }

@@ -130,10 +130,11 @@ impl Gate {
         F: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
+        let started = Instant::now();
         let patience = Patience {
-            started: Instant::now(),
+            started,
             silence: wait,
-            limit: Instant::now() + wait.max(self.abandon),
+            limit: started + wait.max(self.abandon),
             progress: &self.progress,
         };
         let permit = match patience.wait(self.permits.clone().acquire_owned()).await {

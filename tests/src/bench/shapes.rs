@@ -20,7 +20,7 @@ use pd2_ticket_tests::{
     workspace_root,
 };
 
-use super::{CONNECTIONS, cpu_time, load, percentile};
+use super::{CONNECTIONS, cpu_time, load, percentile, unexpected};
 
 /// A server as `./run.sh` starts it: the shipped `config.toml`, the
 /// first-party plugins, this database pool.
@@ -476,11 +476,7 @@ pub async fn slow_not_down(db: &DbServer) {
                         .await;
                     match response {
                         Ok(r) if r.status() == 201 => "201".to_owned(),
-                        Ok(r) => {
-                            let status = r.status().as_u16();
-                            let body = r.text().await.unwrap_or_default();
-                            format!("{status} {}", body.chars().take(120).collect::<String>())
-                        }
+                        Ok(r) => unexpected(r).await,
                         Err(e) => format!("client error: {e}"),
                     }
                 })

@@ -53,6 +53,14 @@ impl Latencies {
     }
 }
 
+/// An answer other than the one expected, as the tables list it: its
+/// status and the start of its body.
+async fn unexpected(response: reqwest::Response) -> String {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    format!("{status} {}", body.chars().take(120).collect::<String>())
+}
+
 /// Runs `make()` from `CONNECTIONS` workers for `duration`.
 async fn load<F, Fut>(duration: Duration, expect: u16, make: F) -> Latencies
 where
@@ -75,11 +83,7 @@ where
                         latencies.push(t.elapsed());
                         continue;
                     }
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        let body = r.text().await.unwrap_or_default();
-                        format!("{status} {}", body.chars().take(100).collect::<String>())
-                    }
+                    Ok(r) => unexpected(r).await,
                     Err(e) => format!("client: {e}"),
                 };
                 *why.entry(error).or_default() += 1;
