@@ -172,6 +172,9 @@ pub struct LimitsConfig {
     /// Seconds an upload may go without receiving a byte before it is cut
     /// off with 408. It also paces the upload journal (see `janitor`).
     pub upload_idle_secs: u64,
+    /// Bytes all uploads in flight may hold together; each holds one share
+    /// (see `service::upload_memory`) and waits for it past this.
+    pub upload_memory: u64,
 }
 
 impl LimitsConfig {
@@ -187,6 +190,7 @@ impl Default for LimitsConfig {
             max_ticket_size: 50 * 1024 * 1024,
             max_files: 200,
             upload_idle_secs: 60,
+            upload_memory: 256 * 1024 * 1024,
         }
     }
 }

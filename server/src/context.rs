@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     janitor::Janitor,
     plugins::PluginHost,
+    service::upload_memory::UploadMemory,
     store::Store,
 };
 
@@ -20,12 +21,16 @@ pub struct AppState {
     pub discord: Discord,
     pub plugins: Arc<PluginHost>,
     pub janitor: Arc<Janitor>,
+    pub upload_memory: Arc<UploadMemory>,
 }
 
 pub type State = Arc<AppState>;
 
 impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<State> {
+        // Before connecting: a budget too small to hold one upload is a
+        // configuration error, said at once.
+        let upload_memory = Arc::new(UploadMemory::new(&config.limits)?);
         let store = Store::connect(&config.mongodb).await?;
         let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
         let discord = Discord::new(&config.discord)?;
@@ -38,6 +43,7 @@ impl AppState {
             discord,
             plugins,
             janitor,
+            upload_memory,
         }))
     }
 

@@ -5,6 +5,13 @@
 // access, tickets, uploads, validation, previews) → `context` (the services
 // built once) → `store`, `plugins`, `auth`, `janitor` → `config`,
 // `telemetry`, `ticket`.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api;
 mod auth;
 mod config;

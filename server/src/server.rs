@@ -34,7 +34,12 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
     // instant, and routes that need plugins wait for the first load.
     state.plugins.watch(PLUGIN_RESCAN);
     tokio::spawn(service::previews::sweep(state.clone()));
-    tracing::info!(%addr, "listening");
+    tokio::spawn(state.upload_memory.clone().give_back());
+    tracing::info!(
+        %addr,
+        uploads_at_once = state.upload_memory.shares(),
+        "listening"
+    );
 
     let origins = &state.config.server.cors_origins;
     let routes = if origins.is_empty() {

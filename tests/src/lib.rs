@@ -152,6 +152,9 @@ pub struct DbServer {
     pub uri: String,
     pub port: u16,
     pub storage: PathBuf,
+    /// Storage this value made (`start`), removed on drop: a bench run
+    /// writes gigabytes, and a disk that fills takes the machine with it.
+    owned: bool,
 }
 
 impl DbServer {
@@ -161,7 +164,9 @@ impl DbServer {
         // Port 0: the kernel picks a port nobody holds, and the server's log
         // says which. Picking a "free" port here and passing it on would race
         // with every other test doing the same.
-        Self::start_at(0, temp_dir("db"))
+        let mut db = Self::start_at(0, temp_dir("db"));
+        db.owned = true;
+        db
     }
 
     /// Starts (or restarts) a server on the given port (0: any free one) and
@@ -209,6 +214,7 @@ impl DbServer {
             uri: format!("mongodb://127.0.0.1:{port}"),
             port,
             storage,
+            owned: false,
         }
     }
 
@@ -219,6 +225,8 @@ impl DbServer {
     /// Shuts the server down as an operator would (SIGTERM, so it flushes
     /// its storage), killing it if it takes more than 20 s.
     pub fn stop(mut self) -> (u16, PathBuf) {
+        // The caller keeps the storage (to start again on it).
+        self.owned = false;
         // SAFETY: plain kill(2) on our own child.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
@@ -238,6 +246,10 @@ impl Drop for DbServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.storage);
+            let _ = std::fs::remove_file(self.storage.with_extension("log"));
+        }
     }
 }
 

@@ -312,3 +312,147 @@ async fn a_validator_is_not_timed_out_by_the_hosts_slow_read() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(misbehave_failures(&server, &token).await, 0);
 }
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted on drop; `None`
+/// (with a message) where this process may not mount (not root).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = pd2_ticket_tests::temp_dir("small-disk");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!(
+                "SKIPPED: mounting a tmpfs needs root; the full-disk test did not run (run the suite as root to include it)"
+            );
+            return None;
+        }
+        Some(Self(dir))
+    }
+
+    fn grow(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("remount");
+        assert!(status.success(), "remounting the small disk failed");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A database whose disk fills answers, but fails every write (SecantusDB:
+/// every command, once WiredTiger has panicked). That is an outage, not a
+/// server error: every route answers 503 (never 500), `/health` says the
+/// database is failing, the janitor's log stays short; and once space is
+/// back and the database restarted (what SecantusDB needs; MongoDB resumes
+/// by itself), everything works again without touching the server.
+#[tokio::test]
+async fn a_full_database_disk_is_an_outage_and_recovers() {
+    let Some(disk) = SmallDisk::mount("24m") else {
+        return;
+    };
+    let db = DbServer::start_at(0, disk.0.join("db"));
+    let server = Server::start_with(ServerOptions::default().database(&db.uri, "full-disk")).await;
+    let token = server.token("81");
+    let kept = create_ticket(&server, &token, &[("kept.c", b"int main;\n")], None).await;
+    let kept_id = kept["id"].as_str().expect("id").to_owned();
+    // Fill it: 600 KB uploads until the database refuses.
+    let blob: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut refused = None;
+    for i in 0..200 {
+        let name = format!("fill{i}.bin.txt");
+        let response = pd2_ticket_tests::upload(&server, &token, &[(&name, &blob)], None).await;
+        if response.status() != 201 {
+            refused = Some(json(response).await);
+            break;
+        }
+    }
+    let (status, body) = refused.expect("a 24 MiB disk filled up");
+    assert!(
+        status == 503 || status == 507,
+        "a full disk is an outage, not {status} {body}"
+    );
+    // Every route: an outage answer, never a 500.
+    let routes = [
+        ("GET", "/ticket".to_owned()),
+        ("GET", format!("/ticket/@me/{kept_id}")),
+        ("GET", format!("/ticket/@me/{kept_id}/files/kept.c")),
+        ("GET", format!("/ticket/@me/{kept_id}/download")),
+        ("DELETE", format!("/ticket/@me/{kept_id}")),
+    ];
+    for (method, path) in &routes {
+        let request = match *method {
+            "DELETE" => server.delete(path, &token),
+            _ => server.get(path, &token),
+        };
+        let (status, body) = json(request.send().await.expect("request")).await;
+        assert!(
+            status == 503 || status == 507,
+            "{method} {path} on a full database: {status} {body}"
+        );
+    }
+    let response = pd2_ticket_tests::upload(&server, &token, &[("x.c", b"x")], None).await;
+    let (status, body) = json(response).await;
+    assert!(status == 503 || status == 507, "upload: {status} {body}");
+    // The health check names it, and a balancer sees 503.
+    eventually(
+        "/health reports the failing database",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = health(&server).await;
+            status == 503 && body["database"]["status"] == "failing"
+        },
+    )
+    .await;
+    let (_, body) = health(&server).await;
+    assert!(
+        body["database"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("writes refused")),
+        "{body}"
+    );
+    // Bounded logs while it fails: a few seconds more of failing.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let janitor_lines = server
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("janitor") && (l.contains("WARN") || l.contains("ERROR")))
+        .count();
+    assert!(janitor_lines <= 10, "{janitor_lines} janitor warnings");
+
+    // Space back, the database restarted on the same port: the server
+    // resumes by itself.
+    disk.grow("256m");
+    let (port, storage) = db.stop();
+    let _db = DbServer::start_at(port, storage);
+    eventually("/health says up again", Duration::from_secs(60), || async {
+        let (status, body) = health(&server).await;
+        status == 200 && body["database"]["status"] == "up"
+    })
+    .await;
+    let again = create_ticket(&server, &token, &[("again.c", b"int again;\n")], None).await;
+    assert_eq!(again["files"].as_array().map(Vec::len), Some(1));
+    let (status, _) = json(
+        server
+            .get(&format!("/ticket/@me/{kept_id}"), &token)
+            .send()
+            .await
+            .expect("read"),
+    )
+    .await;
+    assert_eq!(status, 200, "the ticket from before the outage is readable");
+}

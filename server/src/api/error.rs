@@ -15,9 +15,11 @@ use crate::{
         previews::PreviewError,
         tickets::TicketError,
         upload::UploadError,
+        upload_memory::{Busy, RETRY_AFTER_SECS},
         validation::{PolicyError, PolicyRejection},
     },
     store::StoreError,
+    telemetry::{UploadOutcome, metrics},
     ticket::quoted_name,
 };
 
@@ -107,9 +109,24 @@ impl ApiError {
     }
 }
 
+impl From<Busy> for ApiError {
+    fn from(error: Busy) -> Self {
+        tracing::warn!(%error, "upload refused: no memory share came free");
+        metrics().upload(UploadOutcome::Busy, 0, 0);
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Server busy: too many uploads at once; please try again",
+        )
+        .retry_after(RETRY_AFTER_SECS)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        if error.is_unavailable() {
+        if error.is_out_of_space() {
+            tracing::warn!(%error, "database storage full");
+            Self::new(StatusCode::INSUFFICIENT_STORAGE, "Database storage full")
+        } else if error.is_unavailable() {
             tracing::warn!(%error, "database unavailable");
             Self::database_unavailable()
         } else {

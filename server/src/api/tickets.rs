@@ -169,7 +169,7 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String,
         (status = 408, description = "`Upload stalled: no data for N s` (`limits.upload_idle_secs`, default 60)", body = ErrorBody),
         (status = 413, description = "`File is too large` (with `file`: the file's name, and `max_file_size`), `Ticket is too large`, `Too many files (at most N)`", body = ErrorBody),
         (status = 422, description = "`File rejected by policy`: a validator plugin refused the upload", body = PolicyRejected),
-        (status = 503, description = "`Database unavailable`; `Plugin unavailable: <name>` when a validator fails; `Upload took too long; please try again` when validation outlasted the upload journal", body = ErrorBody),
+        (status = 503, description = "`Database unavailable`; `Plugin unavailable: <name>` when a validator fails; `Upload took too long; please try again` when validation outlasted the upload journal; `Server busy: too many uploads at once; please try again` (with `Retry-After`) when `limits.upload_memory` is taken", body = ErrorBody),
     )
 )]
 pub(super) async fn create(
@@ -180,7 +180,10 @@ pub(super) async fn create(
     // Spawned so that a client hanging up cannot cancel the cleanup of a
     // half-received upload; with the request's context, so its log line
     // counts the upload's database commands.
-    let ingest = upload::ingest(state.clone(), me.profile.clone(), form);
+    // The upload's share of `limits.upload_memory`, before a byte of its
+    // body is read; waiting here stops if the client hangs up.
+    let share = state.upload_memory.reserve().await?;
+    let ingest = upload::ingest(state.clone(), me.profile.clone(), share, form);
     let created = crate::telemetry::spawn_in_request(ingest)
         .await
         .map_err(|e| {

@@ -8,4 +8,5 @@ pub mod previews;
 mod sources;
 pub mod tickets;
 pub mod upload;
+pub mod upload_memory;
 pub mod validation;

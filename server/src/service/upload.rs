@@ -41,6 +41,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{
     sources::{ReadClock, staged},
+    upload_memory::Share,
     validation::{self, PolicyError},
 };
 use crate::{
@@ -191,6 +192,7 @@ pub struct Created {
 pub async fn ingest(
     ctx: Arc<AppState>,
     author: UserProfile,
+    share: Share,
     parts: impl Stream<Item = Result<Part, BodyError>> + Send,
 ) -> Result<Created, UploadError> {
     let store = &ctx.store;
@@ -256,6 +258,11 @@ pub async fn ingest(
         Ok(Created { ticket, author })
     }
     .await;
+    // Whatever is left to do holds no upload bytes: the share goes back
+    // now, not after a cleanup that may wait for the database.
+    drop(upload.staging);
+    drop(upload.batch);
+    drop(share);
     match &outcome {
         Ok(created) => metrics().upload(
             UploadOutcome::Stored,

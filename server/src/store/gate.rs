@@ -57,11 +57,14 @@ const ABANDON_AFTER: Duration = Duration::from_secs(30);
 
 /// When the database last finished an operation of this process: its sign
 /// of life while it is busy.
+/// Also what the last failure of the database's own was (a full disk, a
+/// panicked storage engine): the health check looks into it.
 #[derive(Debug)]
 pub struct Progress {
     epoch: Instant,
     /// Milliseconds after `epoch`.
     last: AtomicU64,
+    refusal: std::sync::Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -69,7 +72,19 @@ impl Progress {
         Self {
             epoch: Instant::now(),
             last: AtomicU64::new(0),
+            refusal: std::sync::Mutex::new(None),
         }
+    }
+
+    fn refused(&self, error: &StoreError) {
+        if let Ok(mut refusal) = self.refusal.lock() {
+            *refusal = Some(error.to_string());
+        }
+    }
+
+    /// The database failure an operation met since the last call, if any.
+    pub fn take_refusal(&self) -> Option<String> {
+        self.refusal.lock().ok().and_then(|mut r| r.take())
     }
 
     fn mark(&self) {
@@ -142,7 +157,8 @@ impl Gate {
             // The semaphore is never closed; a timeout it is.
             Some(Err(_)) | None => return Err(self.timed_out()),
         };
-        let (abandon, progress) = (self.abandon, self.progress.clone());
+        let (abandon, progress, suspect) =
+            (self.abandon, self.progress.clone(), self.suspect.clone());
         // The request's context goes along, so its log line counts the
         // commands this operation sends.
         let request = crate::telemetry::current_request();
@@ -152,9 +168,16 @@ impl Gate {
                 Some(request) => request.scope(timeout(abandon, op)).await,
                 None => timeout(abandon, op).await,
             };
-            // Any answer, an error too, is the database alive.
-            if result.is_ok() {
+            // Any answer, an error too, is the database alive; a failure
+            // of its own is for the health check to look into.
+            if let Ok(answer) = &result {
                 progress.mark();
+                if let Err(error) = answer
+                    && error.is_database_failure()
+                {
+                    progress.refused(error);
+                    suspect.notify_one();
+                }
             }
             result
         });

@@ -34,6 +34,15 @@ const CONFIRM: u32 = 2;
 pub struct DbHealth {
     up: watch::Sender<bool>,
     last: Mutex<Check>,
+    /// The database answers but fails writes on its side (a full disk):
+    /// what its last write probe said.
+    refusing: Mutex<Option<Refusal>>,
+}
+
+#[derive(Clone)]
+struct Refusal {
+    error: String,
+    space: bool,
 }
 
 #[derive(Clone, Default)]
@@ -47,8 +56,13 @@ struct Check {
 /// check.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DbStatus {
-    /// `up`, `down`, or `unknown` before the first check.
+    /// `up`; `failing` when it answers but refuses writes (a full disk, a
+    /// panicked storage engine: data routes answer 503, or 507 for space);
+    /// `down`; or `unknown` before the first check.
     pub status: &'static str,
+    /// With `failing`: the cause is known to be space.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub storage_full: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +78,7 @@ impl Default for DbHealth {
         Self {
             up: watch::Sender::new(true),
             last: Mutex::new(Check::default()),
+            refusing: Mutex::new(None),
         }
     }
 }
@@ -78,18 +93,48 @@ impl DbHealth {
         self.up.subscribe()
     }
 
+    /// Whether the last write probe was refused.
+    pub fn is_refusing(&self) -> bool {
+        self.refusing.lock().is_ok_and(|r| r.is_some())
+    }
+
     pub fn status(&self) -> DbStatus {
         let last = self.last.lock().map(|c| c.clone()).unwrap_or_default();
+        let refusal = self.refusing.lock().ok().and_then(|r| r.clone());
+        let up = self.is_up();
         DbStatus {
-            status: match (last.at, self.is_up()) {
-                (None, _) => "unknown",
-                (Some(_), true) => "up",
-                (Some(_), false) => "down",
+            status: match (last.at, up, &refusal) {
+                (None, _, _) => "unknown",
+                (Some(_), true, Some(_)) => "failing",
+                (Some(_), true, None) => "up",
+                (Some(_), false, _) => "down",
             },
+            storage_full: up && refusal.as_ref().is_some_and(|r| r.space),
             latency_ms: last.latency.map(|d| d.as_secs_f64() * 1000.0),
-            error: last.error,
+            error: match (up, refusal) {
+                (true, Some(r)) => Some(format!("writes refused: {}", r.error)),
+                _ => last.error,
+            },
             checked_ms_ago: last.at.map(|at| at.elapsed().as_millis() as u64),
         }
+    }
+
+    /// What a write probe found: `None`, writes work.
+    fn record_refusal(&self, refusal: Option<Refusal>) {
+        let Ok(mut current) = self.refusing.lock() else {
+            return;
+        };
+        match (&*current, &refusal) {
+            (None, Some(r)) => {
+                tracing::error!(error = %r.error, storage_full = r.space, "database refuses writes");
+            }
+            (Some(_), None) => tracing::info!("database accepts writes again"),
+            _ => {}
+        }
+        crate::telemetry::metrics()
+            .database_up
+            .set(i64::from(self.is_up() && refusal.is_none()));
+        *current = refusal;
     }
 
     fn record(&self, result: Result<Option<Duration>, String>) {
@@ -118,7 +163,9 @@ impl DbHealth {
                 tracing::info!("database available");
             }
         }
-        crate::telemetry::metrics().database_up.set(i64::from(up));
+        crate::telemetry::metrics()
+            .database_up
+            .set(i64::from(up && !self.is_refusing()));
         self.up.send_if_modified(|current| {
             let changed = *current != up;
             *current = up;
@@ -153,6 +200,7 @@ impl Monitor {
     /// moment it answers.
     pub async fn run(self) {
         let mut failures = 0u32;
+        let mut probed: Option<Instant> = None;
         let mut in_flight: Option<(Instant, tokio::task::JoinHandle<_>)> = None;
         loop {
             let (started, ping) = in_flight.get_or_insert_with(|| {
@@ -190,6 +238,17 @@ impl Monitor {
                 Ok(latency) => {
                     failures = 0;
                     self.health.record(Ok(latency));
+                    // A ping says nothing of writes: after an operation met
+                    // a failure of the database's own, and while writes
+                    // fail, a small write tells.
+                    // At most one probe per CHECK_DOWN, however many
+                    // failing requests wake the check.
+                    let due = probed.is_none_or(|at: Instant| at.elapsed() >= CHECK_DOWN);
+                    if due && (self.progress.take_refusal().is_some() || self.health.is_refusing())
+                    {
+                        probed = Some(Instant::now());
+                        self.probe_writes().await;
+                    }
                 }
                 Err(error) => {
                     failures += 1;
@@ -205,11 +264,45 @@ impl Monitor {
                     }
                 }
             }
-            let period = if failures == 0 { CHECK_UP } else { CHECK_DOWN };
+            let period = if failures == 0 && !self.health.is_refusing() {
+                CHECK_UP
+            } else {
+                CHECK_DOWN
+            };
             tokio::select! {
                 () = tokio::time::sleep(period) => {}
                 () = self.suspect.notified() => {}
             }
+        }
+    }
+
+    /// Writes one small document (collection `health`) and records
+    /// whether the database took it. Run on a task of its own, like the
+    /// ping, so giving up on it never leaves a dead check-out behind.
+    async fn probe_writes(&self) {
+        let db = self.db.clone();
+        let probe = tokio::spawn(async move {
+            db.collection::<mongodb::bson::Document>("health")
+                .update_one(
+                    doc! { "_id": "write-probe" },
+                    doc! { "$set": { "at": mongodb::bson::DateTime::now() } },
+                )
+                .upsert(true)
+                .await
+        });
+        match tokio::time::timeout(self.timeout, probe).await {
+            Ok(Ok(Ok(_))) => self.health.record_refusal(None),
+            Ok(Ok(Err(error))) => {
+                let error = super::StoreError::from(error);
+                if error.is_database_failure() {
+                    self.health.record_refusal(Some(Refusal {
+                        space: error.is_out_of_space(),
+                        error: error.to_string(),
+                    }));
+                }
+            }
+            // No answer in time, or a failed task: the pings decide.
+            Ok(Err(_)) | Err(_) => {}
         }
     }
 }

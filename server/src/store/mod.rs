@@ -36,7 +36,7 @@ pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
 pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
-pub use staging::{ChunkBatch, Staged, Staging};
+pub use staging::{ChunkBatch, Staged, Staging, staging_bytes_at_most};
 pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
 pub use uploads::{FileIdBlock, UploadJournal};
 pub use users::{DiscordTokens, UserProfile, UserStore};
@@ -54,21 +54,46 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when the database could not be reached (as opposed to a bad query
-    /// or bad data): callers answer 503 and the client may retry.
+    /// True when the database could not serve the request (unreachable,
+    /// stepping down, or failing on its side: a full disk, a panicked
+    /// storage engine, a quota) as opposed to a bad query or bad data:
+    /// callers answer 503 and the client may retry.
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Mongo(e) => match &*e.kind {
                 ErrorKind::ServerSelection { .. }
                 | ErrorKind::Io(_)
                 | ErrorKind::ConnectionPoolCleared { .. } => true,
-                // The server is stopping or stepping down: the same request
-                // succeeds once it (or a new primary) is back.
-                ErrorKind::Command(c) => SHUTDOWN_OR_STEPDOWN.contains(&c.code),
-                _ => false,
+                _ => server_errors(e).iter().any(|(code, message)| {
+                    SHUTDOWN_OR_STEPDOWN.contains(code)
+                        || DATABASE_FAILING.contains(code)
+                        || is_about_space(*code, message)
+                }),
             },
             StoreError::Timeout(_) => true,
             StoreError::Corrupt(_) => false,
+        }
+    }
+
+    /// The database refuses because its storage is full (or over quota):
+    /// 507 rather than 503, and `/health` says why.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StoreError::Mongo(e) => server_errors(e)
+                .iter()
+                .any(|(code, message)| is_about_space(*code, message)),
+            _ => false,
+        }
+    }
+
+    /// The database answered, but with a failure of its own (not one of
+    /// the request): what the health check looks into.
+    pub fn is_database_failure(&self) -> bool {
+        match self {
+            StoreError::Mongo(e) => server_errors(e).iter().any(|(code, message)| {
+                DATABASE_FAILING.contains(code) || is_about_space(*code, message)
+            }),
+            _ => false,
         }
     }
 }
@@ -77,6 +102,70 @@ impl StoreError {
 /// NotWritablePrimary, NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary,
 /// PrimarySteppedDown, ShutdownInProgress.
 const SHUTDOWN_OR_STEPDOWN: &[i32] = &[11600, 11602, 10107, 13435, 13436, 189, 91];
+
+/// Server error codes of a database failing on its side: InternalError
+/// (SecantusDB answers every command with it once WiredTiger has panicked,
+/// e.g. on a full disk), HostUnreachable, HostNotFound,
+/// WriteConcernFailed, NetworkTimeout, OutOfDiskSpace.
+const DATABASE_FAILING: &[i32] = &[1, 6, 7, 64, 89, 14031];
+
+/// OutOfDiskSpace, or a message that says so (WiredTiger's ENOSPC, an
+/// Atlas quota).
+fn is_about_space(code: i32, message: &str) -> bool {
+    const OUT_OF_DISK_SPACE: i32 = 14031;
+    let message = message.to_ascii_lowercase();
+    code == OUT_OF_DISK_SPACE
+        || [
+            "no space left",
+            "disk full",
+            "out of disk",
+            "space quota",
+            "quota exceeded",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
+}
+
+/// Every (code, message) the server put in this error: the command's, each
+/// write error's and write concern error's, and those of its sources.
+fn server_errors(error: &mongodb::error::Error) -> Vec<(i32, String)> {
+    use mongodb::error::WriteFailure;
+    let mut out = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        match &*e.kind {
+            ErrorKind::Command(c) => out.push((c.code, c.message.clone())),
+            ErrorKind::Write(WriteFailure::WriteError(w)) => out.push((w.code, w.message.clone())),
+            ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
+                out.push((w.code, w.message.clone()))
+            }
+            ErrorKind::InsertMany(m) => {
+                out.extend(
+                    m.write_errors
+                        .iter()
+                        .flatten()
+                        .map(|w| (w.code, w.message.clone())),
+                );
+                out.extend(
+                    m.write_concern_error
+                        .iter()
+                        .map(|w| (w.code, w.message.clone())),
+                );
+            }
+            ErrorKind::BulkWrite(b) => {
+                out.extend(b.write_errors.values().map(|w| (w.code, w.message.clone())));
+                out.extend(
+                    b.write_concern_errors
+                        .iter()
+                        .map(|w| (w.code, w.message.clone())),
+                );
+            }
+            _ => {}
+        }
+        next = std::error::Error::source(e).and_then(|s| s.downcast_ref());
+    }
+    out
+}
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

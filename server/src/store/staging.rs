@@ -42,6 +42,15 @@ const BATCH_BYTES: usize = (WRITE_BATCH * CHUNK_SIZE) as usize;
 /// Bytes at the start of each file kept in memory for validators.
 pub const HEAD_BYTES: usize = 4 * 1024;
 
+/// The most memory one upload's staging holds: a full batch of chunk
+/// documents, the same bytes again as the part not yet sent (the next
+/// chunk filling behind them), the driver's encoding of the batch as it
+/// goes out, and the first bytes of every file.
+pub fn staging_bytes_at_most(max_files: usize) -> u64 {
+    let batch = BATCH_BYTES as u64 + u64::from(CHUNK_SIZE);
+    3 * batch + max_files as u64 * HEAD_BYTES as u64
+}
+
 /// Where an upload's writes wait to be sent: a [`WriteBatch`], or in tests
 /// a stand-in that plays the database.
 pub trait ChunkBatch {
@@ -231,6 +240,14 @@ impl FileWriter {
         self.hasher.update(data);
         let wanted = HEAD_BYTES.saturating_sub(self.head.len()).min(data.len());
         self.head.extend_from_slice(&data[..wanted]);
+        // Doubling, but not past what a batch holds: a large file's buffer
+        // would otherwise reach twice that (`staging_bytes_at_most`).
+        let needed = self.unsent.len() + data.len();
+        if needed > self.unsent.capacity() {
+            let cap = (self.unsent.capacity() * 2).min(BATCH_BYTES + CHUNK_SIZE as usize);
+            self.unsent
+                .reserve_exact(needed.max(cap) - self.unsent.len());
+        }
         self.unsent.extend_from_slice(data);
         while self.unsent.len() - self.filling() >= CHUNK_SIZE as usize {
             self.push_chunk(batch);

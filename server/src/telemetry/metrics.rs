@@ -25,6 +25,7 @@ pub struct Metrics {
     db_commands: IntCounterVec,
     pub database_up: IntGauge,
     pub connections_open: IntGauge,
+    pub upload_memory_bytes: IntGauge,
     pub plugins_loaded: IntGauge,
     pub plugin_load_errors: IntGauge,
 }
@@ -38,6 +39,9 @@ pub enum UploadOutcome {
     Rejected,
     /// The server could not finish it (5xx): database, plugin host.
     Failed,
+    /// Refused before it began: no share of `limits.upload_memory` came
+    /// free (503).
+    Busy,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -60,7 +64,7 @@ impl Metrics {
     fn new() -> Self {
         let metrics = Self::register();
         // Series that exist from the start read as 0 rather than missing.
-        for outcome in ["stored", "rejected", "failed"] {
+        for outcome in ["stored", "rejected", "failed", "busy"] {
             metrics.uploads.with_label_values(&[outcome]);
         }
         for result in ["hit", "miss"] {
@@ -159,6 +163,10 @@ impl Metrics {
                 "pd2_connections_open",
                 "Client connections open (at most `server.max_connections`).",
             ),
+            upload_memory_bytes: gauge(
+                "pd2_upload_memory_bytes",
+                "Bytes of `limits.upload_memory` held by uploads in flight.",
+            ),
             plugins_loaded: gauge("pd2_plugins_loaded", "Plugins currently loaded."),
             plugin_load_errors: gauge(
                 "pd2_plugin_load_errors",
@@ -182,6 +190,7 @@ impl Metrics {
             UploadOutcome::Stored => "stored",
             UploadOutcome::Rejected => "rejected",
             UploadOutcome::Failed => "failed",
+            UploadOutcome::Busy => "busy",
         };
         self.uploads.with_label_values(&[label]).inc();
         if let UploadOutcome::Stored = outcome {

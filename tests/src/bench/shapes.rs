@@ -25,19 +25,25 @@ use super::{CONNECTIONS, cpu_time, load, percentile, unexpected};
 /// A server as `./run.sh` starts it: the shipped `config.toml`, the
 /// first-party plugins, this database pool.
 async fn shipped(db: &DbServer, name: &str, pool: usize) -> Server {
-    Server::start_with(
-        ServerOptions::default()
-            .database(&db.uri, name)
-            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-            .env("PD2_PLUGINS__DIR", first_party_plugins().display())
-            .env(
-                "PD2_PLUGINS__CACHE_DIR",
-                pd2_ticket_tests::shared_compile_cache().display(),
-            )
-            .env("PD2_MONGODB__MAX_POOL_SIZE", pool)
-            .env("RUST_LOG", "warn"),
-    )
-    .await
+    shipped_with(db, name, pool, &[]).await
+}
+
+/// [`shipped`], with some settings overridden (`PD2_…` variables).
+pub async fn shipped_with(db: &DbServer, name: &str, pool: usize, env: &[(&str, &str)]) -> Server {
+    let options = ServerOptions::default()
+        .database(&db.uri, name)
+        .env("PD2_CONFIG", workspace_root().join("config.toml").display())
+        .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+        .env(
+            "PD2_PLUGINS__CACHE_DIR",
+            pd2_ticket_tests::shared_compile_cache().display(),
+        )
+        .env("PD2_MONGODB__MAX_POOL_SIZE", pool)
+        .env("RUST_LOG", "warn");
+    let options = env
+        .iter()
+        .fold(options, |options, (key, value)| options.env(key, value));
+    Server::start_with(options).await
 }
 
 /// Database pools to measure at: 2 and 10, or `BENCH_POOLS=2,3,4`.
@@ -48,7 +54,7 @@ fn pools() -> Vec<usize> {
         .unwrap_or_else(|| vec![2, 10])
 }
 
-fn source(seed: usize, len: usize) -> Vec<u8> {
+pub fn source(seed: usize, len: usize) -> Vec<u8> {
     let line = format!("    int value{seed}() {{ return {seed}; }} // a student's source\n");
     line.bytes().cycle().take(len).collect()
 }

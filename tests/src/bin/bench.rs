@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes | --folders | --deletes | --big-uploads | --repeat-views | --slow-not-down]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes | --folders | --deletes | --big-uploads | --repeat-views | --slow-not-down | --memory-waves]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -19,6 +19,8 @@ use pd2_ticket_tests::{
     plugin_dir, server_binary, upload,
 };
 
+#[path = "../bench/memory.rs"]
+mod memory;
 #[path = "../bench/shapes.rs"]
 mod shapes;
 
@@ -185,6 +187,12 @@ async fn main() {
     }
     if std::env::args().any(|a| a == "--slow-not-down") {
         shapes::slow_not_down(&db).await;
+        return;
+    }
+    // `--memory-waves`: RSS while waves of clients upload and hang up, and
+    // 30 s after (issue 22; ~2 min).
+    if std::env::args().any(|a| a == "--memory-waves") {
+        memory::waves(&db).await;
         return;
     }
     if std::env::args().any(|a| a == "--repeat-views") {

@@ -1,0 +1,295 @@
+//! The memory uploads in flight may hold, as one budget
+//! (`limits.upload_memory`).
+//!
+//! An upload holds at most one *share* (see [`share_bytes`]) from the
+//! moment its body is first read until its outcome is known; one that
+//! cannot get a share does not read its body at all, so its bytes wait in
+//! the kernel's socket buffer instead of this process. Without the budget,
+//! waves of 320 clients that each sent 2 MB and hung up drove the RSS to
+//! 4.3 GB in eight seconds (bench `--memory-waves`, issue 22): every
+//! upload read its body while the database worked through the ones ahead.
+//!
+//! How long a new upload waits follows the database gate's rule: while
+//! uploads ahead of it finish (shares come back), the server is busy, not
+//! stuck, and it keeps its place, up to `limits.upload_idle_secs` (the
+//! silence any upload is allowed); if no share comes back for
+//! [`QUIET`], something is stuck and it gets 503 with `Retry-After`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
+
+use crate::{config::LimitsConfig, store::staging_bytes_at_most, telemetry::metrics};
+
+/// With no share returned for this long, a waiting upload gives up.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// Seconds a refused upload is told to wait (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Budget units: KiB, so a budget of terabytes still fits a semaphore.
+const UNIT: u64 = 1024;
+
+/// Bytes one upload may hold while the form parser and the stores work:
+/// what its staging holds at most (see `store::staging`), plus a copy a
+/// validator reads (at most one file, or one 4 MiB host read), plus the
+/// parser's buffers.
+pub fn share_bytes(limits: &LimitsConfig) -> u64 {
+    const PARSER: u64 = 64 * 1024;
+    const HOST_READ: u64 = 4 * 1024 * 1024;
+    staging_bytes_at_most(limits.max_files) + limits.max_file_size.min(HOST_READ) + PARSER
+}
+
+pub struct UploadMemory {
+    permits: Arc<Semaphore>,
+    /// Units in the budget, and in one share.
+    total: usize,
+    share: u32,
+    patience: Duration,
+    returned: Arc<Returned>,
+}
+
+/// When a share last came back: the sign that waiting is worth it.
+struct Returned {
+    epoch: Instant,
+    millis: AtomicU64,
+}
+
+impl Returned {
+    fn mark(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.millis.fetch_max(now, Ordering::Relaxed);
+    }
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+}
+
+/// One upload's part of the budget, returned when dropped.
+pub struct Share {
+    _permit: OwnedSemaphorePermit,
+    bytes: u64,
+    returned: Arc<Returned>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        metrics().upload_memory_bytes.sub(self.bytes as i64);
+        self.returned.mark();
+    }
+}
+
+/// No share came free in time.
+#[derive(Debug, thiserror::Error)]
+#[error("upload memory busy: waited {0:?} for a share")]
+pub struct Busy(pub Duration);
+
+impl UploadMemory {
+    /// A budget of `limits.upload_memory`; refused if not even one upload
+    /// fits.
+    pub fn new(limits: &LimitsConfig) -> anyhow::Result<Self> {
+        let share_bytes = share_bytes(limits);
+        anyhow::ensure!(
+            limits.upload_memory >= share_bytes,
+            "invalid configuration: `limits.upload_memory` ({}) must hold one upload's share \
+             ({share_bytes} bytes with limits.max_files = {} and limits.max_file_size = {})",
+            limits.upload_memory,
+            limits.max_files,
+            limits.max_file_size,
+        );
+        let share = share_bytes.div_ceil(UNIT);
+        let total = limits.upload_memory / UNIT;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(total as usize)),
+            total: total as usize,
+            share: share as u32,
+            patience: limits.upload_idle(),
+            returned: Arc::new(Returned {
+                epoch: Instant::now(),
+                millis: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Uploads that fit at once.
+    pub fn shares(&self) -> usize {
+        self.total / self.share as usize
+    }
+
+    /// Waits for a share while uploads ahead finish (see the module).
+    pub async fn reserve(&self) -> Result<Share, Busy> {
+        let started = Instant::now();
+        let limit = started + self.patience;
+        // One acquisition for the whole wait: the semaphore is fair, and a
+        // new one would go to the back of the queue.
+        let mut acquire = std::pin::pin!(self.permits.clone().acquire_many_owned(self.share));
+        loop {
+            let quiet_until = (self.returned.last().max(started) + QUIET).min(limit);
+            match tokio::time::timeout_at(quiet_until, &mut acquire).await {
+                Ok(Ok(permit)) => {
+                    let bytes = u64::from(self.share) * UNIT;
+                    metrics().upload_memory_bytes.add(bytes as i64);
+                    return Ok(Share {
+                        _permit: permit,
+                        bytes,
+                        returned: self.returned.clone(),
+                    });
+                }
+                // Never closed; were it, nothing could be reserved again.
+                Ok(Err(_)) => return Err(Busy(started.elapsed())),
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= limit || self.returned.last().max(started) + QUIET <= now {
+                        return Err(Busy(started.elapsed()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How often memory freed by finished uploads is handed back to the
+/// system, when any was freed.
+const GIVE_BACK_EVERY: Duration = Duration::from_secs(5);
+
+impl UploadMemory {
+    /// Hands memory that uploads freed back to the system, forever
+    /// (spawned once by the server). glibc keeps freed memory in its
+    /// per-thread arenas: after a burst the RSS stayed at 1.2 GB with no
+    /// upload in flight (bench `--memory-waves`); `malloc_trim` returns the
+    /// free pages of every arena. It runs only after a share came back,
+    /// at most every few seconds, on a blocking thread (it walks the heap).
+    pub async fn give_back(self: Arc<Self>) {
+        let mut trimmed = Instant::now();
+        loop {
+            tokio::time::sleep(GIVE_BACK_EVERY).await;
+            if self.returned.last() > trimmed {
+                trimmed = Instant::now();
+                let _ = tokio::task::spawn_blocking(trim).await;
+            }
+        }
+    }
+}
+
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(any(feature = "jemalloc", feature = "mimalloc"))
+))]
+fn trim() {
+    // SAFETY: malloc_trim only releases free memory of the allocator that
+    // owns it (glibc's, the global allocator here).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(any(feature = "jemalloc", feature = "mimalloc"))
+)))]
+fn trim() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Limits whose share is a known size, and a budget of `shares` of it.
+    fn memory(shares: u64) -> UploadMemory {
+        let mut limits = LimitsConfig::default();
+        limits.upload_memory = share_bytes(&limits) * shares;
+        UploadMemory::new(&limits).expect("a budget of whole shares")
+    }
+
+    #[test]
+    fn a_budget_below_one_share_is_refused_naming_the_key() {
+        let mut limits = LimitsConfig::default();
+        limits.upload_memory = share_bytes(&limits) - 1;
+        let error = UploadMemory::new(&limits).err().expect("refused");
+        assert!(
+            error.to_string().contains("limits.upload_memory"),
+            "{error}"
+        );
+        limits.upload_memory += 1;
+        assert_eq!(UploadMemory::new(&limits).expect("one share").shares(), 1);
+    }
+
+    /// An upload that takes its share when one is free, holds it for
+    /// `hold`, and says when it got it (or that it was busy).
+    fn upload(
+        memory: &Arc<UploadMemory>,
+        hold: Duration,
+    ) -> tokio::task::JoinHandle<Result<Instant, Busy>> {
+        let memory = memory.clone();
+        tokio::spawn(async move {
+            let share = memory.reserve().await?;
+            let got = Instant::now();
+            tokio::time::sleep(hold).await;
+            drop(share);
+            Ok(got)
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_upload_gives_up_only_when_nothing_comes_back() {
+        let memory = Arc::new(memory(1));
+        let held = memory.reserve().await.expect("the first share");
+        // Nothing comes back: busy after QUIET.
+        let started = Instant::now();
+        let busy = memory.reserve().await.err().expect("busy");
+        assert_eq!(started.elapsed(), QUIET);
+        assert_eq!(busy.0, QUIET);
+        // Shares that come back keep the queue waiting past QUIET: three
+        // uploads behind the held one, each holding its share for 4 s.
+        let started = Instant::now();
+        let queue: Vec<_> = (0..3)
+            .map(|_| upload(&memory, QUIET - Duration::from_secs(1)))
+            .collect();
+        tokio::time::sleep(QUIET - Duration::from_secs(1)).await;
+        drop(held);
+        let mut got = Vec::new();
+        for upload in queue {
+            got.push(upload.await.expect("task").expect("served in turn"));
+        }
+        // In order, the last after three holds (12 s), none refused.
+        assert!(got.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(got[2] - started, (QUIET - Duration::from_secs(1)) * 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_at_the_idle_limit_even_while_shares_return() {
+        let memory = Arc::new(memory(1));
+        let idle = LimitsConfig::default().upload_idle();
+        let started = Instant::now();
+        // 100 uploads of a second each ahead of the last: shares come back
+        // every second, but its turn would come after 100 s.
+        let ahead: Vec<_> = (0..100)
+            .map(|_| upload(&memory, Duration::from_secs(1)))
+            .collect();
+        let last = upload(&memory, Duration::ZERO);
+        assert!(last.await.expect("task").is_err(), "busy at the limit");
+        assert_eq!(started.elapsed(), idle);
+        let served = futures_util::future::join_all(ahead)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Ok(_))))
+            .count();
+        // One a second until the limit (the one whose turn comes at the
+        // limit itself may go either way).
+        let served = served as u64;
+        assert!(
+            served == idle.as_secs() || served == idle.as_secs() + 1,
+            "{served}"
+        );
+    }
+}
