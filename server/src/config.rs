@@ -175,6 +175,8 @@ pub struct LimitsConfig {
     /// Bytes all uploads in flight may hold together; each holds one share
     /// (see `service::upload_memory`) and waits for it past this.
     pub upload_memory: u64,
+    /// Uploads one user may have in flight or waiting for a share at once.
+    pub uploads_per_user: usize,
 }
 
 impl LimitsConfig {
@@ -191,6 +193,7 @@ impl Default for LimitsConfig {
             max_files: 200,
             upload_idle_secs: 60,
             upload_memory: 256 * 1024 * 1024,
+            uploads_per_user: 4,
         }
     }
 }
@@ -279,11 +282,12 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         let p = &self.plugins;
-        let checks: [(&str, bool); 14] = [
+        let checks: [(&str, bool); 15] = [
             ("limits.max_file_size", self.limits.max_file_size > 0),
             ("limits.max_ticket_size", self.limits.max_ticket_size > 0),
             ("limits.max_files", self.limits.max_files > 0),
             ("limits.upload_idle_secs", self.limits.upload_idle_secs > 0),
+            ("limits.uploads_per_user", self.limits.uploads_per_user > 0),
             ("mongodb.database", !self.mongodb.database.is_empty()),
             ("mongodb.timeout_ms", self.mongodb.timeout_ms > 0),
             ("plugins.memory_limit", p.memory_limit > 0),

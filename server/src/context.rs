@@ -9,8 +9,7 @@ use crate::{
     config::Config,
     janitor::Janitor,
     plugins::PluginHost,
-    service::upload_memory::UploadMemory,
-    store::Store,
+    store::{Store, UploadMemory},
 };
 
 /// Everything a request handler needs, built once at start.

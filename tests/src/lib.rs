@@ -329,6 +329,12 @@ pub async fn eventually<F: Future<Output = bool>>(
     }
 }
 
+/// A server for the bench and the soak: they drive one user from up to
+/// 32 connections at once, which `limits.uploads_per_user` (4) refuses.
+pub fn bench_options() -> ServerOptions {
+    ServerOptions::default().env("PD2_LIMITS__UPLOADS_PER_USER", 1000)
+}
+
 /// How a test server is configured: environment overrides on top of a
 /// fresh database and free port.
 #[derive(Clone, Default)]

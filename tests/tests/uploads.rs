@@ -290,6 +290,9 @@ async fn upload_memory_is_a_budget_shared_by_uploads_in_flight() {
         ServerOptions::default()
             .env("PD2_LIMITS__UPLOAD_MEMORY", 6 << 20)
             .env("PD2_LIMITS__MAX_TICKET_SIZE", 4 << 20)
+            // One user sends the waves below; the per-user cap has its
+            // own test.
+            .env("PD2_LIMITS__UPLOADS_PER_USER", 100)
             .admins(&["1"]),
     )
     .await;
@@ -659,4 +662,62 @@ async fn file_names_are_named_in_errors_and_safe_to_unzip_anywhere() {
         .map(|i| archive.by_index(i).unwrap().name().unwrap().to_string())
         .collect();
     assert_eq!(names, ["aux_.c", "NUL_.txt", "ok.c"]);
+}
+
+/// One user cannot take every upload slot: past `limits.uploads_per_user`
+/// (4) uploads in flight, the next is 429 at once; another user's upload
+/// goes through meanwhile, and once one of the four ends the user may
+/// upload again.
+#[tokio::test]
+async fn one_user_cannot_take_every_upload_slot() {
+    let server = Server::start_with(ServerOptions::default().admins(&["1"])).await;
+    let (t, other, admin) = (server.token("62"), server.token("63"), server.token("1"));
+    let held = || async {
+        let metrics = server.metrics(&admin).await;
+        pd2_ticket_tests::sample(&metrics, "pd2_upload_memory_bytes")
+    };
+    let body = [file_part("slow.txt", &vec![b's'; 50_000]), closing()].concat();
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let before = held().await;
+        let mut stream = send(server.port, &post_head(server.port, Some(&t), body.len())).await;
+        stream.write_all(&body[..10_000]).await.expect("a start");
+        slow.push(stream);
+        // In flight (its share taken) before the next.
+        eventually(
+            "the upload holds a share",
+            Duration::from_secs(20),
+            || async { held().await > before },
+        )
+        .await;
+    }
+    let response = upload(&server, &t, &[("fifth.txt", b"5")], None).await;
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    assert_error(
+        response,
+        429,
+        "Too many uploads at once: at most 4 in progress per user",
+    )
+    .await;
+    let (status, body) = json(upload(&server, &other, &[("mine.txt", b"ok")], None).await).await;
+    assert_eq!(status, 201, "another user: {body}");
+    // One of the four finishes: room again.
+    drop(slow.pop());
+    eventually(
+        "the user may upload again",
+        Duration::from_secs(20),
+        || async {
+            upload(&server, &t, &[("again.txt", b"again")], None)
+                .await
+                .status()
+                == 201
+        },
+    )
+    .await;
 }

@@ -15,10 +15,9 @@ use crate::{
         previews::PreviewError,
         tickets::TicketError,
         upload::UploadError,
-        upload_memory::{Busy, RETRY_AFTER_SECS},
         validation::{PolicyError, PolicyRejection},
     },
-    store::StoreError,
+    store::{Busy, RETRY_AFTER_SECS, StoreError},
     telemetry::{UploadOutcome, metrics},
     ticket::quoted_name,
 };
@@ -111,12 +110,20 @@ impl ApiError {
 
 impl From<Busy> for ApiError {
     fn from(error: Busy) -> Self {
-        tracing::warn!(%error, "upload refused: no memory share came free");
         metrics().upload(UploadOutcome::Busy, 0, 0);
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Server busy: too many uploads at once; please try again",
-        )
+        match error {
+            Busy::Full(_) => {
+                tracing::warn!(%error, "upload refused: no memory share came free");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Server busy: too many uploads at once; please try again",
+                )
+            }
+            Busy::User(most) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many uploads at once: at most {most} in progress per user"),
+            ),
+        }
         .retry_after(RETRY_AFTER_SECS)
     }
 }

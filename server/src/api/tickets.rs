@@ -170,6 +170,7 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String,
         (status = 413, description = "`File is too large` (with `file`: the file's name, and `max_file_size`), `Ticket is too large`, `Too many files (at most N)`", body = ErrorBody),
         (status = 422, description = "`File rejected by policy`: a validator plugin refused the upload", body = PolicyRejected),
         (status = 503, description = "`Database unavailable`; `Plugin unavailable: <name>` when a validator fails; `Upload took too long; please try again` when validation outlasted the upload journal; `Server busy: too many uploads at once; please try again` (with `Retry-After`) when `limits.upload_memory` is taken", body = ErrorBody),
+        (status = 429, description = "`Too many uploads at once: at most N in progress per user` (`limits.uploads_per_user`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub(super) async fn create(
@@ -182,7 +183,7 @@ pub(super) async fn create(
     // counts the upload's database commands.
     // The upload's share of `limits.upload_memory`, before a byte of its
     // body is read; waiting here stops if the client hangs up.
-    let share = state.upload_memory.reserve().await?;
+    let share = state.upload_memory.reserve(&me.id).await?;
     let ingest = upload::ingest(state.clone(), me.profile.clone(), share, form);
     let created = crate::telemetry::spawn_in_request(ingest)
         .await

@@ -8,5 +8,4 @@ pub mod previews;
 mod sources;
 pub mod tickets;
 pub mod upload;
-pub mod upload_memory;
 pub mod validation;

@@ -41,13 +41,14 @@ use serde::{Deserialize, Deserializer};
 
 use super::{
     sources::{ReadClock, staged},
-    upload_memory::Share,
     validation::{self, PolicyError},
 };
 use crate::{
     context::AppState,
     plugins::FileSource,
-    store::{FileIdBlock, Staging, StoreError, StoredFile, TicketRecord, UserProfile, WriteBatch},
+    store::{
+        FileIdBlock, Share, Staging, StoreError, StoredFile, TicketRecord, UserProfile, WriteBatch,
+    },
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name},
 };

@@ -11,6 +11,7 @@ mod previews;
 mod settings;
 mod staging;
 mod tickets;
+mod upload_memory;
 mod uploads;
 mod users;
 
@@ -38,6 +39,7 @@ pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use staging::{ChunkBatch, Staged, Staging, staging_bytes_at_most};
 pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
+pub use upload_memory::{Busy, RETRY_AFTER_SECS, Share, UploadMemory};
 pub use uploads::{FileIdBlock, UploadJournal};
 pub use users::{DiscordTokens, UserProfile, UserStore};
 

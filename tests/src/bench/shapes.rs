@@ -16,7 +16,7 @@ use std::{
 use futures_util::AsyncWriteExt;
 use mongodb::bson::{Document, doc};
 use pd2_ticket_tests::{
-    DbServer, Server, ServerOptions, create_ticket, first_party_plugins, project_files,
+    DbServer, Server, bench_options, create_ticket, first_party_plugins, project_files,
     workspace_root,
 };
 
@@ -30,7 +30,7 @@ async fn shipped(db: &DbServer, name: &str, pool: usize) -> Server {
 
 /// [`shipped`], with some settings overridden (`PD2_…` variables).
 pub async fn shipped_with(db: &DbServer, name: &str, pool: usize, env: &[(&str, &str)]) -> Server {
-    let options = ServerOptions::default()
+    let options = bench_options()
         .database(&db.uri, name)
         .env("PD2_CONFIG", workspace_root().join("config.toml").display())
         .env("PD2_PLUGINS__DIR", first_party_plugins().display())
@@ -419,7 +419,7 @@ pub async fn slow_not_down(db: &DbServer) {
     let proxy = pd2_ticket_tests::proxy::Proxy::start(&format!("127.0.0.1:{}", db.port)).await;
     let server = Arc::new(
         Server::start_with(
-            ServerOptions::default()
+            bench_options()
                 .database(&proxy.uri, "bench-slow")
                 .env("PD2_CONFIG", workspace_root().join("config.toml").display())
                 .env("PD2_PLUGINS__DIR", first_party_plugins().display())

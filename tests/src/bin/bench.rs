@@ -15,7 +15,7 @@ use std::{
 
 use futures_util::{AsyncReadExt, AsyncWriteExt};
 use pd2_ticket_tests::{
-    DbServer, Server, ServerOptions, create_ticket, first_party_plugins, fixture_plugins,
+    DbServer, Server, bench_options, create_ticket, first_party_plugins, fixture_plugins,
     plugin_dir, server_binary, upload,
 };
 
@@ -216,7 +216,7 @@ async fn main() {
         first_party_section(&db).await;
         return;
     }
-    let options = ServerOptions::default()
+    let options = bench_options()
         .database(&db.uri, "bench")
         .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
         .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20)
@@ -522,7 +522,7 @@ async fn plugin_section(
     }
 
     let dir = plugin_dir(&[&misbehave, &plain_text]);
-    let options = ServerOptions::default()
+    let options = bench_options()
         .database(&db.uri, "bench-plugins")
         .env("PD2_PLUGINS__DIR", dir.display())
         .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
@@ -739,7 +739,7 @@ type Sample = fn(usize) -> Vec<u8>;
 /// renderers, and their sizes.
 async fn first_party_section(db: &DbServer) {
     let dir = first_party_plugins();
-    let options = ServerOptions::default()
+    let options = bench_options()
         .database(&db.uri, "bench-first-party")
         .env("PD2_PLUGINS__DIR", dir.display())
         .env("PD2_LIMITS__MAX_FILE_SIZE", 16 << 20)
@@ -836,7 +836,7 @@ async fn plugin_host_section(db: &DbServer) {
 
     let misbehave = fixture_plugins().join("misbehave.wasm");
     let pdir = plugin_dir(&[&misbehave]);
-    let options = ServerOptions::default()
+    let options = bench_options()
         .database(&db.uri, "bench-plugin-host")
         .env("PD2_PLUGINS__DIR", pdir.display())
         .env("PD2_PLUGINS__TIMEOUT_MS", 2000)
@@ -932,7 +932,7 @@ async fn plugin_host_section(db: &DbServer) {
 /// `/ping` and to `/health` saying the plugins are loaded.
 async fn start_up_times(plugins: &std::path::Path, cache: &std::path::Path) -> (f64, f64) {
     let server = Server::start_with(
-        ServerOptions::default()
+        bench_options()
             .env("PD2_PLUGINS__DIR", plugins.display())
             .env("PD2_PLUGINS__CACHE_DIR", cache.display())
             .env("RUST_LOG", "warn"),
@@ -1046,7 +1046,7 @@ where
 /// The server `--core` measures: default plugins loaded (validators run on
 /// every upload), returned once they are.
 async fn core_server(db: &DbServer) -> Arc<Server> {
-    let options = ServerOptions::default()
+    let options = bench_options()
         .database(&db.uri, "bench-core")
         .env("PD2_PLUGINS__DIR", first_party_plugins().display())
         .env(

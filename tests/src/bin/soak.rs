@@ -18,7 +18,7 @@ use std::{
 };
 
 use mongodb::bson::{Bson, Document, doc};
-use pd2_ticket_tests::{DbServer, Server, ServerOptions, create_ticket, proxy::Proxy};
+use pd2_ticket_tests::{DbServer, Server, bench_options, create_ticket, proxy::Proxy};
 use rand::Rng;
 
 const CONNECTIONS: usize = 32;
@@ -91,7 +91,7 @@ async fn main() {
     let (db_port, db_storage) = (db.port, db.storage.clone());
     let proxy = Proxy::start(&format!("127.0.0.1:{db_port}")).await;
     let server = Server::start_with(
-        ServerOptions::default()
+        bench_options()
             .database(&proxy.uri, "soak")
             .admins(&["1"])
             .env("RUST_LOG", "warn"),

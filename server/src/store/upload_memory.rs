@@ -28,7 +28,8 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{config::LimitsConfig, store::staging_bytes_at_most, telemetry::metrics};
+use super::staging_bytes_at_most;
+use crate::{config::LimitsConfig, telemetry::metrics};
 
 /// With no share returned for this long, a waiting upload gives up.
 const QUIET: Duration = Duration::from_secs(5);
@@ -56,6 +57,8 @@ pub struct UploadMemory {
     share: u32,
     patience: Duration,
     returned: Arc<Returned>,
+    users: Arc<PerUser>,
+    per_user: usize,
 }
 
 /// When a share last came back: the sign that waiting is worth it.
@@ -77,8 +80,47 @@ impl Returned {
 /// One upload's part of the budget, returned when dropped.
 pub struct Share {
     _permit: OwnedSemaphorePermit,
+    _user: UserSlot,
     bytes: u64,
     returned: Arc<Returned>,
+}
+
+/// Uploads of each user in flight or waiting, so that one user (a slow
+/// client trickling bytes, a script) cannot take every share.
+#[derive(Default)]
+struct PerUser(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One of a user's uploads, counted until dropped.
+struct UserSlot {
+    users: Arc<PerUser>,
+    user: String,
+}
+
+impl PerUser {
+    fn take(self: &Arc<Self>, user: &str, most: usize) -> Option<UserSlot> {
+        let mut users = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = users.entry(user.to_owned()).or_default();
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot {
+            users: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut users = self.users.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = users.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                users.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Drop for Share {
@@ -88,10 +130,16 @@ impl Drop for Share {
     }
 }
 
-/// No share came free in time.
+/// Why an upload got no share.
 #[derive(Debug, thiserror::Error)]
-#[error("upload memory busy: waited {0:?} for a share")]
-pub struct Busy(pub Duration);
+pub enum Busy {
+    /// None came free in time.
+    #[error("upload memory busy: waited {0:?} for a share")]
+    Full(Duration),
+    /// The user already has this many uploads in flight or waiting.
+    #[error("{0} uploads of this user already in flight")]
+    User(usize),
+}
 
 impl UploadMemory {
     /// A budget of `limits.upload_memory`; refused if not even one upload
@@ -117,6 +165,8 @@ impl UploadMemory {
                 epoch: Instant::now(),
                 millis: AtomicU64::new(0),
             }),
+            users: Arc::default(),
+            per_user: limits.uploads_per_user,
         })
     }
 
@@ -125,8 +175,14 @@ impl UploadMemory {
         self.total / self.share as usize
     }
 
-    /// Waits for a share while uploads ahead finish (see the module).
-    pub async fn reserve(&self) -> Result<Share, Busy> {
+    /// Waits for a share for an upload of `user` while uploads ahead
+    /// finish (see the module); refused at once if `user` already has
+    /// `limits.uploads_per_user` uploads in flight or waiting.
+    pub async fn reserve(&self, user: &str) -> Result<Share, Busy> {
+        let slot = self
+            .users
+            .take(user, self.per_user)
+            .ok_or(Busy::User(self.per_user))?;
         let started = Instant::now();
         let limit = started + self.patience;
         // One acquisition for the whole wait: the semaphore is fair, and a
@@ -140,16 +196,17 @@ impl UploadMemory {
                     metrics().upload_memory_bytes.add(bytes as i64);
                     return Ok(Share {
                         _permit: permit,
+                        _user: slot,
                         bytes,
                         returned: self.returned.clone(),
                     });
                 }
                 // Never closed; were it, nothing could be reserved again.
-                Ok(Err(_)) => return Err(Busy(started.elapsed())),
+                Ok(Err(_)) => return Err(Busy::Full(started.elapsed())),
                 Err(_) => {
                     let now = Instant::now();
                     if now >= limit || self.returned.last().max(started) + QUIET <= now {
-                        return Err(Busy(started.elapsed()));
+                        return Err(Busy::Full(started.elapsed()));
                     }
                 }
             }
@@ -230,9 +287,11 @@ mod tests {
         memory: &Arc<UploadMemory>,
         hold: Duration,
     ) -> tokio::task::JoinHandle<Result<Instant, Busy>> {
+        static USERS: AtomicU64 = AtomicU64::new(0);
+        let user = format!("user{}", USERS.fetch_add(1, Ordering::Relaxed));
         let memory = memory.clone();
         tokio::spawn(async move {
-            let share = memory.reserve().await?;
+            let share = memory.reserve(&user).await?;
             let got = Instant::now();
             tokio::time::sleep(hold).await;
             drop(share);
@@ -241,14 +300,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn one_user_holds_at_most_uploads_per_user_shares() {
+        let memory = memory(10);
+        let most = LimitsConfig::default().uploads_per_user;
+        let mut held = Vec::new();
+        for _ in 0..most {
+            held.push(memory.reserve("busy").await.expect("within the cap"));
+        }
+        assert!(matches!(memory.reserve("busy").await, Err(Busy::User(n)) if n == most));
+        // Others are not held back by it.
+        let other = memory.reserve("other").await.expect("another user");
+        // One finished: the user may start another.
+        held.pop();
+        held.push(memory.reserve("busy").await.expect("a slot again"));
+        drop(other);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_waiting_upload_gives_up_only_when_nothing_comes_back() {
         let memory = Arc::new(memory(1));
-        let held = memory.reserve().await.expect("the first share");
+        let held = memory.reserve("first").await.expect("the first share");
         // Nothing comes back: busy after QUIET.
         let started = Instant::now();
-        let busy = memory.reserve().await.err().expect("busy");
+        let busy = memory.reserve("second").await.err().expect("busy");
         assert_eq!(started.elapsed(), QUIET);
-        assert_eq!(busy.0, QUIET);
+        assert!(
+            matches!(busy, Busy::Full(waited) if waited == QUIET),
+            "{busy}"
+        );
         // Shares that come back keep the queue waiting past QUIET: three
         // uploads behind the held one, each holding its share for 4 s.
         let started = Instant::now();
