@@ -124,7 +124,10 @@ async fn the_number_of_connections_is_bounded() {
         ServerOptions::default()
             .env("PD2_SERVER__MAX_CONNECTIONS", 8)
             .env("PD2_SERVER__KEEP_ALIVE_SECS", 120)
-            .env("PD2_SERVER__HEADER_READ_TIMEOUT_SECS", 120),
+            .env("PD2_SERVER__HEADER_READ_TIMEOUT_SECS", 120)
+            // Eight uploads of one user below (the per-user cap is
+            // `uploads::one_user_cannot_take_every_upload_slot`'s).
+            .env("PD2_LIMITS__UPLOADS_PER_USER", 8),
     )
     .await;
     let token = server.token("81");
@@ -169,7 +172,12 @@ async fn the_number_of_connections_is_bounded() {
     }
     // The uploads are in progress (the server has their heads) once a
     // ninth connection is not served.
+    let started = std::time::Instant::now();
     let mut waiting = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "a ninth connection was still served after 120 s: the uploads are not in progress"
+        );
         let mut stream = multipart::send(server.port, ping).await;
         match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
             // Served: a slot was still free (an upload's head not read yet,

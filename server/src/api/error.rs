@@ -17,7 +17,7 @@ use crate::{
         upload::UploadError,
         validation::{PolicyError, PolicyRejection},
     },
-    store::{Busy, RETRY_AFTER_SECS, StoreError},
+    store::{Busy, MIN_RATE, RETRY_AFTER_SECS, StoreError},
     telemetry::{UploadOutcome, metrics},
     ticket::quoted_name,
 };
@@ -133,6 +133,12 @@ impl From<StoreError> for ApiError {
         if error.is_out_of_space() {
             tracing::warn!(%error, "database storage full");
             Self::new(StatusCode::INSUFFICIENT_STORAGE, "Database storage full")
+        } else if error.is_database_failure() {
+            // Not a request's fault, but the database's own (a panicked
+            // storage engine answers everything with InternalError): an
+            // outage for the client, an error for whoever reads the log.
+            tracing::error!(%error, "database failure");
+            Self::database_unavailable()
         } else if error.is_unavailable() {
             tracing::warn!(%error, "database unavailable");
             Self::database_unavailable()
@@ -210,6 +216,13 @@ impl From<UploadError> for ApiError {
             UploadError::Stalled(secs) => Self::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("Upload stalled: no data for {secs} s"),
+            ),
+            UploadError::TooSlow(bytes, secs) => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Upload too slow: {bytes} bytes in {secs} s (under {} KiB/s) while other uploads waited; please try again",
+                    MIN_RATE as u64 / 1024
+                ),
             ),
             UploadError::Abandoned => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

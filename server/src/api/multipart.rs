@@ -7,6 +7,15 @@
 //!   service counts only file and field bytes: a part header that never
 //!   ends would otherwise be buffered without bound).
 
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+};
+
 use bytes::Buf;
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use warp::http::{HeaderMap, header};
@@ -47,23 +56,99 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf + Send + 'static,
 {
-    let body = body.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()));
+    let idle = Arc::new(AtomicU64::new(0));
+    let body = Metered {
+        body: Box::pin(body),
+        idle: idle.clone(),
+        paused: false,
+    };
     let cap = max_body(limits);
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(cap));
     let form = multer::Multipart::with_constraints(body, boundary, constraints);
     // After an error the form is dropped: nothing more is read.
-    stream::unfold(Some(form), |form| async move {
-        let mut form = form?;
-        match form.next_field().await {
-            Ok(Some(field)) => Some((Ok(part(field)), Some(form))),
-            Ok(None) => None,
-            Err(error) => Some((Err(body_error(error)), None)),
+    stream::unfold(Some(form), move |form| {
+        let idle = idle.clone();
+        async move {
+            let mut form = form?;
+            match form.next_field().await {
+                Ok(Some(field)) => {
+                    idle.store(0, Ordering::Relaxed);
+                    Some((Ok(part(field, idle)), Some(form)))
+                }
+                Ok(None) => None,
+                Err(error) => Some((Err(body_error(error)), None)),
+            }
         }
     })
 }
 
-fn part(field: multer::Field<'static>) -> Part {
+/// The parser (multer) reads all of the body that is available into its
+/// buffer before it hands anything out: a client faster than the upload's
+/// writes could fill it with the whole upload (52 MB with the default
+/// limits, outside the upload's memory share), and a part header that never
+/// ends was buffered up to the body's cap and scanned again on every read.
+/// So the body is metered: after [`PAUSE_AFTER`] bytes without a part or
+/// any part's data handed out, the parser is told to come back (it hands
+/// out what it has); if it then still needs more without handing anything
+/// out (a header longer than that), it may have up to [`MAX_WITHOUT_DATA`],
+/// and past that the body is refused as too large.
+struct Metered<S> {
+    body: Pin<Box<S>>,
+    /// Bytes read since the parser last handed out a part or data.
+    idle: Arc<AtomicU64>,
+    /// Paused once since; the parser came back without handing out.
+    paused: bool,
+}
+
+/// One read of the body (hyper's are at most ~400 KiB) fits.
+const PAUSE_AFTER: u64 = 256 * 1024;
+/// A part's boundary and headers fit many times over.
+const MAX_WITHOUT_DATA: u64 = 1 << 20;
+
+impl<S, B> Stream for Metered<S>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    type Item = Result<bytes::Bytes, ReadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let held = self.idle.load(Ordering::Relaxed);
+        if held < PAUSE_AFTER {
+            self.paused = false;
+        } else if !self.paused {
+            // Come back at once, after handing out what is buffered.
+            self.paused = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match self.body.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(mut buf))) => {
+                let bytes = buf.copy_to_bytes(buf.remaining());
+                let len = bytes.len() as u64;
+                if self.idle.fetch_add(len, Ordering::Relaxed) + len > MAX_WITHOUT_DATA {
+                    return Poll::Ready(Some(Err(ReadError::NoData)));
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ReadError::Body(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Why the body could not be read, as the parser is told.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Body(warp::Error),
+    #[error("more than {MAX_WITHOUT_DATA} bytes without a part's data")]
+    NoData,
+}
+
+fn part(field: multer::Field<'static>, idle: Arc<AtomicU64>) -> Part {
     let name = field.name().unwrap_or_default().to_owned();
     let filename = match field.file_name() {
         Some(name) => Some(FileName::Utf8(name.to_owned())),
@@ -75,7 +160,10 @@ fn part(field: multer::Field<'static>) -> Part {
     Part {
         name,
         filename,
-        data: field.map_err(body_error).boxed(),
+        data: field
+            .inspect_ok(move |_| idle.store(0, Ordering::Relaxed))
+            .map_err(body_error)
+            .boxed(),
     }
 }
 
@@ -140,6 +228,11 @@ fn unquote(quoted: &[u8]) -> Option<Vec<u8>> {
 fn body_error(error: multer::Error) -> BodyError {
     match error {
         multer::Error::StreamSizeExceeded { .. } => BodyError::TooLarge,
+        multer::Error::StreamReadFailed(cause)
+            if matches!(cause.downcast_ref(), Some(ReadError::NoData)) =>
+        {
+            BodyError::TooLarge
+        }
         other => BodyError::Malformed(other.to_string()),
     }
 }

@@ -166,7 +166,7 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String,
         (status = 201, description = "The new ticket", body = TicketFull),
         (status = 400, description = "`Missing file`, an illegal or duplicate file name (named in the detail), a malformed form", body = ErrorBody),
         (status = 403, description = "`Invalid authentication credentials`", body = ErrorBody),
-        (status = 408, description = "`Upload stalled: no data for N s` (`limits.upload_idle_secs`, default 60)", body = ErrorBody),
+        (status = 408, description = "`Upload stalled: no data for N s` (`limits.upload_idle_secs`, default 60); `Upload too slow: …` when a body arriving under 8 KiB/s held a share another upload waited for", body = ErrorBody),
         (status = 413, description = "`File is too large` (with `file`: the file's name, and `max_file_size`), `Ticket is too large`, `Too many files (at most N)`", body = ErrorBody),
         (status = 422, description = "`File rejected by policy`: a validator plugin refused the upload", body = PolicyRejected),
         (status = 503, description = "`Database unavailable`; `Plugin unavailable: <name>` when a validator fails; `Upload took too long; please try again` when validation outlasted the upload journal; `Server busy: too many uploads at once; please try again` (with `Retry-After`) when `limits.upload_memory` is taken", body = ErrorBody),
@@ -182,7 +182,9 @@ pub(super) async fn create(
     // half-received upload; with the request's context, so its log line
     // counts the upload's database commands.
     // The upload's share of `limits.upload_memory`, before a byte of its
-    // body is read; waiting here stops if the client hangs up.
+    // body is read. (A client that hangs up meanwhile is not noticed: with
+    // its body unread, HTTP/1 reads nothing from its socket. The wait's own
+    // bounds end it.)
     let share = state.upload_memory.reserve(&me.id).await?;
     let ingest = upload::ingest(state.clone(), me.profile.clone(), share, form);
     let created = crate::telemetry::spawn_in_request(ingest)

@@ -47,7 +47,8 @@ use crate::{
     context::AppState,
     plugins::FileSource,
     store::{
-        FileIdBlock, Share, Staging, StoreError, StoredFile, TicketRecord, UserProfile, WriteBatch,
+        FileIdBlock, Pace, Share, Staging, StoreError, StoredFile, TicketRecord, UserProfile,
+        WriteBatch,
     },
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name},
@@ -126,6 +127,9 @@ pub enum UploadError {
     /// No data for this many seconds.
     #[error("no data for {0} s")]
     Stalled(u64),
+    /// Its share was given to a waiting upload: bytes received in seconds.
+    #[error("too slow: {0} bytes in {1} s")]
+    TooSlow(u64, u64),
     /// A sweep took the upload for abandoned while it was validated.
     #[error("taken for abandoned")]
     Abandoned,
@@ -206,6 +210,7 @@ pub async fn ingest(
     };
     let mut upload = Upload {
         ctx: &ctx,
+        pace: share.pace(),
         ticket_id: &ticket_id,
         ids: FileIdBlock::new(),
         batch: store.batch(),
@@ -222,6 +227,7 @@ pub async fn ingest(
     };
     let outcome = async {
         let options = upload.receive(parts).await?;
+        upload.pace.done();
         if upload.staging.files().is_empty() {
             return Err(UploadError::MissingFile);
         }
@@ -260,10 +266,21 @@ pub async fn ingest(
     }
     .await;
     // Whatever is left to do holds no upload bytes: the share goes back
-    // now, not after a cleanup that may wait for the database.
+    // now, not after a cleanup that may wait for the database; but a last
+    // batch still on its way holds its bytes until it lands.
     drop(upload.staging);
     drop(upload.batch);
-    drop(share);
+    if let Last::Landing(landing) = std::mem::replace(&mut upload.last, Last::NotSent) {
+        upload.last = Last::Landing(tokio::spawn(async move {
+            let landed = landing.await;
+            drop(share);
+            landed.unwrap_or_else(|join| {
+                Err(StoreError::Corrupt(format!("a write task failed: {join}")))
+            })
+        }));
+    } else {
+        drop(share);
+    }
     match &outcome {
         Ok(created) => metrics().upload(
             UploadOutcome::Stored,
@@ -317,6 +334,8 @@ enum Last {
 
 struct Upload<'a> {
     ctx: &'a AppState,
+    /// How fast the body arrives (see `store::upload_memory`).
+    pace: Arc<Pace>,
     ticket_id: &'a str,
     ids: FileIdBlock,
     batch: WriteBatch,
@@ -475,6 +494,7 @@ impl Upload<'_> {
             .begin(self.ids.next_id(), self.ticket_id, &path, &content_type);
         let mut data = part.data;
         while let Some(bytes) = self.idle(data.try_next()).await? {
+            self.pace.received(bytes.len());
             let len = bytes.len() as u64;
             if self.staging.current_size() + len > limits.max_file_size {
                 return Err(UploadError::FileTooLarge {
@@ -523,19 +543,26 @@ impl Upload<'_> {
     }
 
     /// The next piece of the body, unless the client has gone quiet for
-    /// `limits.upload_idle_secs`: no upload (and no journal entry) lives
-    /// forever.
+    /// `limits.upload_idle_secs` (no upload, and no journal entry, lives
+    /// forever), or sends so slowly that its memory share was given to a
+    /// waiting upload.
     async fn idle<T>(
         &self,
         next: impl Future<Output = Result<T, BodyError>>,
     ) -> Result<T, UploadError> {
         let limits = &self.ctx.config.limits;
-        match tokio::time::timeout(limits.upload_idle(), next).await {
-            Ok(result) => result.map_err(|e| match e {
-                BodyError::Malformed(why) => UploadError::Malformed(why),
-                BodyError::TooLarge => UploadError::TicketTooLarge,
-            }),
-            Err(_) => Err(UploadError::Stalled(limits.upload_idle_secs)),
+        tokio::select! {
+            next = tokio::time::timeout(limits.upload_idle(), next) => match next {
+                Ok(result) => result.map_err(|e| match e {
+                    BodyError::Malformed(why) => UploadError::Malformed(why),
+                    BodyError::TooLarge => UploadError::TicketTooLarge,
+                }),
+                Err(_) => Err(UploadError::Stalled(limits.upload_idle_secs)),
+            },
+            () = self.pace.cut() => {
+                let (bytes, took) = self.pace.so_far();
+                Err(UploadError::TooSlow(bytes, took.as_secs()))
+            }
         }
     }
 
@@ -544,6 +571,7 @@ impl Upload<'_> {
         let mut data = part.data.fuse();
         let mut out = Vec::new();
         while let Some(bytes) = self.idle(data.try_next()).await? {
+            self.pace.received(bytes.len());
             self.field_bytes += bytes.len();
             if out.len() + bytes.len() > MAX_FIELD_BYTES || self.field_bytes > MAX_FIELDS_BYTES {
                 return Err(UploadError::FieldTooLarge(part.name));

@@ -39,7 +39,7 @@ pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use staging::{ChunkBatch, Staged, Staging, staging_bytes_at_most};
 pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
-pub use upload_memory::{Busy, RETRY_AFTER_SECS, Share, UploadMemory};
+pub use upload_memory::{Busy, MIN_RATE, Pace, RETRY_AFTER_SECS, Share, UploadMemory};
 pub use uploads::{FileIdBlock, UploadJournal};
 pub use users::{DiscordTokens, UserProfile, UserStore};
 
@@ -111,21 +111,26 @@ const SHUTDOWN_OR_STEPDOWN: &[i32] = &[11600, 11602, 10107, 13435, 13436, 189, 9
 /// WriteConcernFailed, NetworkTimeout, OutOfDiskSpace.
 const DATABASE_FAILING: &[i32] = &[1, 6, 7, 64, 89, 14031];
 
-/// OutOfDiskSpace, or a message that says so (WiredTiger's ENOSPC, an
-/// Atlas quota).
+/// OutOfDiskSpace, or a failure of the database's own (InternalError,
+/// Atlas's AtlasError) whose message says so (WiredTiger's ENOSPC, an Atlas
+/// quota). Only those codes' messages are read: a duplicate key's message
+/// repeats the key's value, which may be any text.
 fn is_about_space(code: i32, message: &str) -> bool {
     const OUT_OF_DISK_SPACE: i32 = 14031;
+    const INTERNAL_ERROR: i32 = 1;
+    const ATLAS_ERROR: i32 = 8000;
     let message = message.to_ascii_lowercase();
     code == OUT_OF_DISK_SPACE
-        || [
-            "no space left",
-            "disk full",
-            "out of disk",
-            "space quota",
-            "quota exceeded",
-        ]
-        .iter()
-        .any(|m| message.contains(m))
+        || ([INTERNAL_ERROR, ATLAS_ERROR].contains(&code)
+            && [
+                "no space left",
+                "disk full",
+                "out of disk",
+                "space quota",
+                "quota exceeded",
+            ]
+            .iter()
+            .any(|m| message.contains(m)))
 }
 
 /// Every (code, message) the server put in this error: the command's, each

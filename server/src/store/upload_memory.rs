@@ -59,6 +59,8 @@ pub struct UploadMemory {
     returned: Arc<Returned>,
     users: Arc<PerUser>,
     per_user: usize,
+    /// Uploads holding a share, for finding a slow one to cut.
+    active: std::sync::Mutex<Vec<std::sync::Weak<Pace>>>,
 }
 
 /// When a share last came back: the sign that waiting is worth it.
@@ -83,7 +85,83 @@ pub struct Share {
     _user: UserSlot,
     bytes: u64,
     returned: Arc<Returned>,
+    pace: Arc<Pace>,
 }
+
+impl Share {
+    /// How fast the upload's body arrives, and whether it was cut.
+    pub fn pace(&self) -> Arc<Pace> {
+        self.pace.clone()
+    }
+}
+
+/// An upload's body as it arrives: a share held by a client that sends
+/// slower than [`MIN_RATE`] is taken back when another upload waits.
+pub struct Pace {
+    started: Instant,
+    received: AtomicU64,
+    /// Still receiving its body (afterwards it validates and writes, at the
+    /// server's pace, not the client's).
+    receiving: std::sync::atomic::AtomicBool,
+    cut: std::sync::atomic::AtomicBool,
+    cut_now: tokio::sync::Notify,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            received: AtomicU64::new(0),
+            receiving: std::sync::atomic::AtomicBool::new(true),
+            cut: std::sync::atomic::AtomicBool::new(false),
+            cut_now: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn received(&self, bytes: usize) {
+        self.received.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The whole body is in.
+    pub fn done(&self) {
+        self.receiving.store(false, Ordering::Relaxed);
+    }
+
+    /// Bytes received so far, and since when.
+    pub fn so_far(&self) -> (u64, Duration) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.started.elapsed(),
+        )
+    }
+
+    /// Resolves when the upload's share was taken back for a waiting one.
+    pub async fn cut(&self) {
+        loop {
+            let notified = self.cut_now.notified();
+            if self.cut.load(Ordering::Relaxed) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Bytes a second, if it is a candidate for being cut.
+    fn slow_rate(&self) -> Option<f64> {
+        let age = self.started.elapsed();
+        if !self.receiving.load(Ordering::Relaxed) || age < GRACE {
+            return None;
+        }
+        let rate = self.received.load(Ordering::Relaxed) as f64 / age.as_secs_f64();
+        (rate < MIN_RATE).then_some(rate)
+    }
+}
+
+/// Bytes a second below which an upload's share may be taken back while
+/// another waits (a student on a poor phone link sends ten times that).
+pub const MIN_RATE: f64 = 8.0 * 1024.0;
+/// Nobody is judged slow before this: a connection's first seconds.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Uploads of each user in flight or waiting, so that one user (a slow
 /// client trickling bytes, a script) cannot take every share.
@@ -145,16 +223,18 @@ impl UploadMemory {
     /// A budget of `limits.upload_memory`; refused if not even one upload
     /// fits.
     pub fn new(limits: &LimitsConfig) -> anyhow::Result<Self> {
-        let share_bytes = share_bytes(limits);
+        // Whole units: a share rounds up, the budget down, and the check
+        // is made on what the semaphore will hold.
+        let share_bytes = share_bytes(limits).div_ceil(UNIT) * UNIT;
         anyhow::ensure!(
-            limits.upload_memory >= share_bytes,
+            limits.upload_memory / UNIT * UNIT >= share_bytes,
             "invalid configuration: `limits.upload_memory` ({}) must hold one upload's share \
              ({share_bytes} bytes with limits.max_files = {} and limits.max_file_size = {})",
             limits.upload_memory,
             limits.max_files,
             limits.max_file_size,
         );
-        let share = share_bytes.div_ceil(UNIT);
+        let share = share_bytes / UNIT;
         let total = limits.upload_memory / UNIT;
         Ok(Self {
             permits: Arc::new(Semaphore::new(total as usize)),
@@ -167,7 +247,31 @@ impl UploadMemory {
             }),
             users: Arc::default(),
             per_user: limits.uploads_per_user,
+            active: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Takes the share of the slowest upload still receiving below
+    /// [`MIN_RATE`] (after [`GRACE`]), if any: its upload ends with 408 and
+    /// returns the share. Whether one was cut.
+    fn cut_slowest(&self) -> bool {
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let slowest = active
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|p| !p.cut.load(Ordering::Relaxed))
+            .filter_map(|p| p.slow_rate().map(|rate| (rate, p)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((rate, pace)) = slowest else {
+            return false;
+        };
+        tracing::info!(
+            bytes_per_sec = rate as u64,
+            "an upload slower than the minimum gives its share to a waiting one"
+        );
+        pace.cut.store(true, Ordering::Relaxed);
+        pace.cut_now.notify_waiters();
+        true
     }
 
     /// Uploads that fit at once.
@@ -185,6 +289,9 @@ impl UploadMemory {
             .ok_or(Busy::User(self.per_user))?;
         let started = Instant::now();
         let limit = started + self.patience;
+        if self.permits.available_permits() < self.share as usize {
+            self.cut_slowest();
+        }
         // One acquisition for the whole wait: the semaphore is fair, and a
         // new one would go to the back of the queue.
         let mut acquire = std::pin::pin!(self.permits.clone().acquire_many_owned(self.share));
@@ -194,18 +301,28 @@ impl UploadMemory {
                 Ok(Ok(permit)) => {
                     let bytes = u64::from(self.share) * UNIT;
                     metrics().upload_memory_bytes.add(bytes as i64);
+                    let pace = Arc::new(Pace::new());
+                    let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+                    active.retain(|p| p.strong_count() > 0);
+                    active.push(Arc::downgrade(&pace));
                     return Ok(Share {
                         _permit: permit,
                         _user: slot,
                         bytes,
                         returned: self.returned.clone(),
+                        pace,
                     });
                 }
                 // Never closed; were it, nothing could be reserved again.
                 Ok(Err(_)) => return Err(Busy::Full(started.elapsed())),
                 Err(_) => {
                     let now = Instant::now();
-                    if now >= limit || self.returned.last().max(started) + QUIET <= now {
+                    if now >= limit {
+                        return Err(Busy::Full(started.elapsed()));
+                    }
+                    // Stuck: unless a client trickling its body gives its
+                    // share back, give up.
+                    if self.returned.last().max(started) + QUIET <= now && !self.cut_slowest() {
                         return Err(Busy::Full(started.elapsed()));
                     }
                 }
@@ -297,6 +414,40 @@ mod tests {
             drop(share);
             Ok(got)
         })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_trickling_its_body_gives_its_share_to_a_waiting_upload() {
+        let memory = memory(1);
+        let slow = memory.reserve("slow").await.expect("a share");
+        let pace = slow.pace();
+        pace.received(1000);
+        // Within its first seconds nobody is judged slow: the next waits,
+        // then is refused.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(matches!(memory.reserve("next").await, Err(Busy::Full(_))));
+        // Past GRACE at 1000 B in 10 s: cut at once for a waiting upload.
+        tokio::time::sleep(GRACE).await;
+        let ((), next) = tokio::join!(
+            async {
+                pace.cut().await;
+                drop(slow);
+            },
+            memory.reserve("next")
+        );
+        assert!(next.is_ok());
+        // One that sends fast enough, or has its whole body, is not cut.
+        let next = next.expect("share");
+        next.pace().received((MIN_RATE as usize) * 100);
+        tokio::time::sleep(GRACE * 2).await;
+        assert!(matches!(memory.reserve("third").await, Err(Busy::Full(_))));
+        let quick = next.pace();
+        drop(next);
+        let done = memory.reserve("done").await.expect("a share");
+        done.pace().done();
+        tokio::time::sleep(GRACE * 2).await;
+        assert!(matches!(memory.reserve("fourth").await, Err(Busy::Full(_))));
+        drop(quick);
     }
 
     #[tokio::test(start_paused = true)]
