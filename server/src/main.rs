@@ -188,7 +188,7 @@ async fn print_token(
     Ok(())
 }
 
-/// The layering described at the top of this file (and in the README's
+/// The layering described at the top of this file (and in CONTRIBUTING.md's
 /// Layout section), checked on the sources: a module may only use modules
 /// of a lower layer, so there are no cycles between them.
 #[cfg(test)]

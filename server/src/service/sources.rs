@@ -131,10 +131,11 @@ impl GridFsSource {
     fn read_range(&self, range: ByteRange) -> Result<Vec<u8>, StoreError> {
         let stream = self.files.read(&self.file, range);
         let out = Vec::with_capacity(range.len() as usize);
-        self.runtime.block_on(stream.try_fold(out, |mut out, piece: Bytes| async move {
-            out.extend_from_slice(&piece);
-            Ok(out)
-        }))
+        self.runtime
+            .block_on(stream.try_fold(out, |mut out, piece: Bytes| async move {
+                out.extend_from_slice(&piece);
+                Ok(out)
+            }))
     }
 }
 
