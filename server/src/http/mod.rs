@@ -19,6 +19,7 @@
 //! `server.keep_alive_secs`. Requests in progress are bounded by their own
 //! limits (upload idle time, database and plugin deadlines), not here.
 
+mod compress;
 mod conn;
 
 use std::{
@@ -216,6 +217,8 @@ where
         *request.method_mut() = Method::GET;
     }
     let path = request.uri().path().to_owned();
+    let encoding = compress::negotiate(request.headers().get(hyper::header::ACCEPT_ENCODING));
+    let ranged = request.headers().contains_key(hyper::header::RANGE);
     let route = table.label(&path);
     let allow = table.allow(&path);
     let started = Instant::now();
@@ -246,6 +249,7 @@ where
             db_commands = context.db_commands(),
             "request"
         );
+        let response = compress::compress(response, encoding, ranged);
         // The connection counts as busy until the body has been sent.
         Ok(response.map(|body| Tracked::new(body, busy)))
     }

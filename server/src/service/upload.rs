@@ -551,7 +551,9 @@ impl Upload<'_> {
         next: impl Future<Output = Result<T, BodyError>>,
     ) -> Result<T, UploadError> {
         let limits = &self.ctx.config.limits;
-        tokio::select! {
+        // Only this wait is the client's time (see `store::Pace`).
+        self.pace.waiting();
+        let next = tokio::select! {
             next = tokio::time::timeout(limits.upload_idle(), next) => match next {
                 Ok(result) => result.map_err(|e| match e {
                     BodyError::Malformed(why) => UploadError::Malformed(why),
@@ -563,7 +565,9 @@ impl Upload<'_> {
                 let (bytes, took) = self.pace.so_far();
                 Err(UploadError::TooSlow(bytes, took.as_secs()))
             }
-        }
+        };
+        self.pace.received(0);
+        next
     }
 
     /// Reads a small non-file field whole, refusing anything over the caps.

@@ -97,9 +97,20 @@ impl Share {
 
 /// An upload's body as it arrives: a share held by a client that sends
 /// slower than [`MIN_RATE`] is taken back when another upload waits.
+///
+/// The rate is of the time spent waiting *for the client*: an upload whose
+/// body is all there but whose writes queue behind others at a busy
+/// database is slow by the server's doing, and must not be cut for it (the
+/// first version judged by age and cut uploads of fast clients under load).
 pub struct Pace {
-    started: Instant,
+    epoch: Instant,
     received: AtomicU64,
+    /// Milliseconds (after `epoch`) spent waiting for the client's bytes,
+    /// not counting a wait in progress.
+    waited: AtomicU64,
+    /// When the wait in progress began (milliseconds after `epoch`), or
+    /// `NOT_WAITING`.
+    waiting_since: AtomicU64,
     /// Still receiving its body (afterwards it validates and writes, at the
     /// server's pace, not the client's).
     receiving: std::sync::atomic::AtomicBool,
@@ -107,18 +118,37 @@ pub struct Pace {
     cut_now: tokio::sync::Notify,
 }
 
+const NOT_WAITING: u64 = u64::MAX;
+
 impl Pace {
     fn new() -> Self {
         Self {
-            started: Instant::now(),
+            epoch: Instant::now(),
             received: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            waiting_since: AtomicU64::new(NOT_WAITING),
             receiving: std::sync::atomic::AtomicBool::new(true),
             cut: std::sync::atomic::AtomicBool::new(false),
             cut_now: tokio::sync::Notify::new(),
         }
     }
 
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The upload now waits for the client's next bytes.
+    pub fn waiting(&self) {
+        self.waiting_since.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// `bytes` arrived (0: the wait ended without any, e.g. a new part).
     pub fn received(&self, bytes: usize) {
+        let since = self.waiting_since.swap(NOT_WAITING, Ordering::Relaxed);
+        if since != NOT_WAITING {
+            self.waited
+                .fetch_add(self.now().saturating_sub(since), Ordering::Relaxed);
+        }
         self.received.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
@@ -127,12 +157,19 @@ impl Pace {
         self.receiving.store(false, Ordering::Relaxed);
     }
 
-    /// Bytes received so far, and since when.
+    /// Bytes received so far, and the time spent waiting for them.
     pub fn so_far(&self) -> (u64, Duration) {
-        (
-            self.received.load(Ordering::Relaxed),
-            self.started.elapsed(),
-        )
+        (self.received.load(Ordering::Relaxed), self.client_time())
+    }
+
+    fn client_time(&self) -> Duration {
+        let since = self.waiting_since.load(Ordering::Relaxed);
+        let ongoing = if since == NOT_WAITING {
+            0
+        } else {
+            self.now().saturating_sub(since)
+        };
+        Duration::from_millis(self.waited.load(Ordering::Relaxed) + ongoing)
     }
 
     /// Resolves when the upload's share was taken back for a waiting one.
@@ -146,13 +183,13 @@ impl Pace {
         }
     }
 
-    /// Bytes a second, if it is a candidate for being cut.
+    /// Bytes a second of the client, if it is a candidate for being cut.
     fn slow_rate(&self) -> Option<f64> {
-        let age = self.started.elapsed();
-        if !self.receiving.load(Ordering::Relaxed) || age < GRACE {
+        let client = self.client_time();
+        if !self.receiving.load(Ordering::Relaxed) || client < GRACE {
             return None;
         }
-        let rate = self.received.load(Ordering::Relaxed) as f64 / age.as_secs_f64();
+        let rate = self.received.load(Ordering::Relaxed) as f64 / client.as_secs_f64();
         (rate < MIN_RATE).then_some(rate)
     }
 }
@@ -160,7 +197,7 @@ impl Pace {
 /// Bytes a second below which an upload's share may be taken back while
 /// another waits (a student on a poor phone link sends ten times that).
 pub const MIN_RATE: f64 = 8.0 * 1024.0;
-/// Nobody is judged slow before this: a connection's first seconds.
+/// Nobody is judged slow before having been waited for this long.
 const GRACE: Duration = Duration::from_secs(10);
 
 /// Uploads of each user in flight or waiting, so that one user (a slow
@@ -421,7 +458,9 @@ mod tests {
         let memory = memory(1);
         let slow = memory.reserve("slow").await.expect("a share");
         let pace = slow.pace();
+        pace.waiting();
         pace.received(1000);
+        pace.waiting();
         // Within its first seconds nobody is judged slow: the next waits,
         // then is refused.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -438,16 +477,32 @@ mod tests {
         assert!(next.is_ok());
         // One that sends fast enough, or has its whole body, is not cut.
         let next = next.expect("share");
+        next.pace().waiting();
         next.pace().received((MIN_RATE as usize) * 100);
+        next.pace().waiting();
         tokio::time::sleep(GRACE * 2).await;
         assert!(matches!(memory.reserve("third").await, Err(Busy::Full(_))));
         let quick = next.pace();
         drop(next);
         let done = memory.reserve("done").await.expect("a share");
+        done.pace().waiting();
         done.pace().done();
         tokio::time::sleep(GRACE * 2).await;
         assert!(matches!(memory.reserve("fourth").await, Err(Busy::Full(_))));
         drop(quick);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_slowed_by_the_server_is_not_cut() {
+        let memory = memory(1);
+        let held = memory.reserve("fast").await.expect("a share");
+        let pace = held.pace();
+        // Its bytes came at once; then it waited 30 s for the database.
+        pace.waiting();
+        pace.received(1 << 20);
+        tokio::time::sleep(GRACE * 3).await;
+        assert!(matches!(memory.reserve("next").await, Err(Busy::Full(_))));
+        drop(held);
     }
 
     #[tokio::test(start_paused = true)]

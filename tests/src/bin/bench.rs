@@ -1,6 +1,6 @@
 //! Benchmarks of the real server against a real SecantusDB on this machine.
 //!
-//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes | --folders | --deletes | --big-uploads | --repeat-views | --slow-not-down | --memory-waves]`
+//! `cargo run --release -p pd2-ticket-tests --bin bench [-- --quick | --plugin-host | --first-party | --core | --upload-rate | --upload-shapes | --folders | --deletes | --big-uploads | --repeat-views | --slow-not-down | --memory-waves | --compression]`
 //!
 //! Starts its own database server and a release `pd2-ticket`, then measures:
 //! request rate and latency of the main routes at 32 connections; upload and
@@ -23,6 +23,8 @@ use pd2_ticket_tests::{
 mod memory;
 #[path = "../bench/shapes.rs"]
 mod shapes;
+#[path = "../bench/wire.rs"]
+mod wire;
 
 const CONNECTIONS: usize = 32;
 
@@ -193,6 +195,11 @@ async fn main() {
     // 30 s after (issue 22; ~2 min).
     if std::env::args().any(|a| a == "--memory-waves") {
         memory::waves(&db).await;
+        return;
+    }
+    // `--compression`: bytes on the wire per encoding, and their cost.
+    if std::env::args().any(|a| a == "--compression") {
+        wire::compression(&db).await;
         return;
     }
     if std::env::args().any(|a| a == "--repeat-views") {
