@@ -18,7 +18,10 @@ use std::{
 
 use mongodb::bson::{DateTime, oid::ObjectId};
 
-use crate::store::{FileIdBlock, Result, Store};
+use crate::{
+    store::{FileIdBlock, Result, Store},
+    telemetry::Throttle,
+};
 
 /// The id range of an upload whose client was told it failed (see
 /// [`Janitor::remove_failed`]); `None` for an ordinary cleanup.
@@ -50,40 +53,6 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// A cleanup failing again and again is logged at most this often, with
 /// how many failures the report stands for.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
-
-/// Says when a repeating failure is worth a log line: the first time, then
-/// at most once per `every`, counting what it kept quiet.
-#[derive(Debug)]
-struct Throttle {
-    every: Duration,
-    last: Option<Instant>,
-    quiet: u64,
-}
-
-impl Throttle {
-    fn new(every: Duration) -> Self {
-        Self {
-            every,
-            last: None,
-            quiet: 0,
-        }
-    }
-
-    /// `Some(failures kept quiet since the last line)` when this one is to
-    /// be logged.
-    fn report(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.duration_since(last) < self.every => {
-                self.quiet += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.quiet))
-            }
-        }
-    }
-}
 
 /// All cleanups run one at a time from [`Janitor::run`]: they are
 /// background work, and a burst of them (every upload an outage failed)

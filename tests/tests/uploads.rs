@@ -263,6 +263,13 @@ fn bad_configuration_stops_startup_naming_the_key() {
     );
 }
 
+/// A refusal that says when to try again (`Retry-After: 5`).
+async fn assert_refused_for_now(response: reqwest::Response, status: u16, detail: &str) {
+    let retry = response.headers().get("retry-after").cloned();
+    assert_eq!(retry.as_ref().and_then(|v| v.to_str().ok()), Some("5"));
+    assert_error(response, status, detail).await;
+}
+
 /// The server's resident memory, from `/proc`.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -318,14 +325,7 @@ async fn upload_memory_is_a_budget_shared_by_uploads_in_flight() {
     )
     .await;
     let response = upload(&server, &t, &[("waits.txt", b"waits")], None).await;
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("5")
-    );
-    assert_error(
+    assert_refused_for_now(
         response,
         503,
         "Server busy: too many uploads at once; please try again",
@@ -712,14 +712,7 @@ async fn one_user_cannot_take_every_upload_slot() {
         .await;
     }
     let response = upload(&server, &t, &[("fifth.txt", b"5")], None).await;
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("5")
-    );
-    assert_error(
+    assert_refused_for_now(
         response,
         429,
         "Too many uploads at once: at most 4 in progress per user",

@@ -112,13 +112,11 @@ impl From<Busy> for ApiError {
     fn from(error: Busy) -> Self {
         metrics().upload(UploadOutcome::Busy, 0, 0);
         match error {
-            Busy::Full(_) => {
-                tracing::warn!(%error, "upload refused: no memory share came free");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Server busy: too many uploads at once; please try again",
-                )
-            }
+            // Logged (throttled) where it is decided: `store::upload_memory`.
+            Busy::Full(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server busy: too many uploads at once; please try again",
+            ),
             Busy::User(most) => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!("Too many uploads at once: at most {most} in progress per user"),

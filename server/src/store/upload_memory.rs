@@ -29,7 +29,10 @@ use tokio::{
 };
 
 use super::staging_bytes_at_most;
-use crate::{config::LimitsConfig, telemetry::metrics};
+use crate::{
+    config::LimitsConfig,
+    telemetry::{Throttle, metrics},
+};
 
 /// With no share returned for this long, a waiting upload gives up.
 const QUIET: Duration = Duration::from_secs(5);
@@ -61,6 +64,9 @@ pub struct UploadMemory {
     per_user: usize,
     /// Uploads holding a share, for finding a slow one to cut.
     active: std::sync::Mutex<Vec<std::sync::Weak<Pace>>>,
+    /// Refusals are logged at most once a minute, with their count: a
+    /// flood must not flood the log too.
+    refusals: std::sync::Mutex<Throttle>,
 }
 
 /// When a share last came back: the sign that waiting is worth it.
@@ -285,6 +291,7 @@ impl UploadMemory {
             users: Arc::default(),
             per_user: limits.uploads_per_user,
             active: std::sync::Mutex::new(Vec::new()),
+            refusals: std::sync::Mutex::new(Throttle::new(Duration::from_secs(60))),
         })
     }
 
@@ -320,6 +327,17 @@ impl UploadMemory {
     /// finish (see the module); refused at once if `user` already has
     /// `limits.uploads_per_user` uploads in flight or waiting.
     pub async fn reserve(&self, user: &str) -> Result<Share, Busy> {
+        let result = self.wait_for_share(user).await;
+        if let Err(error @ Busy::Full(_)) = &result {
+            let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(quiet) = refusals.report(std::time::Instant::now()) {
+                tracing::warn!(%error, refused_since_last_line = quiet, "upload refused: no memory share came free");
+            }
+        }
+        result
+    }
+
+    async fn wait_for_share(&self, user: &str) -> Result<Share, Busy> {
         let slot = self
             .users
             .take(user, self.per_user)

@@ -29,3 +29,37 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
+
+/// Says when a repeating failure is worth a log line: the first time, then
+/// at most once per `every`, counting what it kept quiet.
+#[derive(Debug)]
+pub struct Throttle {
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+    quiet: u64,
+}
+
+impl Throttle {
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            quiet: 0,
+        }
+    }
+
+    /// `Some(failures kept quiet since the last line)` when this one is to
+    /// be logged.
+    pub fn report(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.every => {
+                self.quiet += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.quiet))
+            }
+        }
+    }
+}

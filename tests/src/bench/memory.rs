@@ -137,6 +137,7 @@ pub async fn waves(db: &DbServer) {
     let admin = server.token("1");
     let attempts = (clients * waves) as f64;
     let (mut counted, mut stored, mut busy, mut moved) = (0.0, 0.0, 0.0, Instant::now());
+    let mut others = (0.0, 0.0);
     while counted < attempts && moved.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let metrics = match server.get("/metrics", &admin).send().await {
@@ -156,6 +157,7 @@ pub async fn waves(db: &DbServer) {
             moved = Instant::now();
         }
         (counted, stored, busy) = (now, outcome("stored"), outcome("busy"));
+        others = (outcome("rejected"), outcome("failed"));
     }
     let settled = started.elapsed();
     done.store(true, Ordering::Relaxed);
@@ -164,13 +166,23 @@ pub async fn waves(db: &DbServer) {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let after = rss_mib(pid);
     println!(
-        "\nRSS before {before:.0} MiB, peak during the waves {:.0} MiB, when the last upload finished ({:.0} s) {at_settle:.0} MiB, 30 s later {after:.0} MiB; {stored} of {attempts} uploads stored, {busy} refused busy (503), {counted} ended.",
+        "\nRSS before {before:.0} MiB, peak during the waves {:.0} MiB, when the last upload finished ({:.0} s) {at_settle:.0} MiB, 30 s later {after:.0} MiB; {stored} of {attempts} uploads stored, {busy} refused busy (503), {} rejected (4xx), {} failed (5xx), {counted} ended.",
         peak.load(Ordering::Relaxed) as f64 / 1024.0,
         settled.as_secs_f64(),
+        others.0,
+        others.1,
     );
     if std::env::var_os("BENCH_LOG").is_some() {
         let log = server.log_text();
         let lines: Vec<&str> = log.lines().collect();
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for line in &lines {
+            if let Some(at) = line.find("status=") {
+                let status: String = line[at..].chars().take(10).collect();
+                *kinds.entry(status).or_default() += 1;
+            }
+        }
+        println!("\nanswers logged: {kinds:?}");
         println!(
             "\nlast log lines:\n{}",
             lines[lines.len().saturating_sub(20)..].join("\n")
