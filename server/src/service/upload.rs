@@ -294,6 +294,9 @@ pub async fn ingest(
                 UploadOutcome::Failed
             };
             metrics().upload(outcome, 0, 0);
+            // Said here, not only in the answer: a client that hung up
+            // gets none, and the failure would go unexplained.
+            tracing::info!(ticket_id = %ticket_id, %error, "upload not stored");
             let (janitor, id, ids) = (ctx.janitor.clone(), ticket_id.clone(), upload.ids);
             let cleanup: Option<futures_util::future::BoxFuture<'static, ()>> = match upload.last {
                 Last::NotSent if upload.sent => {
