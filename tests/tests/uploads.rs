@@ -282,7 +282,7 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 /// `limits.upload_memory` is one budget for the uploads in flight. With
-/// room for one (6 MiB; a share is ~5.6 MiB with the default limits):
+/// room for one (7 MiB; a share is ~6.5 MiB with the default limits):
 /// - a second upload waits without its body being read, and once nothing
 ///   has come back for 5 s it gets 503 with `Retry-After`;
 /// - a client that hangs up mid-body returns its share at once (the next
@@ -295,7 +295,7 @@ fn rss_mib(pid: u32) -> f64 {
 async fn upload_memory_is_a_budget_shared_by_uploads_in_flight() {
     let server = Server::start_with(
         ServerOptions::default()
-            .env("PD2_LIMITS__UPLOAD_MEMORY", 6 << 20)
+            .env("PD2_LIMITS__UPLOAD_MEMORY", 7 << 20)
             .env("PD2_LIMITS__MAX_TICKET_SIZE", 4 << 20)
             // One user sends the waves below; the per-user cap has its
             // own test.
@@ -377,7 +377,7 @@ async fn upload_memory_is_a_budget_shared_by_uploads_in_flight() {
     assert!(ended >= 63.0, "only {ended} uploads ended");
     assert!(
         peak - before < 60.0,
-        "RSS grew from {before:.0} to {peak:.0} MiB for uploads held to a 6 MiB budget"
+        "RSS grew from {before:.0} to {peak:.0} MiB for uploads held to a 7 MiB budget"
     );
 }
 
@@ -742,7 +742,7 @@ async fn one_user_cannot_take_every_upload_slot() {
 #[tokio::test]
 async fn a_trickling_upload_gives_its_share_to_a_waiting_one() {
     let server =
-        Server::start_with(ServerOptions::default().env("PD2_LIMITS__UPLOAD_MEMORY", 6 << 20))
+        Server::start_with(ServerOptions::default().env("PD2_LIMITS__UPLOAD_MEMORY", 7 << 20))
             .await;
     let (slow, quick) = (server.token("65"), server.token("66"));
     let body = [file_part("slow.txt", &vec![b's'; 50_000]), closing()].concat();

@@ -103,8 +103,9 @@ struct Metered<S> {
 
 /// One read of the body (hyper's are at most ~400 KiB) fits.
 const PAUSE_AFTER: u64 = 256 * 1024;
-/// A part's boundary and headers fit many times over.
-const MAX_WITHOUT_DATA: u64 = 1 << 20;
+/// A part's boundary and headers fit many times over; the upload's memory
+/// share counts it.
+const MAX_WITHOUT_DATA: u64 = crate::store::PARSER_HOLDS_AT_MOST;
 
 impl<S, B> Stream for Metered<S>
 where

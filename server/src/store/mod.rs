@@ -39,7 +39,9 @@ pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use staging::{ChunkBatch, Staged, Staging, staging_bytes_at_most};
 pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
-pub use upload_memory::{Busy, MIN_RATE, Pace, RETRY_AFTER_SECS, Share, UploadMemory};
+pub use upload_memory::{
+    Busy, MIN_RATE, PARSER_HOLDS_AT_MOST, Pace, RETRY_AFTER_SECS, Share, UploadMemory,
+};
 pub use uploads::{FileIdBlock, UploadJournal};
 pub use users::{DiscordTokens, UserProfile, UserStore};
 

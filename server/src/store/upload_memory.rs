@@ -43,14 +43,20 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 /// Budget units: KiB, so a budget of terabytes still fits a semaphore.
 const UNIT: u64 = 1024;
 
+/// What the form parser may hold of one upload's body without handing any
+/// of it out (`api::multipart` enforces it): its buffer counts against the
+/// upload's share too.
+pub const PARSER_HOLDS_AT_MOST: u64 = 1 << 20;
+
 /// Bytes one upload may hold while the form parser and the stores work:
 /// what its staging holds at most (see `store::staging`), plus a copy a
 /// validator reads (at most one file, or one 4 MiB host read), plus the
-/// parser's buffers.
+/// parser's buffer.
 pub fn share_bytes(limits: &LimitsConfig) -> u64 {
-    const PARSER: u64 = 64 * 1024;
     const HOST_READ: u64 = 4 * 1024 * 1024;
-    staging_bytes_at_most(limits.max_files) + limits.max_file_size.min(HOST_READ) + PARSER
+    staging_bytes_at_most(limits.max_files)
+        + limits.max_file_size.min(HOST_READ)
+        + PARSER_HOLDS_AT_MOST
 }
 
 pub struct UploadMemory {
