@@ -91,6 +91,10 @@ enum PluginCommand {
         input: PathBuf,
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
+        /// The hook to time; by default the plugin's `render`, else
+        /// `validate-file`, else `validate-ticket`.
+        #[arg(long, value_enum)]
+        hook: Option<plugin_cli::BenchHook>,
     },
     /// Validate INPUT files as one upload; exits 1 on any rejection.
     Validate {
@@ -124,7 +128,8 @@ fn main() -> ExitCode {
                 file,
                 input,
                 iterations,
-            } => plugin_cli::bench(&config, file, input, *iterations),
+                hook,
+            } => plugin_cli::bench(&config, file, input, *iterations, *hook),
             PluginCommand::Validate {
                 file,
                 inputs,

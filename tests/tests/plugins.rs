@@ -46,6 +46,55 @@ fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `plugin bench` times the hook asked for (by default the renderer), and
+/// a hook that fails is a failed benchmark, never a fast one.
+#[test]
+fn cli_bench_times_the_hook_asked_for_and_fails_with_it() {
+    let dir = pd2_ticket_tests::temp_dir("bench-input");
+    let (notes, panics) = (dir.join("notes.txt"), dir.join("panic.txt"));
+    std::fs::write(&notes, "some notes\n").unwrap();
+    std::fs::write(&panics, "boom\n").unwrap();
+    let bench = |plugin: &Path, input: &Path, hook: Option<&str>| {
+        let mut args = vec![
+            "plugin",
+            "bench",
+            plugin.to_str().unwrap(),
+            input.to_str().unwrap(),
+            "--iterations",
+            "3",
+        ];
+        if let Some(hook) = hook {
+            args.extend(["--hook", hook]);
+        }
+        cli(&args)
+    };
+    // By default the renderer; a renderer that panics fails the benchmark
+    // (it was "benched" at 23 µs through its ticket validator).
+    let (code, out, _) = bench(&misbehave(), &notes, None);
+    assert_eq!(code, 0);
+    assert!(out.contains("misbehave render (direct): 3 calls"), "{out}");
+    let (code, _, err) = bench(&misbehave(), &panics, None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("misbehave failed during the benchmark"),
+        "{err}"
+    );
+    // Another hook, by name.
+    let (code, out, _) = bench(&misbehave(), &notes, Some("validate-ticket"));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("misbehave validate-ticket (direct): 3 calls"),
+        "{out}"
+    );
+    // A hook the plugin does not have is named with those it has.
+    let (code, _, err) = bench(&plain_text(), &notes, Some("validate-file"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("plain-text does not implement validate-file (it implements: render)"),
+        "{err}"
+    );
+}
+
 #[test]
 fn cli_checks_renders_and_validates_without_a_database() {
     let (code, out, _) = cli(&["plugin", "check", misbehave().to_str().unwrap()]);

@@ -314,14 +314,7 @@ impl Loader {
         }
         let mut hooks = m.hooks.clone();
         hooks.dedup();
-        let hook_names = hooks
-            .iter()
-            .map(|h| match h {
-                Hook::ValidateFile => "validate-file",
-                Hook::ValidateTicket => "validate-ticket",
-                Hook::Render => "render",
-            })
-            .collect();
+        let hook_names = hooks.iter().copied().map(hook_name).collect();
         let settings = self
             .settings
             .get(&m.name)
@@ -459,6 +452,15 @@ fn check_interface_version(
         }
     }
     Ok(())
+}
+
+/// A hook as `plugin check`, `GET /plugins` and the command line name it.
+pub fn hook_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::ValidateFile => "validate-file",
+        Hook::ValidateTicket => "validate-ticket",
+        Hook::Render => "render",
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 pub use budget::PreviewSlot;
 use budget::{FailedRenders, Pool, PreviewSlots};
 use load::Loader;
-pub use load::{LoadedPlugin, ManifestInfo};
+pub use load::{LoadedPlugin, ManifestInfo, hook_name};
 pub use registry::Conflict;
 use registry::Registry;
 pub use runtime::{
