@@ -118,6 +118,18 @@ fn cli_checks_renders_and_validates_without_a_database() {
     let (code, _, err) = cli(&["plugin", "check", garbage.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("not a WebAssembly file"), "{err}");
+    // A component that exports nothing of ours (a crate without
+    // `export_plugin!`): refused with what a plugin crate needs.
+    let empty = dir.join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x0d\x00\x01\x00").unwrap();
+    let (code, _, err) = cli(&["plugin", "check", empty.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("does not use pd2:plugin@1.x")
+            && err.contains("export_plugin!")
+            && err.contains("cdylib"),
+        "{err}"
+    );
 
     let input = dir.join("notes.txt");
     std::fs::write(&input, "a\tb <i>").unwrap();

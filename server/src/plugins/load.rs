@@ -437,7 +437,11 @@ fn check_interface_version(
     let host_major = interface_major();
     let accepted = format!("{INTERFACE_PACKAGE}@{host_major}.x");
     if versions.is_empty() {
-        anyhow::bail!("not a PD2 Ticket plugin: it does not use {accepted}");
+        anyhow::bail!(
+            "not a PD2 Ticket plugin: it does not use {accepted} (a plugin crate exports \
+             itself with `pd2_plugin_sdk::export_plugin!(YourPlugin);`, has \
+             `crate-type = [\"cdylib\"]`, and is built with `--target wasm32-wasip2`)"
+        );
     }
     for version in versions {
         let major = version
