@@ -796,6 +796,27 @@ pub async fn assert_error(response: reqwest::Response, status: u16, detail: &str
     );
 }
 
+/// A line of `/proc/{pid}/status` in KiB (`VmRSS`, `VmHWM`, …); 0 when
+/// there is none.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The largest file of a project (see [`project_files`]) whose name ends
+/// with `suffix`.
+pub fn largest<'a>(files: &'a [(String, Vec<u8>)], suffix: &str) -> &'a (String, Vec<u8>) {
+    files
+        .iter()
+        .filter(|(name, _)| name.ends_with(suffix))
+        .max_by_key(|(_, bytes)| bytes.len())
+        .unwrap_or_else(|| panic!("no {suffix} file in the project"))
+}
+
 /// Every file of a project under `tests/fixtures/projects/NAME`, named
 /// `NAME/...` as a browser names the files of a chosen folder, in a stable
 /// order.

@@ -5,7 +5,8 @@
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
 use pd2_ticket_tests::{
-    Server, ServerOptions, create_ticket, first_party_plugins, project_files, workspace_root,
+    Server, ServerOptions, create_ticket, first_party_plugins, largest, project_files,
+    workspace_root,
 };
 use tokio::io::AsyncReadExt;
 
@@ -41,11 +42,7 @@ async fn answers_are_compressed_as_the_client_accepts() {
     let token = server.token("71");
     // The largest source of a real project, and an image beside it.
     let project = project_files("java-design-patterns");
-    let (java, source) = project
-        .iter()
-        .filter(|(name, _)| name.ends_with(".java"))
-        .max_by_key(|(_, bytes)| bytes.len())
-        .expect("a java file");
+    let (java, source) = largest(&project, ".java");
     let (png, image) = project
         .iter()
         .find(|(name, _)| name.ends_with(".png"))

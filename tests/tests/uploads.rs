@@ -272,13 +272,7 @@ async fn assert_refused_for_now(response: reqwest::Response, status: u16, detail
 
 /// The server's resident memory, from `/proc`.
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    pd2_ticket_tests::proc_status_kib(pid, "VmRSS") as f64 / 1024.0
 }
 
 /// `limits.upload_memory` is one budget for the uploads in flight. With

@@ -38,7 +38,7 @@ use std::{
     pin::pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -55,49 +55,35 @@ use super::{Result, StoreError};
 /// forever; the driver's own monitor usually gives up on it first.
 const ABANDON_AFTER: Duration = Duration::from_secs(30);
 
-/// When the database last finished an operation of this process: its sign
-/// of life while it is busy.
-/// Also what the last failure of the database's own was (a full disk, a
-/// panicked storage engine): the health check looks into it.
+/// When something last came back: for the gate, an operation of this
+/// process that the database finished (its sign of life while it is busy);
+/// for the upload budget, a share (see `upload_memory`).
 #[derive(Debug)]
 pub struct Progress {
     epoch: Instant,
     /// Milliseconds after `epoch`.
     last: AtomicU64,
-    refusal: std::sync::Mutex<Option<String>>,
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             epoch: Instant::now(),
             last: AtomicU64::new(0),
-            refusal: std::sync::Mutex::new(None),
         }
     }
 
-    fn refused(&self, error: &StoreError) {
-        if let Ok(mut refusal) = self.refusal.lock() {
-            *refusal = Some(error.to_string());
-        }
-    }
-
-    /// The database failure an operation met since the last call, if any.
-    pub fn take_refusal(&self) -> Option<String> {
-        self.refusal.lock().ok().and_then(|mut r| r.take())
-    }
-
-    fn mark(&self) {
+    pub(super) fn mark(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.last.fetch_max(now, Ordering::Relaxed);
     }
 
-    /// The last time an operation came back.
+    /// The last time something came back.
     pub fn last(&self) -> Instant {
         self.epoch + Duration::from_millis(self.last.load(Ordering::Relaxed))
     }
 
-    /// Whether an operation came back within `window` of now.
+    /// Whether something came back within `window` of now.
     pub fn within(&self, window: Duration) -> bool {
         self.last().elapsed() < window
     }
@@ -113,6 +99,9 @@ pub struct Gate {
     /// Woken when an operation times out, so the health check looks at
     /// once instead of at its next period.
     suspect: Arc<Notify>,
+    /// Set when an operation met a failure of the database's own (a full
+    /// disk, a panicked storage engine): the health check looks into it.
+    refused: Arc<AtomicBool>,
 }
 
 impl Gate {
@@ -123,6 +112,7 @@ impl Gate {
             abandon: ABANDON_AFTER.max(deadline * 4),
             progress: Arc::new(Progress::new()),
             suspect,
+            refused: Arc::default(),
         }
     }
 
@@ -157,8 +147,12 @@ impl Gate {
             // The semaphore is never closed; a timeout it is.
             Some(Err(_)) | None => return Err(self.timed_out()),
         };
-        let (abandon, progress, suspect) =
-            (self.abandon, self.progress.clone(), self.suspect.clone());
+        let (abandon, progress, suspect, refused) = (
+            self.abandon,
+            self.progress.clone(),
+            self.suspect.clone(),
+            self.refused.clone(),
+        );
         // The request's context goes along, so its log line counts the
         // commands this operation sends.
         let request = crate::telemetry::current_request();
@@ -175,7 +169,7 @@ impl Gate {
                 if let Err(error) = answer
                     && error.is_database_failure()
                 {
-                    progress.refused(error);
+                    refused.store(true, Ordering::Relaxed);
                     suspect.notify_one();
                 }
             }
@@ -206,6 +200,12 @@ impl Gate {
 
     pub(super) fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// Set when an operation met a failure of the database's own; the
+    /// health check clears it when it looks.
+    pub(super) fn refused(&self) -> Arc<AtomicBool> {
+        self.refused.clone()
     }
 
     /// Notified whenever an operation times out.

@@ -187,6 +187,9 @@ pub struct Monitor {
     pub(super) suspect: std::sync::Arc<Notify>,
     /// When requests' operations last came back (see `gate`).
     pub(super) progress: std::sync::Arc<super::gate::Progress>,
+    /// Set by the gate when an operation met a failure of the database's
+    /// own; cleared here when looked at.
+    pub(super) refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Monitor {
@@ -244,7 +247,11 @@ impl Monitor {
                     // At most one probe per CHECK_DOWN, however many
                     // failing requests wake the check.
                     let due = probed.is_none_or(|at: Instant| at.elapsed() >= CHECK_DOWN);
-                    if due && (self.progress.take_refusal().is_some() || self.health.is_refusing())
+                    if due
+                        && (self
+                            .refused
+                            .swap(false, std::sync::atomic::Ordering::Relaxed)
+                            || self.health.is_refusing())
                     {
                         probed = Some(Instant::now());
                         self.probe_writes().await;

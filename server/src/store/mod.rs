@@ -345,6 +345,7 @@ impl Store {
             abandon: self.gate.abandon_limit(),
             suspect: self.gate.suspect(),
             progress: self.gate.progress(),
+            refused: self.gate.refused(),
         }
     }
 

@@ -28,7 +28,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::staging_bytes_at_most;
+use super::{gate::Progress, staging_bytes_at_most};
 use crate::{
     config::LimitsConfig,
     telemetry::{Throttle, metrics},
@@ -65,7 +65,7 @@ pub struct UploadMemory {
     total: usize,
     share: u32,
     patience: Duration,
-    returned: Arc<Returned>,
+    returned: Arc<Progress>,
     users: Arc<PerUser>,
     per_user: usize,
     /// Uploads holding a share, for finding a slow one to cut.
@@ -75,28 +75,12 @@ pub struct UploadMemory {
     refusals: std::sync::Mutex<Throttle>,
 }
 
-/// When a share last came back: the sign that waiting is worth it.
-struct Returned {
-    epoch: Instant,
-    millis: AtomicU64,
-}
-
-impl Returned {
-    fn mark(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.millis.fetch_max(now, Ordering::Relaxed);
-    }
-    fn last(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.millis.load(Ordering::Relaxed))
-    }
-}
-
 /// One upload's part of the budget, returned when dropped.
 pub struct Share {
     _permit: OwnedSemaphorePermit,
     _user: UserSlot,
     bytes: u64,
-    returned: Arc<Returned>,
+    returned: Arc<Progress>,
     pace: Arc<Pace>,
 }
 
@@ -290,10 +274,7 @@ impl UploadMemory {
             total: total as usize,
             share: share as u32,
             patience: limits.upload_idle(),
-            returned: Arc::new(Returned {
-                epoch: Instant::now(),
-                millis: AtomicU64::new(0),
-            }),
+            returned: Arc::new(Progress::new()),
             users: Arc::default(),
             per_user: limits.uploads_per_user,
             active: std::sync::Mutex::new(Vec::new()),

@@ -29,14 +29,7 @@ fn env_usize(key: &str, default: usize) -> usize {
 
 /// The server's resident set now, in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    pd2_ticket_tests::proc_status_kib(pid, "VmRSS") as f64 / 1024.0
 }
 
 /// One impatient client: the whole upload, a pause, and gone.

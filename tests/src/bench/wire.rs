@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use pd2_ticket_tests::{DbServer, create_ticket, project_files};
+use pd2_ticket_tests::{DbServer, create_ticket, largest, project_files};
 
 use super::shapes::shipped_with;
 
@@ -13,11 +13,7 @@ pub async fn compression(db: &DbServer) {
     let server = shipped_with(db, "bench-wire", 2, &[]).await;
     let token = server.token("1");
     let project = project_files("java-design-patterns");
-    let (name, source) = project
-        .iter()
-        .filter(|(name, _)| name.ends_with(".java"))
-        .max_by_key(|(_, bytes)| bytes.len())
-        .expect("a java file");
+    let (name, source) = largest(&project, ".java");
     let ticket = create_ticket(&server, &token, &[(name.as_str(), source)], None).await;
     let id = ticket["id"].as_str().expect("id");
     println!(

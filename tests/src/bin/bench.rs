@@ -143,13 +143,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    pd2_ticket_tests::proc_status_kib(pid, "VmHWM")
 }
 
 fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
