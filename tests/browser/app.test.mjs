@@ -402,6 +402,10 @@ try {
 
   await step("delete with a confirmation", async () => {
     await page.goto(`${base}/#/t/@me/${privateId}`);
+    // The ticket shown whole (its file opened) before the click: a click on
+    // a page still being drawn was once lost (the ticket stayed).
+    await page.locator("h1", { hasText: privateId }).waitFor();
+    await page.locator("#tree", { hasText: "secret.txt" }).waitFor();
     // The outcome is checked below; a dialog already gone is not an error
     // of its own (an unhandled rejection would end the whole run).
     page.once("dialog", (d) => d.accept().catch(() => {}));
