@@ -7,9 +7,8 @@ use std::sync::Arc;
 use crate::{
     auth::{Discord, TokenService},
     config::Config,
-    janitor::Janitor,
     plugins::PluginHost,
-    store::{Store, UploadMemory},
+    store::{Janitor, Store, UploadMemory},
 };
 
 /// Everything a request handler needs, built once at start.

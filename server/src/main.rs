@@ -3,7 +3,7 @@
 // Layers, top to bottom: `server` (composition root) → `api` (HTTP:
 // routes, the one error mapping) → `service` (what the server does:
 // access, tickets, uploads, validation, previews) → `context` (the services
-// built once) → `store`, `plugins`, `auth`, `janitor` → `config`,
+// built once) → `auth` → `store` (with the janitor), `plugins` → `config`,
 // `telemetry`, `ticket`.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
@@ -17,7 +17,6 @@ mod auth;
 mod config;
 mod context;
 mod http;
-mod janitor;
 mod plugin_cli;
 mod plugins;
 mod server;
@@ -208,7 +207,7 @@ mod layers {
         &["http"],
         &["service"],
         &["context"],
-        &["auth", "janitor"],
+        &["auth"],
         &["store", "plugins"],
         &["telemetry"],
         &["config", "ticket"],

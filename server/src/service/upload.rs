@@ -1,39 +1,13 @@
-//! Upload: a stream of form parts → validated names → validators → GridFS →
-//! ticket record. Knows nothing of HTTP: the parts come from any source
-//! (`api::multipart` parses the HTTP form), and failures are
-//! [`UploadError`]s, which the API layer turns into responses.
-//!
-//! Round trips are the cost that matters (each one is a command the
-//! database must parse and commit), so an upload's writes are collected in
-//! one ordered [`WriteBatch`] and sent when it holds about 1 MiB of chunks
-//! or when the upload is complete. Validators read each file as sent: the
-//! part that went out in an earlier batch from GridFS, the rest from memory
-//! (see `store::staging`). The author's ticket number comes from numbers
-//! reserved ahead (see `store::users`), so a small upload is a single round
-//! trip.
-//!
-//! What could be left behind decides what that batch holds:
-//! - An upload sent in several batches (over 1 MiB) is journaled: its first
-//!   batch leads with a journal entry naming its file ids, its last ends by
-//!   removing it, after the ticket (see `store::uploads`). A process that
-//!   dies in between leaves the entry, and any instance removes the bytes.
-//! - An upload sent in one batch needs no journal: until then nothing was
-//!   written, and the batch leads with the files documents, then the
-//!   chunks, then the ticket. Whatever part of it lands includes a files
-//!   document naming the ticket, so a batch cut short by a failing database
-//!   is removed by this process once the database answers, or, if this
-//!   process dies first, found by the janitor's check of recent files (a
-//!   file without a ticket or journal entry, received long enough ago).
-//!   That check relies on a file's batch being sent soon after the file
-//!   arrived: an upload that took longer than `limits.upload_idle_secs` is
-//!   journaled even in one batch, so the check never looks at one still
-//!   landing.
-//!
-//! On any failure every byte sent for the ticket is removed before the
-//! error is returned (or, if the database is gone, by the janitor once it
-//! is back); an upload that failed before sending anything cost nothing.
+//! Upload: a stream of form parts → validated names → validators → an
+//! [`UploadTx`] that stores the bytes and records the ticket (its module
+//! says what is written when, and what a failure leaves to clean up).
+//! Knows nothing of HTTP: the parts come from any source (`api::multipart`
+//! parses the HTTP form), and failures are [`UploadError`]s, which the API
+//! layer turns into responses. The author's ticket number comes from
+//! numbers reserved ahead (see `store::users`), so a small upload is a
+//! single round trip.
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
@@ -46,10 +20,7 @@ use super::{
 use crate::{
     context::AppState,
     plugins::FileSource,
-    store::{
-        FileIdBlock, Pace, Share, Staging, StoreError, StoredFile, TicketRecord, UserProfile,
-        WriteBatch,
-    },
+    store::{Pace, Share, StoreError, StoredFile, TicketRecord, UploadTx, UserProfile},
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name},
 };
@@ -208,18 +179,18 @@ pub async fn ingest(
         let (users, profile) = (store.users.clone(), author.clone());
         crate::telemetry::spawn_in_request(async move { users.next_ticket(&profile).await })
     };
+    let pace = share.pace();
+    let tx = UploadTx::begin(
+        store,
+        ctx.janitor.clone(),
+        &ticket_id,
+        ctx.config.limits.upload_idle(),
+        share,
+    );
     let mut upload = Upload {
         ctx: &ctx,
-        pace: share.pace(),
-        ticket_id: &ticket_id,
-        ids: FileIdBlock::new(),
-        batch: store.batch(),
-        journaled: false,
-        sent: false,
-        last: Last::NotSent,
-        started: Instant::now(),
-        touched: Instant::now(),
-        staging: Staging::new(),
+        pace,
+        tx,
         names: HashMap::new(),
         folders: HashMap::new(),
         total: 0,
@@ -228,7 +199,7 @@ pub async fn ingest(
     let outcome = async {
         let options = upload.receive(parts).await?;
         upload.pace.done();
-        if upload.staging.files().is_empty() {
+        if upload.tx.files().is_empty() {
             return Err(UploadError::MissingFile);
         }
         upload.validate().await?;
@@ -242,45 +213,16 @@ pub async fn ingest(
         let ticket = TicketRecord {
             id: ticket_id.clone(),
             author_id: author.id.clone(),
-            files: upload
-                .staging
-                .files()
-                .iter()
-                .map(|s| s.file.clone())
-                .collect(),
+            files: upload.tx.files().iter().map(|s| s.file.clone()).collect(),
             is_public: options.is_public,
             remark: options.remark,
             create_time: now_millis(),
             seq: Some(seq),
         };
-        store.tickets.insert_in(&mut upload.batch, &ticket)?;
-        // See the module's comment for when the journal is needed.
-        if upload.journaled || upload.started.elapsed() >= ctx.config.limits.upload_idle() {
-            upload.journal_first();
-            store.uploads.close_in(&mut upload.batch, &ticket_id);
-        } else {
-            store.files.documents_first(&mut upload.batch);
-        }
-        upload.send_last().await?;
+        upload.tx.commit(&ticket).await?;
         Ok(Created { ticket, author })
     }
     .await;
-    // Whatever is left to do holds no upload bytes: the share goes back
-    // now, not after a cleanup that may wait for the database; but a last
-    // batch still on its way holds its bytes until it lands.
-    drop(upload.staging);
-    drop(upload.batch);
-    if let Last::Landing(landing) = std::mem::replace(&mut upload.last, Last::NotSent) {
-        upload.last = Last::Landing(tokio::spawn(async move {
-            let landed = landing.await;
-            drop(share);
-            landed.unwrap_or_else(|join| {
-                Err(StoreError::Corrupt(format!("a write task failed: {join}")))
-            })
-        }));
-    } else {
-        drop(share);
-    }
     match &outcome {
         Ok(created) => metrics().upload(
             UploadOutcome::Stored,
@@ -297,62 +239,21 @@ pub async fn ingest(
             // Said here, not only in the answer: a client that hung up
             // gets none, and the failure would go unexplained.
             tracing::info!(ticket_id = %ticket_id, %error, "upload not stored");
-            let (janitor, id, ids) = (ctx.janitor.clone(), ticket_id.clone(), upload.ids);
-            let cleanup: Option<futures_util::future::BoxFuture<'static, ()>> = match upload.last {
-                Last::NotSent if upload.sent => {
-                    Some(Box::pin(async move { janitor.discard_twice(&id).await }))
-                }
-                Last::NotSent => None,
-                Last::Failed => Some(Box::pin(
-                    async move { janitor.remove_failed(&id, &ids).await },
-                )),
-                Last::Landing(landing) => {
-                    ctx.janitor.remove_after(landing, &ticket_id, &upload.ids);
-                    None
-                }
-            };
             // With the database away, a cleanup awaited here would wait out
             // the deadline a second time before the client hears (a 503
             // after twice `mongodb.timeout_ms`): it runs on its own instead.
-            if let Some(cleanup) = cleanup {
-                if error.database_away() {
-                    tokio::spawn(cleanup);
-                } else {
-                    cleanup.await;
-                }
-            }
+            upload.tx.abort(!error.database_away()).await;
         }
     }
     outcome
-}
-
-/// The last batch: the one that records the ticket.
-enum Last {
-    NotSent,
-    /// It failed: whatever of it landed must go.
-    Failed,
-    /// No answer within the request deadline; it still runs.
-    Landing(tokio::task::JoinHandle<Result<(), StoreError>>),
 }
 
 struct Upload<'a> {
     ctx: &'a AppState,
     /// How fast the body arrives (see `store::upload_memory`).
     pace: Arc<Pace>,
-    ticket_id: &'a str,
-    ids: FileIdBlock,
-    batch: WriteBatch,
-    /// The journal entry is in a batch that was sent.
-    journaled: bool,
-    /// Something was sent (and may have landed, even if it failed).
-    sent: bool,
-    last: Last,
-    /// When the upload began.
-    started: Instant,
-    /// When the journal entry was last refreshed.
-    touched: Instant,
-    /// The files received, and where their bytes are.
-    staging: Staging,
+    /// The bytes received, on their way to the database.
+    tx: UploadTx,
     /// Names so far by [`name_key`].
     names: HashMap<String, String>,
     /// Folders of those names by [`name_key`], with the file that made
@@ -366,72 +267,13 @@ struct Upload<'a> {
 }
 
 impl Upload<'_> {
-    /// Sends the batch, led by the journal entry if it is the first.
-    async fn send(&mut self) -> Result<(), StoreError> {
-        self.journal_first();
-        self.sent = true;
-        self.batch.send().await?;
-        self.staging.sent();
-        Ok(())
-    }
-
-    /// Sends the last batch. It runs to its end even past the request
-    /// deadline: if it has not answered by then, the upload fails, and
-    /// whatever of it landed is removed once it has (cleaning up while it
-    /// may still land would race it).
-    async fn send_last(&mut self) -> Result<(), StoreError> {
-        self.sent = true;
-        let store = &self.ctx.store;
-        let mut batch = std::mem::replace(&mut self.batch, store.batch()).patient();
-        let mut landing = crate::telemetry::spawn_in_request(async move { batch.send().await });
-        let deadline = store.request_deadline();
-        let result = match tokio::time::timeout(deadline, &mut landing).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(StoreError::Corrupt(format!("a write task failed: {join}"))),
-            Err(_) => {
-                self.last = Last::Landing(landing);
-                return Err(StoreError::Timeout(deadline));
-            }
-        };
-        if result.is_err() {
-            self.last = Last::Failed;
-        }
-        result
-    }
-
-    fn journal_first(&mut self) {
-        if !self.journaled {
-            self.ctx
-                .store
-                .uploads
-                .begin_in(&mut self.batch, self.ticket_id, &self.ids);
-            self.journaled = true;
-            self.touched = Instant::now();
-        }
-    }
-
-    /// Refreshes the journal entry once per `limits.upload_idle_secs` (the
-    /// pace `janitor` counts on); fails the upload if a sweep has claimed it
-    /// as abandoned. Nothing to refresh before the first batch is sent.
+    /// See [`UploadTx::keep_alive`].
     async fn keep_alive(&mut self) -> Result<(), UploadError> {
-        if !self.journaled || self.touched.elapsed() < self.ctx.config.limits.upload_idle() {
-            return Ok(());
+        if self.tx.keep_alive().await? {
+            Ok(())
+        } else {
+            Err(UploadError::Abandoned)
         }
-        if !self
-            .ctx
-            .store
-            .uploads
-            .touch(self.ticket_id, &self.ids)
-            .await?
-        {
-            tracing::warn!(
-                ticket_id = self.ticket_id,
-                "upload was taken for abandoned; refusing to record it"
-            );
-            return Err(UploadError::Abandoned);
-        }
-        self.touched = Instant::now();
-        Ok(())
     }
 
     async fn receive(
@@ -484,7 +326,7 @@ impl Upload<'_> {
                 inside: path,
             });
         }
-        if self.staging.files().len() >= limits.max_files {
+        if self.tx.files().len() >= limits.max_files {
             return Err(UploadError::TooManyFiles(limits.max_files));
         }
         for folder in folders {
@@ -493,13 +335,12 @@ impl Upload<'_> {
                 .or_insert_with(|| path.clone());
         }
         let content_type = content_type_for(&path);
-        self.staging
-            .begin(self.ids.next_id(), self.ticket_id, &path, &content_type);
+        self.tx.begin_file(&path, &content_type);
         let mut data = part.data;
         while let Some(bytes) = self.idle(data.try_next()).await? {
             self.pace.received(bytes.len());
             let len = bytes.len() as u64;
-            if self.staging.current_size() + len > limits.max_file_size {
+            if self.tx.current_size() + len > limits.max_file_size {
                 return Err(UploadError::FileTooLarge {
                     path,
                     limit: limits.max_file_size,
@@ -509,13 +350,10 @@ impl Upload<'_> {
                 return Err(UploadError::TicketTooLarge);
             }
             self.keep_alive().await?;
-            let full = self.staging.write(&bytes, &mut self.batch);
+            self.tx.write(&bytes).await?;
             self.total += len;
-            if full {
-                self.send().await?;
-            }
         }
-        self.staging.finish(&mut self.batch);
+        self.tx.finish_file();
         self.names.insert(name_key(&path), path);
         Ok(())
     }
@@ -528,7 +366,7 @@ impl Upload<'_> {
         let runtime = tokio::runtime::Handle::current();
         let clock = Arc::new(ReadClock::default());
         let files: Vec<(StoredFile, Arc<dyn FileSource>)> = self
-            .staging
+            .tx
             .files()
             .iter()
             .map(|s| {

@@ -7,10 +7,12 @@ mod batch;
 mod files;
 mod gate;
 mod health;
+mod janitor;
 mod previews;
 mod settings;
 mod staging;
 mod tickets;
+mod upload;
 mod upload_memory;
 mod uploads;
 mod users;
@@ -35,10 +37,12 @@ pub use batch::WriteBatch;
 pub use files::{ByteRange, FileStore, StoredFile};
 pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
+pub use janitor::Janitor;
 pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use staging::{ChunkBatch, Staged, Staging, staging_bytes_at_most};
 pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
+pub use upload::UploadTx;
 pub use upload_memory::{
     Busy, MIN_RATE, PARSER_HOLDS_AT_MOST, Pace, RETRY_AFTER_SECS, Share, UploadMemory,
 };

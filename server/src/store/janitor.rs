@@ -7,7 +7,7 @@
 //! `store::uploads`), one sent in a single batch by the check of recent
 //! files, which removes files that have neither a ticket nor a journal
 //! entry once they are old enough that no batch can still be landing (see
-//! `service::upload`). That check goes through each file once, whichever
+//! `store::upload`). That check goes through each file once, whichever
 //! instance does it, up to a mark kept in the database.
 
 use std::{
@@ -18,10 +18,8 @@ use std::{
 
 use mongodb::bson::{DateTime, oid::ObjectId};
 
-use crate::{
-    store::{FileIdBlock, Result, Store},
-    telemetry::Throttle,
-};
+use super::{FileIdBlock, Result, Store, StoreError};
+use crate::telemetry::Throttle;
 
 /// The id range of an upload whose client was told it failed (see
 /// [`Janitor::remove_failed`]); `None` for an ordinary cleanup.
@@ -225,7 +223,7 @@ impl Janitor {
     /// Logs a cleanup that failed, unless one was logged within the last
     /// minute (then it is counted into the next line): a database that
     /// refuses every write must not fill the log.
-    fn failed(&self, ticket_id: &str, error: &crate::store::StoreError) {
+    fn failed(&self, ticket_id: &str, error: &StoreError) {
         let report = self
             .failures
             .lock()
