@@ -114,7 +114,7 @@ async fn prepare_database(state: State) {
         let ready = async {
             state.store.ensure_indexes().await?;
             state.tokens.warm().await?;
-            state.store.background().number_legacy_tickets().await
+            state.store.background().tickets.number_legacy().await
         };
         match ready.await {
             Ok(()) => {

@@ -140,11 +140,7 @@ async fn sign_in(state: &AppState, grant: Grant) -> Result<String, ApiError> {
         .current_user(&grant.tokens.access_token)
         .await
         .map_err(authorize_failed)?;
-    state
-        .store
-        .users
-        .upsert_login(&profile, &grant.tokens)
-        .await?;
+    state.store.record_login(&profile, &grant.tokens).await?;
     let display = DisplayData::new(&profile, state.is_admin(&profile.id));
     tracing::info!(user_id = %profile.id, "signed in with Discord");
     Ok(state.tokens.issue(display, grant.expires_in).await?)

@@ -57,7 +57,7 @@ impl Fixture {
         limits(&mut config);
         let ctx = AppState::new(config).await.expect("context");
         ctx.store.ensure_indexes().await.expect("indexes");
-        ctx.store.number_legacy_tickets().await.expect("numbering");
+        ctx.store.tickets.number_legacy().await.expect("numbering");
         ctx.plugins.watch(Duration::from_millis(200));
         Self {
             ctx,

@@ -4,7 +4,7 @@
 use crate::{
     auth::{DisplayData, Requester},
     context::AppState,
-    store::{SeqRange, StoreError, TicketPage, TicketRecord, UserProfile},
+    store::{StoreError, TicketPage, TicketRecord, UserProfile, Visibility},
     ticket::is_ticket_id,
 };
 
@@ -38,29 +38,17 @@ pub async fn list(
     page: TicketPage,
 ) -> Result<Vec<TicketRecord>, TicketError> {
     let author_id = me.resolve(path_user);
-    let user = ctx.store.users.get(author_id).await?;
-    // The caller exists by their token (see `users`).
-    if user.is_none() && author_id != me.id {
-        return Err(TicketError::UserNotFound);
+    let visibility = if access::lists_only_public(me, author_id) {
+        Visibility::PublicOnly
+    } else {
+        Visibility::All
+    };
+    match ctx.store.tickets.list(author_id, visibility, page).await? {
+        Some(tickets) => Ok(tickets),
+        // The caller exists by their token (see `users`).
+        None if author_id == me.id => Ok(Vec::new()),
+        None => Err(TicketError::UserNotFound),
     }
-    let numbers = ctx.store.tickets_numbered().then(|| {
-        user.as_ref().map_or(
-            SeqRange {
-                newest: 0,
-                lowest: 1,
-            },
-            |u| SeqRange {
-                newest: ctx.store.users.newest_ticket(author_id, u.ticket_seq),
-                lowest: u.ticket_seq_min,
-            },
-        )
-    });
-    let public_only = access::lists_only_public(me, author_id);
-    Ok(ctx
-        .store
-        .tickets
-        .list(author_id, public_only, page, numbers)
-        .await?)
 }
 
 /// A ticket the requester may read.

@@ -176,8 +176,8 @@ pub async fn ingest(
     // The author's record and ticket number, while the body arrives (in
     // the request's context, so its log line counts the command).
     let numbering = {
-        let (users, profile) = (store.users.clone(), author.clone());
-        crate::telemetry::spawn_in_request(async move { users.next_ticket(&profile).await })
+        let (tickets, profile) = (store.tickets.clone(), author.clone());
+        crate::telemetry::spawn_in_request(async move { tickets.next_number(&profile).await })
     };
     let pace = share.pace();
     let tx = UploadTx::begin(

@@ -8,6 +8,7 @@ mod files;
 mod gate;
 mod health;
 mod janitor;
+mod numbering;
 mod previews;
 mod settings;
 mod staging;
@@ -17,13 +18,7 @@ mod upload_memory;
 mod uploads;
 mod users;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use mongodb::{
     Client, Database,
@@ -38,10 +33,11 @@ pub use files::{ByteRange, FileStore, StoredFile};
 pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
 pub use janitor::Janitor;
+pub use numbering::{Numbering, SeqRange};
 pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use staging::{ChunkBatch, Staged, Staging, staging_bytes_at_most};
-pub use tickets::{SeqRange, TicketPage, TicketRecord, TicketStore};
+pub use tickets::{TicketPage, TicketRecord, TicketStore, Visibility};
 pub use upload::UploadTx;
 pub use upload_memory::{
     Busy, MIN_RATE, PARSER_HOLDS_AT_MOST, Pace, RETRY_AFTER_SECS, Share, UploadMemory,
@@ -200,8 +196,6 @@ pub struct Store {
     pub health: Arc<DbHealth>,
     gate: Gate,
     bulk: batch::BulkSupport,
-    /// Every ticket has its number (see [`Store::number_legacy_tickets`]).
-    numbered: Arc<AtomicBool>,
     db: Database,
     /// The health check's own client (see `health`).
     monitor_db: Database,
@@ -251,18 +245,26 @@ impl Store {
             config.timeout(),
             Arc::new(Notify::new()),
         );
+        let numbering = Numbering::new(UserStore::new(&db, gate.clone()));
         Ok(Self::build(
             db,
             gate,
+            numbering,
             Arc::new(DbHealth::default()),
             monitor.database(&config.database),
         ))
     }
 
-    fn build(db: Database, gate: Gate, health: Arc<DbHealth>, monitor_db: Database) -> Self {
+    fn build(
+        db: Database,
+        gate: Gate,
+        numbering: Numbering,
+        health: Arc<DbHealth>,
+        monitor_db: Database,
+    ) -> Self {
         Self {
             users: UserStore::new(&db, gate.clone()),
-            tickets: TicketStore::new(&db, gate.clone()),
+            tickets: TicketStore::new(&db, gate.clone(), numbering),
             files: FileStore::new(&db, gate.clone()),
             settings: SettingsStore::new(&db, gate.clone()),
             previews: PreviewStore::new(&db, gate.clone()),
@@ -270,7 +272,6 @@ impl Store {
             health,
             gate,
             bulk: batch::BulkSupport::default(),
-            numbered: Arc::new(AtomicBool::new(false)),
             db,
             monitor_db,
         }
@@ -285,44 +286,21 @@ impl Store {
     pub fn background(&self) -> Store {
         let patient = self.gate.patient();
         Self {
-            users: self.users.with_gate(patient.clone()),
             bulk: self.bulk.clone(),
-            numbered: self.numbered.clone(),
             ..Self::build(
                 self.db.clone(),
-                patient,
+                patient.clone(),
+                self.tickets.numbering().with_gate(patient),
                 self.health.clone(),
                 self.monitor_db.clone(),
             )
         }
     }
 
-    /// Whether lists may go by ticket numbers yet.
-    pub fn tickets_numbered(&self) -> bool {
-        self.numbered.load(Ordering::Relaxed)
-    }
-
-    /// Numbers the tickets stored before tickets had numbers (by earlier
-    /// versions): per author, below every number handed out since, in
-    /// their order of creation. Until it has run, lists use a sorted find
-    /// instead. Runs at each start; after the first, it finds nothing.
-    pub async fn number_legacy_tickets(&self) -> Result<()> {
-        let legacy = self.tickets.unnumbered().await?;
-        let count: usize = legacy.values().map(Vec::len).sum();
-        for (author, ids) in legacy {
-            self.users.ensure(&author, None).await?;
-            let lowest = self.users.reserve_legacy(&author, ids.len() as i64).await?;
-            // Newest first: the newest gets the highest reserved number.
-            for (i, id) in ids.iter().enumerate() {
-                let seq = lowest + (ids.len() - 1 - i) as i64;
-                self.tickets.set_number(id, seq).await?;
-            }
-        }
-        if count > 0 {
-            tracing::info!(tickets = count, "numbered the tickets of earlier versions");
-        }
-        self.numbered.store(true, Ordering::Relaxed);
-        Ok(())
+    /// Records a Discord login: the user's profile and tokens.
+    pub async fn record_login(&self, profile: &UserProfile, tokens: &DiscordTokens) -> Result<()> {
+        self.tickets.saw_login(profile);
+        self.users.upsert_login(profile, tokens).await
     }
 
     /// An empty batch of writes (see `batch`).

@@ -8,7 +8,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Gate, Result, StoredFile, WriteBatch};
+use super::{Gate, Numbering, Result, SeqRange, StoredFile, UserProfile, WriteBatch};
 
 const TICKETS: &str = "tickets";
 
@@ -44,25 +44,48 @@ pub struct TicketPage {
     pub length: i64,
 }
 
-/// The range of an author's ticket numbers (from their user record).
-#[derive(Debug, Clone, Copy)]
-pub struct SeqRange {
-    pub newest: i64,
-    pub lowest: i64,
+/// Which of an author's tickets a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    All,
+    PublicOnly,
 }
 
 #[derive(Clone)]
 pub struct TicketStore {
     tickets: Collection<TicketRecord>,
     gate: Gate,
+    numbering: Numbering,
 }
 
 impl TicketStore {
-    pub fn new(db: &Database, gate: Gate) -> Self {
+    pub fn new(db: &Database, gate: Gate, numbering: Numbering) -> Self {
         Self {
             tickets: db.collection(TICKETS),
             gate,
+            numbering,
         }
+    }
+
+    /// The author's next ticket number, and the author as recorded (see
+    /// `numbering`).
+    pub async fn next_number(&self, author: &UserProfile) -> Result<(UserProfile, i64)> {
+        self.numbering.next(author).await
+    }
+
+    pub(super) fn numbering(&self) -> &Numbering {
+        &self.numbering
+    }
+
+    /// A login through this process (see [`Numbering::saw`]).
+    pub fn saw_login(&self, profile: &UserProfile) {
+        self.numbering.saw(profile);
+    }
+
+    /// Gives the tickets of earlier versions their numbers (see
+    /// [`Numbering::number_legacy`]).
+    pub async fn number_legacy(&self) -> Result<()> {
+        self.numbering.number_legacy(self).await
     }
 
     pub async fn ensure_indexes(&self) -> Result<()> {
@@ -119,29 +142,41 @@ impl TicketStore {
             .await
     }
 
-    /// A page of an author's tickets, newest first. With `numbers` (the
-    /// author's [`SeqRange`]) it reads ranges of ticket numbers, newest
-    /// first, each only as wide as the tickets still missing (doubling over
-    /// gaps left by deleted or hidden tickets), so the database reads about
-    /// `offset + length` tickets however many the author has. A sorted find
-    /// with `limit` would be the same on a real MongoDB, but SecantusDB
-    /// fetches and sorts every match before applying the limit (~150 ms at
-    /// 2,000 tickets). Without `numbers` (numbering of old tickets not
-    /// finished), that sorted find is what runs.
+    /// A page of an author's tickets, newest first; `None` if the author
+    /// has no user record. It reads ranges of ticket numbers (see
+    /// `numbering`), newest first, each only as wide as the tickets still
+    /// missing (doubling over gaps left by deleted or hidden tickets), so
+    /// the database reads about `offset + length` tickets however many the
+    /// author has. A sorted find with `limit` would be the same on a real
+    /// MongoDB, but SecantusDB fetches and sorts every match before
+    /// applying the limit (~150 ms at 2,000 tickets). Until the tickets of
+    /// earlier versions are numbered, that sorted find is what runs.
     pub async fn list(
         &self,
         author_id: &str,
-        public_only: bool,
+        visibility: Visibility,
         page: TicketPage,
-        numbers: Option<SeqRange>,
-    ) -> Result<Vec<TicketRecord>> {
+    ) -> Result<Option<Vec<TicketRecord>>> {
+        let Some(numbers) = self.numbering.range(author_id).await? else {
+            return Ok(None);
+        };
         let mut filter = doc! { "author_id": author_id };
-        if public_only {
+        if visibility == Visibility::PublicOnly {
             filter.insert("is_public", true);
         }
-        let Some(numbers) = numbers else {
-            return self.sorted_page(filter, page).await;
-        };
+        match numbers {
+            Some(numbers) => self.numbered_page(filter, page, numbers).await,
+            None => self.sorted_page(filter, page).await,
+        }
+        .map(Some)
+    }
+
+    async fn numbered_page(
+        &self,
+        filter: Document,
+        page: TicketPage,
+        numbers: SeqRange,
+    ) -> Result<Vec<TicketRecord>> {
         let wanted = page.offset.saturating_add(page.length.max(0) as u64);
         let mut found: Vec<TicketRecord> = Vec::new();
         let mut high = numbers.newest;
@@ -187,7 +222,9 @@ impl TicketStore {
     }
 
     /// Tickets from before numbering, by author, newest first: their ids.
-    pub async fn unnumbered(&self) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    pub(super) async fn unnumbered(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<String>>> {
         let tickets = self.tickets.clone_with_type::<Document>();
         let docs: Vec<Document> = self
             .gate
@@ -221,7 +258,7 @@ impl TicketStore {
     }
 
     /// Gives a ticket from before numbering its number.
-    pub async fn set_number(&self, id: &str, seq: i64) -> Result<()> {
+    pub(super) async fn set_number(&self, id: &str, seq: i64) -> Result<()> {
         let (tickets, filter) = (
             self.tickets.clone(),
             doc! { "_id": id, "seq": { "$exists": false } },
