@@ -2,8 +2,9 @@
 
 // Layers, top to bottom: `server` (composition root) → `api` (HTTP:
 // routes, the one error mapping) → `service` (what the server does:
-// access, tickets, uploads, validation, previews) → `context` (the services
-// built once) → `auth` → `store` (with the janitor), `plugins` → `config`,
+// access, tickets, uploads, validation, previews; `service::Context`, the
+// parts built once at start, which every service and handler is given as
+// `ctx`) → `auth` → `store` (with the janitor), `plugins` → `config`,
 // `telemetry`, `ticket`.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
@@ -15,7 +16,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod api;
 mod auth;
 mod config;
-mod context;
 mod http;
 mod plugin_cli;
 mod plugins;
@@ -29,7 +29,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::{auth::DisplayData, config::Config, context::AppState};
+use crate::{auth::DisplayData, config::Config, service::Context};
 
 #[derive(Parser)]
 #[command(
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => server::serve(AppState::new(config).await?).await,
+            Command::Serve => server::serve(Context::new(config).await?).await,
             Command::Token {
                 user_id,
                 username,
@@ -180,10 +180,10 @@ async fn print_token(
         !user_id.is_empty() && user_id != "@me",
         "--user-id must be a Discord user id"
     );
-    let state = AppState::new(config).await?;
-    let user = state.store.users.ensure(user_id, username).await?;
-    let display = DisplayData::new(&user.profile, state.is_admin(user_id));
-    let token = state
+    let ctx = Context::new(config).await?;
+    let user = ctx.store.users.ensure(user_id, username).await?;
+    let display = DisplayData::new(&user.profile, ctx.is_admin(user_id));
+    let token = ctx
         .tokens
         .issue(display, i64::from(days) * 24 * 60 * 60)
         .await
@@ -206,7 +206,6 @@ mod layers {
         &["api"],
         &["http"],
         &["service"],
-        &["context"],
         &["auth"],
         &["store", "plugins"],
         &["telemetry"],

@@ -7,14 +7,14 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use warp::{Filter, Reply};
 
-use crate::{api, context::State, http, service, telemetry};
+use crate::{api, http, service, service::Ctx, telemetry};
 
 /// How often the plugin directory is checked for changes.
 const PLUGIN_RESCAN: Duration = Duration::from_secs(1);
 
 /// Runs the server until SIGINT/SIGTERM, then lets in-flight requests finish.
-pub async fn serve(state: State) -> anyhow::Result<()> {
-    let addr: SocketAddr = format!("{}:{}", state.config.server.host, state.config.server.port)
+pub async fn serve(ctx: Ctx) -> anyhow::Result<()> {
+    let addr: SocketAddr = format!("{}:{}", ctx.config.server.host, ctx.config.server.port)
         .parse()
         .map_err(|e| {
             anyhow::anyhow!("invalid configuration at `server.host`/`server.port`: {e}")
@@ -26,24 +26,24 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
     telemetry::metrics();
     // None of these wait for the database: the server starts (and answers
     // 503 on data routes) while it is down, and recovers when it returns.
-    tokio::spawn(state.store.monitor().run());
-    tokio::spawn(prepare_database(state.clone()));
-    let janitor = state.janitor.clone();
+    tokio::spawn(ctx.store.monitor().run());
+    tokio::spawn(prepare_database(ctx.clone()));
+    let janitor = ctx.janitor.clone();
     tokio::spawn(async move { janitor.run().await });
     // Plugins load in the background: `/ping` answers from the first
     // instant, and routes that need plugins wait for the first load.
-    state.plugins.watch(PLUGIN_RESCAN);
-    tokio::spawn(service::previews::sweep(state.clone()));
-    tokio::spawn(state.upload_memory.clone().give_back());
+    ctx.plugins.watch(PLUGIN_RESCAN);
+    tokio::spawn(service::previews::sweep(ctx.clone()));
+    tokio::spawn(ctx.upload_memory.clone().give_back());
     tracing::info!(
         %addr,
-        uploads_at_once = state.upload_memory.shares(),
+        uploads_at_once = ctx.upload_memory.shares(),
         "listening"
     );
 
-    let origins = &state.config.server.cors_origins;
+    let origins = &ctx.config.server.cors_origins;
     let routes = if origins.is_empty() {
-        api::routes(state.clone()).boxed()
+        api::routes(ctx.clone()).boxed()
     } else {
         let cors = warp::cors()
             .allow_origins(origins.iter().map(String::as_str))
@@ -59,14 +59,14 @@ pub async fn serve(state: State) -> anyhow::Result<()> {
         // The inner routes never reject (they recover into responses), so
         // every answer, errors included, carries the CORS headers; the outer
         // recover answers the requests CORS itself refuses.
-        api::routes(state.clone())
+        api::routes(ctx.clone())
             .with(cors)
             .map(Reply::into_response)
             .recover(api::recover)
             .unify()
             .boxed()
     };
-    let limits = http::Limits::from_config(&state.config.server);
+    let limits = http::Limits::from_config(&ctx.config.server);
     let table = Arc::new(api::RouteTable::new());
     http::run(listener, routes, table, shutdown_signal(), limits).await;
     tracing::info!("stopped");
@@ -108,13 +108,13 @@ async fn shutdown_signal() {
 /// Creates indexes and loads the JWT secret once the database is reachable
 /// (a secret already in memory keeps tokens verifiable through an outage);
 /// retries in the background so start-up never waits for the database.
-async fn prepare_database(state: State) {
+async fn prepare_database(ctx: Ctx) {
     let mut delay = Duration::from_millis(500);
     loop {
         let ready = async {
-            state.store.ensure_indexes().await?;
-            state.tokens.warm().await?;
-            state.store.background().tickets.number_legacy().await
+            ctx.store.ensure_indexes().await?;
+            ctx.tokens.warm().await?;
+            ctx.store.background().tickets.number_legacy().await
         };
         match ready.await {
             Ok(()) => {

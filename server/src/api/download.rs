@@ -25,8 +25,8 @@ use super::{
 };
 use crate::{
     auth::Requester,
-    context::State,
     service,
+    service::Ctx,
     store::{ByteRange, FileStore, StoredFile, TicketRecord},
     ticket::zip_entry_name,
 };
@@ -36,11 +36,11 @@ const PIECE: usize = 64 * 1024;
 /// Pieces buffered between the zip thread and the socket.
 const PIECES_IN_FLIGHT: usize = 4;
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("ticket" / String / String / "download")
         .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
         .and_then(|u, t, s, r| handle(download(s, r, u, t)))
 }
 
@@ -58,14 +58,14 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     )
 )]
 pub(super) async fn download(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     user_id: String,
     ticket_id: String,
 ) -> Result<Response, ApiError> {
-    let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
+    let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
     let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
-    let files = state.store.files.clone();
+    let files = ctx.store.files.clone();
     let runtime = tokio::runtime::Handle::current();
     let id = ticket.id.clone();
     tokio::task::spawn_blocking(move || {

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::{
     auth::Requester,
-    context::{AppState, State},
     service,
+    service::{Context, Ctx},
     store::{ByteRange, StoredFile, TicketRecord},
     ticket::is_legal_path,
 };
@@ -39,12 +39,12 @@ impl utoipa::PartialSchema for FileBytes {
 
 impl utoipa::ToSchema for FileBytes {}
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("ticket" / String / String / "files" / ..)
         .and(warp::get())
         .and(warp::path::tail())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
         .and(warp::header::headers_cloned())
         .and_then(|u, t, tail, s, r, h| handle(serve_file(s, r, u, t, tail, h)))
 }
@@ -76,16 +76,16 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     )
 )]
 pub(super) async fn serve_file(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     user_id: String,
     ticket_id: String,
     tail: Tail,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
+    let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
-    file_response(&state, file, &headers).await
+    file_response(&ctx, file, &headers).await
 }
 
 /// Finds a file of the ticket by its percent-encoded URL path. An illegal
@@ -106,7 +106,7 @@ pub(super) fn ticket_file<'t>(
 }
 
 async fn file_response(
-    state: &AppState,
+    ctx: &Context,
     file: &StoredFile,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -141,7 +141,7 @@ async fn file_response(
                 // failure there (for a file of one chunk, anywhere) is an
                 // error status, never a 200 cut short. A later failure
                 // cuts a body whose `Content-Length` says it was cut.
-                let mut stream = Box::pin(state.store.files.read(file, range));
+                let mut stream = Box::pin(ctx.store.files.read(file, range));
                 let first = stream.try_next().await?;
                 let body = futures_util::stream::iter(first.map(Ok)).chain(stream);
                 (super::stream_body(body), status, Some(range))

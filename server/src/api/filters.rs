@@ -1,4 +1,4 @@
-//! Filters shared by the routes: state, authentication, paging, JSON bodies.
+//! Filters shared by the routes: ctx, authentication, paging, JSON bodies.
 
 use std::{collections::HashMap, convert::Infallible};
 
@@ -9,22 +9,22 @@ use warp::{Filter, Rejection};
 use super::error::ApiError;
 use crate::{
     auth::{Claims, Requester},
-    context::State,
+    service::Ctx,
     store::TicketPage,
 };
 
-pub fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
-    warp::any().map(move || state.clone())
+pub fn with_state(ctx: Ctx) -> impl Filter<Extract = (Ctx,), Error = Infallible> + Clone {
+    warp::any().map(move || ctx.clone())
 }
 
 /// Refuses at once, with 503, while the health check sees the database
 /// down: every route behind it needs the database, and waiting for the
 /// driver's server selection would only make the client wait for the same
 /// answer.
-pub fn database(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+pub fn database(ctx: Ctx) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::any()
         .and_then(move || {
-            let up = state.store.health.is_up();
+            let up = ctx.store.health.is_up();
             async move {
                 if up {
                     Ok(())
@@ -38,15 +38,13 @@ pub fn database(state: State) -> impl Filter<Extract = (), Error = Rejection> + 
 
 /// Extracts the caller from `Authorization: Bearer <jwt>`. It runs before any
 /// body filter, so an unauthenticated upload is refused unread.
-pub fn authenticated(
-    state: State,
-) -> impl Filter<Extract = (Requester,), Error = Rejection> + Clone {
-    database(state.clone())
-        .and(bearer(state.clone(), false))
+pub fn authenticated(ctx: Ctx) -> impl Filter<Extract = (Requester,), Error = Rejection> + Clone {
+    database(ctx.clone())
+        .and(bearer(ctx.clone(), false))
         .map(move |bearer: Bearer| {
             let user = bearer.claims.user;
             Requester {
-                is_admin: state.is_admin(&user.id),
+                is_admin: ctx.is_admin(&user.id),
                 profile: crate::store::UserProfile {
                     id: user.id.clone(),
                     username: user.username,
@@ -66,17 +64,17 @@ pub struct Bearer {
 
 /// The verified bearer token; `allow_expired` is for refresh.
 pub fn bearer(
-    state: State,
+    ctx: Ctx,
     allow_expired: bool,
 ) -> impl Filter<Extract = (Bearer,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
-        .and(with_state(state))
-        .and_then(move |header: Option<String>, state: State| async move {
+        .and(with_state(ctx))
+        .and_then(move |header: Option<String>, ctx: Ctx| async move {
             let token = header
                 .as_deref()
                 .and_then(bearer_token)
                 .ok_or_else(ApiError::invalid_credentials)?;
-            match state.tokens.verify(token, allow_expired).await {
+            match ctx.tokens.verify(token, allow_expired).await {
                 Ok(claims) => Ok({
                     // Names the caller in this request's log line.
                     crate::telemetry::set_user(&claims.user.id);

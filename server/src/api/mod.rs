@@ -24,7 +24,7 @@ use std::convert::Infallible;
 
 use warp::{Filter, Rejection, Reply, http::StatusCode, reply::Response};
 
-use crate::context::State;
+use crate::service::Ctx;
 use error::ApiError;
 
 pub use openapi::RouteTable;
@@ -34,14 +34,14 @@ pub use openapi::RouteTable;
 pub const API_VERSION: &str = "v2.0.0";
 
 /// Every route of the API, with errors already turned into responses.
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Whether the request carries a token: then its answer is that user's
     // and no shared cache may keep it (see `caching`).
     let signed_in = warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
         headers.contains_key(warp::http::header::AUTHORIZATION)
     });
     signed_in
-        .and(answers(state))
+        .and(answers(ctx))
         .map(|signed_in: bool, mut response: Response| {
             if signed_in {
                 caching::private(&mut response);
@@ -50,25 +50,25 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         })
 }
 
-fn answers(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    ops::routes(state.clone())
+fn answers(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    ops::routes(ctx.clone())
         .or(openapi::routes())
         .unify()
-        .or(oauth::routes(state.clone()))
+        .or(oauth::routes(ctx.clone()))
         .unify()
-        .or(users::routes(state.clone()))
+        .or(users::routes(ctx.clone()))
         .unify()
-        .or(tickets::routes(state.clone()))
+        .or(tickets::routes(ctx.clone()))
         .unify()
-        .or(files::routes(state.clone()))
+        .or(files::routes(ctx.clone()))
         .unify()
-        .or(download::routes(state.clone()))
+        .or(download::routes(ctx.clone()))
         .unify()
-        .or(preview::routes(state.clone()))
+        .or(preview::routes(ctx.clone()))
         .unify()
-        .or(plugins::routes(state.clone()))
+        .or(plugins::routes(ctx.clone()))
         .unify()
-        .or(web::routes(state))
+        .or(web::routes(ctx))
         .unify()
         .recover(recover)
         .unify()

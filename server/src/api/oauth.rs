@@ -12,24 +12,24 @@ use super::{
 };
 use crate::{
     auth::{DiscordError, DisplayData, discord::Grant},
-    context::{AppState, State},
+    service::{Context, Ctx},
 };
 
 /// A token with more than this left is handed back unchanged on refresh.
 const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let login = warp::path!("oauth")
         .and(warp::post())
-        .and(database(state.clone()))
-        .and(with_state(state.clone()))
+        .and(database(ctx.clone()))
+        .and(with_state(ctx.clone()))
         .and(json_body::<LoginRequest>())
         .and_then(|s, body| handle(login(s, body)));
     let refresh = warp::path!("oauth")
         .and(warp::put())
-        .and(database(state.clone()))
-        .and(with_state(state.clone()))
-        .and(bearer(state, true))
+        .and(database(ctx.clone()))
+        .and(with_state(ctx.clone()))
+        .and(bearer(ctx, true))
         .and_then(|s, b| handle(refresh(s, b)));
     login.or(refresh).unify()
 }
@@ -75,16 +75,16 @@ fn authorize_failed(error: DiscordError) -> ApiError {
         (status = 503, description = "`Database unavailable`", body = ErrorBody),
     )
 )]
-pub(super) async fn login(state: State, request: LoginRequest) -> Result<Response, ApiError> {
+pub(super) async fn login(ctx: Ctx, request: LoginRequest) -> Result<Response, ApiError> {
     if request.code.is_empty() {
         return Err(ApiError::unprocessable("Field `code` must not be empty"));
     }
-    let grant = state
+    let grant = ctx
         .discord
         .exchange_code(&request.code)
         .await
         .map_err(authorize_failed)?;
-    let token = sign_in(&state, grant).await?;
+    let token = sign_in(&ctx, grant).await?;
     Ok(token_reply(token))
 }
 
@@ -103,16 +103,16 @@ pub(super) async fn login(state: State, request: LoginRequest) -> Result<Respons
         DataErrors,
     )
 )]
-pub(super) async fn refresh(state: State, bearer: Bearer) -> Result<Response, ApiError> {
+pub(super) async fn refresh(ctx: Ctx, bearer: Bearer) -> Result<Response, ApiError> {
     let Bearer { token, claims } = bearer;
     if claims.seconds_left() > REFRESH_THRESHOLD_SECONDS {
         return Ok(token_reply(token));
     }
     // Expired longer ago than the window: found on a shared machine, say.
-    if claims.seconds_left() < -state.config.auth.refresh_window_secs() {
+    if claims.seconds_left() < -ctx.config.auth.refresh_window_secs() {
         return Err(ApiError::invalid_credentials());
     }
-    let user = state
+    let user = ctx
         .store
         .users
         .get(&claims.user.id)
@@ -123,25 +123,25 @@ pub(super) async fn refresh(state: State, bearer: Bearer) -> Result<Response, Ap
         .map(|d| d.refresh_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::authorize_failed)?;
-    let grant = state
+    let grant = ctx
         .discord
         .refresh(&refresh_token)
         .await
         .map_err(authorize_failed)?;
-    let token = sign_in(&state, grant).await?;
+    let token = sign_in(&ctx, grant).await?;
     Ok(token_reply(token))
 }
 
 /// Reads the profile with a fresh grant, stores both, and signs our JWT to
 /// expire with the Discord token.
-async fn sign_in(state: &AppState, grant: Grant) -> Result<String, ApiError> {
-    let profile = state
+async fn sign_in(ctx: &Context, grant: Grant) -> Result<String, ApiError> {
+    let profile = ctx
         .discord
         .current_user(&grant.tokens.access_token)
         .await
         .map_err(authorize_failed)?;
-    state.store.record_login(&profile, &grant.tokens).await?;
-    let display = DisplayData::new(&profile, state.is_admin(&profile.id));
+    ctx.store.record_login(&profile, &grant.tokens).await?;
+    let display = DisplayData::new(&profile, ctx.is_admin(&profile.id));
     tracing::info!(user_id = %profile.id, "signed in with Discord");
-    Ok(state.tokens.issue(display, grant.expires_in).await?)
+    Ok(ctx.tokens.issue(display, grant.expires_in).await?)
 }

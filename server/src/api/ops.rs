@@ -10,21 +10,21 @@ use super::{
     filters::{Bearer, bearer, with_state},
     handle,
 };
-use crate::{context::State, plugins::HostState, store::DbStatus, telemetry::metrics};
+use crate::{plugins::HostState, service::Ctx, store::DbStatus, telemetry::metrics};
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let ping = warp::path!("ping").and(warp::get()).map(ping);
     let version = warp::path!("version").and(warp::get()).map(version);
     let health = warp::path!("health")
         .and(warp::get())
-        .and(with_state(state.clone()))
+        .and(with_state(ctx.clone()))
         .map(health);
     let metrics = warp::path!("metrics")
         .and(warp::get())
-        .and(with_state(state.clone()))
+        .and(with_state(ctx.clone()))
         // No database gate: metrics matter most during an outage, and the
         // token is checked with the secret already in memory.
-        .and(bearer(state, false))
+        .and(bearer(ctx, false))
         .and_then(|s, b| handle(prometheus(s, b)));
     ping.or(version)
         .unify()
@@ -86,23 +86,23 @@ pub struct PluginHealth {
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Not ready: the failing part is named (`database`)", body = Health),
     ))]
-pub(super) fn health(state: State) -> Response {
-    let database = state.store.health.status();
+pub(super) fn health(ctx: Ctx) -> Response {
+    let database = ctx.store.health.status();
     let up = database.status == "up";
-    let loaded: Vec<String> = state
+    let loaded: Vec<String> = ctx
         .plugins
         .plugins()
         .iter()
         .map(|p| p.name().to_owned())
         .collect();
-    let errors = state.plugins.load_errors().len();
-    let conflicts: Vec<String> = state
+    let errors = ctx.plugins.load_errors().len();
+    let conflicts: Vec<String> = ctx
         .plugins
         .conflicts()
         .into_iter()
         .map(|c| c.name)
         .collect();
-    let plugin_status = match state.plugins.state() {
+    let plugin_status = match ctx.plugins.state() {
         HostState::Starting => "starting",
         HostState::Ready if errors == 0 && conflicts.is_empty() => "ok",
         HostState::Ready => "degraded",
@@ -135,14 +135,14 @@ pub(super) fn health(state: State) -> Response {
         (status = 403, description = "`Permission denied` (not an admin) or `Invalid authentication credentials`", body = ErrorBody),
         (status = 503, description = "`Database unavailable` (the token cannot be checked)", body = ErrorBody),
     ))]
-pub(super) async fn prometheus(state: State, bearer: Bearer) -> Result<Response, ApiError> {
-    if !state.is_admin(&bearer.claims.user.id) {
+pub(super) async fn prometheus(ctx: Ctx, bearer: Bearer) -> Result<Response, ApiError> {
+    if !ctx.is_admin(&bearer.claims.user.id) {
         return Err(ApiError::permission_denied());
     }
     let m = metrics();
-    m.plugins_loaded.set(state.plugins.plugins().len() as i64);
+    m.plugins_loaded.set(ctx.plugins.plugins().len() as i64);
     m.plugin_load_errors
-        .set(state.plugins.load_errors().len() as i64);
+        .set(ctx.plugins.load_errors().len() as i64);
     Ok(warp::reply::with_header(
         m.render(),
         "content-type",

@@ -13,13 +13,13 @@ use super::{
     handle,
     openapi::DataErrors,
 };
-use crate::{auth::Requester, context::State, plugins::ManifestInfo};
+use crate::{auth::Requester, plugins::ManifestInfo, service::Ctx};
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("plugins")
         .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
         .and_then(|s, r| handle(list(s, r)))
 }
 
@@ -83,8 +83,8 @@ pub struct LoadError {
         DataErrors,
     )
 )]
-pub(super) async fn list(state: State, me: Requester) -> Result<Response, ApiError> {
-    let host = &state.plugins;
+pub(super) async fn list(ctx: Ctx, me: Requester) -> Result<Response, ApiError> {
+    let host = &ctx.plugins;
     let plugins = host
         .plugins()
         .iter()

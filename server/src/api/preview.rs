@@ -18,18 +18,18 @@ use super::{
     handle,
     openapi::FilePath,
 };
-use crate::{auth::Requester, context::State, service};
+use crate::{auth::Requester, service, service::Ctx};
 
 /// Previews are documents a plugin wrote: nothing in them may run script or
 /// load anything; images must be inline `data:` URLs.
 const PREVIEW_CSP: &str = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'";
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("ticket" / String / String / "preview" / ..)
         .and(warp::get())
         .and(warp::path::tail())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
         .and(warp::header::headers_cloned())
         .and_then(|u, t, tail, s, r, h| handle(preview(s, r, u, t, tail, h)))
 }
@@ -56,16 +56,16 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     )
 )]
 pub(super) async fn preview(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     user_id: String,
     ticket_id: String,
     tail: Tail,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ticket = service::tickets::read(&state, &me, &user_id, &ticket_id).await?;
+    let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
     let file = ticket_file(&ticket, tail.as_str())?;
-    let reply = service::previews::preview(&state, &me.id, &ticket, file).await?;
+    let reply = service::previews::preview(&ctx, &me.id, &ticket, file).await?;
     let preview = reply.preview;
     // The answer's own hash: a new plugin build or new settings that
     // render the same bytes keep it.

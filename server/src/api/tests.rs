@@ -13,14 +13,14 @@ use warp::{Filter, http::StatusCode, reply::Response};
 use crate::{
     auth::DisplayData,
     config::Config,
-    context::{AppState, State},
+    service::{Context, Ctx},
     store::UserProfile,
 };
 
 const ADMIN: &str = "9";
 
 struct Fixture {
-    ctx: State,
+    ctx: Ctx,
     // Dropped last: kills the database.
     _db: DbServer,
     _plugins: tempdir::Dir,
@@ -55,7 +55,7 @@ impl Fixture {
         config.plugins.dir = plugins.0.to_string_lossy().into_owned();
         config.plugins.cache_dir = plugins.0.join("cache").to_string_lossy().into_owned();
         limits(&mut config);
-        let ctx = AppState::new(config).await.expect("context");
+        let ctx = Context::new(config).await.expect("context");
         ctx.store.ensure_indexes().await.expect("indexes");
         ctx.store.tickets.number_legacy().await.expect("numbering");
         ctx.plugins.watch(Duration::from_millis(200));

@@ -18,27 +18,27 @@ use super::{
 };
 use crate::{
     auth::{DisplayData, Requester},
-    context::{AppState, State},
     service::{self, tickets::AuthoredTicket, upload},
+    service::{Context, Ctx},
     store::{TicketPage, TicketRecord},
 };
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let auth = authenticated(state.clone());
-    let state = with_state(state);
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let auth = authenticated(ctx.clone());
+    let ctx = with_state(ctx);
 
     let list_own = warp::path!("ticket")
         .and(warp::get())
-        .and(state.clone())
+        .and(ctx.clone())
         .and(auth.clone())
         .and(page())
         .and_then(|s, r, p| handle(list_own(s, r, p)));
     let create = warp::path!("ticket")
         .and(warp::post())
-        .and(state.clone())
+        .and(ctx.clone())
         .and(auth.clone())
         .and(warp::header::headers_cloned())
-        .and_then(|s: State, r, headers| async move {
+        .and_then(|s: Ctx, r, headers| async move {
             check_upload_headers(&s, &headers)
                 .map(|boundary| (s, r, boundary))
                 .map_err(Rejection::from)
@@ -46,30 +46,30 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .untuple_one()
         // Limits are enforced while streaming (see `api::multipart`).
         .and(warp::body::stream())
-        .and_then(|s: State, r, boundary, body| {
+        .and_then(|s: Ctx, r, boundary, body| {
             let parts = multipart::parts(body, boundary, &s.config.limits);
             handle(create(s, r, parts))
         });
     let list_user = warp::path!("ticket" / String)
         .and(warp::get())
-        .and(state.clone())
+        .and(ctx.clone())
         .and(auth.clone())
         .and(page())
         .and_then(|u, s, r, p| handle(list_user(s, r, u, p)));
     let get = warp::path!("ticket" / String / String)
         .and(warp::get())
-        .and(state.clone())
+        .and(ctx.clone())
         .and(auth.clone())
         .and_then(|u, t, s, r| handle(get(s, r, u, t)));
     let update = warp::path!("ticket" / String / String)
         .and(warp::put())
-        .and(state.clone())
+        .and(ctx.clone())
         .and(auth.clone())
         .and(json_body::<TicketChanges>())
         .and_then(|u, t, s, r, c| handle(update(s, r, u, t, c)));
     let delete = warp::path!("ticket" / String / String)
         .and(warp::delete())
-        .and(state)
+        .and(ctx)
         .and(auth)
         .and_then(|u, t, s, r| handle(delete(s, r, u, t)));
 
@@ -100,11 +100,11 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
     )
 )]
 pub(super) async fn list_own(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     page: TicketPage,
 ) -> Result<Response, ApiError> {
-    let tickets = service::tickets::list(&state, &me, "@me", page).await?;
+    let tickets = service::tickets::list(&ctx, &me, "@me", page).await?;
     Ok(list_reply(&tickets))
 }
 
@@ -124,12 +124,12 @@ pub(super) async fn list_own(
     )
 )]
 pub(super) async fn list_user(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     user_id: String,
     page: TicketPage,
 ) -> Result<Response, ApiError> {
-    let tickets = service::tickets::list(&state, &me, &user_id, page).await?;
+    let tickets = service::tickets::list(&ctx, &me, &user_id, page).await?;
     Ok(list_reply(&tickets))
 }
 
@@ -141,14 +141,14 @@ fn list_reply(tickets: &[TicketRecord]) -> Response {
 /// Refuses, before reading any of the body, a request that is not a
 /// multipart form or whose declared size alone exceeds what could be
 /// accepted; else the form's boundary.
-fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+fn check_upload_headers(ctx: &Context, headers: &HeaderMap) -> Result<String, ApiError> {
     let boundary = multipart::boundary(headers)
         .ok_or_else(|| ApiError::bad_request("Expected a multipart/form-data body"))?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = multipart::max_body(&state.config.limits);
+    let limit = multipart::max_body(&ctx.config.limits);
     match declared {
         Some(len) if len > limit => Err(ApiError::too_large("Ticket is too large")),
         _ => Ok(boundary),
@@ -174,7 +174,7 @@ fn check_upload_headers(state: &AppState, headers: &HeaderMap) -> Result<String,
     )
 )]
 pub(super) async fn create(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     form: impl Stream<Item = Result<upload::Part, upload::BodyError>> + Send + 'static,
 ) -> Result<Response, ApiError> {
@@ -185,8 +185,8 @@ pub(super) async fn create(
     // body is read. (A client that hangs up meanwhile is not noticed: with
     // its body unread, HTTP/1 reads nothing from its socket. The wait's own
     // bounds end it.)
-    let share = state.upload_memory.reserve(&me.id).await?;
-    let ingest = upload::ingest(state.clone(), me.profile.clone(), share, form);
+    let share = ctx.upload_memory.reserve(&me.id).await?;
+    let ingest = upload::ingest(ctx.clone(), me.profile.clone(), share, form);
     let created = crate::telemetry::spawn_in_request(ingest)
         .await
         .map_err(|e| {
@@ -218,12 +218,12 @@ pub(super) async fn create(
     )
 )]
 pub(super) async fn get(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     user_id: String,
     ticket_id: String,
 ) -> Result<Response, ApiError> {
-    let authored = service::tickets::read_authored(&state, &me, &user_id, &ticket_id).await?;
+    let authored = service::tickets::read_authored(&ctx, &me, &user_id, &ticket_id).await?;
     Ok(full_reply(&authored, StatusCode::OK))
 }
 
@@ -270,14 +270,14 @@ pub(super) struct UploadForm {
     )
 )]
 pub(super) async fn update(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     user_id: String,
     ticket_id: String,
     changes: TicketChanges,
 ) -> Result<Response, ApiError> {
     let authored = service::tickets::update(
-        &state,
+        &ctx,
         &me,
         &user_id,
         &ticket_id,
@@ -304,12 +304,12 @@ pub(super) async fn update(
     )
 )]
 pub(super) async fn delete(
-    state: State,
+    ctx: Ctx,
     me: Requester,
     user_id: String,
     ticket_id: String,
 ) -> Result<Response, ApiError> {
-    service::tickets::delete(&state, &me, &user_id, &ticket_id).await?;
+    service::tickets::delete(&ctx, &me, &user_id, &ticket_id).await?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 

@@ -18,15 +18,15 @@ use super::{
 };
 use crate::{
     auth::{DisplayData, Requester},
-    context::State,
     service,
+    service::Ctx,
 };
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("user" / String)
         .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
         .and_then(|u, s, r| handle(user(s, r, u)))
 }
 
@@ -43,11 +43,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         DataErrors,
     )
 )]
-pub(super) async fn user(
-    state: State,
-    me: Requester,
-    user_id: String,
-) -> Result<Response, ApiError> {
-    let display = service::tickets::user(&state, &me, &user_id).await?;
+pub(super) async fn user(ctx: Ctx, me: Requester, user_id: String) -> Result<Response, ApiError> {
+    let display = service::tickets::user(&ctx, &me, &user_id).await?;
     Ok(warp::reply::json(&display).into_response())
 }

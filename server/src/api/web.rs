@@ -17,7 +17,7 @@ use warp::{
 
 use super::error::ApiError;
 use super::filters::with_state;
-use crate::context::State;
+use crate::service::Ctx;
 
 /// The app's own policy: scripts and styles from this origin only (no
 /// inline script; inline styles for the preview documents, which inherit
@@ -87,7 +87,7 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
     ])
 });
 
-pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let index = warp::path::end()
         .and(warp::get())
         .and(warp::header::optional::<String>("if-none-match"))
@@ -107,8 +107,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         });
     let meta = warp::path!("meta")
         .and(warp::get())
-        .and(with_state(state))
-        .map(|state: State| warp::reply::json(&meta(&state)).into_response());
+        .and(with_state(ctx))
+        .map(|ctx: Ctx| warp::reply::json(&meta(&ctx)).into_response());
     index.or(assets).unify().or(meta).unify()
 }
 
@@ -187,8 +187,8 @@ pub struct UploadLimits {
 /// Public metadata for clients: the sign-in URL and the upload limits.
 #[utoipa::path(get, path = "/meta", tag = "operations",
     responses((status = 200, description = "Metadata for clients", body = Meta)))]
-pub(super) fn meta(state: &State) -> Meta {
-    let discord = &state.config.discord;
+pub(super) fn meta(ctx: &Ctx) -> Meta {
+    let discord = &ctx.config.discord;
     let authorize_url =
         (!discord.client_id.is_empty() && !discord.redirect_uri.is_empty()).then(|| {
             let query = [
@@ -207,7 +207,7 @@ pub(super) fn meta(state: &State) -> Meta {
             .join("&");
             format!("{}?{query}", discord.authorize_url)
         });
-    let limits = &state.config.limits;
+    let limits = &ctx.config.limits;
     Meta {
         version: super::API_VERSION.into(),
         discord: DiscordMeta { authorize_url },

@@ -4,8 +4,11 @@
 //! status codes and the spec's `detail` texts.
 
 pub mod access;
+mod context;
 pub mod previews;
 mod sources;
 pub mod tickets;
 pub mod upload;
 pub mod validation;
+
+pub use context::{Context, Ctx};

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 
 use super::sources::{TicketSiblings, gridfs, info};
 use crate::{
-    context::AppState,
     plugins::{Hook, LoadedPlugin, PluginError, PluginHost},
+    service::Context,
     store::{CachedAnswer, CachedPreview, StoreError, StoredFile, TicketRecord},
     telemetry::metrics,
 };
@@ -83,14 +83,14 @@ fn cache_key(ticket: &TicketRecord, file: &StoredFile, plugin: &LoadedPlugin) ->
 /// while). A requester renders at most `plugins.previews_per_user` cold
 /// previews at once.
 pub async fn preview(
-    state: &AppState,
+    ctx: &Context,
     requester: &str,
     ticket: &TicketRecord,
     file: &StoredFile,
 ) -> Result<PreviewReply, PreviewError> {
-    let host: &Arc<PluginHost> = &state.plugins;
+    let host: &Arc<PluginHost> = &ctx.plugins;
     if !host
-        .ready(Duration::from_millis(state.config.plugins.timeout_ms))
+        .ready(Duration::from_millis(ctx.config.plugins.timeout_ms))
         .await
     {
         return Err(PreviewError::Loading);
@@ -104,7 +104,7 @@ pub async fn preview(
         .iter()
         .map(|p| cache_key(ticket, file, p))
         .collect();
-    let answers = cached_answers(state, ticket, &keys).await?;
+    let answers = cached_answers(ctx, ticket, &keys).await?;
     let mut slot = None;
     for ((plugin, key), answer) in renderers.iter().zip(&keys).zip(answers) {
         match answer {
@@ -129,8 +129,8 @@ pub async fn preview(
             );
         }
         metrics().preview_cache(false);
-        let siblings = TicketSiblings::new(&state.store.files, ticket);
-        let source = gridfs(&state.store.files, file, tokio::runtime::Handle::current());
+        let siblings = TicketSiblings::new(&ctx.store.files, ticket);
+        let source = gridfs(&ctx.store.files, file, tokio::runtime::Handle::current());
         let result = host
             .render(plugin, key, info.clone(), source, Some(siblings.clone()))
             .await;
@@ -142,7 +142,7 @@ pub async fn preview(
         } else {
             let key2 = dependent_key(key, ticket, &asked);
             remember(
-                state,
+                ctx,
                 key,
                 plugin,
                 &file.sha256,
@@ -159,7 +159,7 @@ pub async fn preview(
                     body: preview.body,
                 };
                 let answer = CachedAnswer::Preview(preview);
-                remember(state, &answer_key, plugin, &file.sha256, &answer).await;
+                remember(ctx, &answer_key, plugin, &file.sha256, &answer).await;
                 if let CachedAnswer::Preview(preview) = answer {
                     return Ok(PreviewReply {
                         preview,
@@ -169,7 +169,7 @@ pub async fn preview(
             }
             Ok(None) => {
                 remember(
-                    state,
+                    ctx,
                     &answer_key,
                     plugin,
                     &file.sha256,
@@ -193,11 +193,11 @@ pub async fn preview(
 /// [`CachedAnswer::Depends`] to the answer for this ticket's files: at
 /// most two round trips.
 async fn cached_answers(
-    state: &AppState,
+    ctx: &Context,
     ticket: &TicketRecord,
     keys: &[String],
 ) -> Result<Vec<Option<CachedAnswer>>, StoreError> {
-    let mut first = state.store.previews.get_many(keys).await?;
+    let mut first = ctx.store.previews.get_many(keys).await?;
     let mut answers: Vec<Option<CachedAnswer>> = keys.iter().map(|k| first.remove(k)).collect();
     let second: Vec<(usize, String)> = answers
         .iter()
@@ -211,7 +211,7 @@ async fn cached_answers(
         return Ok(answers);
     }
     let wanted: Vec<String> = second.iter().map(|(_, k)| k.clone()).collect();
-    let mut found = state.store.previews.get_many(&wanted).await?;
+    let mut found = ctx.store.previews.get_many(&wanted).await?;
     for (i, key2) in second {
         answers[i] = match found.remove(&key2) {
             // Still the marker (it should not be): render again.
@@ -224,13 +224,13 @@ async fn cached_answers(
 
 /// Caching is an optimisation: a failed write is logged, not fatal.
 async fn remember(
-    state: &AppState,
+    ctx: &Context,
     key: &str,
     plugin: &LoadedPlugin,
     sha256: &str,
     answer: &CachedAnswer,
 ) {
-    if let Err(error) = state
+    if let Err(error) = ctx
         .store
         .previews
         .put(key, &plugin.build, plugin.name(), sha256, answer)
@@ -243,14 +243,14 @@ async fn remember(
 /// After a ticket is deleted: its previews go unless another ticket holds
 /// the same content. Best effort: an entry left behind by a failure here
 /// is only wasted space, aged out once its build is gone.
-pub async fn forget(state: &AppState, ticket: &TicketRecord) {
+pub async fn forget(ctx: &Context, ticket: &TicketRecord) {
     let mut hashes: Vec<String> = ticket.files.iter().map(|f| f.sha256.clone()).collect();
     hashes.sort();
     hashes.dedup();
     let forget = async {
-        let held = state.store.tickets.holding(hashes.clone()).await?;
+        let held = ctx.store.tickets.holding(hashes.clone()).await?;
         let orphaned: Vec<String> = hashes.into_iter().filter(|h| !held.contains(h)).collect();
-        state.store.previews.forget_content(orphaned).await
+        ctx.store.previews.forget_content(orphaned).await
     };
     if let Err(error) = forget.await {
         tracing::warn!(%error, ticket_id = %ticket.id, "could not remove the previews of a deleted ticket");
@@ -263,13 +263,13 @@ const PREVIEW_SWEEP: Duration = Duration::from_secs(600);
 /// Sweeps the preview cache now (once plugins are loaded) and then
 /// periodically: entries of builds unloaded for `plugins.preview_cache_days`,
 /// then the oldest beyond `plugins.preview_cache_max_bytes`.
-pub async fn sweep(state: Arc<AppState>) {
-    let config = &state.config.plugins;
-    state.plugins.ready(Duration::MAX).await;
+pub async fn sweep(ctx: Arc<Context>) {
+    let config = &ctx.config.plugins;
+    ctx.plugins.ready(Duration::MAX).await;
     let mut every = tokio::time::interval(PREVIEW_SWEEP);
     loop {
         every.tick().await;
-        let builds = state
+        let builds = ctx
             .plugins
             .plugins()
             .iter()
@@ -281,7 +281,7 @@ pub async fn sweep(state: Arc<AppState>) {
                 .checked_sub(age)
                 .unwrap_or(std::time::UNIX_EPOCH),
         );
-        match state
+        match ctx
             .store
             .previews
             .sweep(builds, cutoff, config.preview_cache_max_bytes)

@@ -3,7 +3,7 @@
 
 use crate::{
     auth::{DisplayData, Requester},
-    context::AppState,
+    service::Context,
     store::{StoreError, TicketPage, TicketRecord, UserProfile, Visibility},
     ticket::is_ticket_id,
 };
@@ -32,7 +32,7 @@ pub struct AuthoredTicket {
 
 /// A page of a user's tickets (`@me` is the requester), newest first.
 pub async fn list(
-    ctx: &AppState,
+    ctx: &Context,
     me: &Requester,
     path_user: &str,
     page: TicketPage,
@@ -53,7 +53,7 @@ pub async fn list(
 
 /// A ticket the requester may read.
 pub async fn read(
-    ctx: &AppState,
+    ctx: &Context,
     me: &Requester,
     path_user: &str,
     ticket_id: &str,
@@ -67,7 +67,7 @@ pub async fn read(
 
 /// [`read`], with the author.
 pub async fn read_authored(
-    ctx: &AppState,
+    ctx: &Context,
     me: &Requester,
     path_user: &str,
     ticket_id: &str,
@@ -78,7 +78,7 @@ pub async fn read_authored(
 
 /// Changes visibility and/or remark (absent: unchanged).
 pub async fn update(
-    ctx: &AppState,
+    ctx: &Context,
     me: &Requester,
     path_user: &str,
     ticket_id: &str,
@@ -109,7 +109,7 @@ pub async fn update(
 /// Removes the record, then its bytes and (unless another ticket holds the
 /// same content) its cached previews.
 pub async fn delete(
-    ctx: &AppState,
+    ctx: &Context,
     me: &Requester,
     path_user: &str,
     ticket_id: &str,
@@ -131,7 +131,7 @@ pub async fn delete(
 /// A user's display data (`@me` is the requester, known from the token
 /// even without a record).
 pub async fn user(
-    ctx: &AppState,
+    ctx: &Context,
     me: &Requester,
     path_user: &str,
 ) -> Result<DisplayData, TicketError> {
@@ -145,7 +145,7 @@ pub async fn user(
 }
 
 async fn own(
-    ctx: &AppState,
+    ctx: &Context,
     me: &Requester,
     path_user: &str,
     ticket_id: &str,
@@ -159,7 +159,7 @@ async fn own(
 }
 
 /// Looks a ticket up by id; a malformed id never reaches the database.
-async fn find(ctx: &AppState, ticket_id: &str) -> Result<TicketRecord, TicketError> {
+async fn find(ctx: &Context, ticket_id: &str) -> Result<TicketRecord, TicketError> {
     if !is_ticket_id(ticket_id) {
         return Err(TicketError::NotFound);
     }
@@ -172,7 +172,7 @@ async fn find(ctx: &AppState, ticket_id: &str) -> Result<TicketRecord, TicketErr
 
 /// A ticket whose author record is gone still shows the author's id
 /// rather than failing.
-async fn authored(ctx: &AppState, ticket: TicketRecord) -> Result<AuthoredTicket, TicketError> {
+async fn authored(ctx: &Context, ticket: TicketRecord) -> Result<AuthoredTicket, TicketError> {
     let profile = match ctx.store.users.get(&ticket.author_id).await? {
         Some(user) => user.profile,
         None => UserProfile {

@@ -18,8 +18,8 @@ use super::{
     validation::{self, PolicyError},
 };
 use crate::{
-    context::AppState,
     plugins::FileSource,
+    service::Context,
     store::{Pace, Share, StoreError, StoredFile, TicketRecord, UploadTx, UserProfile},
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name},
@@ -166,7 +166,7 @@ pub struct Created {
 /// Receives a whole upload and records the ticket. Runs to completion even
 /// if the client goes away (callers spawn it), so cleanup always happens.
 pub async fn ingest(
-    ctx: Arc<AppState>,
+    ctx: Arc<Context>,
     author: UserProfile,
     share: Share,
     parts: impl Stream<Item = Result<Part, BodyError>> + Send,
@@ -249,7 +249,7 @@ pub async fn ingest(
 }
 
 struct Upload<'a> {
-    ctx: &'a AppState,
+    ctx: &'a Context,
     /// How fast the body arrives (see `store::upload_memory`).
     pace: Arc<Pace>,
     /// The bytes received, on their way to the database.

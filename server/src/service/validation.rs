@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 
 use super::sources::{ReadClock, info};
 use crate::{
-    context::AppState,
     plugins::{
         CallResult, FileInfo, FileSource, Hook, LoadedPlugin, PluginError, Verdict, bounded_text,
     },
+    service::Context,
     store::{StoreError, StoredFile},
 };
 
@@ -83,7 +83,7 @@ type Checked = (Option<String>, Arc<LoadedPlugin>, CallResult<Verdict>);
 /// [`MAX_READ_WAIT`], so that a busy database does not fail an upload as
 /// a slow validator.
 pub async fn check(
-    ctx: &AppState,
+    ctx: &Context,
     files: &[(StoredFile, Arc<dyn FileSource>)],
     reads: &ReadClock,
 ) -> Result<(), PolicyError> {

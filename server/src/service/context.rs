@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Everything a request handler needs, built once at start.
-pub struct AppState {
+pub struct Context {
     pub config: Config,
     pub store: Store,
     pub tokens: TokenService,
@@ -22,10 +22,11 @@ pub struct AppState {
     pub upload_memory: Arc<UploadMemory>,
 }
 
-pub type State = Arc<AppState>;
+/// The context as handlers and background tasks hold it.
+pub type Ctx = Arc<Context>;
 
-impl AppState {
-    pub async fn new(config: Config) -> anyhow::Result<State> {
+impl Context {
+    pub async fn new(config: Config) -> anyhow::Result<Ctx> {
         // Before connecting: a budget too small to hold one upload is a
         // configuration error, said at once.
         let upload_memory = Arc::new(UploadMemory::new(&config.limits)?);
