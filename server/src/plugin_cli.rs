@@ -55,7 +55,7 @@ fn load(
     // command happens to run.
     let mut plugins = config.plugins.clone();
     plugins.cache_dir.clear();
-    let host = PluginHost::new(&plugins)?;
+    let host = PluginHost::new(&plugins, crate::service::previews::policy::check_type)?;
     let plugin = host
         .load_file(file)
         .map_err(|e| anyhow::anyhow!("{} cannot be used: {e:#}", file.display()))?;

@@ -13,10 +13,11 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use warp::{Filter, Rejection, Reply, http::header, reply::Response};
+use warp::{Filter, Reply, http::header, reply::Response};
 use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
 
 use super::error::{ApiError, ErrorBody};
+use super::routes::{Built, Matched, Params};
 use super::{
     files::FileBytes,
     filters::{authenticated, with_state},
@@ -36,12 +37,12 @@ const PIECE: usize = 64 * 1024;
 /// Pieces buffered between the zip thread and the socket.
 const PIECES_IN_FLIGHT: usize = 4;
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("ticket" / String / String / "download")
-        .and(warp::get())
+pub(super) fn download_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
-        .and_then(|u, t, s, r| handle(download(s, r, u, t)))
+        .and_then(|p: Params, c, r| handle(download(c, r, p.get("user_id"), p.get("ticket_id"))))
+        .boxed()
 }
 
 /// All files of a ticket as one zip, streamed; entries keep their paths.

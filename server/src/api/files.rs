@@ -4,13 +4,13 @@
 use futures_util::{StreamExt, TryStreamExt};
 use percent_encoding::percent_decode_str;
 use warp::{
-    Filter, Rejection,
+    Filter,
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    path::Tail,
     reply::Response,
 };
 
 use super::error::{ApiError, ErrorBody};
+use super::routes::{Built, Matched, Params};
 use super::{
     caching::etag_matches,
     filters::{authenticated, with_state},
@@ -39,14 +39,22 @@ impl utoipa::PartialSchema for FileBytes {
 
 impl utoipa::ToSchema for FileBytes {}
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("ticket" / String / String / "files" / ..)
-        .and(warp::get())
-        .and(warp::path::tail())
+pub(super) fn serve_file_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
         .and(warp::header::headers_cloned())
-        .and_then(|u, t, tail, s, r, h| handle(serve_file(s, r, u, t, tail, h)))
+        .and_then(|p: Params, c, r, h| {
+            handle(serve_file(
+                c,
+                r,
+                p.get("user_id"),
+                p.get("ticket_id"),
+                p.get("file_path"),
+                h,
+            ))
+        })
+        .boxed()
 }
 
 /// A file's bytes, with `ETag`/`If-None-Match` (304) and `Range` (206, 416)
@@ -80,11 +88,11 @@ pub(super) async fn serve_file(
     me: Requester,
     user_id: String,
     ticket_id: String,
-    tail: Tail,
+    file_path: String,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
-    let file = ticket_file(&ticket, tail.as_str())?;
+    let file = ticket_file(&ticket, &file_path)?;
     file_response(&ctx, file, &headers).await
 }
 

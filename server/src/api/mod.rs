@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod plugins;
 mod preview;
+mod routes;
 #[cfg(test)]
 mod tests;
 mod tickets;
@@ -51,24 +52,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
 }
 
 fn answers(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    ops::routes(ctx.clone())
-        .or(openapi::routes())
-        .unify()
-        .or(oauth::routes(ctx.clone()))
-        .unify()
-        .or(users::routes(ctx.clone()))
-        .unify()
-        .or(tickets::routes(ctx.clone()))
-        .unify()
-        .or(files::routes(ctx.clone()))
-        .unify()
-        .or(download::routes(ctx.clone()))
-        .unify()
-        .or(preview::routes(ctx.clone()))
-        .unify()
-        .or(plugins::routes(ctx.clone()))
-        .unify()
-        .or(web::routes(ctx))
+    routes::filter(ctx)
+        .or(web::routes())
         .unify()
         .recover(recover)
         .unify()

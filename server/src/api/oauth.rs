@@ -2,9 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use warp::{Filter, Rejection, Reply, reply::Response};
+use warp::{Filter, Reply, reply::Response};
 
 use super::error::{ApiError, ErrorBody};
+use super::routes::{Built, Matched};
 use super::{
     filters::{Bearer, bearer, database, json_body, with_state},
     handle,
@@ -18,20 +19,22 @@ use crate::{
 /// A token with more than this left is handed back unchanged on refresh.
 const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let login = warp::path!("oauth")
-        .and(warp::post())
+pub(super) fn login_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(database(ctx.clone()))
-        .and(with_state(ctx.clone()))
+        .and(with_state(ctx))
         .and(json_body::<LoginRequest>())
-        .and_then(|s, body| handle(login(s, body)));
-    let refresh = warp::path!("oauth")
-        .and(warp::put())
+        .and_then(|_, c, body| handle(login(c, body)))
+        .boxed()
+}
+
+pub(super) fn refresh_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(database(ctx.clone()))
         .and(with_state(ctx.clone()))
         .and(bearer(ctx, true))
-        .and_then(|s, b| handle(refresh(s, b)));
-    login.or(refresh).unify()
+        .and_then(|_, c, b| handle(refresh(c, b)))
+        .boxed()
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -9,24 +9,20 @@ use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
-use warp::{Filter, Rejection, Reply, http::header, reply::Response};
+use warp::{Filter, Reply, http::header, reply::Response};
 
-use super::{docs, download, files, oauth, ops, plugins, preview, tickets, users, web};
+use super::{
+    docs,
+    routes::{self, Built, Matched},
+    web,
+};
+use crate::service::Ctx;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "PD2 Ticket",
         description = "Share code between students and teaching assistants. A student logs in with Discord, uploads a folder of files as a ticket, and a TA browses, previews and downloads it.\n\nEvery route except `/ping`, `/version`, `/health`, `POST /oauth` and the docs routes needs `Authorization: Bearer <jwt>`. Errors are JSON `{\"detail\": \"<message>\"}`. `user_id` in a path may be `@me`.",
-    ),
-    paths(
-        oauth::login, oauth::refresh,
-        tickets::list_own, tickets::create, tickets::list_user,
-        tickets::get, tickets::update, tickets::delete,
-        files::serve_file, download::download, preview::preview,
-        users::user, plugins::list,
-        ops::ping, ops::version, ops::health, ops::prometheus,
-        openapi_json, docs_page, web::meta,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -142,17 +138,22 @@ impl utoipa::IntoResponses for DataErrors {
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
     doc.info.version = super::API_VERSION.into();
+    // The paths come from the route table, the one place routes are listed.
+    let (paths, schemas) = routes::document();
+    doc.paths = paths;
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.schemas.extend(schemas);
     doc
 });
 static JSON: LazyLock<String> = LazyLock::new(|| DOCUMENT.to_pretty_json().unwrap_or_default());
 static PAGE: LazyLock<String> = LazyLock::new(|| docs::render(&DOCUMENT));
 
-pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let json = warp::path!("openapi.json")
-        .and(warp::get())
-        .map(openapi_json);
-    let page = warp::path!("docs").and(warp::get()).map(docs_page);
-    json.or(page).unify()
+pub(super) fn openapi_json_route(matched: Matched, _: Ctx) -> Built {
+    matched.map(|_| openapi_json()).boxed()
+}
+
+pub(super) fn docs_page_route(matched: Matched, _: Ctx) -> Built {
+    matched.map(|_| docs_page()).boxed()
 }
 
 /// This document.

@@ -3,35 +3,39 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use warp::{Filter, Rejection, Reply, http::StatusCode, reply::Response};
+use warp::{Filter, Reply, http::StatusCode, reply::Response};
 
 use super::error::{ApiError, ErrorBody};
+use super::routes::{Built, Matched};
 use super::{
     filters::{Bearer, bearer, with_state},
     handle,
 };
 use crate::{plugins::HostState, service::Ctx, store::DbStatus, telemetry::metrics};
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let ping = warp::path!("ping").and(warp::get()).map(ping);
-    let version = warp::path!("version").and(warp::get()).map(version);
-    let health = warp::path!("health")
-        .and(warp::get())
-        .and(with_state(ctx.clone()))
-        .map(health);
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
+pub(super) fn ping_route(matched: Matched, _: Ctx) -> Built {
+    matched.map(|_| ping()).boxed()
+}
+
+pub(super) fn version_route(matched: Matched, _: Ctx) -> Built {
+    matched.map(|_| version()).boxed()
+}
+
+pub(super) fn health_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx))
+        .map(|_, ctx| health(ctx))
+        .boxed()
+}
+
+pub(super) fn prometheus_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(with_state(ctx.clone()))
         // No database gate: metrics matter most during an outage, and the
         // token is checked with the secret already in memory.
         .and(bearer(ctx, false))
-        .and_then(|s, b| handle(prometheus(s, b)));
-    ping.or(version)
-        .unify()
-        .or(health)
-        .unify()
-        .or(metrics)
-        .unify()
+        .and_then(|_, c, b| handle(prometheus(c, b)))
+        .boxed()
 }
 
 /// Liveness: answers as long as the process serves HTTP, database or not.

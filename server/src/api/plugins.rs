@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use warp::{Filter, Rejection, Reply, reply::Response};
+use warp::{Filter, Reply, reply::Response};
 
 use super::error::ApiError;
+use super::routes::{Built, Matched};
 use super::{
     filters::{authenticated, with_state},
     handle,
@@ -15,12 +16,12 @@ use super::{
 };
 use crate::{auth::Requester, plugins::ManifestInfo, service::Ctx};
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("plugins")
-        .and(warp::get())
+pub(super) fn list_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
-        .and_then(|s, r| handle(list(s, r)))
+        .and_then(|_, c, r| handle(list(c, r)))
+        .boxed()
 }
 
 #[derive(Serialize, ToSchema)]

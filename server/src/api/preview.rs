@@ -1,15 +1,14 @@
 //! `GET /ticket/{user_id}/{ticket_id}/preview/{file_path}`: a plugin-rendered
 //! preview, with the same visibility rules as `files/`.
 
-use sha2::{Digest, Sha256};
 use warp::{
-    Filter, Rejection,
+    Filter,
     http::{HeaderMap, StatusCode, header},
-    path::Tail,
     reply::Response,
 };
 
 use super::error::{ApiError, ErrorBody};
+use super::routes::{Built, Matched, Params};
 use super::{
     caching::etag_matches,
     files::FileBytes,
@@ -20,18 +19,22 @@ use super::{
 };
 use crate::{auth::Requester, service, service::Ctx};
 
-/// Previews are documents a plugin wrote: nothing in them may run script or
-/// load anything; images must be inline `data:` URLs.
-const PREVIEW_CSP: &str = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'";
-
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("ticket" / String / String / "preview" / ..)
-        .and(warp::get())
-        .and(warp::path::tail())
+pub(super) fn preview_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
         .and(warp::header::headers_cloned())
-        .and_then(|u, t, tail, s, r, h| handle(preview(s, r, u, t, tail, h)))
+        .and_then(|p: Params, c, r, h| {
+            handle(preview(
+                c,
+                r,
+                p.get("user_id"),
+                p.get("ticket_id"),
+                p.get("file_path"),
+                h,
+            ))
+        })
+        .boxed()
 }
 
 /// A rendered preview of a file from the first matching renderer plugin
@@ -60,43 +63,28 @@ pub(super) async fn preview(
     me: Requester,
     user_id: String,
     ticket_id: String,
-    tail: Tail,
+    file_path: String,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
-    let file = ticket_file(&ticket, tail.as_str())?;
+    let file = ticket_file(&ticket, &file_path)?;
     let reply = service::previews::preview(&ctx, &me.id, &ticket, file).await?;
-    let preview = reply.preview;
-    // The answer's own hash: a new plugin build or new settings that
-    // render the same bytes keep it.
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&preview.body))[..32]);
+    let (etag, headers_out) = (reply.etag(), reply.headers(me.is_admin));
     let mut response = if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
         let mut response = Response::default();
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
     } else {
-        Response::new(preview.body.into())
+        Response::new(reply.preview.body.into())
     };
     set(&mut response, header::ETAG, etag);
-    set(&mut response, header::CONTENT_TYPE, preview.content_type);
-    set(&mut response, header::CONTENT_SECURITY_POLICY, PREVIEW_CSP);
-    set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(
         &mut response,
         header::CACHE_CONTROL,
         super::caching::PRIVATE,
     );
-    set(
-        &mut response,
-        header::HeaderName::from_static("x-preview-plugin"),
-        preview.plugin,
-    );
-    if me.is_admin {
-        set(
-            &mut response,
-            header::HeaderName::from_static("x-preview-cache"),
-            if reply.cache_hit { "hit" } else { "miss" },
-        );
+    for (name, value) in headers_out {
+        set(&mut response, header::HeaderName::from_static(name), value);
     }
     Ok(response)
 }

@@ -10,6 +10,7 @@ use warp::{
 };
 
 use super::error::{ApiError, ErrorBody, PolicyRejected};
+use super::routes::{Built, Matched, Params};
 use super::{
     filters::{authenticated, json_body, page, with_state},
     handle, multipart,
@@ -23,67 +24,69 @@ use crate::{
     store::{TicketPage, TicketRecord},
 };
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let auth = authenticated(ctx.clone());
-    let ctx = with_state(ctx);
-
-    let list_own = warp::path!("ticket")
-        .and(warp::get())
-        .and(ctx.clone())
-        .and(auth.clone())
+pub(super) fn list_own_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
         .and(page())
-        .and_then(|s, r, p| handle(list_own(s, r, p)));
-    let create = warp::path!("ticket")
-        .and(warp::post())
-        .and(ctx.clone())
-        .and(auth.clone())
+        .and_then(|_, c, r, p| handle(list_own(c, r, p)))
+        .boxed()
+}
+
+pub(super) fn create_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
         .and(warp::header::headers_cloned())
-        .and_then(|s: Ctx, r, headers| async move {
-            check_upload_headers(&s, &headers)
-                .map(|boundary| (s, r, boundary))
+        .and_then(|_, c: Ctx, r, headers| async move {
+            check_upload_headers(&c, &headers)
+                .map(|boundary| (c, r, boundary))
                 .map_err(Rejection::from)
         })
         .untuple_one()
         // Limits are enforced while streaming (see `api::multipart`).
         .and(warp::body::stream())
-        .and_then(|s: Ctx, r, boundary, body| {
-            let parts = multipart::parts(body, boundary, &s.config.limits);
-            handle(create(s, r, parts))
-        });
-    let list_user = warp::path!("ticket" / String)
-        .and(warp::get())
-        .and(ctx.clone())
-        .and(auth.clone())
-        .and(page())
-        .and_then(|u, s, r, p| handle(list_user(s, r, u, p)));
-    let get = warp::path!("ticket" / String / String)
-        .and(warp::get())
-        .and(ctx.clone())
-        .and(auth.clone())
-        .and_then(|u, t, s, r| handle(get(s, r, u, t)));
-    let update = warp::path!("ticket" / String / String)
-        .and(warp::put())
-        .and(ctx.clone())
-        .and(auth.clone())
-        .and(json_body::<TicketChanges>())
-        .and_then(|u, t, s, r, c| handle(update(s, r, u, t, c)));
-    let delete = warp::path!("ticket" / String / String)
-        .and(warp::delete())
-        .and(ctx)
-        .and(auth)
-        .and_then(|u, t, s, r| handle(delete(s, r, u, t)));
+        .and_then(|c: Ctx, r, boundary, body| {
+            let parts = multipart::parts(body, boundary, &c.config.limits);
+            handle(create(c, r, parts))
+        })
+        .boxed()
+}
 
-    list_own
-        .or(create)
-        .unify()
-        .or(list_user)
-        .unify()
-        .or(get)
-        .unify()
-        .or(update)
-        .unify()
-        .or(delete)
-        .unify()
+pub(super) fn list_user_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
+        .and(page())
+        .and_then(|p: Params, c, r, page| handle(list_user(c, r, p.get("user_id"), page)))
+        .boxed()
+}
+
+pub(super) fn get_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
+        .and_then(|p: Params, c, r| handle(get(c, r, p.get("user_id"), p.get("ticket_id"))))
+        .boxed()
+}
+
+pub(super) fn update_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
+        .and(json_body::<TicketChanges>())
+        .and_then(|p: Params, c, r, changes| {
+            handle(update(c, r, p.get("user_id"), p.get("ticket_id"), changes))
+        })
+        .boxed()
+}
+
+pub(super) fn delete_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
+        .and_then(|p: Params, c, r| handle(delete(c, r, p.get("user_id"), p.get("ticket_id"))))
+        .boxed()
 }
 
 /// List your own tickets, newest first.

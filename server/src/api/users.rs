@@ -8,9 +8,10 @@
 //! their first upload records them, so others find the author of every
 //! ticket.
 
-use warp::{Filter, Rejection, Reply, reply::Response};
+use warp::{Filter, Reply, reply::Response};
 
 use super::error::{ApiError, ErrorBody};
+use super::routes::{Built, Matched, Params};
 use super::{
     filters::{authenticated, with_state},
     handle,
@@ -22,12 +23,12 @@ use crate::{
     service::Ctx,
 };
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("user" / String)
-        .and(warp::get())
+pub(super) fn user_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
-        .and_then(|u, s, r| handle(user(s, r, u)))
+        .and_then(|p: Params, c, r| handle(user(c, r, p.get("user_id"))))
+        .boxed()
 }
 
 /// A user's public display data.

@@ -17,6 +17,7 @@ use warp::{
 
 use super::error::ApiError;
 use super::filters::with_state;
+use super::routes::{Built, Matched};
 use crate::service::Ctx;
 
 /// The app's own policy: scripts and styles from this origin only (no
@@ -87,7 +88,9 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
     ])
 });
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+/// The web app: `/` and its assets under `/app/` (not API routes: not in
+/// the document).
+pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let index = warp::path::end()
         .and(warp::get())
         .and(warp::header::optional::<String>("if-none-match"))
@@ -105,11 +108,14 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                 )))
             }
         });
-    let meta = warp::path!("meta")
-        .and(warp::get())
+    index.or(assets).unify()
+}
+
+pub(super) fn meta_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
         .and(with_state(ctx))
-        .map(|ctx: Ctx| warp::reply::json(&meta(&ctx)).into_response());
-    index.or(assets).unify().or(meta).unify()
+        .map(|_, ctx: Ctx| warp::reply::json(&meta(&ctx)).into_response())
+        .boxed()
 }
 
 /// An embedded asset; revalidated on every load (`no-cache` + `ETag`), so

@@ -6,17 +6,11 @@
 //!   upload. Each call reserves the most it can use before it starts (its
 //!   memory limit, plus the output limit for a renderer, whose output the
 //!   host copies), so all calls together stay within the budget.
-//! - **Preview slots.** At most `plugins.previews_per_user` cold previews
-//!   of one requester run at once.
-//! - **Recent failures.** A render that failed is not retried for
-//!   `plugins.failed_render_cache_secs`: a page reloaded in a loop does not
-//!   run a plugin that times out again and again.
+//!
+//! Who may run a preview when (per-user slots, failed renders) is the
+//! preview service's policy (`service::previews::policy`).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -173,114 +167,9 @@ fn lower_priority() {
     }
 }
 
-/// Cold previews in progress, by requester.
-pub struct PreviewSlots {
-    per_user: usize,
-    running: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-/// One requester's claim on a preview slot; given back on drop.
-pub struct PreviewSlot {
-    running: Arc<Mutex<HashMap<String, usize>>>,
-    requester: String,
-}
-
-impl PreviewSlots {
-    pub fn new(per_user: usize) -> Self {
-        Self {
-            per_user: per_user.max(1),
-            running: Arc::default(),
-        }
-    }
-
-    pub fn per_user(&self) -> usize {
-        self.per_user
-    }
-
-    pub fn take(&self, requester: &str) -> Option<PreviewSlot> {
-        let mut running = self.running.lock().ok()?;
-        let count = running.entry(requester.to_owned()).or_default();
-        if *count >= self.per_user {
-            return None;
-        }
-        *count += 1;
-        Some(PreviewSlot {
-            running: self.running.clone(),
-            requester: requester.to_owned(),
-        })
-    }
-}
-
-impl Drop for PreviewSlot {
-    fn drop(&mut self) {
-        if let Ok(mut running) = self.running.lock()
-            && let Some(count) = running.get_mut(&self.requester)
-        {
-            *count -= 1;
-            if *count == 0 {
-                running.remove(&self.requester);
-            }
-        }
-    }
-}
-
-/// Most failures remembered; beyond it the oldest are forgotten first.
-const MAX_FAILURES: usize = 10_000;
-
-/// Renders that failed recently, by preview cache key.
-pub struct FailedRenders {
-    ttl: Duration,
-    failed: Mutex<HashMap<String, Instant>>,
-}
-
-impl FailedRenders {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            failed: Mutex::default(),
-        }
-    }
-
-    pub fn insert(&self, key: &str) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        if let Ok(mut failed) = self.failed.lock() {
-            if failed.len() >= MAX_FAILURES {
-                let ttl = self.ttl;
-                failed.retain(|_, at| at.elapsed() < ttl);
-            }
-            if failed.len() >= MAX_FAILURES {
-                failed.clear();
-            }
-            failed.insert(key.to_owned(), Instant::now());
-        }
-    }
-
-    pub fn contains(&self, key: &str) -> bool {
-        self.failed
-            .lock()
-            .ok()
-            .and_then(|f| f.get(key).map(|at| at.elapsed() < self.ttl))
-            .unwrap_or(false)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_requester_gets_at_most_its_slots() {
-        let slots = PreviewSlots::new(2);
-        let a = slots.take("alice");
-        let b = slots.take("alice");
-        assert!(a.is_some() && b.is_some());
-        assert!(slots.take("alice").is_none());
-        assert!(slots.take("bob").is_some());
-        drop(a);
-        assert!(slots.take("alice").is_some());
-    }
 
     #[tokio::test]
     async fn calls_reserve_memory_from_the_budget() {
@@ -301,15 +190,5 @@ mod tests {
         drop(one);
         assert!(pool.enter().await.is_ok());
         drop(two);
-    }
-
-    #[test]
-    fn failures_are_forgotten_after_their_time() {
-        let failed = FailedRenders::new(Duration::from_millis(30));
-        failed.insert("k");
-        assert!(failed.contains("k"));
-        assert!(!failed.contains("other"));
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(!failed.contains("k"));
     }
 }

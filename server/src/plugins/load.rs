@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::{
-    PluginError,
     logs::LogRate,
     runtime::{
         self, CallState, FileInfo, Hook, INTERFACE_PACKAGE, Identity, PluginPre, Runtime,
@@ -37,19 +36,6 @@ pub const MAX_DESCRIPTION: usize = 1000;
 pub const MAX_MATCHERS: usize = 128;
 pub const MAX_PATTERN: usize = 200;
 pub const PRIORITIES: std::ops::RangeInclusive<i32> = -1000..=1000;
-/// What a preview may be: types a browser shows without running anything
-/// the preview's CSP does not already forbid. Anything else (say
-/// `application/octet-stream`, which a browser would download or sniff
-/// from the API's origin) is refused and the next renderer gets its turn.
-pub const PREVIEW_TYPES: &[&str] = &[
-    "text/html",
-    "text/plain",
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-];
-
 /// A plugin's declared identity and interests, as `GET /plugins` shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ManifestInfo {
@@ -129,34 +115,6 @@ pub(super) fn mime_matches(pattern: &str, mime: &str) -> bool {
             .is_some_and(|(k, _)| k.eq_ignore_ascii_case(kind)),
         None => pattern.eq_ignore_ascii_case(mime),
     }
-}
-
-/// Refuses a preview whose content type is unusable or not one of
-/// [`PREVIEW_TYPES`].
-pub fn check_preview_type(content_type: &str) -> Result<(), PluginError> {
-    let shown = || text::bounded(content_type, 100);
-    let parsed = content_type
-        .parse::<mime_guess::Mime>()
-        .ok()
-        // It becomes a response header: visible ASCII, spaces and tabs only.
-        .filter(|_| {
-            content_type
-                .bytes()
-                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-        })
-        .ok_or_else(|| PluginError::Malformed(format!("invalid content type {:?}", shown())))?;
-    let essence = parsed.essence_str();
-    if !PREVIEW_TYPES
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case(essence))
-    {
-        return Err(PluginError::Malformed(format!(
-            "content type {:?} is not one a preview may have ({})",
-            shown(),
-            PREVIEW_TYPES.join(", ")
-        )));
-    }
-    Ok(())
 }
 
 /// Loads plugin files: the runtime, each name's settings, and the
@@ -513,14 +471,5 @@ mod tests {
         assert!(refused(|m| m.matchers.paths = vec!["a".repeat(201)]).contains("at most 200"));
         assert!(refused(|m| m.priority = i32::MAX).contains("outside -1000..=1000"));
         assert!(refused(|m| m.hooks.clear()).contains("no hooks"));
-    }
-
-    #[test]
-    fn preview_types_are_an_allowlist() {
-        assert!(check_preview_type("text/html; charset=utf-8").is_ok());
-        assert!(check_preview_type("IMAGE/PNG").is_ok());
-        assert!(check_preview_type("application/octet-stream").is_err());
-        assert!(check_preview_type("image/svg+xml").is_err());
-        assert!(check_preview_type("not a\ncontent type").is_err());
     }
 }

@@ -8,7 +8,11 @@
 //! - `load`: compile (with the on-disk cache), version and manifest checks;
 //! - `runtime`: wasmtime, one sandboxed call and its per-call limits;
 //! - `budget`: capacity shared by calls (memory, validator and renderer
-//!   pools, per-requester preview slots, recent failures);
+//!   pools).
+//!
+//! What a preview may be and who may render one when is the preview
+//! service's policy (`service::previews::policy`): the host is given the
+//! check for a renderer's content type, and only runs hooks.
 //! - `logs`, `text`, `capture`: bounding what a plugin writes.
 
 mod budget;
@@ -32,8 +36,7 @@ use std::{
 
 use tokio::sync::watch;
 
-pub use budget::PreviewSlot;
-use budget::{FailedRenders, Pool, PreviewSlots};
+use budget::Pool;
 use load::Loader;
 pub use load::{LoadedPlugin, ManifestInfo, hook_name};
 pub use registry::Conflict;
@@ -139,13 +142,18 @@ pub struct PluginHost {
     state: watch::Sender<HostState>,
     validators: Pool,
     renderers: Pool,
-    preview_slots: PreviewSlots,
-    failed_renders: FailedRenders,
 }
 
+/// Checks a renderer's content type: `Err` says why it may not be one.
+pub type PreviewTypeCheck = fn(&str) -> Result<(), String>;
+
 impl PluginHost {
-    pub fn new(config: &PluginsConfig) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        config: &PluginsConfig,
+        preview_type: PreviewTypeCheck,
+    ) -> anyhow::Result<Arc<Self>> {
         let limits = Limits {
+            preview_type,
             memory: config.memory_limit as usize,
             timeout: Duration::from_millis(config.timeout_ms),
             output: config.max_output as usize,
@@ -169,10 +177,6 @@ impl PluginHost {
             state: watch::Sender::new(HostState::Starting),
             validators,
             renderers,
-            preview_slots: PreviewSlots::new(config.previews_per_user as usize),
-            failed_renders: FailedRenders::new(Duration::from_secs(
-                config.failed_render_cache_secs,
-            )),
         }))
     }
 
@@ -284,20 +288,6 @@ impl PluginHost {
         self.read().contested(hook, info)
     }
 
-    /// A slot for one cold preview of `requester`, if it has one free.
-    pub fn preview_slot(&self, requester: &str) -> Option<PreviewSlot> {
-        self.preview_slots.take(requester)
-    }
-
-    pub fn previews_per_user(&self) -> usize {
-        self.preview_slots.per_user()
-    }
-
-    /// Whether this render failed so recently that it is not tried again.
-    pub fn failed_recently(&self, key: &str) -> bool {
-        self.failed_renders.contains(key)
-    }
-
     pub async fn validate_file(
         self: &Arc<Self>,
         plugin: &Arc<LoadedPlugin>,
@@ -321,28 +311,17 @@ impl PluginHost {
         .await
     }
 
-    /// Renders; a failure is remembered under `key` for a short while, so
-    /// a request repeated in a loop does not run the plugin again.
     pub async fn render(
         self: &Arc<Self>,
         plugin: &Arc<LoadedPlugin>,
-        key: &str,
         info: FileInfo,
         source: Arc<dyn FileSource>,
         ticket: Option<Arc<dyn TicketFiles>>,
     ) -> CallResult<Option<Preview>> {
-        let result = self
-            .run(&self.renderers, plugin, "render", move |rt, p| {
-                render(rt, p, info, source, ticket)
-            })
-            .await;
-        if result
-            .as_ref()
-            .is_err_and(|e| !matches!(e, PluginError::Busy(_) | PluginError::Unreadable(_)))
-        {
-            self.failed_renders.insert(key);
-        }
-        result
+        self.run(&self.renderers, plugin, "render", move |rt, p| {
+            render(rt, p, info, source, ticket)
+        })
+        .await
     }
 
     /// Runs a call on its pool's threads (never on the reactor) within the

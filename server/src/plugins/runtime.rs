@@ -66,6 +66,8 @@ const MAX_PANIC_CHARS: usize = 500;
 /// Per-call limits, from `[plugins]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// The preview service's check of a renderer's content type.
+    pub preview_type: super::PreviewTypeCheck,
     pub memory: usize,
     pub timeout: Duration,
     pub output: usize,
@@ -460,7 +462,7 @@ impl Runtime {
     /// Checks what a renderer returned against the output limit and for a
     /// usable content type (one of the preview types, fit for a header).
     pub fn check_preview(&self, preview: Preview) -> Result<Preview, PluginError> {
-        super::load::check_preview_type(&preview.content_type)?;
+        (self.limits.preview_type)(&preview.content_type).map_err(PluginError::Malformed)?;
         if preview.body.len() > self.limits.output {
             return Err(PluginError::Malformed(format!(
                 "preview of {} bytes exceeds the {} byte limit",

@@ -18,6 +18,8 @@ pub struct Context {
     pub tokens: TokenService,
     pub discord: Discord,
     pub plugins: Arc<PluginHost>,
+    /// The preview service's slots and recent failures.
+    pub previews: super::previews::Previews,
     pub janitor: Arc<Janitor>,
     pub upload_memory: Arc<UploadMemory>,
 }
@@ -33,7 +35,8 @@ impl Context {
         let store = Store::connect(&config.mongodb).await?;
         let tokens = TokenService::new(&config.auth.jwt_secret, store.settings.clone());
         let discord = Discord::new(&config.discord)?;
-        let plugins = PluginHost::new(&config.plugins)?;
+        let plugins = PluginHost::new(&config.plugins, super::previews::policy::check_type)?;
+        let previews = super::previews::Previews::new(&config.plugins);
         let janitor = Arc::new(Janitor::new(store.clone(), config.limits.upload_idle()));
         Ok(Arc::new(Self {
             config,
@@ -41,6 +44,7 @@ impl Context {
             tokens,
             discord,
             plugins,
+            previews,
             janitor,
             upload_memory,
         }))

@@ -1,0 +1,235 @@
+//! Every API route, declared once. A handler's `#[utoipa::path(...)]` is
+//! the one place its method and path are written; [`table`] pairs it with
+//! how the rest of the request is read (state, token, body). From that one
+//! declaration come the warp filter (method and path matched from the
+//! annotation), the OpenAPI document's paths and the schemas they use, and
+//! through the document the metric label and the `Allow` header of a `405`
+//! (see `openapi::RouteTable`). A route missing from the table is served
+//! by nothing and documented nowhere.
+//!
+//! To add a route: write the handler with its `#[utoipa::path]`, a
+//! `*_route(matched, ctx)` beside it, and one line here.
+
+use std::sync::Arc;
+
+use utoipa::openapi::{
+    PathsBuilder, RefOr,
+    path::{HttpMethod, Paths},
+    schema::Schema,
+};
+use warp::{Filter, filters::BoxedFilter, path::Tail, reply::Response};
+
+use super::{download, files, oauth, openapi, ops, plugins, preview, tickets, users, web};
+use crate::service::Ctx;
+
+/// The path parameters of a matched route, by their names in the
+/// template, as sent (percent-decoding is the handler's, as with warp's
+/// `path::param`). `file_path` is the rest of the path.
+#[derive(Clone, Debug, Default)]
+pub struct Params(Vec<(Arc<str>, String)>);
+
+impl Params {
+    /// The parameter `name` of the route's template (empty if the template
+    /// has none: `every_route_reads_only_its_own_parameters` checks the
+    /// names the handlers ask for).
+    pub fn get(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A request whose method and path matched a route, with its parameters.
+pub type Matched = BoxedFilter<(Params,)>;
+/// A route answering.
+pub type Built = BoxedFilter<(Response,)>;
+type Build = fn(Matched, Ctx) -> Built;
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+pub struct Route {
+    template: fn() -> String,
+    methods: fn() -> Vec<HttpMethod>,
+    document: fn(PathsBuilder, &mut Schemas) -> PathsBuilder,
+    build: Build,
+}
+
+/// `P` is the type `#[utoipa::path]` generates for a handler
+/// (`__path_<handler>`).
+fn route<P: utoipa::Path + utoipa::__dev::SchemaReferences>(build: Build) -> Route {
+    Route {
+        template: P::path,
+        methods: P::methods,
+        document: |paths, schemas| {
+            // What `#[derive(OpenApi)]`'s `paths(...)` does for each path
+            // (utoipa-axum's router does the same).
+            P::schemas(schemas);
+            paths.path_from::<P>()
+        },
+        build,
+    }
+}
+
+/// Every route of the API, in the document's order.
+pub fn table() -> Vec<Route> {
+    vec![
+        route::<oauth::__path_login>(oauth::login_route),
+        route::<oauth::__path_refresh>(oauth::refresh_route),
+        route::<tickets::__path_list_own>(tickets::list_own_route),
+        route::<tickets::__path_create>(tickets::create_route),
+        route::<tickets::__path_list_user>(tickets::list_user_route),
+        route::<tickets::__path_get>(tickets::get_route),
+        route::<tickets::__path_update>(tickets::update_route),
+        route::<tickets::__path_delete>(tickets::delete_route),
+        route::<files::__path_serve_file>(files::serve_file_route),
+        route::<download::__path_download>(download::download_route),
+        route::<preview::__path_preview>(preview::preview_route),
+        route::<users::__path_user>(users::user_route),
+        route::<plugins::__path_list>(plugins::list_route),
+        route::<ops::__path_ping>(ops::ping_route),
+        route::<ops::__path_version>(ops::version_route),
+        route::<ops::__path_health>(ops::health_route),
+        route::<ops::__path_prometheus>(ops::prometheus_route),
+        route::<openapi::__path_openapi_json>(openapi::openapi_json_route),
+        route::<openapi::__path_docs_page>(openapi::docs_page_route),
+        route::<web::__path_meta>(web::meta_route),
+    ]
+}
+
+/// The document's paths, and the schemas their operations refer to.
+pub fn document() -> (Paths, Schemas) {
+    let mut schemas = Vec::new();
+    let paths = table()
+        .iter()
+        .fold(PathsBuilder::new(), |paths, route| {
+            (route.document)(paths, &mut schemas)
+        })
+        .build();
+    (paths, schemas)
+}
+
+/// Every route as one filter.
+pub fn filter(ctx: Ctx) -> Built {
+    table()
+        .into_iter()
+        .map(|route| {
+            (route.build)(
+                matcher(&(route.template)(), &(route.methods)()),
+                ctx.clone(),
+            )
+        })
+        .reduce(|all, next| all.or(next).unify().boxed())
+        .unwrap_or_else(|| warp::any().and_then(not_found).boxed())
+}
+
+async fn not_found() -> Result<Response, warp::Rejection> {
+    Err(warp::reject::not_found())
+}
+
+/// The filter of a path template (`/ticket/{user_id}/{ticket_id}`) and its
+/// methods, built from warp's own path filters so matching is what
+/// `warp::path!` did: a literal segment, a non-empty parameter, the rest
+/// of the path for `{file_path}`, and nothing after the last segment.
+fn matcher(template: &str, methods: &[HttpMethod]) -> Matched {
+    let mut matched = warp::any().map(Params::default).boxed();
+    let mut rest = false;
+    for segment in template.trim_start_matches('/').split('/') {
+        matched = match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some("file_path") => {
+                rest = true;
+                matched
+                    .and(warp::path::tail())
+                    .map(|mut params: Params, tail: Tail| {
+                        params
+                            .0
+                            .push(("file_path".into(), tail.as_str().to_owned()));
+                        params
+                    })
+                    .boxed()
+            }
+            Some(name) => {
+                let name: Arc<str> = name.into();
+                matched
+                    .and(warp::path::param::<String>())
+                    .map(move |mut params: Params, value: String| {
+                        params.0.push((name.clone(), value));
+                        params
+                    })
+                    .boxed()
+            }
+            None => matched.and(warp::path(segment.to_owned())).boxed(),
+        };
+    }
+    if !rest {
+        matched = matched.and(warp::path::end()).boxed();
+    }
+    let method = methods
+        .iter()
+        .map(|method| match method {
+            HttpMethod::Post => warp::post().boxed(),
+            HttpMethod::Put => warp::put().boxed(),
+            HttpMethod::Delete => warp::delete().boxed(),
+            _ => warp::get().boxed(),
+        })
+        .reduce(|all, next| all.or(next).unify().boxed())
+        .unwrap_or_else(|| warp::get().boxed());
+    matched.and(method).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the handlers read with [`Params::get`], by template: a
+    /// handler asking for a name its template lacks would get "".
+    #[test]
+    fn every_route_reads_only_its_own_parameters() {
+        let sources = [
+            include_str!("tickets.rs"),
+            include_str!("files.rs"),
+            include_str!("download.rs"),
+            include_str!("preview.rs"),
+            include_str!("users.rs"),
+        ]
+        .concat();
+        let mut asked: Vec<&str> = sources
+            .split("p.get(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        asked.sort();
+        asked.dedup();
+        assert_eq!(asked, ["file_path", "ticket_id", "user_id"]);
+        let templates: Vec<String> = table().iter().map(|r| (r.template)()).collect();
+        for name in asked {
+            assert!(templates.iter().any(|t| t.contains(&format!("{{{name}}}"))));
+        }
+        // Every template's parameters are ones the handlers know.
+        for template in &templates {
+            for part in template.split('{').skip(1) {
+                let name = part.split('}').next().unwrap_or_default();
+                assert!(
+                    ["user_id", "ticket_id", "file_path"].contains(&name),
+                    "{template}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn each_route_is_in_the_document_once() {
+        let (paths, _) = document();
+        let operations: usize = paths
+            .paths
+            .values()
+            .map(|item| {
+                [&item.get, &item.post, &item.put, &item.delete]
+                    .iter()
+                    .filter(|o| o.is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(operations, table().len());
+    }
+}
