@@ -12,6 +12,8 @@ use warp::http::StatusCode;
 use crate::{
     auth::TokenError,
     service::{
+        auth::AuthError,
+        files::FileError,
         previews::PreviewError,
         tickets::TicketError,
         upload::UploadError,
@@ -152,6 +154,31 @@ impl From<TokenError> for ApiError {
         match error {
             TokenError::Invalid => Self::invalid_credentials(),
             TokenError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::EmptyCode => Self::unprocessable("Field `code` must not be empty"),
+            AuthError::Discord(error) => {
+                tracing::warn!(%error, "Discord authorization failed");
+                Self::authorize_failed()
+            }
+            AuthError::NoGrant => Self::authorize_failed(),
+            AuthError::TooOld => Self::invalid_credentials(),
+            AuthError::Token(e) => e.into(),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<FileError> for ApiError {
+    fn from(error: FileError) -> Self {
+        match error {
+            FileError::IllegalPath => Self::permission_denied(),
+            FileError::NotFound => Self::ticket_file_not_found(),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! `GET /ticket/{user_id}/{ticket_id}/files/{file_path}`: one file's bytes,
 //! with validators (`ETag`/`If-None-Match`) and single byte ranges.
 
-use futures_util::{StreamExt, TryStreamExt};
-use percent_encoding::percent_decode_str;
 use warp::{
     Filter,
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -21,8 +19,7 @@ use crate::{
     auth::Requester,
     service,
     service::{Context, Ctx},
-    store::{ByteRange, StoredFile, TicketRecord},
-    ticket::is_legal_path,
+    store::{ByteRange, StoredFile},
 };
 
 /// Any file's bytes (documentation only).
@@ -92,25 +89,8 @@ pub(super) async fn serve_file(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
-    let file = ticket_file(&ticket, &file_path)?;
+    let file = service::files::find(&ticket, &file_path)?;
     file_response(&ctx, file, &headers).await
-}
-
-/// Finds a file of the ticket by its percent-encoded URL path. An illegal
-/// path is 403, a legal one the ticket lacks is 404.
-pub(super) fn ticket_file<'t>(
-    ticket: &'t TicketRecord,
-    encoded: &str,
-) -> Result<&'t StoredFile, ApiError> {
-    let path = percent_decode_str(encoded)
-        .decode_utf8()
-        .map_err(|_| ApiError::permission_denied())?;
-    if !is_legal_path(&path) {
-        return Err(ApiError::permission_denied());
-    }
-    ticket
-        .file(&path)
-        .ok_or_else(ApiError::ticket_file_not_found)
 }
 
 async fn file_response(
@@ -145,13 +125,7 @@ async fn file_response(
                         },
                     ),
                 };
-                // The first chunk is read before the headers go out: a
-                // failure there (for a file of one chunk, anywhere) is an
-                // error status, never a 200 cut short. A later failure
-                // cuts a body whose `Content-Length` says it was cut.
-                let mut stream = Box::pin(ctx.store.files.read(file, range));
-                let first = stream.try_next().await?;
-                let body = futures_util::stream::iter(first.map(Ok)).chain(stream);
+                let body = service::files::read(ctx, file, range).await?;
                 (super::stream_body(body), status, Some(range))
             }
         }

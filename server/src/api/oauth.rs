@@ -11,13 +11,7 @@ use super::{
     handle,
     openapi::DataErrors,
 };
-use crate::{
-    auth::{DiscordError, DisplayData, discord::Grant},
-    service::{Context, Ctx},
-};
-
-/// A token with more than this left is handed back unchanged on refresh.
-const REFRESH_THRESHOLD_SECONDS: i64 = 24 * 60 * 60;
+use crate::service::{self, Ctx};
 
 pub(super) fn login_route(matched: Matched, ctx: Ctx) -> Built {
     matched
@@ -60,11 +54,6 @@ fn token_reply(access_token: String) -> Response {
     .into_response()
 }
 
-fn authorize_failed(error: DiscordError) -> ApiError {
-    tracing::warn!(%error, "Discord authorization failed");
-    ApiError::authorize_failed()
-}
-
 /// Log in with a Discord authorization code. The JWT expires with the
 /// Discord token.
 #[utoipa::path(
@@ -79,20 +68,10 @@ fn authorize_failed(error: DiscordError) -> ApiError {
     )
 )]
 pub(super) async fn login(ctx: Ctx, request: LoginRequest) -> Result<Response, ApiError> {
-    if request.code.is_empty() {
-        return Err(ApiError::unprocessable("Field `code` must not be empty"));
-    }
-    let grant = ctx
-        .discord
-        .exchange_code(&request.code)
-        .await
-        .map_err(authorize_failed)?;
-    let token = sign_in(&ctx, grant).await?;
+    let token = service::auth::login(&ctx, &request.code).await?;
     Ok(token_reply(token))
 }
 
-/// Accepts an expired (but genuine) token: hands it back while it has more
-/// than a day left, otherwise renews the Discord grant and issues a new one.
 /// Refresh a token. An expired but correctly signed token is accepted (up
 /// to `auth.refresh_window_days` after it expired, 14 by default); one with
 /// more than a day left comes back unchanged, otherwise the stored Discord
@@ -108,43 +87,6 @@ pub(super) async fn login(ctx: Ctx, request: LoginRequest) -> Result<Response, A
 )]
 pub(super) async fn refresh(ctx: Ctx, bearer: Bearer) -> Result<Response, ApiError> {
     let Bearer { token, claims } = bearer;
-    if claims.seconds_left() > REFRESH_THRESHOLD_SECONDS {
-        return Ok(token_reply(token));
-    }
-    // Expired longer ago than the window: found on a shared machine, say.
-    if claims.seconds_left() < -ctx.config.auth.refresh_window_secs() {
-        return Err(ApiError::invalid_credentials());
-    }
-    let user = ctx
-        .store
-        .users
-        .get(&claims.user.id)
-        .await?
-        .ok_or_else(ApiError::authorize_failed)?;
-    let refresh_token = user
-        .discord
-        .map(|d| d.refresh_token)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(ApiError::authorize_failed)?;
-    let grant = ctx
-        .discord
-        .refresh(&refresh_token)
-        .await
-        .map_err(authorize_failed)?;
-    let token = sign_in(&ctx, grant).await?;
+    let token = service::auth::refresh(&ctx, token, &claims).await?;
     Ok(token_reply(token))
-}
-
-/// Reads the profile with a fresh grant, stores both, and signs our JWT to
-/// expire with the Discord token.
-async fn sign_in(ctx: &Context, grant: Grant) -> Result<String, ApiError> {
-    let profile = ctx
-        .discord
-        .current_user(&grant.tokens.access_token)
-        .await
-        .map_err(authorize_failed)?;
-    ctx.store.record_login(&profile, &grant.tokens).await?;
-    let display = DisplayData::new(&profile, ctx.is_admin(&profile.id));
-    tracing::info!(user_id = %profile.id, "signed in with Discord");
-    Ok(ctx.tokens.issue(display, grant.expires_in).await?)
 }

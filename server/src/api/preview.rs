@@ -12,7 +12,7 @@ use super::routes::{Built, Matched, Params};
 use super::{
     caching::etag_matches,
     files::FileBytes,
-    files::{set, ticket_file},
+    files::set,
     filters::{authenticated, with_state},
     handle,
     openapi::FilePath,
@@ -67,7 +67,7 @@ pub(super) async fn preview(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
-    let file = ticket_file(&ticket, &file_path)?;
+    let file = service::files::find(&ticket, &file_path)?;
     let reply = service::previews::preview(&ctx, &me.id, &ticket, file).await?;
     let (etag, headers_out) = (reply.etag(), reply.headers(me.is_admin));
     let mut response = if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {

@@ -4,7 +4,9 @@
 //! status codes and the spec's `detail` texts.
 
 pub mod access;
+pub mod auth;
 mod context;
+pub mod files;
 pub mod previews;
 mod sources;
 pub mod tickets;
