@@ -270,6 +270,31 @@ pub fn settings<T: DeserializeOwned>() -> Result<T, String> {
     serde_json::from_str(&raw).map_err(|e| format!("invalid plugin settings: {e}"))
 }
 
+/// [`settings`] for a renderer: on an error (a setting of the wrong type)
+/// it logs a warning saying so and uses the defaults, so a typo in the
+/// config costs the admin a warning, not every preview. Validators use
+/// [`settings`] and fail closed instead.
+pub fn settings_or_default<T: DeserializeOwned + Default>() -> T {
+    settings().unwrap_or_else(|error| {
+        log::warn(&format!("{error}; using the defaults"));
+        T::default()
+    })
+}
+
+/// When work that may be cut short (highlighting, say) should stop: after
+/// `wanted`, but never past three quarters of [`time_left`], so the call
+/// still has time to return what it has before the server's time limit
+/// ends it with nothing.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let stop = pd2_plugin_sdk::deadline(Duration::from_millis(500));
+/// assert!(stop <= Instant::now() + Duration::from_millis(500));
+/// ```
+pub fn deadline(wanted: std::time::Duration) -> std::time::Instant {
+    std::time::Instant::now() + wanted.min(time_left().mul_f32(0.75))
+}
+
 /// How long this call may still run before the server's time limit
 /// (`plugins.timeout_ms`) ends it. A renderer doing long work (say,
 /// highlighting a huge file) checks it and returns what it has, with the

@@ -72,12 +72,22 @@ enum Command {
 #[derive(Subcommand)]
 enum PluginCommand {
     /// Load a plugin and print its manifest; fails with the reason it
-    /// cannot be used.
-    Check { file: PathBuf },
+    /// cannot be used, or when a plugin of its name already serves from
+    /// DIR (default: `plugins.dir`).
+    Check {
+        file: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Render INPUT: the preview goes to stdout, its content type to stderr.
     Render {
         file: PathBuf,
         input: PathBuf,
+        /// The folder that is the ticket: INPUT's ticket path is its path
+        /// below it, and `open_file` reads the other files there (default:
+        /// a relative INPUT is its own ticket path in the current folder).
+        #[arg(long, value_name = "DIR")]
+        ticket: Option<PathBuf>,
         /// Settings as a TOML file or inline TOML (default: the config's
         /// `[plugins.settings.<name>]`).
         #[arg(long)]
@@ -88,6 +98,9 @@ enum PluginCommand {
     Bench {
         file: PathBuf,
         input: PathBuf,
+        /// The folder that is the ticket (see `render --ticket`).
+        #[arg(long, value_name = "DIR")]
+        ticket: Option<PathBuf>,
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
         /// The hook to time; by default the plugin's `render`, else
@@ -100,6 +113,9 @@ enum PluginCommand {
         file: PathBuf,
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
+        /// The folder that is the ticket (see `render --ticket`).
+        #[arg(long, value_name = "DIR")]
+        ticket: Option<PathBuf>,
         #[arg(long)]
         settings: Option<String>,
     },
@@ -117,23 +133,32 @@ fn main() -> ExitCode {
     telemetry::init_logging(config.server.log_format);
     if let Command::Plugin { command } = &cli.command {
         let result = match command {
-            PluginCommand::Check { file } => plugin_cli::check(&config, file),
+            PluginCommand::Check { file, dir } => plugin_cli::check(&config, file, dir.as_deref()),
             PluginCommand::Render {
                 file,
                 input,
+                ticket,
                 settings,
-            } => plugin_cli::render(&config, file, input, settings.as_deref()),
+            } => plugin_cli::render(&config, file, input, ticket.as_deref(), settings.as_deref()),
             PluginCommand::Bench {
                 file,
                 input,
+                ticket,
                 iterations,
                 hook,
-            } => plugin_cli::bench(&config, file, input, *iterations, *hook),
+            } => plugin_cli::bench(&config, file, input, ticket.as_deref(), *iterations, *hook),
             PluginCommand::Validate {
                 file,
                 inputs,
+                ticket,
                 settings,
-            } => plugin_cli::validate(&config, file, inputs, settings.as_deref()),
+            } => plugin_cli::validate(
+                &config,
+                file,
+                inputs,
+                ticket.as_deref(),
+                settings.as_deref(),
+            ),
         };
         return match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -79,26 +79,63 @@ fn settings_json(arg: &str) -> anyhow::Result<String> {
 
 /// A local file as the plugin sees it, and the folder its ticket path is
 /// relative to (where `open-file` looks for the rest of the "ticket").
-fn input(path: &Path) -> anyhow::Result<(FileInfo, Arc<MemorySource>, PathBuf)> {
+///
+/// With `--ticket DIR`, DIR is the ticket: the input must be inside it, and
+/// its ticket path is its path below DIR (`plugin render x.wasm
+/// ~/hw/docs/README.md --ticket ~/hw` renders `docs/README.md`, whose
+/// `../src/Main.java` is `~/hw/src/Main.java`). Without it, a relative
+/// input path is the ticket path and the current folder the ticket; any
+/// other input (absolute, or with `..`) is named by its file name alone,
+/// in a ticket that is its folder.
+fn input(
+    path: &Path,
+    ticket: Option<&Path>,
+) -> anyhow::Result<(FileInfo, Arc<MemorySource>, PathBuf)> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    // Plugins see ticket paths: relative, `/`-separated. An absolute or
-    // `..` path is shown to the plugin by its file name alone, and its
-    // ticket is the file's folder.
-    let given = path.to_string_lossy().replace('\\', "/");
-    let given = given.trim_start_matches("./");
-    let (name, root) = if crate::ticket::is_legal_path(given) {
-        (given.to_owned(), PathBuf::from("."))
-    } else {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| given.to_owned());
-        let root = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        (name, root)
+    let (name, root) = match ticket {
+        Some(dir) => {
+            let full = |p: &Path| {
+                std::fs::canonicalize(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+            };
+            let (file, root) = (full(path)?, full(dir)?);
+            let inside = file.strip_prefix(&root).map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is not inside --ticket {}",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
+            let name = inside
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            anyhow::ensure!(
+                crate::ticket::is_legal_path(&name),
+                "{name:?} is not a path a ticket may hold"
+            );
+            (name, root)
+        }
+        None => {
+            // Plugins see ticket paths: relative, `/`-separated.
+            let given = path.to_string_lossy().replace('\\', "/");
+            let given = given.trim_start_matches("./");
+            if crate::ticket::is_legal_path(given) {
+                (given.to_owned(), PathBuf::from("."))
+            } else {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| given.to_owned());
+                let root = path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                (name, root)
+            }
+        }
     };
     let info = FileInfo {
         content_type: content_type_for(&name),
@@ -108,8 +145,13 @@ fn input(path: &Path) -> anyhow::Result<(FileInfo, Arc<MemorySource>, PathBuf)> 
     Ok((info, Arc::new(MemorySource(bytes)), root))
 }
 
-pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
-    let (_, plugin) = load(config, file, None)?;
+/// Prints the plugin's manifest; warns (and fails) when a plugin of the
+/// same name already serves from `dir` (default: `plugins.dir`), since the
+/// server would refuse the new file while that one runs.
+pub fn check(config: &Config, file: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
+    let (host, plugin) = load(config, file, None)?;
+    let dir = dir.map_or_else(|| PathBuf::from(&config.plugins.dir), Path::to_path_buf);
+    let taken = name_taken(&host, &plugin, file, &dir);
     let m = &plugin.manifest;
     println!("name:        {}", m.name);
     println!("version:     {}", m.version);
@@ -119,7 +161,42 @@ pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
     println!("mime types:  {}", m.matchers.mime_types.join(" "));
     println!("priority:    {}", m.priority);
     println!("build:       {}", plugin.build);
+    if let Some(other) = taken {
+        anyhow::bail!(
+            "the name {:?} is taken: {} in {} is a plugin of that name. Added beside it, \
+             this file would be refused while that one runs (and, were both there at \
+             start, neither would run). Rename the plugin, or replace that file.",
+            plugin.name(),
+            other.display(),
+            dir.display()
+        );
+    }
     Ok(())
+}
+
+/// Another file of `dir` (not `file` itself) that loads as a plugin of the
+/// same name, compared as the server compares names.
+fn name_taken(
+    host: &PluginHost,
+    plugin: &LoadedPlugin,
+    file: &Path,
+    dir: &Path,
+) -> Option<PathBuf> {
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm") && !same(p, file))
+        .collect();
+    files.sort();
+    files.into_iter().find(|other| {
+        host.load_file(other)
+            .is_ok_and(|p| p.name().eq_ignore_ascii_case(plugin.name()))
+    })
 }
 
 /// Writes the preview to stdout and its content type to stderr.
@@ -127,6 +204,7 @@ pub fn render(
     config: &Config,
     file: &Path,
     input_path: &Path,
+    ticket: Option<&Path>,
     settings: Option<&str>,
 ) -> anyhow::Result<()> {
     let (host, plugin) = load(config, file, settings)?;
@@ -135,7 +213,7 @@ pub fn render(
         "{} does not render previews",
         plugin.name()
     );
-    let (info, source, root) = input(input_path)?;
+    let (info, source, root) = input(input_path, ticket)?;
     let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket { root });
     if !plugin.matches(&info) {
         eprintln!(
@@ -166,13 +244,14 @@ pub fn validate(
     config: &Config,
     file: &Path,
     inputs: &[std::path::PathBuf],
+    ticket: Option<&Path>,
     settings: Option<&str>,
 ) -> anyhow::Result<()> {
     let (host, plugin) = load(config, file, settings)?;
     let mut infos = Vec::new();
     let mut rejected = 0;
     for path in inputs {
-        let (info, source, _) = input(path)?;
+        let (info, source, _) = input(path, ticket)?;
         infos.push(info.clone());
         if !plugin.has(Hook::ValidateFile) || !plugin.matches(&info) {
             continue;
@@ -228,11 +307,12 @@ pub fn bench(
     config: &Config,
     file: &Path,
     input_path: &Path,
+    ticket: Option<&Path>,
     iterations: usize,
     chosen: Option<BenchHook>,
 ) -> anyhow::Result<()> {
     let (host, plugin) = load(config, file, None)?;
-    let (info, source, root) = input(input_path)?;
+    let (info, source, root) = input(input_path, ticket)?;
     let ticket: Arc<dyn TicketFiles> = Arc::new(LocalTicket { root });
     let hook = match chosen.map(Hook::from) {
         Some(hook) if plugin.has(hook) => hook,

@@ -102,6 +102,64 @@ async fn a_name_claimed_twice_fails_closed_until_one_file_is_gone() {
     assert_eq!(response.status(), 422, "the real policy serves again");
 }
 
+/// Once the server runs, a file copied in under the name of a plugin that
+/// serves is refused and reported; the plugin keeps serving. When the
+/// serving file goes, the refused one is examined again and takes over.
+#[tokio::test]
+async fn a_file_claiming_a_serving_name_is_refused_and_the_plugin_keeps_running() {
+    let dir = plugin_dir(&[&first_party("file-policy")]);
+    let server = Server::start_with(options(&dir)).await;
+    let (admin, student) = (server.token("900"), server.token("1"));
+    // Its default settings refuse a binary renamed to a source file.
+    let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+    elf.resize(64, 0);
+    std::fs::copy(fixture("impostor"), dir.join("impostor.wasm")).unwrap();
+    eventually(
+        "the impostor was never reported",
+        Duration::from_secs(60),
+        || async {
+            plugins(&server, &admin).await["errors"]
+                .to_string()
+                .contains("impostor.wasm")
+        },
+    )
+    .await;
+    let listed = plugins(&server, &admin).await;
+    let errors = listed["errors"].to_string();
+    assert!(
+        errors.contains("plugin name \\\"file-policy\\\" is already served by file-policy.wasm"),
+        "{listed}"
+    );
+    assert_eq!(listed["conflicts"], serde_json::json!([]), "{listed}");
+    let h = health(&server).await;
+    assert_eq!(h["plugins"]["conflicts"], serde_json::json!([]), "{h}");
+    // The real policy still refuses a program.
+    let response = upload(&server, &student, &[("Main.java", &elf)], None).await;
+    assert_eq!(response.status(), 422);
+    assert!(
+        server
+            .log_text()
+            .lines()
+            .any(|l| l.contains("plugin not loaded") && l.contains("already served")),
+        "{}",
+        server.log_text()
+    );
+
+    std::fs::remove_file(dir.join("file-policy.wasm")).unwrap();
+    eventually(
+        "the refused file never took over",
+        Duration::from_secs(60),
+        || async { plugins(&server, &admin).await["errors"] == serde_json::json!([]) },
+    )
+    .await;
+    let response = upload(&server, &student, &[("a.exe", b"MZ\x90\x00")], None).await;
+    assert_eq!(
+        response.status(),
+        201,
+        "the impostor (accepts all) serves now"
+    );
+}
+
 /// Names follow the documented alphabet, and a plugin that wants every
 /// preview at the highest priority is refused, saying why.
 #[tokio::test]

@@ -161,6 +161,88 @@ fn cli_checks_renders_and_validates_without_a_database() {
     );
 }
 
+/// `plugin check --dir` says when the plugin's name is taken there (the
+/// server would refuse the file), and `--ticket DIR` makes a folder the
+/// ticket of a local render: ticket paths below it, other files read there.
+#[test]
+fn cli_check_warns_of_a_taken_name_and_render_takes_a_ticket_folder() {
+    let dir = plugin_dir(&[&first_party_plugins().join("file-policy.wasm")]);
+    let impostor = fixture_plugins().join("impostor.wasm");
+    let (code, out, err) = cli(&[
+        "plugin",
+        "check",
+        impostor.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("name:        file-policy"),
+        "the manifest still shows: {out}"
+    );
+    assert!(
+        err.contains("the name \"file-policy\" is taken") && err.contains("file-policy.wasm"),
+        "{err}"
+    );
+    // The file itself is no rival.
+    let own = dir.join("file-policy.wasm");
+    let (code, _, err) = cli(&[
+        "plugin",
+        "check",
+        own.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    let hw = pd2_ticket_tests::temp_dir("cli-ticket");
+    std::fs::create_dir_all(hw.join("docs")).unwrap();
+    std::fs::create_dir_all(hw.join("shots")).unwrap();
+    std::fs::copy(
+        pd2_ticket_tests::workspace_root().join("tests/fixtures/images/photo.png"),
+        hw.join("shots/run 1.png"),
+    )
+    .unwrap();
+    std::fs::write(
+        hw.join("docs/README.md"),
+        "# HW\n\n![run](../shots/run%201.png)\n\n[main](../src/Main.java#L3)\n",
+    )
+    .unwrap();
+    let markdown = first_party_plugins().join("markdown-preview.wasm");
+    let readme = hw.join("docs/README.md");
+    let render = |ticket: Option<&Path>| {
+        let mut args = vec![
+            "plugin",
+            "render",
+            markdown.to_str().unwrap(),
+            readme.to_str().unwrap(),
+        ];
+        if let Some(ticket) = ticket {
+            args.extend(["--ticket", ticket.to_str().unwrap()]);
+        }
+        cli(&args)
+    };
+    let (code, out, err) = render(Some(&hw));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("src=\"data:image/png;base64,"),
+        "the image was read from the ticket: {out}"
+    );
+    assert!(
+        out.contains(r#"href="../src/Main.java#L3" data-pd2-path="src/Main.java""#),
+        "{out}"
+    );
+    // Without it, the file's own folder is the ticket: `../shots` leaves it.
+    let (code, out, _) = render(None);
+    assert_eq!(code, 0);
+    assert!(!out.contains("data:image/png"), "{out}");
+    // An input outside the ticket folder is refused, naming both.
+    let other = pd2_ticket_tests::temp_dir("cli-elsewhere");
+    let (code, _, err) = render(Some(&other));
+    assert_ne!(code, 0);
+    assert!(err.contains("is not inside --ticket"), "{err}");
+}
+
 async fn preview(server: &Server, token: &str, id: &str, path: &str) -> reqwest::Response {
     server
         .get(&format!("/ticket/@me/{id}/preview/{path}"), token)

@@ -6,10 +6,12 @@
 //! as escaped plain text with a notice instead of being highlighted, so
 //! huge files never run into the time limit.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use highlight::{numbered, plain_lines};
-use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
+use pd2_plugin_sdk::{
+    Content, FileInfo, Hook, Manifest, Plugin, Preview, html, settings_or_default,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -125,10 +127,7 @@ impl Plugin for CodePreview {
         if !is_source_name(info.name()) && !content.read(0, 2).starts_with(b"#!") {
             return None;
         }
-        let s: Settings = settings().unwrap_or_else(|e| {
-            log::warn(&format!("{e}; using the defaults"));
-            Settings::default()
-        });
+        let s: Settings = settings_or_default();
         let size = content.size();
         let shown = size.min(s.max_bytes);
         let bytes = content.read(0, shown as u32);
@@ -164,9 +163,7 @@ impl Plugin for CodePreview {
             // host says is left: the rest is for the plain tail and the
             // output, so a loaded machine gets a partly highlighted file
             // instead of a call cut off at the time limit.
-            let budget = Duration::from_millis(s.highlight_budget_ms)
-                .min(pd2_plugin_sdk::time_left().mul_f32(0.75));
-            let deadline = Instant::now() + budget;
+            let deadline = pd2_plugin_sdk::deadline(Duration::from_millis(s.highlight_budget_ms));
             let first_line = text.lines().next().unwrap_or("");
             let lang =
                 highlight::for_file(&info.path, first_line).unwrap_or(&highlight::lang::PLAIN);

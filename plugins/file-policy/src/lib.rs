@@ -303,10 +303,16 @@ mod tests {
 
     #[test]
     fn binaries_without_an_extension_are_sniffed() {
-        let message = rejected(check("README", b"\x7fELF\x02\x01"), "reject_disguised_binaries");
+        let message = rejected(
+            check("README", b"\x7fELF\x02\x01"),
+            "reject_disguised_binaries",
+        );
         assert!(message.contains("an ELF executable"), "{message}");
         assert!(message.contains("`README`"), "{message}");
-        rejected(check("bin/main", b"MZ\x90\x00"), "reject_disguised_binaries");
+        rejected(
+            check("bin/main", b"MZ\x90\x00"),
+            "reject_disguised_binaries",
+        );
         // Text without an extension is fine.
         assert_eq!(check("Makefile", b"all:\n\tcc a.c"), Verdict::Accept);
         assert_eq!(check("LICENSE", b"MIT License"), Verdict::Accept);

@@ -9,7 +9,9 @@
 use std::io::Cursor;
 
 use image::{ImageFormat, ImageReader, Limits};
-use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, log, settings};
+use pd2_plugin_sdk::{
+    Content, FileInfo, Hook, Manifest, Plugin, Preview, log, settings_or_default,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -92,10 +94,7 @@ impl Plugin for ImagePreview {
     }
 
     fn render(info: &FileInfo, content: &dyn Content) -> Option<Preview> {
-        let s: Settings = settings().unwrap_or_else(|e| {
-            log::warn(&format!("{e}; using the defaults"));
-            Settings::default()
-        });
+        let s: Settings = settings_or_default();
         match thumbnail(&content.read_all(), &s) {
             Ok(png) => Some(Preview::new("image/png", png)),
             Err(reason) => {

@@ -2,9 +2,11 @@
 //! repository (see the `markdown` crate): sanitized, code highlighted,
 //! the ticket's own images inlined, links to its files marked.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
+use pd2_plugin_sdk::{
+    Content, FileInfo, Hook, Manifest, Plugin, Preview, html, settings_or_default,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -44,15 +46,10 @@ impl Plugin for MarkdownPreview {
     }
 
     fn render(info: &FileInfo, content: &dyn Content) -> Option<Preview> {
-        let s: Settings = settings().unwrap_or_else(|e| {
-            log::warn(&format!("{e}; using the defaults"));
-            Settings::default()
-        });
+        let s: Settings = settings_or_default();
         // Never past three quarters of the time the host says is left (see
         // code-preview): fenced code after that is shown plain.
-        let budget = Duration::from_millis(s.highlight_budget_ms)
-            .min(pd2_plugin_sdk::time_left().mul_f32(0.75));
-        let deadline = Instant::now() + budget;
+        let deadline = pd2_plugin_sdk::deadline(Duration::from_millis(s.highlight_budget_ms));
         let size = content.size();
         let shown = size.min(s.max_bytes);
         let bytes = content.read(0, shown as u32);

@@ -15,7 +15,10 @@
 use std::{cell::Cell, collections::HashMap, time::Instant};
 
 use base64::Engine;
-use pd2_plugin_sdk::{html::escape, open_file, resolve};
+use pd2_plugin_sdk::{
+    html::{escape, file_link},
+    open_file, resolve,
+};
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
 
 /// Page style for rendered Markdown (on top of [`highlight::style`]),
@@ -213,10 +216,10 @@ pub fn render(text: &str, ctx: &Context) -> Rendered {
                     } else {
                         format!(" title=\"{}\"", escape(&title))
                     };
+                    let fragment = dest_url.split_once('#').map(|(_, f)| f);
                     Event::Html(CowStr::from(format!(
-                        "<a href=\"{}\" data-pd2-path=\"{}\"{title}>",
-                        escape(&dest_url),
-                        escape(&path)
+                        "<a {}{title}>",
+                        file_link(ctx.from, &path, fragment)
                     )))
                 } else {
                     Event::Start(Tag::Link {

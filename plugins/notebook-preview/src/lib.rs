@@ -12,7 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
+use pd2_plugin_sdk::{
+    Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings_or_default,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -332,10 +334,7 @@ impl Plugin for NotebookPreview {
     }
 
     fn render(info: &FileInfo, content: &dyn Content) -> Option<Preview> {
-        let s: Settings = settings().unwrap_or_else(|e| {
-            log::warn(&format!("{e}; using the defaults"));
-            Settings::default()
-        });
+        let s: Settings = settings_or_default();
         let style = format!("{}{}{STYLE}", highlight::style(), markdown::STYLE);
         if content.size() > s.max_bytes {
             let notice = format!(
@@ -345,10 +344,9 @@ impl Plugin for NotebookPreview {
             );
             return Some(Preview::html(html::document(&info.path, &style, &notice)));
         }
-        let budget = Duration::from_millis(s.highlight_budget_ms)
-            .min(pd2_plugin_sdk::time_left().mul_f32(0.75));
+        let deadline = pd2_plugin_sdk::deadline(Duration::from_millis(s.highlight_budget_ms));
         let text = String::from_utf8_lossy(&content.read_all()).into_owned();
-        let body = render_notebook(&text, &info.path, &s, Instant::now() + budget)?;
+        let body = render_notebook(&text, &info.path, &s, deadline)?;
         Some(Preview::html(html::document(&info.path, &style, &body)))
     }
 }

@@ -6,7 +6,9 @@
 //! It also shows the whole SDK: a manifest, one hook, settings, logging,
 //! and native unit tests.
 
-use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
+use pd2_plugin_sdk::{
+    Content, FileInfo, Hook, Manifest, Plugin, Preview, html, settings_or_default,
+};
 use serde::Deserialize;
 
 /// `[plugins.settings.plain-text]`
@@ -62,10 +64,7 @@ impl Plugin for PlainText {
         if !looks_like_text(info, &content.read(0, SNIFF)) {
             return None;
         }
-        let settings: Settings = settings().unwrap_or_else(|e| {
-            log::warn(&e);
-            Settings::default()
-        });
+        let settings: Settings = settings_or_default();
         let shown = content.size().min(settings.max_bytes);
         let bytes = content.read(0, shown as u32);
         let text = String::from_utf8_lossy(&bytes).replace('\t', &" ".repeat(settings.tab_width));

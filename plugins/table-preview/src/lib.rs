@@ -5,7 +5,9 @@
 //! is whichever of `,` `;` tab `|` its first line uses most (spreadsheets
 //! in many locales write `;`). Numbers are right-aligned.
 
-use pd2_plugin_sdk::{Content, FileInfo, Hook, Manifest, Plugin, Preview, html, log, settings};
+use pd2_plugin_sdk::{
+    Content, FileInfo, Hook, Manifest, Plugin, Preview, html, settings_or_default,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -222,10 +224,7 @@ impl Plugin for TablePreview {
     }
 
     fn render(info: &FileInfo, content: &dyn Content) -> Option<Preview> {
-        let s: Settings = settings().unwrap_or_else(|e| {
-            log::warn(&format!("{e}; using the defaults"));
-            Settings::default()
-        });
+        let s: Settings = settings_or_default();
         let shown = content.size().min(s.max_bytes);
         let bytes = content.read(0, shown as u32);
         if bytes.iter().take(8192).any(|b| *b == 0) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use utoipa::openapi::{
     PathsBuilder, RefOr,
-    path::{HttpMethod, Paths},
+    path::{HttpMethod, PathItemBuilder, Paths},
     schema::Schema,
 };
 use warp::{Filter, filters::BoxedFilter, path::Tail, reply::Response};
@@ -57,15 +57,32 @@ pub struct Route {
 
 /// `P` is the type `#[utoipa::path]` generates for a handler
 /// (`__path_<handler>`).
-fn route<P: utoipa::Path + utoipa::__dev::SchemaReferences>(build: Build) -> Route {
+fn route<P>(build: Build) -> Route
+where
+    P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
+{
     Route {
         template: P::path,
         methods: P::methods,
         document: |paths, schemas| {
             // What `#[derive(OpenApi)]`'s `paths(...)` does for each path
-            // (utoipa-axum's router does the same).
+            // (utoipa-axum's router does the same): the schemas its
+            // operation refers to, and its tags.
             P::schemas(schemas);
-            paths.path_from::<P>()
+            let mut operation = P::operation();
+            let tags = operation.tags.get_or_insert_with(Vec::new);
+            for tag in P::tags() {
+                if !tags.iter().any(|t| t == tag) {
+                    tags.push(tag.to_owned());
+                }
+            }
+            let item = P::methods()
+                .into_iter()
+                .fold(PathItemBuilder::new(), |item, method| {
+                    item.operation(method, operation.clone())
+                })
+                .build();
+            paths.path(P::path(), item)
         },
         build,
     }
@@ -220,16 +237,20 @@ mod tests {
     #[test]
     fn each_route_is_in_the_document_once() {
         let (paths, _) = document();
-        let operations: usize = paths
+        let operations: Vec<_> = paths
             .paths
             .values()
-            .map(|item| {
-                [&item.get, &item.post, &item.put, &item.delete]
-                    .iter()
-                    .filter(|o| o.is_some())
-                    .count()
-            })
-            .sum();
-        assert_eq!(operations, table().len());
+            .flat_map(|item| [&item.get, &item.post, &item.put, &item.delete])
+            .flatten()
+            .collect();
+        assert_eq!(operations.len(), table().len());
+        // The docs page groups operations by tag: each has one.
+        for operation in operations {
+            assert!(
+                operation.tags.as_ref().is_some_and(|t| t.len() == 1),
+                "{:?}",
+                operation.operation_id
+            );
+        }
     }
 }

@@ -7,6 +7,12 @@
 //! have done fails closed (see [`Registry::contested`]). The conflict clears
 //! by itself when all but one file are gone. Claimants stay compiled, so
 //! the survivor serves at once.
+//!
+//! That holds for the files found at start. Once the server runs, a new
+//! file claiming the name of a plugin that serves is refused instead (an
+//! admin copying a plugin in must not take a working one down with it):
+//! the running plugin keeps serving, the new file is reported as a load
+//! error, and it is examined again when a file of the directory goes.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -37,6 +43,11 @@ pub struct Registry {
     seen: HashMap<PathBuf, Stamp>,
     /// Call statistics by plugin name; they survive reloads.
     stats: HashMap<String, Arc<Stats>>,
+    /// The first sync is done: from now on a new file may not claim the
+    /// name of a plugin that serves.
+    started: bool,
+    /// Files refused for a name another file serves.
+    refused: BTreeSet<PathBuf>,
 }
 
 /// A name claimed by more than one file.
@@ -115,6 +126,12 @@ impl Registry {
     fn remove(&mut self, path: &Path) {
         self.seen.remove(path);
         self.errors.remove(path);
+        // The name a refused file wanted may be free now: examine them
+        // again.
+        self.refused.remove(path);
+        for refused in &self.refused {
+            self.seen.remove(refused);
+        }
         if let Some(p) = self.by_file.remove(path) {
             tracing::info!(plugin = p.name(), file = %path.display(), "plugin unloaded");
         }
@@ -128,24 +145,15 @@ impl Registry {
         loader: &Loader,
     ) {
         self.seen.insert(path.clone(), stamp);
+        self.refused.remove(&path);
         match result {
-            Ok(plugin) => {
-                let stats = self
-                    .stats
-                    .entry(plugin.name().to_owned())
-                    .or_insert_with(|| Arc::new(Stats::new(loader.log_rate())))
-                    .clone();
-                let plugin = plugin.with_logs(stats.logs.clone());
-                tracing::info!(
-                    plugin = plugin.name(),
-                    version = %super::text::bounded(&plugin.manifest.version, 64),
-                    build = %plugin.build,
-                    file = %path.display(),
-                    "plugin loaded"
-                );
-                self.errors.remove(&path);
-                self.by_file.insert(path, Arc::new(plugin));
+            Ok(plugin) if self.started && !self.by_file.contains_key(&path) => {
+                match self.serving(plugin.name()) {
+                    Some(other) => self.refuse(path, &plugin, &other),
+                    None => self.accept(path, plugin, loader),
+                }
             }
+            Ok(plugin) => self.accept(path, plugin, loader),
             // An older working build of the file keeps serving.
             Err(error) => {
                 let error = format!("{error:#}");
@@ -153,6 +161,47 @@ impl Registry {
                 self.errors.insert(path, error);
             }
         }
+    }
+
+    /// The file of the plugin serving under `name`, if one does.
+    fn serving(&self, name: &str) -> Option<PathBuf> {
+        self.active
+            .iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+            .map(|p| p.file.clone())
+    }
+
+    fn refuse(&mut self, path: PathBuf, plugin: &LoadedPlugin, serving: &Path) {
+        let error = format!(
+            "plugin name {:?} is already served by {}; this file is not loaded while that one \
+             runs (rename the plugin, or replace that file)",
+            plugin.name(),
+            serving
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        tracing::error!(file = %path.display(), "plugin not loaded: {error}");
+        self.errors.insert(path.clone(), error);
+        self.refused.insert(path);
+    }
+
+    fn accept(&mut self, path: PathBuf, plugin: LoadedPlugin, loader: &Loader) {
+        let stats = self
+            .stats
+            .entry(plugin.name().to_owned())
+            .or_insert_with(|| Arc::new(Stats::new(loader.log_rate())))
+            .clone();
+        let plugin = plugin.with_logs(stats.logs.clone());
+        tracing::info!(
+            plugin = plugin.name(),
+            version = %super::text::bounded(&plugin.manifest.version, 64),
+            build = %plugin.build,
+            file = %path.display(),
+            "plugin loaded"
+        );
+        self.errors.remove(&path);
+        self.by_file.insert(path, Arc::new(plugin));
     }
 
     /// Recomputes who serves from the loaded files alone, so the outcome
@@ -229,6 +278,10 @@ pub fn sync(dir: &Path, loader: &Loader, registry: &RwLock<Registry>) {
         for path in &removed {
             registry.remove(path);
         }
+        // A refused file examined again is not in `seen`: if it went
+        // meanwhile, its report goes too.
+        registry.errors.retain(|path, _| found.contains_key(path));
+        registry.refused.retain(|path| found.contains_key(path));
         registry.settle();
     }
     let workers = MAX_PARALLEL_LOADS.min(changed.len());
@@ -267,6 +320,7 @@ pub fn sync(dir: &Path, loader: &Loader, registry: &RwLock<Registry>) {
         registry.apply(path, stamp, result, loader);
     }
     registry.settle();
+    registry.started = true;
 }
 
 /// The `.wasm` files of `dir` with their stamps.
