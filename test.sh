@@ -37,4 +37,6 @@ plugins/build.sh
 # Plugins' own native unit tests (their workspace is separate: it builds
 # for wasm32-wasip2).
 (cd plugins && cargo test --workspace --quiet)
+# The SDK's documentation is what plugin authors read: no broken links.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p pd2-plugin-sdk
 cargo test --workspace "$@"

@@ -1,5 +1,5 @@
 //! The guest side of the interface, implemented once for every [`Plugin`]
-//! ([`Adapter`] on wasm), and the conversions between the WIT bindings and
+//! (`Adapter` on wasm), and the conversions between the WIT bindings and
 //! the SDK's own types. Not part of the public API.
 
 #[cfg(target_arch = "wasm32")]

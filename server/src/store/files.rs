@@ -1,6 +1,6 @@
 //! File bytes in a GridFS bucket (`files.files` / `files.chunks`).
 //!
-//! Uploads stream through [`FileWriter`], which hashes as it writes. Reads go
+//! Uploads stream through `staging::FileWriter`, which hashes as it writes. Reads go
 //! straight to the chunks collection for just the chunks a byte range needs,
 //! so `Range` requests and zips never load a whole file.
 
