@@ -62,10 +62,54 @@ async fn the_app_is_served_with_its_own_policy_beside_the_api() {
         ("/app/dom.js", "text/javascript; charset=utf-8"),
         ("/app/app.css", "text/css; charset=utf-8"),
         ("/app/icon.svg", "image/svg+xml"),
+        ("/app/api.js", "text/javascript; charset=utf-8"),
+        ("/app/pages/ticket.js", "text/javascript; charset=utf-8"),
     ] {
         let r = server.get_anonymous(path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], kind, "{path}");
+    }
+    // The table is the folder: every file of `server/web` is served, byte
+    // for byte (index.html at `/`).
+    let web = pd2_ticket_tests::workspace_root().join("server/web");
+    let mut stack = vec![web.clone()];
+    let mut served = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path
+                .strip_prefix(&web)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let url = if name == "index.html" {
+                "/".to_owned()
+            } else {
+                format!("/app/{name}")
+            };
+            let r = server.get_anonymous(&url).await;
+            assert_eq!(r.status(), 200, "{url}");
+            assert_eq!(
+                r.bytes().await.unwrap(),
+                std::fs::read(&path).unwrap(),
+                "{url}"
+            );
+            served += 1;
+        }
+    }
+    assert!(served >= 10, "{served} files");
+    for outside in [
+        "/app/../Cargo.toml",
+        "/app/index.html",
+        "/app/pages/",
+        "/app/pages",
+    ] {
+        let r = server.get_anonymous(outside).await;
+        assert_eq!(r.status(), 404, "{outside}");
     }
     let (status, body) = json(server.get_anonymous("/app/nothing.js").await).await;
     assert_eq!((status, body), (404, json!({"detail": "Not Found"})));

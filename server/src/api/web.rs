@@ -1,5 +1,6 @@
-//! Our own web app: `GET /` (the page), `GET /app/{asset}` (its script,
-//! style and icon, embedded in the binary: a deploy stays one file) and
+//! Our own web app: `GET /` (the page), `GET /app/{asset}` (its modules,
+//! style and icon: every file under `server/web/`, embedded in the binary
+//! by `build.rs`, so a deploy stays one file) and
 //! `GET /meta` (what the app needs to know before anyone signs in: the
 //! Discord sign-in URL and the upload limits). The app's own routes live
 //! in the URL fragment (`/#/t/…`), so they never collide with the API.
@@ -44,48 +45,27 @@ fn asset(content_type: &'static str, body: &'static [u8]) -> Asset {
     }
 }
 
+/// Every file under `server/web/`, by its path there (see `build.rs`).
+const FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+/// The type an asset is served with, by its extension.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
 static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
-    HashMap::from([
-        (
-            "index.html",
-            asset(
-                "text/html; charset=utf-8",
-                include_bytes!("../../web/index.html"),
-            ),
-        ),
-        (
-            "app.js",
-            asset(
-                "text/javascript; charset=utf-8",
-                include_bytes!("../../web/app.js"),
-            ),
-        ),
-        (
-            "docs.js",
-            asset(
-                "text/javascript; charset=utf-8",
-                include_bytes!("../../web/docs.js"),
-            ),
-        ),
-        (
-            "dom.js",
-            asset(
-                "text/javascript; charset=utf-8",
-                include_bytes!("../../web/dom.js"),
-            ),
-        ),
-        (
-            "app.css",
-            asset(
-                "text/css; charset=utf-8",
-                include_bytes!("../../web/app.css"),
-            ),
-        ),
-        (
-            "icon.svg",
-            asset("image/svg+xml", include_bytes!("../../web/icon.svg")),
-        ),
-    ])
+    FILES
+        .iter()
+        .map(|(name, body)| (*name, asset(content_type(name), body)))
+        .collect()
 });
 
 /// The web app: `/` and its assets under `/app/` (not API routes: not in
@@ -95,12 +75,14 @@ pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
         .and(warp::get())
         .and(warp::header::optional::<String>("if-none-match"))
         .map(|etag: Option<String>| serve("index.html", etag.as_deref()));
-    let assets = warp::path!("app" / String)
+    let assets = warp::path("app")
+        .and(warp::path::tail())
         .and(warp::get())
         .and(warp::header::optional::<String>("if-none-match"))
-        .and_then(|name: String, etag: Option<String>| async move {
-            if ASSETS.contains_key(name.as_str()) && name != "index.html" {
-                Ok(serve(&name, etag.as_deref()))
+        .and_then(|name: warp::path::Tail, etag: Option<String>| async move {
+            let name = name.as_str();
+            if ASSETS.contains_key(name) && name != "index.html" {
+                Ok(serve(name, etag.as_deref()))
             } else {
                 Err(warp::reject::custom(ApiError::new(
                     StatusCode::NOT_FOUND,
