@@ -14,6 +14,8 @@
 
 use std::time::Instant;
 
+use pd2_plugin_sdk::html::escape_into;
+
 pub mod lang;
 pub mod lexer;
 mod markup;
@@ -89,24 +91,6 @@ fn render(code: &str, tokens: &[Token], reached: usize) -> (Vec<String>, usize) 
         start = end + 1;
     }
     (lines, highlighted)
-}
-
-fn escape_into(out: &mut String, text: &str) {
-    let mut from = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let entity = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&#39;",
-            _ => continue,
-        };
-        out.push_str(&text[from..i]);
-        out.push_str(entity);
-        from = i + 1;
-    }
-    out.push_str(&text[from..]);
 }
 
 /// Lines escaped but not highlighted (too large, or no language).

@@ -8,13 +8,8 @@ use warp::{
 };
 
 use super::error::{ApiError, ErrorBody};
-use super::routes::{Built, Matched, Params};
-use super::{
-    caching::etag_matches,
-    filters::{authenticated, with_state},
-    handle,
-    openapi::FilePath,
-};
+use super::routes::{Built, FileAddress, Matched, file_request};
+use super::{caching::etag_matches, handle, openapi::FilePath};
 use crate::{
     auth::Requester,
     service,
@@ -37,20 +32,8 @@ impl utoipa::PartialSchema for FileBytes {
 impl utoipa::ToSchema for FileBytes {}
 
 pub(super) fn serve_file_route(matched: Matched, ctx: Ctx) -> Built {
-    matched
-        .and(with_state(ctx.clone()))
-        .and(authenticated(ctx))
-        .and(warp::header::headers_cloned())
-        .and_then(|p: Params, c, r, h| {
-            handle(serve_file(
-                c,
-                r,
-                p.get("user_id"),
-                p.get("ticket_id"),
-                p.get("file_path"),
-                h,
-            ))
-        })
+    file_request(matched, ctx)
+        .and_then(|ctx, me, address, headers| handle(serve_file(ctx, me, address, headers)))
         .boxed()
 }
 
@@ -83,11 +66,14 @@ pub(super) fn serve_file_route(matched: Matched, ctx: Ctx) -> Built {
 pub(super) async fn serve_file(
     ctx: Ctx,
     me: Requester,
-    user_id: String,
-    ticket_id: String,
-    file_path: String,
+    address: FileAddress,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let FileAddress {
+        user_id,
+        ticket_id,
+        file_path,
+    } = address;
     let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
     let file = service::files::find(&ticket, &file_path)?;
     file_response(&ctx, file, &headers).await

@@ -47,7 +47,7 @@ pub(super) fn ping() -> Response {
 
 /// The API version.
 #[utoipa::path(get, path = "/version", tag = "operations",
-    responses((status = 200, description = "Always `\"v2.0.0\"`", body = String, content_type = "application/json", example = json!("v2.0.0"))))]
+    responses((status = 200, description = "The version of the API this server speaks (`\"v2.0.0\"` today)", body = String, content_type = "application/json", example = json!(super::API_VERSION))))]
 pub(super) fn version() -> Response {
     warp::reply::json(&super::API_VERSION).into_response()
 }

@@ -8,32 +8,13 @@ use warp::{
 };
 
 use super::error::{ApiError, ErrorBody};
-use super::routes::{Built, Matched, Params};
-use super::{
-    caching::etag_matches,
-    files::FileBytes,
-    files::set,
-    filters::{authenticated, with_state},
-    handle,
-    openapi::FilePath,
-};
+use super::routes::{Built, FileAddress, Matched, file_request};
+use super::{caching::etag_matches, files::FileBytes, files::set, handle, openapi::FilePath};
 use crate::{auth::Requester, service, service::Ctx};
 
 pub(super) fn preview_route(matched: Matched, ctx: Ctx) -> Built {
-    matched
-        .and(with_state(ctx.clone()))
-        .and(authenticated(ctx))
-        .and(warp::header::headers_cloned())
-        .and_then(|p: Params, c, r, h| {
-            handle(preview(
-                c,
-                r,
-                p.get("user_id"),
-                p.get("ticket_id"),
-                p.get("file_path"),
-                h,
-            ))
-        })
+    file_request(matched, ctx)
+        .and_then(|ctx, me, address, headers| handle(preview(ctx, me, address, headers)))
         .boxed()
 }
 
@@ -61,11 +42,14 @@ pub(super) fn preview_route(matched: Matched, ctx: Ctx) -> Built {
 pub(super) async fn preview(
     ctx: Ctx,
     me: Requester,
-    user_id: String,
-    ticket_id: String,
-    file_path: String,
+    address: FileAddress,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let FileAddress {
+        user_id,
+        ticket_id,
+        file_path,
+    } = address;
     let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
     let file = service::files::find(&ticket, &file_path)?;
     let reply = service::previews::preview(&ctx, &me.id, &ticket, file).await?;

@@ -41,6 +41,40 @@ impl Params {
     }
 }
 
+/// The address of one file of a ticket, from a route's path.
+pub struct FileAddress {
+    pub user_id: String,
+    pub ticket_id: String,
+    pub file_path: String,
+}
+
+/// What a request for one file of a ticket brings (`files/`, `preview/`):
+/// the context, who asks, the file's address and the request's headers.
+pub fn file_request(
+    matched: Matched,
+    ctx: Ctx,
+) -> BoxedFilter<(
+    Ctx,
+    crate::auth::Requester,
+    FileAddress,
+    warp::http::HeaderMap,
+)> {
+    matched
+        .and(super::filters::with_state(ctx.clone()))
+        .and(super::filters::authenticated(ctx))
+        .and(warp::header::headers_cloned())
+        .map(|p: Params, ctx, me, headers| {
+            let address = FileAddress {
+                user_id: p.get("user_id"),
+                ticket_id: p.get("ticket_id"),
+                file_path: p.get("file_path"),
+            };
+            (ctx, me, address, headers)
+        })
+        .untuple_one()
+        .boxed()
+}
+
 /// A request whose method and path matched a route, with its parameters.
 pub type Matched = BoxedFilter<(Params,)>;
 /// A route answering.
@@ -203,10 +237,9 @@ mod tests {
     #[test]
     fn every_route_reads_only_its_own_parameters() {
         let sources = [
+            include_str!("routes.rs"),
             include_str!("tickets.rs"),
-            include_str!("files.rs"),
             include_str!("download.rs"),
-            include_str!("preview.rs"),
             include_str!("users.rs"),
         ]
         .concat();

@@ -142,7 +142,7 @@ fn serve(name: &str, if_none_match: Option<&str>) -> Response {
 /// What a client needs before signing in.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
-    "version": "v2.0.0",
+    "version": super::API_VERSION,
     "discord": {"authorize_url": "https://discord.com/oauth2/authorize?client_id=123&redirect_uri=https%3A%2F%2Ftickets.example.edu%2F&response_type=code&scope=identify"},
     "limits": {"max_file_size": 1048576, "max_ticket_size": 10485760, "max_files": 100}
 }))]
