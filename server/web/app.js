@@ -11,6 +11,7 @@ import { decodeClaims, on, refresh, session, setToken, signOut } from "./api.js"
 import { route } from "./router.js";
 import { completeDiscordSignIn } from "./pages/signin.js";
 import { flash } from "./ui.js";
+import { restyleFrames } from "./pages/ticket.js";
 
 const THEME_KEY = "pd2-theme";
 
@@ -35,6 +36,7 @@ function applyTheme() {
   const button = document.getElementById("theme");
   button.title = `Theme: ${theme === "auto" ? "follows the system" : theme} (click to change)`;
   button.textContent = { auto: "◐", light: "☀", dark: "☾" }[theme];
+  restyleFrames(theme);
 }
 
 function cycleTheme() {

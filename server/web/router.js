@@ -10,19 +10,30 @@ import { uploadPage } from "./pages/upload.js";
 import { ticketPage } from "./pages/ticket.js";
 import { pluginsPage } from "./pages/plugins.js";
 
-/** `#/t/{user}/{ticket}/{path…}#L12` and friends. */
+/** `#/t/{user}/{ticket}/{path…}#L12-L20` and friends; `range` is `[12, 20]`. */
 function parseRoute(hash) {
   let rest = hash.replace(/^#\/?/, "");
-  let line = null;
-  const lineMatch = rest.match(/#L(\d+)$/);
+  let range = null;
+  const lineMatch = rest.match(/#L(\d+)(?:-L(\d+))?$/);
   if (lineMatch) {
-    line = Number(lineMatch[1]);
+    const from = Number(lineMatch[1]);
+    const to = lineMatch[2] ? Number(lineMatch[2]) : from;
+    range = from > 0 ? [Math.min(from, to), Math.max(from, to)] : null;
     rest = rest.slice(0, lineMatch.index);
   }
   const parts = rest.split("/").filter((p) => p !== "").map((p) => {
     try { return decodeURIComponent(p); } catch { return p; }
   });
-  return { name: parts[0] || "", args: parts.slice(1), line };
+  return { name: parts[0] || "", args: parts.slice(1), range };
+}
+
+const AFTER_SIGN_IN = "pd2-after-sign-in";
+
+/** Where to go once signed in: the address a signed-out visit asked for. */
+export function afterSignIn() {
+  const hash = sessionStorage.getItem(AFTER_SIGN_IN);
+  sessionStorage.removeItem(AFTER_SIGN_IN);
+  return hash && hash.startsWith("#/") ? hash : "#/";
 }
 
 const PAGES = {
@@ -30,7 +41,7 @@ const PAGES = {
   tickets: (args) => ticketsPage("@me", Number(args[0] || 0)),
   u: (args) => ticketsPage(args[0], Number(args[1] || 0)),
   upload: () => uploadPage(),
-  t: (args, line) => ticketPage(args[0], args[1], args.slice(2).join("/"), line),
+  t: (args, range) => ticketPage(args[0], args[1], args.slice(2).join("/"), range),
   plugins: () => pluginsPage(),
   signin: () => { location.hash = "#/"; },
 };
@@ -38,12 +49,17 @@ const PAGES = {
 /** Draws the page the address names (the sign-in page while signed out). */
 export async function route() {
   navigated();
-  const { name, args, line } = parseRoute(location.hash);
+  const { name, args, range } = parseRoute(location.hash);
   for (const link of document.querySelectorAll("nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === `#/${name}` || (name === "" && link.getAttribute("href") === "#/"));
   }
-  if (!session.token) return signInPage();
+  if (!session.token) {
+    // The address asked for is kept through sign-in (Discord's round trip
+    // comes back without it).
+    if (name && name !== "signin") sessionStorage.setItem(AFTER_SIGN_IN, location.hash);
+    return signInPage();
+  }
   const page = Object.hasOwn(PAGES, name) ? PAGES[name] : null;
-  if (page) return page(args, line);
+  if (page) return page(args, range);
   show(el("h1", {}, "Page not found"), el("p", {}, el("a", { href: "#/" }, "Back to your tickets")));
 }

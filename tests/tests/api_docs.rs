@@ -20,6 +20,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("get", "/ticket/{user_id}/{ticket_id}/files/{file_path}"),
     ("get", "/ticket/{user_id}/{ticket_id}/download"),
     ("get", "/ticket/{user_id}/{ticket_id}/preview/{file_path}"),
+    ("get", "/ticket/{user_id}/{ticket_id}/search"),
     ("get", "/user/{user_id}"),
     ("get", "/version"),
     ("get", "/ping"),

@@ -15,6 +15,7 @@ use crate::{
         auth::AuthError,
         files::FileError,
         previews::PreviewError,
+        search::SearchError,
         tickets::TicketError,
         upload::UploadError,
         validation::{PolicyError, PolicyRejection},
@@ -179,6 +180,19 @@ impl From<FileError> for ApiError {
         match error {
             FileError::IllegalPath => Self::permission_denied(),
             FileError::NotFound => Self::ticket_file_not_found(),
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::BadQuery => Self::bad_request(format!(
+                "Query must be 1 to {} characters",
+                crate::service::search::MAX_QUERY_CHARS
+            )),
+            SearchError::Ticket(e) => e.into(),
+            SearchError::Store(e) => e.into(),
         }
     }
 }

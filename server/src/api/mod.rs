@@ -14,6 +14,7 @@ mod ops;
 mod plugins;
 mod preview;
 mod routes;
+mod search;
 #[cfg(test)]
 mod tests;
 mod tickets;

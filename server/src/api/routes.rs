@@ -19,7 +19,7 @@ use utoipa::openapi::{
 };
 use warp::{Filter, filters::BoxedFilter, path::Tail, reply::Response};
 
-use super::{download, files, oauth, openapi, ops, plugins, preview, tickets, users, web};
+use super::{download, files, oauth, openapi, ops, plugins, preview, search, tickets, users, web};
 use crate::service::Ctx;
 
 /// The path parameters of a matched route, by their names in the
@@ -136,6 +136,7 @@ pub fn table() -> Vec<Route> {
         route::<files::__path_serve_file>(files::serve_file_route),
         route::<download::__path_download>(download::download_route),
         route::<preview::__path_preview>(preview::preview_route),
+        route::<search::__path_search>(search::search_route),
         route::<users::__path_user>(users::user_route),
         route::<plugins::__path_list>(plugins::list_route),
         route::<ops::__path_ping>(ops::ping_route),
@@ -240,6 +241,7 @@ mod tests {
             include_str!("routes.rs"),
             include_str!("tickets.rs"),
             include_str!("download.rs"),
+            include_str!("search.rs"),
             include_str!("users.rs"),
         ]
         .concat();

@@ -57,6 +57,20 @@ pub async fn read(
     Ok(futures_util::stream::iter(first.map(Ok)).chain(stream))
 }
 
+/// The whole file in memory (callers bound its size).
+pub async fn read_all(ctx: &Context, file: &StoredFile) -> Result<Vec<u8>, StoreError> {
+    let range = ByteRange {
+        start: 0,
+        end: file.size.max(0) as u64,
+    };
+    let mut out = Vec::with_capacity(range.len() as usize);
+    let mut chunks = Box::pin(ctx.store.files.read(file, range));
+    while let Some(chunk) = chunks.try_next().await? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// Every file of the ticket as one zip, streamed; entries keep their paths.
 ///
 /// The zip writer is synchronous, so it runs on a blocking thread that

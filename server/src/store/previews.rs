@@ -25,6 +25,8 @@ pub struct CachedPreview {
     pub plugin: String,
     pub content_type: String,
     pub body: Vec<u8>,
+    /// The encoding the file's text was decoded from, when not UTF-8.
+    pub encoding: Option<String>,
 }
 
 /// What the cache holds for a key.
@@ -63,6 +65,9 @@ struct PreviewDoc {
     /// See [`CachedAnswer::Depends`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     depends: Vec<String>,
+    /// See [`CachedPreview::encoding`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encoding: Option<String>,
 }
 
 /// What the size bound needs to know of an entry.
@@ -114,6 +119,7 @@ impl PreviewStore {
                         plugin: d.plugin,
                         content_type: d.content_type,
                         body: d.body.map(|b| b.bytes).unwrap_or_default(),
+                        encoding: d.encoding,
                     })
                 };
                 (d.key, answer)
@@ -151,6 +157,7 @@ impl PreviewStore {
             sha256: Some(sha256.to_owned()),
             size: preview.map_or(0, |p| p.body.len() as i64),
             depends,
+            encoding: preview.and_then(|p| p.encoding.clone()),
         };
         let (previews, filter) = (self.previews.clone(), doc! { "_id": key });
         self.gate

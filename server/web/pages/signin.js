@@ -4,7 +4,7 @@
 import { el } from "../dom.js";
 import { decodeClaims, explain, session, setToken, signInWithCode, tokenAccepted } from "../api.js";
 import { flash, loading, show } from "../ui.js";
-import { route } from "../router.js";
+import { afterSignIn, route } from "../router.js";
 
 export function signInPage() {
   const discord = session.meta?.discord?.authorize_url;
@@ -31,8 +31,9 @@ export function signInPage() {
       return;
     }
     setToken(token);
-    location.hash = "#/";
-    route();
+    const target = afterSignIn();
+    if (location.hash === target) route();
+    else location.hash = target;
   };
   show(
     el("div", { class: "card signin" },
@@ -87,6 +88,7 @@ export async function completeDiscordSignIn() {
   try {
     await signInWithCode(code);
     flash("Signed in.", "info");
+    history.replaceState(null, "", location.pathname + afterSignIn());
   } catch (error) {
     flash(`Discord sign-in failed: ${explain(error)}`);
   }

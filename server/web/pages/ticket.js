@@ -1,24 +1,21 @@
-// One ticket: its files as a tree, the chosen file's preview, and the
-// author's actions (visibility, remark, delete).
+// One ticket, as a TA reads it: a sorted tree, the chosen file's preview
+// with addresses for every line, "go to file" (`t`), search across the
+// ticket, and the author's actions (visibility, remark, delete).
+//
+// The page stays while the address changes within the ticket: another
+// file or line is drawn in place, so Back and Forward walk files and lines
+// without loading the ticket again (each file and each line click is a
+// history entry).
 
 import { el } from "../dom.js";
 import { ApiError, api, apiJson, explain, session } from "../api.js";
-import { encodePath, errorBox, flash, formatTime, here, loading, show, stillOn, userSeg } from "../ui.js";
+import { encodePath, errorBox, flash, formatSize, formatTime, here, loading, show, stillOn, userSeg } from "../ui.js";
+import { buildTree, treeOrder } from "../tree.js";
+import { openFinder } from "../finder.js";
+import { PreviewFrame } from "../frame.js";
 
-/** Nested folders from `a/b/c.txt` paths, in upload order. */
-function buildTree(paths) {
-  const root = { dirs: new Map(), files: [] };
-  for (const path of paths) {
-    const parts = path.split("/");
-    let node = root;
-    for (const dir of parts.slice(0, -1)) {
-      if (!node.dirs.has(dir)) node.dirs.set(dir, { dirs: new Map(), files: [] });
-      node = node.dirs.get(dir);
-    }
-    node.files.push(path);
-  }
-  return root;
-}
+const WRAP_KEY = "pd2-wrap";
+const THEME_KEY = "pd2-theme";
 
 // Names Windows reserves for devices, whatever the extension.
 const RESERVED = new Set(["con", "prn", "aux", "nul",
@@ -63,6 +60,16 @@ async function openRaw(path) {
   }
 }
 
+async function copyText(path) {
+  try {
+    const text = await (await api(path)).text();
+    await navigator.clipboard.writeText(text);
+    flash("File copied.", "info");
+  } catch (error) {
+    flash(error instanceof ApiError ? explain(error) : "Could not copy: the browser refused the clipboard.");
+  }
+}
+
 /** Makes a preview document safe to show and its ticket links work. */
 // The policy `/preview` answers carry. A blob document takes the app's own
 // policy, which lets in images from Discord's CDN (avatars): a preview's
@@ -80,7 +87,7 @@ function preparePreview(html, user, ticketId) {
   policy.setAttribute("content", PREVIEW_CSP);
   doc.head.prepend(policy);
   for (const link of doc.querySelectorAll("a[data-pd2-path]")) {
-    const fragment = (link.getAttribute("href") || "").match(/#L\d+$/)?.[0] || "";
+    const fragment = (link.getAttribute("href") || "").match(/#L\d+(-L\d+)?$/)?.[0] || "";
     link.setAttribute("href", `${location.origin}/#/t/${user}/${ticketId}/${encodePath(link.dataset.pd2Path)}${fragment}`);
     link.setAttribute("target", "_top");
   }
@@ -88,75 +95,22 @@ function preparePreview(html, user, ticketId) {
   return "<!DOCTYPE html>\n" + doc.documentElement.outerHTML;
 }
 
-let currentFrameUrl = null;
 
-async function showFile(pane, user, ticket, path, line) {
-  const base = `/ticket/${user}/${ticket.id}`;
-  const filesUrl = `${base}/files/${encodePath(path)}`;
-  const body = el("div", { class: "pane-body" }, loading("Rendering preview…"));
-  const lineInput = el("input", { type: "number", min: 1, placeholder: "line", style: "width:6em", title: "Link to a line", value: line ?? "" });
-  lineInput.addEventListener("change", () => {
-    const n = Number(lineInput.value);
-    location.hash = `#/t/${user}/${ticket.id}/${encodePath(path)}${n > 0 ? `#L${n}` : ""}`;
-  });
-  pane.replaceChildren(
-    el("div", { class: "pane-head" },
-      el("span", { class: "path" }, path),
-      lineInput,
-      el("button", { type: "button", onclick: () => openRaw(filesUrl) }, "Raw"),
-      el("button", { type: "button", onclick: () => download(filesUrl, safeName(path.split("/").pop())) }, "Download")),
-    body,
-  );
-  if (currentFrameUrl) URL.revokeObjectURL(currentFrameUrl);
-  currentFrameUrl = null;
-  try {
-    const response = await api(`${base}/preview/${encodePath(path)}`);
-    const type = response.headers.get("content-type") || "";
-    const plugin = response.headers.get("x-preview-plugin") || "";
-    if (type.startsWith("image/")) {
-      const url = URL.createObjectURL(await response.blob());
-      currentFrameUrl = url;
-      body.replaceChildren(el("img", { class: "preview", src: url, alt: path }));
-    } else if (type.startsWith("text/html")) {
-      const html = preparePreview(await response.text(), user, ticket.id);
-      const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
-      currentFrameUrl = url;
-      // No allow-scripts, no allow-same-origin: the preview runs nothing
-      // and cannot read the app; a click on a ticket link may navigate
-      // the app (top) to that file.
-      body.replaceChildren(el("iframe", {
-        class: "preview", title: `Preview of ${path}`, "data-plugin": plugin,
-        sandbox: "allow-top-navigation-by-user-activation allow-popups",
-        src: line ? `${url}#L${line}` : url,
-      }));
-    } else {
-      body.replaceChildren(el("pre", { class: "raw" }, await response.text()));
-    }
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 415) {
-      // No renderer takes it: the file itself, as text or image.
-      try {
-        const raw = await api(filesUrl);
-        const type = raw.headers.get("content-type") || "";
-        if (type.startsWith("image/") && type !== "image/svg+xml") {
-          const url = URL.createObjectURL(await raw.blob());
-          currentFrameUrl = url;
-          body.replaceChildren(el("img", { class: "preview", src: url, alt: path }));
-        } else if (type.startsWith("text/") || type.includes("json") || type.includes("xml")) {
-          body.replaceChildren(el("p", { class: "muted" }, "No preview for this file; here it is as plain text."), el("pre", { class: "raw" }, await raw.text()));
-        } else {
-          body.replaceChildren(el("p", { class: "empty" }, `No preview for this ${type || "binary"} file. Use Download to open it.`));
-        }
-      } catch (inner) {
-        body.replaceChildren(errorBox(inner));
-      }
-    } else {
-      body.replaceChildren(errorBox(error));
-    }
-  }
+/** `#L12` or `#L12-L20` for a range (null: none). */
+export function lineFragment(range) {
+  if (!range) return "";
+  const [from, to] = range;
+  return to > from ? `#L${from}-L${to}` : `#L${from}`;
 }
 
-export async function ticketPage(user, ticketId, path, line) {
+/** The page as it is drawn: kept while the address stays in the ticket. */
+let view = null;
+
+export async function ticketPage(user, ticketId, path, range) {
+  if (view && view.user === user && view.ticketId === ticketId && document.contains(view.root)) {
+    return view.go(path, range);
+  }
+  view = null;
   show(loading("Loading ticket…"));
   let ticket;
   const now = here();
@@ -166,93 +120,329 @@ export async function ticketPage(user, ticketId, path, line) {
     return stillOn(now) && show(el("h1", {}, "Ticket"), errorBox(error));
   }
   if (!stillOn(now)) return;
-  const author = ticket.author?.display_data || {};
-  const mine = session.claims && author.id === session.claims.id;
-  const selected = path && ticket.files.includes(path) ? path : ticket.files[0];
-  const base = `/ticket/${userSeg(user)}/${ticket.id}`;
+  view = new TicketView(user, ticketId, ticket);
+  show(view.root);
+  view.go(path, range);
+}
 
-  const remarkText = el("p", { class: "remark", id: "remark-text" }, ticket.remark || "(no remark)");
-  const visibility = el("span", { class: `badge ${ticket.is_public ? "public" : ""}`, id: "visibility" }, ticket.is_public ? "public" : "private");
-  const update = async (change) => {
-    try {
-      ticket = await apiJson(base, { method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(change) });
-      remarkText.textContent = ticket.remark || "(no remark)";
-      visibility.textContent = ticket.is_public ? "public" : "private";
-      visibility.className = `badge ${ticket.is_public ? "public" : ""}`;
-      toggle.textContent = ticket.is_public ? "Make private" : "Make public";
-      flash("Saved.", "info");
-    } catch (error) {
-      flash(explain(error));
-    }
-  };
-  const toggle = el("button", { type: "button", id: "toggle-public", onclick: () => update({ is_public: !ticket.is_public }) }, ticket.is_public ? "Make private" : "Make public");
-  const edit = el("button", { type: "button", id: "edit-remark", onclick: () => {
-    const area = el("textarea", { id: "remark-edit" });
-    area.value = ticket.remark;
-    const save = el("button", { class: "primary", type: "button", id: "save-remark", onclick: async () => { await update({ remark: area.value }); editor.replaceWith(remarkText); } }, "Save");
-    const cancel = el("button", { type: "button", onclick: () => editor.replaceWith(remarkText) }, "Cancel");
-    const editor = el("div", {}, area, el("div", { class: "actions" }, save, cancel));
-    remarkText.replaceWith(editor);
-    area.focus();
-  } }, "Edit remark");
-  const remove = el("button", { class: "danger", type: "button", id: "delete", onclick: async () => {
-    if (!confirm(`Delete this ticket and its ${ticket.files.length} file(s)? This cannot be undone.`)) return;
-    try {
-      await api(base, { method: "DELETE" });
-      flash("Ticket deleted.", "info");
-      location.hash = "#/";
-    } catch (error) {
-      flash(explain(error));
-    }
-  } }, "Delete");
-  const share = `${location.origin}/#/t/${author.id || user}/${ticket.id}`;
-  const copy = el("button", { type: "button", id: "copy-link", onclick: async () => {
-    try {
-      await navigator.clipboard.writeText(share);
-      flash("Link copied.", "info");
-    } catch {
-      prompt("Copy this link:", share);
-    }
-  } }, "Copy link");
+class TicketView {
+  constructor(user, ticketId, ticket) {
+    this.user = user;
+    this.ticketId = ticketId;
+    this.ticket = ticket;
+    this.userSeg = userSeg(user);
+    this.base = `/ticket/${this.userSeg}/${ticket.id}`;
+    this.path = null;
+    this.range = null;
+    this.frame = null;
+    this.loads = 0;
+    this.frameUrl = null;
+    this.files = treeOrder(buildTree(ticket.files));
+    this.pane = el("section", { class: "pane", id: "pane" });
+    this.root = el("div", { class: "ticket" }, this.head(), this.toolbar(), el("div", { class: "viewer" }, this.tree(), this.pane));
+    // `t` opens "go to file", as on GitHub; not while typing.
+    this.onKey = (e) => {
+      if (!document.contains(this.root)) return document.removeEventListener("keydown", this.onKey);
+      if (e.key !== "t" || e.ctrlKey || e.metaKey || e.altKey || e.target.closest?.("input, textarea, [contenteditable]")) return;
+      e.preventDefault();
+      this.finder();
+    };
+    document.addEventListener("keydown", this.onKey);
+  }
 
-  const pane = el("section", { class: "pane", id: "pane" });
-  const buttons = [];
-  const choose = (file, focus = false) => {
-    for (const b of buttons) b.classList.toggle("selected", b.dataset.path === file);
-    const current = buttons.find((b) => b.dataset.path === file);
-    if (focus) current?.focus();
-    history.replaceState(null, "", `#/t/${user}/${ticket.id}/${encodePath(file)}`);
-    showFile(pane, userSeg(user), ticket, file, null);
-  };
-  const renderTree = (node) =>
-    el("ul", {},
-      [...node.dirs.entries()].map(([name, child]) => el("li", {}, el("details", { open: true }, el("summary", {}, `${name}/`), renderTree(child)))),
-      node.files.map((file) => {
-        const button = el("button", { type: "button", class: "file", "data-path": file, title: file, onclick: () => choose(file) }, file.split("/").pop());
-        buttons.push(button);
-        return el("li", {}, button);
-      }));
-  const tree = el("nav", { class: "tree", id: "tree", "aria-label": "Files" }, renderTree(buildTree(ticket.files)));
-  tree.addEventListener("keydown", (e) => {
-    const index = buttons.indexOf(document.activeElement);
-    if (index < 0) return;
-    if (e.key === "ArrowDown" || e.key === "j") { e.preventDefault(); choose(buttons[Math.min(index + 1, buttons.length - 1)].dataset.path, true); }
-    if (e.key === "ArrowUp" || e.key === "k") { e.preventDefault(); choose(buttons[Math.max(index - 1, 0)].dataset.path, true); }
-  });
+  /** The address of a file (and lines) of this ticket. */
+  hash(path, range = null) {
+    return `#/t/${this.userSeg}/${this.ticket.id}/${encodePath(path)}${lineFragment(range)}`;
+  }
 
-  show(
-    el("div", { class: "ticket-head" },
+  finder() {
+    openFinder(this.files, (path) => { location.hash = this.hash(path); });
+  }
+
+  /** Draws `path` (the first file when it is not one) and marks `range`. */
+  go(path, range) {
+    const files = this.ticket.files;
+    const chosen = path && files.includes(path) ? path : this.files[0];
+    if (!chosen) {
+      this.pane.replaceChildren(el("p", { class: "empty" }, "This ticket has no files."));
+      return;
+    }
+    if (chosen !== this.path) {
+      this.path = chosen;
+      this.range = range;
+      this.markTree(chosen);
+      this.showFile(chosen, range);
+      // On a phone the tree is above the preview: bring the preview up.
+      if (window.matchMedia("(max-width: 760px)").matches && path) this.pane.scrollIntoView({ block: "start" });
+    } else {
+      this.range = range;
+      this.lineInput.value = range ? (range[1] > range[0] ? `${range[0]}-${range[1]}` : String(range[0])) : "";
+      this.frame?.select(range, true);
+    }
+  }
+
+  markTree(path) {
+    for (const b of this.buttons) {
+      const on = b.dataset.path === path;
+      b.classList.toggle("selected", on);
+      if (on) {
+        b.setAttribute("aria-current", "true");
+        for (let d = b.parentElement; d && d !== this.treeNav; d = d.parentElement) if (d.tagName === "DETAILS") d.open = true;
+        b.scrollIntoView({ block: "nearest" });
+      } else b.removeAttribute("aria-current");
+    }
+  }
+
+  head() {
+    const ticket = this.ticket;
+    const author = ticket.author?.display_data || {};
+    const mine = session.claims && author.id === session.claims.id;
+    const remarkText = el("p", { class: "remark", id: "remark-text" }, ticket.remark || "(no remark)");
+    const visibility = el("span", { class: `badge ${ticket.is_public ? "public" : ""}`, id: "visibility" }, ticket.is_public ? "public" : "private");
+    const toggle = el("button", { type: "button", id: "toggle-public", onclick: () => update({ is_public: !this.ticket.is_public }) }, ticket.is_public ? "Make private" : "Make public");
+    const update = async (change) => {
+      try {
+        this.ticket = await apiJson(this.base, { method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(change) });
+        remarkText.textContent = this.ticket.remark || "(no remark)";
+        visibility.textContent = this.ticket.is_public ? "public" : "private";
+        visibility.className = `badge ${this.ticket.is_public ? "public" : ""}`;
+        toggle.textContent = this.ticket.is_public ? "Make private" : "Make public";
+        flash("Saved.", "info");
+      } catch (error) {
+        flash(explain(error));
+      }
+    };
+    const edit = el("button", { type: "button", id: "edit-remark", onclick: () => {
+      const area = el("textarea", { id: "remark-edit" });
+      area.value = this.ticket.remark;
+      const save = el("button", { class: "primary", type: "button", id: "save-remark", onclick: async () => { await update({ remark: area.value }); editor.replaceWith(remarkText); } }, "Save");
+      const cancel = el("button", { type: "button", onclick: () => editor.replaceWith(remarkText) }, "Cancel");
+      const editor = el("div", {}, area, el("div", { class: "actions" }, save, cancel));
+      remarkText.replaceWith(editor);
+      area.focus();
+    } }, "Edit remark");
+    const remove = el("button", { class: "danger", type: "button", id: "delete", onclick: async () => {
+      if (!confirm(`Delete this ticket and its ${this.ticket.files.length} file(s)? This cannot be undone.`)) return;
+      try {
+        await api(this.base, { method: "DELETE" });
+        flash("Ticket deleted.", "info");
+        location.hash = "#/";
+      } catch (error) {
+        flash(explain(error));
+      }
+    } }, "Delete");
+    const share = `${location.origin}/#/t/${author.id || this.user}/${ticket.id}`;
+    const copy = el("button", { type: "button", id: "copy-link", onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(share);
+        flash("Link copied.", "info");
+      } catch {
+        prompt("Copy this link:", share);
+      }
+    } }, "Copy link");
+    return el("div", { class: "ticket-head" },
       el("div", { class: "grow" },
         el("h1", {}, "Ticket ", el("span", { class: "mono muted" }, ticket.id)),
         remarkText,
-        el("p", { class: "muted" }, "by ", el("a", { href: `#/u/${userSeg(author.id || user)}` }, author.display_name || author.username || author.id || user), " · ", formatTime(ticket.create_time), " · ", visibility)),
+        el("p", { class: "muted" }, "by ", el("a", { href: `#/u/${userSeg(author.id || this.user)}` }, author.display_name || author.username || author.id || this.user), " · ", formatTime(ticket.create_time), " · ", visibility)),
       el("div", { class: "actions" },
         copy,
-        el("button", { type: "button", id: "zip", onclick: () => download(`${base}/download`, `${ticket.id}.zip`) }, "Download zip"),
-        mine ? [toggle, edit, remove] : null)),
-    el("div", { class: "viewer" }, tree, pane),
-  );
-  for (const b of buttons) b.classList.toggle("selected", b.dataset.path === selected);
-  if (selected) showFile(pane, userSeg(user), ticket, selected, line);
-  else pane.replaceChildren(el("p", { class: "empty" }, "This ticket has no files."));
+        el("button", { type: "button", id: "zip", onclick: () => download(`${this.base}/download`, `${ticket.id}.zip`) }, "Download zip"),
+        mine ? [toggle, edit, remove] : null));
+  }
+
+  /** "Go to file" and search across the ticket's text files. */
+  toolbar() {
+    const query = el("input", { type: "search", id: "search-input", placeholder: "Search this ticket's files", "aria-label": "Search this ticket's files" });
+    const results = el("div", { id: "search-results", class: "search-results", hidden: true });
+    const search = async () => {
+      const q = query.value.trim();
+      if (!q) { results.hidden = true; return; }
+      results.hidden = false;
+      results.replaceChildren(loading("Searching…"));
+      try {
+        const found = await apiJson(`${this.base}/search?q=${encodeURIComponent(q)}`);
+        const items = found.matches.map((m) =>
+          el("li", {}, el("a", { href: this.hash(m.path, [m.line, m.line]) },
+            el("span", { class: "mono" }, `${m.path}:${m.line}`), " ", el("code", {}, m.excerpt))));
+        const notes = [];
+        if (found.truncated) notes.push(`Only the first ${found.matches.length} matches are shown.`);
+        if (found.skipped?.length) notes.push(`Not searched (${found.skipped.length}): ${found.skipped.slice(0, 5).map((s) => `${s.path} (${s.reason})`).join(", ")}${found.skipped.length > 5 ? ", …" : ""}.`);
+        results.replaceChildren(
+          el("p", { class: "muted" }, `${found.matches.length} match${found.matches.length === 1 ? "" : "es"} for “${q}” in ${found.searched} file${found.searched === 1 ? "" : "s"}.`, ...notes.map((n) => [" ", n])),
+          items.length ? el("ul", { class: "search-list" }, items) : null,
+          el("button", { type: "button", class: "ghost", onclick: () => { results.hidden = true; } }, "Close"));
+      } catch (error) {
+        results.replaceChildren(errorBox(error));
+      }
+    };
+    query.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); search(); } });
+    return el("div", { class: "ticket-tools" },
+      el("button", { type: "button", id: "go-to-file", title: "Go to file (t)", onclick: () => this.finder() }, "Go to file ", el("kbd", {}, "t")),
+      query,
+      el("button", { type: "button", id: "search", onclick: search }, "Search"),
+      results);
+  }
+
+  tree() {
+    this.buttons = [];
+    const render = (node) =>
+      el("ul", {},
+        node.dirs.map((dir) => el("li", {}, el("details", { open: true }, el("summary", { title: dir.name }, `${dir.name}/`), render(dir)))),
+        node.files.map((file) => {
+          const button = el("button", { type: "button", class: "file", "data-path": file, title: file,
+            onclick: () => { location.hash = this.hash(file); } }, file.split("/").pop());
+          this.buttons.push(button);
+          return el("li", {}, button);
+        }));
+    this.treeNav = el("nav", { class: "tree", id: "tree", "aria-label": "Files" }, render(buildTree(this.ticket.files)));
+    this.treeNav.addEventListener("keydown", (e) => {
+      const index = this.buttons.indexOf(document.activeElement);
+      if (index < 0) return;
+      const next = e.key === "ArrowDown" || e.key === "j" ? index + 1 : e.key === "ArrowUp" || e.key === "k" ? index - 1 : null;
+      if (next === null) return;
+      e.preventDefault();
+      const button = this.buttons[Math.min(Math.max(next, 0), this.buttons.length - 1)];
+      button.focus();
+      location.hash = this.hash(button.dataset.path);
+    });
+    return this.treeNav;
+  }
+
+  async showFile(path, range) {
+    const load = ++this.loads;
+    const filesUrl = `${this.base}/files/${encodePath(path)}`;
+    const body = el("div", { class: "pane-body" }, loading("Rendering preview…"));
+    this.lineInput = el("input", { type: "text", inputmode: "numeric", id: "line-input", placeholder: "line", title: "Go to a line (12, or 12-20)", "aria-label": "Go to line", value: range ? (range[1] > range[0] ? `${range[0]}-${range[1]}` : String(range[0])) : "" });
+    this.lineInput.addEventListener("change", () => {
+      const m = this.lineInput.value.trim().match(/^(\d+)(?:\s*-\s*(\d+))?$/);
+      const from = m ? Number(m[1]) : 0;
+      const to = m && m[2] ? Number(m[2]) : from;
+      location.hash = this.hash(path, from > 0 ? [Math.min(from, to), Math.max(from, to)] : null);
+    });
+    const wrap = localStorage.getItem(WRAP_KEY) === "on";
+    const wrapButton = el("button", { type: "button", id: "wrap", "aria-pressed": String(wrap), title: "Wrap long lines" }, "Wrap");
+    wrapButton.addEventListener("click", () => {
+      const on = wrapButton.getAttribute("aria-pressed") !== "true";
+      localStorage.setItem(WRAP_KEY, on ? "on" : "off");
+      wrapButton.setAttribute("aria-pressed", String(on));
+      this.frame?.setWrap(on);
+      body.querySelector("pre.raw")?.classList.toggle("nowrap", !on);
+    });
+    const facts = el("span", { class: "facts muted", id: "file-facts" });
+    const encoding = el("span", { class: "badge", id: "encoding", hidden: true });
+    const slash = path.lastIndexOf("/");
+    this.pane.replaceChildren(
+      el("div", { class: "pane-head" },
+        el("span", { class: "path", title: path }, el("span", { class: "dir" }, path.slice(0, slash + 1)), el("span", { class: "name" }, path.slice(slash + 1))),
+        facts, encoding),
+      el("div", { class: "pane-tools" },
+        this.lineInput,
+        wrapButton,
+        el("button", { type: "button", id: "copy-file", onclick: () => copyText(filesUrl) }, "Copy"),
+        el("button", { type: "button", id: "raw", onclick: () => openRaw(filesUrl) }, "Raw"),
+        el("button", { type: "button", id: "download", onclick: () => download(filesUrl, safeName(path.split("/").pop())) }, "Download")),
+      body,
+    );
+    if (this.frameUrl) URL.revokeObjectURL(this.frameUrl);
+    this.frameUrl = null;
+    this.frame = null;
+    const current = () => load === this.loads && document.contains(body);
+    // The size, from the first byte's answer: `Content-Range: bytes 0-0/SIZE`
+    // (a range is never compressed, so its sizes are the file's).
+    api(filesUrl, { headers: { Range: "bytes=0-0" } }).then((r) => {
+      if (!current()) return;
+      const total = r.headers.get("content-range")?.match(/\/(\d+)$/)?.[1] ?? r.headers.get("content-length");
+      const size = Number(total);
+      if (total !== null && Number.isFinite(size)) facts.dataset.size = formatSize(size);
+      facts.textContent = [facts.dataset.size, facts.dataset.lines].filter(Boolean).join(" · ");
+    }).catch((error) => {
+      // An empty file has no first byte.
+      if (!current() || error.status !== 416) return;
+      facts.dataset.size = formatSize(0);
+      facts.textContent = [facts.dataset.size, facts.dataset.lines].filter(Boolean).join(" · ");
+    });
+    const setLines = (n) => {
+      if (!n) return;
+      facts.dataset.lines = `${n} line${n === 1 ? "" : "s"}`;
+      facts.textContent = [facts.dataset.size, facts.dataset.lines].filter(Boolean).join(" · ");
+    };
+    const raw = (text) => {
+      const pre = el("pre", { class: `raw${wrap ? "" : " nowrap"}` }, text);
+      setLines(text.split("\n").length - (text.endsWith("\n") ? 1 : 0));
+      return pre;
+    };
+    try {
+      const response = await api(`${this.base}/preview/${encodePath(path)}`);
+      if (!current()) return;
+      const type = response.headers.get("content-type") || "";
+      const plugin = response.headers.get("x-preview-plugin") || "";
+      const shownAs = response.headers.get("x-preview-encoding");
+      if (shownAs) {
+        encoding.textContent = `shown as ${shownAs}`;
+        encoding.title = `The file is not UTF-8: the server decoded it as ${shownAs}. Raw and Download give the bytes as uploaded.`;
+        encoding.hidden = false;
+      }
+      if (type.startsWith("image/")) {
+        const url = URL.createObjectURL(await response.blob());
+        this.frameUrl = url;
+        body.replaceChildren(el("img", { class: "preview", src: url, alt: path }));
+      } else if (type.startsWith("text/html")) {
+        const html = preparePreview(await response.text(), this.userSeg, this.ticket.id);
+        if (!current()) return;
+        const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
+        this.frameUrl = url;
+        // No allow-scripts: nothing in the preview runs. Same origin, so
+        // the app can mark lines in it (frame.js); a click on a ticket link
+        // may navigate the app (top) to that file.
+        const frame = el("iframe", {
+          class: "preview", title: `Preview of ${path}`, "data-plugin": plugin,
+          sandbox: "allow-same-origin allow-top-navigation-by-user-activation allow-popups",
+        });
+        frame.addEventListener("load", () => {
+          if (!current()) return;
+          this.frame = new PreviewFrame(frame, (n, extend) => {
+            const anchor = extend && this.range ? this.range[0] : n;
+            const next = extend && this.range ? [Math.min(anchor, n), Math.max(anchor, n)] : [n, n];
+            location.hash = this.hash(path, next);
+          });
+          this.frame.setWrap(localStorage.getItem(WRAP_KEY) === "on");
+          this.frame.setTheme(localStorage.getItem(THEME_KEY) || "auto");
+          setLines(this.frame.lineCount());
+          this.frame.select(this.range, true);
+        }, { once: true });
+        frame.src = url;
+        body.replaceChildren(frame);
+      } else {
+        body.replaceChildren(raw(await response.text()));
+      }
+    } catch (error) {
+      if (!current()) return;
+      if (error instanceof ApiError && error.status === 415) {
+        // No renderer takes it: the file itself, as text or image.
+        try {
+          const rawFile = await api(filesUrl);
+          const type = rawFile.headers.get("content-type") || "";
+          if (type.startsWith("image/") && type !== "image/svg+xml") {
+            const url = URL.createObjectURL(await rawFile.blob());
+            this.frameUrl = url;
+            body.replaceChildren(el("img", { class: "preview", src: url, alt: path }));
+          } else if (type.startsWith("text/") || type.includes("json") || type.includes("xml")) {
+            body.replaceChildren(el("p", { class: "muted" }, "No preview for this file; here it is as plain text."), raw(await rawFile.text()));
+          } else {
+            body.replaceChildren(el("p", { class: "empty" }, `No preview for this ${type || "binary"} file. Use Download to open it.`));
+          }
+        } catch (inner) {
+          body.replaceChildren(errorBox(inner));
+        }
+      } else {
+        body.replaceChildren(errorBox(error));
+      }
+    }
+  }
+}
+
+/** The theme changed: the preview follows. */
+export function restyleFrames(theme) {
+  view?.frame?.setTheme(theme);
 }

@@ -12,10 +12,14 @@ use self::{
     cache::{cache_key, cached_answers, dependent_key, remember},
     policy::{FailedRenders, PreviewSlots},
 };
-use super::sources::{TicketSiblings, gridfs, info};
+use super::{
+    files,
+    sources::{TicketSiblings, gridfs, info},
+    text,
+};
 use crate::{
     config::PluginsConfig,
-    plugins::{Hook, PluginError, PluginHost},
+    plugins::{FileInfo, FileSource, Hook, MemorySource, PluginError, PluginHost},
     service::Context,
     store::{CachedAnswer, CachedPreview, StoreError, StoredFile, TicketRecord},
     telemetry::metrics,
@@ -53,6 +57,56 @@ pub enum PreviewError {
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Text files up to this size are read once and, when they are not UTF-8,
+/// decoded before a renderer sees them (see `service::text`); larger ones
+/// are read by the renderer as stored.
+const DECODE_LIMIT: u64 = 4 << 20;
+
+/// What a renderer is given to read.
+struct Prepared {
+    info: FileInfo,
+    source: Arc<dyn FileSource>,
+    /// The encoding the text was decoded from, when it was not UTF-8.
+    encoding: Option<&'static str>,
+}
+
+/// The file as renderers read it: a text file in a legacy encoding as
+/// UTF-8 (its type saying `charset=utf-8`), read once; anything else as
+/// stored.
+async fn prepare(ctx: &Context, file: &StoredFile) -> Result<Prepared, StoreError> {
+    let info = info(file);
+    let size = file.size.max(0) as u64;
+    if !text::is_textual(&file.content_type) || size > DECODE_LIMIT {
+        let source = gridfs(&ctx.store.files, file, tokio::runtime::Handle::current());
+        return Ok(Prepared {
+            info,
+            source,
+            encoding: None,
+        });
+    }
+    let bytes = files::read_all(ctx, file).await?;
+    let decoded = text::decode(&bytes).and_then(|d| d.encoding.map(|e| (d.text.into_owned(), e)));
+    Ok(match decoded {
+        Some((text, encoding)) => {
+            let essence = file.content_type.split(';').next().unwrap_or("").trim();
+            Prepared {
+                info: FileInfo {
+                    size: text.len() as u64,
+                    content_type: format!("{essence}; charset=utf-8"),
+                    ..info
+                },
+                source: Arc::new(MemorySource(text.into_bytes())),
+                encoding: Some(encoding),
+            }
+        }
+        None => Prepared {
+            info,
+            source: Arc::new(MemorySource(bytes)),
+            encoding: None,
+        },
+    })
 }
 
 /// A preview ready to send.
@@ -102,6 +156,7 @@ pub async fn preview(
         .collect();
     let answers = cached_answers(ctx, ticket, &keys).await?;
     let mut slot = None;
+    let mut prepared: Option<Prepared> = None;
     for ((plugin, key), answer) in renderers.iter().zip(&keys).zip(answers) {
         match answer {
             Some(CachedAnswer::Preview(preview)) => {
@@ -132,9 +187,19 @@ pub async fn preview(
         }
         metrics().preview_cache(false);
         let siblings = TicketSiblings::new(&ctx.store.files, ticket);
-        let source = gridfs(&ctx.store.files, file, tokio::runtime::Handle::current());
+        if prepared.is_none() {
+            prepared = Some(prepare(ctx, file).await?);
+        }
+        let Some(text) = prepared.as_ref() else {
+            continue;
+        };
         let result = host
-            .render(plugin, info.clone(), source, Some(siblings.clone()))
+            .render(
+                plugin,
+                text.info.clone(),
+                text.source.clone(),
+                Some(siblings.clone()),
+            )
             .await;
         if result
             .as_ref()
@@ -165,6 +230,10 @@ pub async fn preview(
                     plugin: plugin.name().to_owned(),
                     content_type: preview.content_type,
                     body: preview.body,
+                    encoding: prepared
+                        .as_ref()
+                        .and_then(|p| p.encoding)
+                        .map(str::to_owned),
                 };
                 let answer = CachedAnswer::Preview(preview);
                 remember(ctx, &answer_key, plugin, &file.sha256, &answer).await;

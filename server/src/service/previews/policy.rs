@@ -67,7 +67,9 @@ pub fn etag(preview: &CachedPreview) -> String {
 }
 
 /// The headers a preview is served with (besides its `ETag` and the
-/// private caching every file answer has). `X-Preview-Cache` only for
+/// private caching every file answer has). `X-Preview-Encoding` names the
+/// legacy encoding the file's text was decoded from (the app shows "shown
+/// as Big5"). `X-Preview-Cache` only for
 /// admins: to others it would tell whether someone else's private file has
 /// the same bytes as a guess.
 pub fn headers(
@@ -81,6 +83,9 @@ pub fn headers(
         ("x-content-type-options", "nosniff".to_owned()),
         ("x-preview-plugin", preview.plugin.clone()),
     ];
+    if let Some(encoding) = &preview.encoding {
+        headers.push(("x-preview-encoding", encoding.clone()));
+    }
     if is_admin {
         let cache = if cache_hit { "hit" } else { "miss" };
         headers.push(("x-preview-cache", cache.to_owned()));
