@@ -408,6 +408,7 @@ async fn notebook_and_csv_previews() {
         "metadata": {"kernelspec": {"language": "python", "name": "python3"}},
         "cells": [
             {"cell_type": "markdown", "source": "## Setup"},
+            {"cell_type": "markdown", "source": "The $i^{th}$ term: $$\\frac{a}{b}$$ and $\\text{<b>bold?</b>}$"},
             {"cell_type": "code", "execution_count": 1, "source": "print(1 + 1)",
              "outputs": [{"output_type": "stream", "name": "stdout", "text": "2\n"}]},
             {"cell_type": "code", "execution_count": 2, "source": "plot()",
@@ -430,9 +431,16 @@ async fn notebook_and_csv_previews() {
         "<span class=\"fn\">print</span>(<span class=\"nu\">1</span>",
         "<pre class=\"stream\">2\n</pre>",
         "<img src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"output\">",
+        // Math as MathML, drawn by the browser without a script.
+        "<msup><mi>i</mi>",
+        "<mfrac>",
     ] {
         assert!(html.contains(expected), "{expected} in {html}");
     }
+    assert!(
+        !html.contains("<b>bold"),
+        "text in a formula is never markup: {html}"
+    );
     let (_, body) = preview_of(
         &server,
         &token,

@@ -12,6 +12,8 @@
 //! (images also `data:image/…`). Everything else is escaped by the HTML
 //! writer.
 
+mod math;
+
 use std::{cell::Cell, collections::HashMap, time::Instant};
 
 use base64::Engine;
@@ -146,7 +148,8 @@ pub fn render(text: &str, ctx: &Context) -> Rendered {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_TASKLISTS
         | Options::ENABLE_STRIKETHROUGH
-        | Options::ENABLE_FOOTNOTES;
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_MATH;
     let mut cut = false;
     let mut code: Option<(String, String)> = None; // (language, text)
     // An image shown as a placeholder: its alt text is collected here.
@@ -194,6 +197,8 @@ pub fn render(text: &str, ctx: &Context) -> Rendered {
             }
             // Raw HTML is shown, not interpreted.
             Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+            Event::InlineMath(latex) => Event::Html(CowStr::from(math::render(&latex, false))),
+            Event::DisplayMath(latex) => Event::Html(CowStr::from(math::render(&latex, true))),
             Event::Start(Tag::Link {
                 link_type,
                 dest_url,

@@ -110,7 +110,9 @@ pre.stderr{background:#fff0f0!important}pre.error{background:#ffebe9!important;c
 .md-cell{padding:0 10px}.md-cell>:first-child{margin-top:0}.out img{max-width:100%;background:#fff}\
 .note{color:#8c959f;font-style:italic;font-size:13px}\
 @media (prefers-color-scheme:dark){.in pre{border-color:#30363d}pre.stderr{background:#2d1517!important}\
-pre.error{background:#3c1618!important;color:#ffa198}.in .prompt{color:#79c0ff}.out .prompt{color:#ff7b72}}";
+pre.error{background:#3c1618!important;color:#ffa198}.in .prompt{color:#79c0ff}.out .prompt{color:#ff7b72}}\
+@media (max-width:600px){.nb{padding:8px}.cell{grid-template-columns:minmax(0,1fr);gap:2px}.prompt{text-align:left;padding-top:0}}\
+math[display=block]{margin:.5em 0;overflow-x:auto}code.math-source{color:#8c959f}";
 
 /// ANSI escape sequences (colours in tracebacks) are dropped.
 fn strip_ansi(text: &str) -> String {
