@@ -466,14 +466,42 @@ try {
     current = page;
   });
 
-  await step("a rejected upload shows the plugin's message next to the file", async () => {
+  await step("a file the policy refuses by name is marked before anything is sent", async () => {
     await page.goto(base + "/#/upload");
+    let sent = 0;
+    page.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/ticket") sent += 1; });
     await page.locator("#file-input").setInputFiles([
       { name: "Main.class", mimeType: "application/java-vm", buffer: Buffer.from([0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 52]) },
       { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("fine\n") },
     ]);
-    await page.locator("#send").click();
     const reason = page.locator('tr.rejected[data-path="Main.class"] .reason');
+    await reason.waitFor();
+    const text = await reason.textContent();
+    expectTrue(text.startsWith("file-policy: "), `reason: ${text}`);
+    await page.locator("#precheck").waitFor();
+    expectTrue(await page.locator("#send").isDisabled(), "Upload is held back");
+    expectTrue(sent === 0, "nothing was sent");
+    if (shots) await page.screenshot({ path: join(shots, "upload-precheck.png") });
+    // Removing it lets the rest go.
+    await page.locator('tr[data-path="Main.class"] button').click();
+    await page.waitForFunction(() => !document.querySelector("#send").disabled);
+  });
+
+  await step("a rejected upload shows the plugin's message next to the file", async () => {
+    // A program renamed to a source file passes the check by name; the
+    // policy reads it during the upload and refuses it.
+    await page.goto(base + "/#/upload");
+    const elf = Buffer.alloc(64);
+    elf.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+    await page.locator("#file-input").setInputFiles([
+      { name: "Main.java", mimeType: "text/x-java", buffer: elf },
+      { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("fine\n") },
+    ]);
+    await page.waitForFunction(() => !document.querySelector("#send").disabled);
+    await page.waitForTimeout(400);
+    expectTrue(!(await page.locator("#send").isDisabled()), "the check by name finds nothing");
+    await page.locator("#send").click();
+    const reason = page.locator('tr.rejected[data-path="Main.java"] .reason');
     await reason.waitFor();
     const text = await reason.textContent();
     expectTrue(text.startsWith("file-policy: "), `reason: ${text}`);

@@ -13,6 +13,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("put", "/oauth"),
     ("get", "/ticket"),
     ("post", "/ticket"),
+    ("post", "/ticket/check"),
     ("get", "/ticket/{user_id}"),
     ("get", "/ticket/{user_id}/{ticket_id}"),
     ("put", "/ticket/{user_id}/{ticket_id}"),

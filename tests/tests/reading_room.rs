@@ -222,3 +222,87 @@ async fn search_finds_lines_across_the_ticket_within_its_bounds() {
     );
     assert!(!skipped.iter().any(|s| s["path"] == "t/at.txt"), "{found}");
 }
+
+async fn check(server: &Server, token: &str, files: Value) -> (u16, Value) {
+    json(
+        server
+            .post("/ticket/check", token)
+            .json(&serde_json::json!({ "files": files }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Before a byte is sent, the server says which names and sizes it would
+/// refuse: its own rules and the policy's by-name rules, with the reasons
+/// the upload would give. Nothing is stored.
+#[tokio::test]
+async fn an_upload_is_checked_by_name_before_its_bytes_are_sent() {
+    let server = Server::start_with(shipped()).await;
+    let token = server.token("51");
+    let max = 1u64 << 20;
+    let (status, found) = check(
+        &server,
+        &token,
+        serde_json::json!([
+            {"path": "lab/src/Main.java", "size": 1520},
+            {"path": "lab/Main.class", "size": 804},
+            {"path": "lab/notes.txt", "size": 10},
+            {"path": "lab/NOTES.txt", "size": 10},
+            {"path": "lab/../../etc/passwd", "size": 10},
+            {"path": "lab/big.bin", "size": max + 1},
+            {"path": "lab/at-limit.txt", "size": max},
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let rejections = found["rejections"].as_array().unwrap();
+    let reason = |file: &str| {
+        rejections.iter().find(|r| r["file"] == file).map(|r| {
+            format!(
+                "{}: {}",
+                r["plugin"].as_str().unwrap(),
+                r["message"].as_str().unwrap()
+            )
+        })
+    };
+    assert!(
+        reason("lab/Main.class").is_some_and(|r| r.starts_with("file-policy: ")),
+        "{found}"
+    );
+    assert!(
+        reason("lab/NOTES.txt").is_some_and(|r| r.starts_with("pd2-ticket: Duplicate file name")),
+        "{found}"
+    );
+    assert!(
+        reason("lab/../../etc/passwd").is_some_and(|r| r.contains("Illegal file name")),
+        "{found}"
+    );
+    assert!(
+        reason("lab/big.bin").is_some_and(|r| r == "pd2-ticket: File is too large"),
+        "{found}"
+    );
+    for fine in ["lab/src/Main.java", "lab/notes.txt", "lab/at-limit.txt"] {
+        assert_eq!(reason(fine), None, "{fine}: {found}");
+    }
+    // A folder without a problem: nothing to say, nothing stored.
+    let (status, found) = check(
+        &server,
+        &token,
+        serde_json::json!([{"path": "a/Main.java", "size": 5}]),
+    )
+    .await;
+    assert_eq!(
+        (status, found),
+        (200, serde_json::json!({"rejections": []}))
+    );
+    assert_eq!(server.stored().await.files, 0);
+    // Bounded: a body over 64 KiB is refused.
+    let many: Vec<Value> = (0..2000)
+        .map(|i| serde_json::json!({"path": format!("src/file-number-{i:05}.java"), "size": 1}))
+        .collect();
+    let (status, body) = check(&server, &token, Value::Array(many)).await;
+    assert_eq!(status, 413, "{body}");
+}

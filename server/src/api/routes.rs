@@ -129,6 +129,7 @@ pub fn table() -> Vec<Route> {
         route::<oauth::__path_refresh>(oauth::refresh_route),
         route::<tickets::__path_list_own>(tickets::list_own_route),
         route::<tickets::__path_create>(tickets::create_route),
+        route::<tickets::__path_check>(tickets::check_route),
         route::<tickets::__path_list_user>(tickets::list_user_route),
         route::<tickets::__path_get>(tickets::get_route),
         route::<tickets::__path_update>(tickets::update_route),

@@ -53,6 +53,15 @@ pub(super) fn create_route(matched: Matched, ctx: Ctx) -> Built {
         .boxed()
 }
 
+pub(super) fn check_route(matched: Matched, ctx: Ctx) -> Built {
+    matched
+        .and(with_state(ctx.clone()))
+        .and(authenticated(ctx))
+        .and(json_body::<PlannedUpload>())
+        .and_then(|_, c, _me, planned| handle(check(c, planned)))
+        .boxed()
+}
+
 pub(super) fn list_user_route(matched: Matched, ctx: Ctx) -> Built {
     matched
         .and(with_state(ctx.clone()))
@@ -319,4 +328,66 @@ pub(super) async fn delete(
 fn full_reply(authored: &AuthoredTicket, status: StatusCode) -> Response {
     let full = TicketFull::from(authored);
     warp::reply::with_status(warp::reply::json(&full), status).into_response()
+}
+
+/// `POST /ticket/check`: the files of an upload about to be sent.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"files": [{"path": "lab/src/Main.java", "size": 1520}, {"path": "lab/Main.class", "size": 804}]}))]
+pub(super) struct PlannedUpload {
+    /// As the upload will name them, with their sizes in bytes
+    files: Vec<PlannedFile>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(super) struct PlannedFile {
+    path: String,
+    size: u64,
+}
+
+/// What an upload of these files would be refused for.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"rejections": [{"file": "lab/Main.class", "plugin": "file-policy", "message": "compiled Java classes are not accepted; upload the .java source"}]}))]
+pub(super) struct CheckAnswer {
+    /// In the order of the files; empty when nothing is refused by name
+    /// or size. `plugin` is `pd2-ticket` for the server's own rules (the
+    /// message is the `detail` the upload would get)
+    rejections: Vec<service::validation::PolicyRejection>,
+}
+
+/// Check an upload's names and sizes before sending its bytes: the
+/// server's rules (names, duplicates, limits) and every validator that
+/// decides by the name (those that read the content are asked with none
+/// and give no verdict; the upload itself will). Advisory: the upload is
+/// checked again in full. The body is at most 64 KiB.
+#[utoipa::path(
+    post, path = "/ticket/check", tag = "tickets",
+    security(("bearer" = [])),
+    request_body(content = PlannedUpload, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What would be refused (possibly nothing)", body = CheckAnswer),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "The body is JSON of another shape", body = ErrorBody),
+        (status = 503, description = "`Plugins are still loading…`", body = ErrorBody),
+        DataErrors,
+    )
+)]
+pub(super) async fn check(ctx: Ctx, planned: PlannedUpload) -> Result<Response, ApiError> {
+    let files = planned
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.size))
+        .collect();
+    let found = upload::preflight(&ctx, files).await?;
+    let mut rejections: Vec<service::validation::PolicyRejection> = found
+        .refused
+        .into_iter()
+        .map(|(file, error)| service::validation::PolicyRejection {
+            file,
+            plugin: "pd2-ticket".to_owned(),
+            message: ApiError::from(error).detail,
+        })
+        .collect();
+    rejections.extend(found.policy);
+    Ok(warp::reply::json(&CheckAnswer { rejections }).into_response())
 }

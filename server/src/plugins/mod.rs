@@ -42,7 +42,8 @@ pub use load::{LoadedPlugin, ManifestInfo, hook_name};
 pub use registry::Conflict;
 use registry::Registry;
 pub use runtime::{
-    FileInfo, FileSource, Hook, MemorySource, Preview, ReadsTooSlow, TicketFiles, Verdict,
+    ContentWithheld, FileInfo, FileSource, Hook, MemorySource, Preview, ReadsTooSlow, TicketFiles,
+    Verdict,
 };
 use runtime::{Limits, Runtime};
 pub use text::bounded as bounded_text;
@@ -355,6 +356,7 @@ impl PluginHost {
         // The host failing to read a file is no fault of the plugin's: it
         // is reported to the caller, not counted against the plugin.
         let error = match error {
+            Some(PluginError::Unreadable(cause)) if is_withheld(cause) => None,
             Some(PluginError::Unreadable(cause)) => {
                 tracing::warn!(
                     plugin = plugin.name(),
@@ -418,6 +420,12 @@ impl PluginHost {
     ) -> CallResult<Verdict> {
         validate_ticket(&self.loader.runtime, plugin, &files)
     }
+}
+
+/// The read failed because the source had no bytes to give (see
+/// [`ContentWithheld`]).
+fn is_withheld(cause: &anyhow::Error) -> bool {
+    cause.chain().any(|c| c.is::<ContentWithheld>())
 }
 
 fn validate_file(

@@ -293,6 +293,13 @@ fn ticks(left: Duration) -> u64 {
 #[error("reading files for the plugin took over {0:?} in all")]
 pub struct ReadsTooSlow(pub Duration);
 
+/// What a source answers when it has no bytes to give (a check of an
+/// upload's names before its bytes are sent): a plugin that reads ends
+/// there, and the host says nothing of it (nothing failed).
+#[derive(Debug, thiserror::Error)]
+#[error("the file's content is not available in a check of names")]
+pub struct ContentWithheld;
+
 /// A `file.read` the host could not serve.
 #[derive(Debug, thiserror::Error)]
 #[error("the host could not read the file: {0:#}")]

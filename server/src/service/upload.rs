@@ -191,8 +191,7 @@ pub async fn ingest(
         ctx: &ctx,
         pace,
         tx,
-        names: HashMap::new(),
-        folders: HashMap::new(),
+        names: Names::default(),
         total: 0,
         field_bytes: 0,
     };
@@ -254,12 +253,8 @@ struct Upload<'a> {
     pace: Arc<Pace>,
     /// The bytes received, on their way to the database.
     tx: UploadTx,
-    /// Names so far by [`name_key`].
-    names: HashMap<String, String>,
-    /// Folders of those names by [`name_key`], with the file that made
-    /// each: a file may not have the name of a folder, nor the reverse
-    /// (`src` and `src/x.c` cannot both be unzipped).
-    folders: HashMap<String, String>,
+    /// The names so far (see [`Names`]).
+    names: Names,
     /// Bytes of file content received so far, all files together.
     total: u64,
     /// Bytes of non-file fields received so far.
@@ -304,35 +299,9 @@ impl Upload<'_> {
             Some(FileName::NotUtf8(lossy)) => return Err(UploadError::NotUtf8Name(lossy)),
             None => return Err(UploadError::UnnamedFile),
         };
-        let path = normalize_upload_name(&raw).ok_or(UploadError::IllegalName(raw))?;
-        // Names that are one file on Windows and macOS (case, Unicode
-        // normalization) are duplicates too.
-        if let Some(first) = self.names.get(&name_key(&path)) {
-            return Err(UploadError::DuplicateName {
-                path,
-                first: first.clone(),
-            });
-        }
-        if let Some(other) = self.folders.get(&name_key(&path)) {
-            return Err(UploadError::FileAndFolder {
-                file: path,
-                inside: other.clone(),
-            });
-        }
-        let folders: Vec<&str> = path.match_indices('/').map(|(at, _)| &path[..at]).collect();
-        if let Some(file) = folders.iter().find_map(|f| self.names.get(&name_key(f))) {
-            return Err(UploadError::FileAndFolder {
-                file: file.clone(),
-                inside: path,
-            });
-        }
+        let path = self.names.admit(raw)?;
         if self.tx.files().len() >= limits.max_files {
             return Err(UploadError::TooManyFiles(limits.max_files));
-        }
-        for folder in folders {
-            self.folders
-                .entry(name_key(folder))
-                .or_insert_with(|| path.clone());
         }
         let content_type = content_type_for(&path);
         self.tx.begin_file(&path, &content_type);
@@ -354,7 +323,6 @@ impl Upload<'_> {
             self.total += len;
         }
         self.tx.finish_file();
-        self.names.insert(name_key(&path), path);
         Ok(())
     }
 
@@ -425,6 +393,104 @@ impl Upload<'_> {
         }
         Ok(out)
     }
+}
+
+/// The names of an upload so far: each new one is checked against the
+/// upload's rules (a legal path, not the same file on Windows and macOS as
+/// another, not a file and a folder at once) before it is taken.
+#[derive(Default)]
+struct Names {
+    /// Names so far by [`name_key`].
+    files: HashMap<String, String>,
+    /// Folders of those names by [`name_key`], with the file that made
+    /// each: a file may not have the name of a folder, nor the reverse
+    /// (`src` and `src/x.c` cannot both be unzipped).
+    folders: HashMap<String, String>,
+}
+
+impl Names {
+    /// The normalized path of `raw`, now taken; or why it may not be.
+    fn admit(&mut self, raw: String) -> Result<String, UploadError> {
+        let path = normalize_upload_name(&raw).ok_or(UploadError::IllegalName(raw))?;
+        // Names that are one file on Windows and macOS (case, Unicode
+        // normalization) are duplicates too.
+        let key = name_key(&path);
+        if let Some(first) = self.files.get(&key) {
+            return Err(UploadError::DuplicateName {
+                path,
+                first: first.clone(),
+            });
+        }
+        if let Some(other) = self.folders.get(&key) {
+            return Err(UploadError::FileAndFolder {
+                file: path,
+                inside: other.clone(),
+            });
+        }
+        let folders: Vec<&str> = path.match_indices('/').map(|(at, _)| &path[..at]).collect();
+        if let Some(file) = folders.iter().find_map(|f| self.files.get(&name_key(f))) {
+            return Err(UploadError::FileAndFolder {
+                file: file.clone(),
+                inside: path,
+            });
+        }
+        for folder in folders {
+            self.folders
+                .entry(name_key(folder))
+                .or_insert_with(|| path.clone());
+        }
+        self.files.insert(key, path.clone());
+        Ok(path)
+    }
+}
+
+/// What the server would say of an upload of these files (names and
+/// sizes, no bytes): the upload's own rules, file by file, and the
+/// validators' that decide by name (see `validation::preflight`).
+pub struct Preflight {
+    /// A file (or, for a rule about the whole upload, none) and why it
+    /// would be refused.
+    pub refused: Vec<(Option<String>, UploadError)>,
+    pub policy: Vec<validation::PolicyRejection>,
+}
+
+pub async fn preflight(ctx: &Context, files: Vec<(String, u64)>) -> Result<Preflight, PolicyError> {
+    let limits = &ctx.config.limits;
+    let mut names = Names::default();
+    let mut refused = Vec::new();
+    let mut admitted = Vec::new();
+    let mut total = 0u64;
+    for (raw, size) in files {
+        let path = match names.admit(raw.clone()) {
+            Ok(path) => path,
+            Err(error) => {
+                refused.push((Some(raw), error));
+                continue;
+            }
+        };
+        if size > limits.max_file_size {
+            let limit = limits.max_file_size;
+            refused.push((
+                Some(path.clone()),
+                UploadError::FileTooLarge { path, limit },
+            ));
+            continue;
+        }
+        total = total.saturating_add(size);
+        admitted.push(crate::plugins::FileInfo {
+            content_type: content_type_for(&path),
+            path,
+            size,
+        });
+    }
+    if admitted.len() + refused.len() > limits.max_files {
+        refused.push((None, UploadError::TooManyFiles(limits.max_files)));
+    }
+    if total > limits.max_ticket_size {
+        refused.push((None, UploadError::TicketTooLarge));
+    }
+    let policy = validation::preflight(ctx, &admitted).await?;
+    Ok(Preflight { refused, policy })
 }
 
 fn now_millis() -> i64 {

@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 use super::sources::{ReadClock, info};
 use crate::{
     plugins::{
-        CallResult, FileInfo, FileSource, Hook, LoadedPlugin, PluginError, Verdict, bounded_text,
+        CallResult, ContentWithheld, FileInfo, FileSource, Hook, LoadedPlugin, PluginError,
+        Verdict, bounded_text,
     },
     service::Context,
     store::{StoreError, StoredFile},
@@ -87,6 +88,62 @@ pub async fn check(
     files: &[(StoredFile, Arc<dyn FileSource>)],
     reads: &ReadClock,
 ) -> Result<(), PolicyError> {
+    let files: Vec<(FileInfo, Arc<dyn FileSource>)> =
+        files.iter().map(|(f, s)| (info(f), s.clone())).collect();
+    let rejections = run(ctx, &files, reads, false).await?;
+    if rejections.is_empty() {
+        return Ok(());
+    }
+    let shown = ctx.config.plugins.max_messages as usize;
+    let omitted = rejections.len().saturating_sub(shown);
+    Err(PolicyError::Rejected {
+        rejections: rejections.into_iter().take(shown).collect(),
+        omitted,
+    })
+}
+
+/// What the validators say of an upload's names and sizes alone, before
+/// its bytes are sent (`POST /ticket/check`): each file validator is
+/// called with a file whose content is withheld, so one that decides by
+/// the name answers and one that reads the content ends without a verdict
+/// (the upload itself will tell); ticket validators get the list as in an
+/// upload. Advisory: a validator that fails, is contested or runs out of
+/// time is skipped, never reported as a refusal.
+pub async fn preflight(
+    ctx: &Context,
+    files: &[FileInfo],
+) -> Result<Vec<PolicyRejection>, PolicyError> {
+    let files: Vec<(FileInfo, Arc<dyn FileSource>)> = files
+        .iter()
+        .map(|f| {
+            let source: Arc<dyn FileSource> = Arc::new(Withheld(f.size));
+            (f.clone(), source)
+        })
+        .collect();
+    run(ctx, &files, &ReadClock::default(), true).await
+}
+
+/// A file of a declared size whose bytes are not here.
+struct Withheld(u64);
+
+impl FileSource for Withheld {
+    fn size(&self) -> u64 {
+        self.0
+    }
+    fn read(&self, _: u64, _: u32) -> anyhow::Result<Vec<u8>> {
+        Err(ContentWithheld.into())
+    }
+}
+
+/// Runs the calls (see [`check`]); the rejections in upload order. With
+/// `advisory`, failures and conflicts skip the calls concerned, and running
+/// out of time ends with what was answered.
+async fn run(
+    ctx: &Context,
+    files: &[(FileInfo, Arc<dyn FileSource>)],
+    reads: &ReadClock,
+    advisory: bool,
+) -> Result<Vec<PolicyRejection>, PolicyError> {
     let host = &ctx.plugins;
     let config = &ctx.config.plugins;
     let budget = Duration::from_millis(config.upload_timeout_ms);
@@ -95,12 +152,12 @@ pub async fn check(
     if !host.ready(budget).await {
         return Err(PolicyError::Loading);
     }
-    let infos: Vec<FileInfo> = files.iter().map(|(f, _)| info(f)).collect();
+    let infos: Vec<FileInfo> = files.iter().map(|(f, _)| f.clone()).collect();
     let contested = infos
         .iter()
         .find_map(|info| host.contested(Hook::ValidateFile, Some(info)))
         .or_else(|| host.contested(Hook::ValidateTicket, None));
-    if let Some(conflict) = contested {
+    if let Some(conflict) = contested.filter(|_| !advisory) {
         return Err(PolicyError::Contested {
             plugin: conflict.name.clone(),
             description: conflict.describe(),
@@ -108,12 +165,12 @@ pub async fn check(
     }
 
     let mut calls: Vec<BoxFuture<'_, Checked>> = Vec::new();
-    for ((file, source), info) in files.iter().zip(&infos) {
+    for (info, source) in files {
         for plugin in host.matching(Hook::ValidateFile, info) {
             let source = source.clone();
             calls.push(Box::pin(async move {
                 let result = host.validate_file(&plugin, info.clone(), source).await;
-                (Some(file.path.clone()), plugin, result)
+                (Some(info.path.clone()), plugin, result)
             }));
         }
     }
@@ -137,6 +194,7 @@ pub async fn check(
             Ok(None) => break,
             // Reads of the database moved the end meanwhile.
             Err(_) if ends() > tokio::time::Instant::now() => continue,
+            Err(_) if advisory => break,
             // What is still in the set never finished.
             Err(_) => {
                 return Err(PolicyError::OverBudget {
@@ -156,6 +214,7 @@ pub async fn check(
                     message: bounded_text(&message, config.max_message_chars as usize),
                 },
             )),
+            Err(_) if advisory => {}
             Err(PluginError::Unreadable(cause)) => {
                 return Err(PolicyError::Unreadable {
                     file: file.unwrap_or_default(),
@@ -170,15 +229,7 @@ pub async fn check(
             }
         }
     }
-    if rejections.is_empty() {
-        return Ok(());
-    }
     // In upload order, whatever order the calls finished in.
     rejections.sort_by_key(|(i, _)| *i);
-    let shown = config.max_messages as usize;
-    let omitted = rejections.len().saturating_sub(shown);
-    Err(PolicyError::Rejected {
-        rejections: rejections.into_iter().take(shown).map(|(_, r)| r).collect(),
-        omitted,
-    })
+    Ok(rejections.into_iter().map(|(_, r)| r).collect())
 }

@@ -3,7 +3,7 @@
 // reason.
 
 import { el } from "../dom.js";
-import { session, upload } from "../api.js";
+import { apiJson, session, upload } from "../api.js";
 import { errorBox, flash, formatSize, show } from "../ui.js";
 
 /** Files dropped or picked, with their paths inside the ticket. */
@@ -42,6 +42,36 @@ export function uploadPage() {
   const remark = el("textarea", { id: "remark", rows: 3, placeholder: "What should your TA look at? (optional)" });
   const send = el("button", { class: "primary", type: "button", id: "send", disabled: true }, "Upload");
 
+  // Before a byte is sent, the server says which names it would refuse
+  // (its rules and the policy's by-name rules): marked at once, Upload
+  // held back until they are removed. Advisory: the upload is checked
+  // again in full.
+  let checkTimer = null;
+  let checks = 0;
+  const check = async (issues) => {
+    const mine = ++checks;
+    const files = [...chosen.entries()].map(([path, file]) => ({ path, size: file.size }));
+    let found;
+    try {
+      found = await apiJson("/ticket/check", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ files }) });
+    } catch {
+      return; // A very large folder, or the server away: the upload will say.
+    }
+    if (mine !== checks || !found.rejections.length) return;
+    const general = [];
+    for (const r of found.rejections) {
+      const row = r.file && list.querySelector(`tr[data-path="${CSS.escape(r.file)}"]`);
+      if (row) {
+        row.classList.add("rejected");
+        row.querySelector(".reason").textContent = `${r.plugin === "pd2-ticket" ? "" : `${r.plugin}: `}${r.message}`;
+      } else general.push(r.message);
+    }
+    problems.replaceChildren(
+      ...issues.map((text) => el("p", { class: "error-box" }, text)),
+      el("p", { class: "error-box", role: "alert", id: "precheck" }, "These files would be refused: remove them (✕) before uploading."),
+      ...general.map((text) => el("p", { class: "error-box" }, text)));
+    send.disabled = true;
+  };
   const redraw = () => {
     list.replaceChildren(...[...chosen.entries()].map(([path, file]) =>
       el("tr", { "data-path": path },
@@ -59,6 +89,8 @@ export function uploadPage() {
     summary.textContent = chosen.size ? `${chosen.size} file${chosen.size === 1 ? "" : "s"}, ${formatSize(total)}` : "No files chosen yet.";
     problems.replaceChildren(...issues.map((text) => el("p", { class: "error-box" }, text)));
     send.disabled = chosen.size === 0 || issues.length > 0;
+    clearTimeout(checkTimer);
+    if (chosen.size) checkTimer = setTimeout(() => check(issues), 250);
   };
   const add = (files) => {
     for (const { path, file } of files) chosen.set(path.replace(/\\/g, "/").replace(/^\/+/, ""), file);
