@@ -59,8 +59,21 @@ function storedToken() {
   return localStorage.getItem(TOKEN_KEY);
 }
 
+/** Where the service worker (sw.js) finds the token for raw addresses. */
+async function shareWithWorker(token) {
+  if (!("caches" in window)) return;
+  try {
+    const cache = await caches.open("pd2-session");
+    if (token) await cache.put("/app/session-token", new Response(token));
+    else await cache.delete("/app/session-token");
+  } catch {
+    // No Cache Storage (a private window may refuse it): Raw falls back.
+  }
+}
+
 export function setToken(token) {
   session.token = token;
+  shareWithWorker(token);
   session.claims = token ? decodeClaims(token) : null;
   if (token) {
     localStorage.setItem(TOKEN_KEY, token);

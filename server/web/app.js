@@ -48,6 +48,8 @@ function cycleTheme() {
 
 async function start() {
   applyTheme();
+  // Opens raw file addresses with the token (see sw.js).
+  navigator.serviceWorker?.register("/app/sw.js", { scope: "/" }).catch(() => {});
   on("change", renderMe);
   on("signedOut", (message) => {
     location.hash = "#/signin";

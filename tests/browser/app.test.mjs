@@ -374,6 +374,17 @@ try {
     expectTrue(wraps === (after === "true"), "the preview follows");
   });
 
+  await step("Raw opens the file's own address", async () => {
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    const [raw] = await Promise.all([page.waitForEvent("popup"), page.locator("#raw").click()]);
+    await raw.waitForLoadState();
+    const url = new URL(raw.url());
+    expectTrue(url.origin === base && /^\/ticket\/[^/]+\/[0-9a-f]{20}\/files\/lab\/src\/Main\.java$/.test(url.pathname), `raw address ${raw.url()}`);
+    const text = await raw.locator("body").textContent();
+    expectTrue(text.startsWith("public class Main {"), `raw shows: ${text.slice(0, 60)}`);
+    await raw.close();
+  });
+
   await step("the theme reaches the preview, both ways", async () => {
     const background = () => page.evaluate(() => getComputedStyle(document.querySelector("iframe.preview").contentDocument.body).backgroundColor);
     const theme = async (want) => {

@@ -136,6 +136,13 @@ fn serve(name: &str, if_none_match: Option<&str>) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // The worker serves the whole site (raw file addresses), not only /app/.
+    if name == "sw.js" {
+        headers.insert(
+            header::HeaderName::from_static("service-worker-allowed"),
+            HeaderValue::from_static("/"),
+        );
+    }
     response
 }
 

@@ -49,7 +49,17 @@ async function download(path, filename) {
   }
 }
 
+/**
+ * The file's own address on the server, in a new tab: the service worker
+ * adds the token (sw.js), so the address works and can be shared with
+ * anyone who may read the ticket. Without the worker, the bytes in a
+ * `blob:` tab.
+ */
 async function openRaw(path) {
+  if (navigator.serviceWorker?.controller) {
+    window.open(path, "_blank", "noopener");
+    return;
+  }
   try {
     const blob = await (await api(path)).blob();
     // Shown as plain text unless it is an image: never as HTML from our origin.
