@@ -437,23 +437,49 @@ try {
     current = page;
   });
 
-  await step("a Big5 homework is shown decoded, and says so", async () => {
-    // A real student's folder: Student.cpp and Student.h saved as Big5 by
-    // Visual Studio on Traditional-Chinese Windows.
-    const homework = join(process.cwd(), "..", "fixtures", "projects", "nptu-oop-student");
+  await step("a course folder: a Big5 homework shown decoded, a 3,047-line source to its last line", async () => {
+    // 52 files as a student's folder holds them: a real student's homework
+    // (Student.cpp and Student.h saved as Big5 by Visual Studio on
+    // Traditional-Chinese Windows), TinyXML-2 (a 3,047-line C++ source),
+    // two Java modules with their diagrams.
+    const { cpSync } = await import("node:fs");
+    const projects = join(process.cwd(), "..", "fixtures", "projects");
+    const course = join(mkdtempSync(join(tmpdir(), "pd2-course-")), "course-hw");
+    for (const [from, to] of [["nptu-oop-student", "nptu-oop-student"], ["tinyxml2", "tinyxml2"],
+      ["java-design-patterns/observer", "observer"], ["java-design-patterns/event-queue", "event-queue"]]) {
+      cpSync(join(projects, from), join(course, to), { recursive: true });
+    }
     await page.goto(base + "/#/upload");
     await page.locator("#limits").waitFor();
-    await page.locator("#folder-input").setInputFiles(homework);
-    await page.locator("#chosen tr").nth(5).waitFor();
+    await page.locator("#folder-input").setInputFiles(course);
+    await page.locator("#chosen tr").nth(51).waitFor();
+    expectTrue((await page.locator("#chosen tr").count()) === 52, "52 files listed");
+    await page.waitForFunction(() => !document.querySelector("#send").disabled);
     await page.locator("#send").click();
     await page.waitForURL(/#\/t\/@me\/[0-9a-f]{20}/);
-    await page.locator('#tree button[data-path="nptu-oop-student/Student.cpp"]').click();
+    const id = page.url().match(/[0-9a-f]{20}/)[0];
+    await page.goto(`${base}/#/t/@me/${id}/course-hw/tinyxml2/tinyxml2.cpp#L3000`);
+    const inner = page.frameLocator("iframe.preview");
+    await inner.locator("tr#L3000.pd2-sel").waitFor();
+    await page.locator("#file-facts", { hasText: "77.6 KiB · 3,047 lines" }).waitFor();
+    // Highlighted to the last line, and scrolled there with context above.
+    await inner.locator("tr#L3047 td.c").waitFor();
+    // (CRLF line ends, as the file was written on Windows.)
+    await inner.locator("tr#L3041 td.c span.ty", { hasText: "bool" }).waitFor();
+    await inner.locator("tr#L3047 td.c span.co").waitFor();
+    const place = await page.evaluate(() => {
+      const doc = document.querySelector("iframe.preview").contentDocument;
+      return [doc.defaultView.scrollY, doc.getElementById("L2997").getBoundingClientRect().top];
+    });
+    expectTrue(place[0] > 10000 && Math.abs(place[1]) < 30, `scrolled to ${place[0]}, line 2997 at ${place[1]}`);
+    if (shots) await page.screenshot({ path: join(shots, "ticket-3000-lines.png") });
+    await page.locator('#tree button[data-path="course-hw/nptu-oop-student/Student.cpp"]').click();
     await page.locator("#encoding", { hasText: "shown as Big5" }).waitFor();
     await page.frameLocator("iframe.preview").locator("td.c", { hasText: "//缺交次數" }).waitFor();
     // Its size as stored (1,181 bytes, compressed on the wire), its lines.
     await page.locator("#file-facts", { hasText: "1.2 KiB · 52 lines" }).waitFor();
     if (shots) await page.screenshot({ path: join(shots, "ticket-big5.png") });
-    await page.locator('#tree button[data-path="nptu-oop-student/Score.cpp"]').click();
+    await page.locator('#tree button[data-path="course-hw/nptu-oop-student/Score.cpp"]').click();
     await page.locator(".pane-head .name", { hasText: "Score.cpp" }).waitFor();
     await page.frameLocator("iframe.preview").locator("td.c").first().waitFor();
     expectTrue(await page.locator("#encoding").isHidden(), "a UTF-8 file says nothing");
@@ -466,7 +492,7 @@ try {
     const project = page.url().match(/[0-9a-f]{20}/)[0];
     await phone.goto(`${base}/#/t/@me/${project}`);
     await phone.locator("#tree").waitFor();
-    await phone.locator('#tree button[data-path="nptu-oop-student/Student.cpp"]').click();
+    await phone.locator('#tree button[data-path="course-hw/nptu-oop-student/Student.cpp"]').click();
     await phone.locator("#encoding", { hasText: "shown as Big5" }).waitFor();
     // Scrolled down to the preview (as far as the page goes).
     await phone.waitForFunction(() => window.scrollY > 200 && document.getElementById("pane").getBoundingClientRect().top < window.innerHeight / 3);

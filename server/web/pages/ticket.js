@@ -374,7 +374,7 @@ class TicketView {
     });
     const setLines = (n) => {
       if (!n) return;
-      facts.dataset.lines = `${n} line${n === 1 ? "" : "s"}`;
+      facts.dataset.lines = `${n.toLocaleString()} line${n === 1 ? "" : "s"}`;
       facts.textContent = [facts.dataset.size, facts.dataset.lines].filter(Boolean).join(" · ");
     };
     const raw = (text) => {
