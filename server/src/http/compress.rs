@@ -8,13 +8,29 @@
 //! (`W/"…"`): the compressed bytes differ, the content does not, and
 //! `If-None-Match` compares weakly, so a repeat view is still a 304.
 //! `Vary: Accept-Encoding` keeps caches from mixing the forms.
+//!
+//! A whole answer with a strong ETag (a preview, an asset of the app) is
+//! compressed once: the compressed bytes are kept ([`Compressed`]) by the
+//! requester, the ETag and the encoding, so a TA who opens the file again
+//! (or another of the same content) is answered without compressing again.
+//! By requester: a cache shared by everyone would answer a guess at someone
+//! else's private preview faster when it is right (the reason the preview
+//! cache is per author too).
 
 use async_compression::{
     Level,
     tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder},
 };
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+};
+
+use bytes::Bytes;
 use futures_util::TryStreamExt;
+use http_body_util::BodyExt;
 use hyper::header::{self, HeaderMap, HeaderValue};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::{ReaderStream, StreamReader};
 use warp::{Reply, http::StatusCode, reply::Response};
 
@@ -22,7 +38,7 @@ use warp::{Reply, http::StatusCode, reply::Response};
 /// and the work outweigh what it saves.
 const MIN_BYTES: u64 = 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     Zstd,
     Brotli,
@@ -93,16 +109,103 @@ fn worth_it(status: StatusCode, headers: &HeaderMap, size: Option<u64>) -> bool 
         )
 }
 
+/// Compressed answers kept at most (all together), and the largest one kept.
+const KEEP_BYTES: usize = 32 << 20;
+const KEEP_LARGEST: usize = 2 << 20;
+/// Whole answers up to this size are compressed in one piece (and kept);
+/// larger ones are streamed through the encoder.
+const WHOLE_BYTES: u64 = 8 << 20;
+
+/// Compressed answers, by requester, strong ETag and encoding; the least
+/// recently used go first.
+#[derive(Default)]
+struct Compressed {
+    entries: HashMap<(String, String, Encoding), (Bytes, u64)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl Compressed {
+    fn get(&mut self, key: &(String, String, Encoding)) -> Option<Bytes> {
+        self.clock += 1;
+        let clock = self.clock;
+        let (body, used) = self.entries.get_mut(key)?;
+        *used = clock;
+        Some(body.clone())
+    }
+
+    fn put(&mut self, key: (String, String, Encoding), body: Bytes) {
+        if body.len() > KEEP_LARGEST {
+            return;
+        }
+        while self.bytes + body.len() > KEEP_BYTES {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((gone, _)) = self.entries.remove(&oldest) {
+                self.bytes -= gone.len();
+            }
+        }
+        self.clock += 1;
+        self.bytes += body.len();
+        if let Some((old, _)) = self.entries.insert(key, (body, self.clock)) {
+            self.bytes -= old.len();
+        }
+    }
+}
+
+static COMPRESSED: LazyLock<Mutex<Compressed>> = LazyLock::new(Mutex::default);
+
+async fn encode_all(data: &[u8], encoding: Encoding) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 4);
+    match encoding {
+        Encoding::Zstd => ZstdEncoder::new(data).read_to_end(&mut out).await?,
+        Encoding::Brotli => {
+            BrotliEncoder::with_quality(data, Level::Precise(4))
+                .read_to_end(&mut out)
+                .await?
+        }
+        Encoding::Gzip => GzipEncoder::new(data).read_to_end(&mut out).await?,
+    };
+    Ok(out)
+}
+
 /// `response` compressed with `encoding` if it is worth it; as it was
 /// otherwise. A request with `Range` is never compressed (the ranges are
-/// of the file's own bytes).
-pub fn compress(response: Response, encoding: Option<Encoding>, ranged: bool) -> Response {
+/// of the file's own bytes). `user` is the requester (see [`Compressed`]).
+pub async fn compress(
+    response: Response,
+    encoding: Option<Encoding>,
+    ranged: bool,
+    user: Option<&str>,
+) -> Response {
     let Some(encoding) = encoding else {
         return response;
     };
     let size = hyper::body::Body::size_hint(response.body()).exact();
     if ranged || !worth_it(response.status(), response.headers(), size) {
         return response;
+    }
+    let strong_etag = response
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|etag| !etag.starts_with("W/"))
+        .map(str::to_owned);
+    if let (Some(etag), Some(size)) = (strong_etag, size)
+        && size <= WHOLE_BYTES
+    {
+        return compress_whole(
+            response,
+            encoding,
+            (user.unwrap_or("").to_owned(), etag, encoding),
+        )
+        .await;
     }
     let (mut parts, body) = response.into_parts();
     let bytes = http_body_util::BodyStream::new(body)
@@ -122,7 +225,47 @@ pub fn compress(response: Response, encoding: Option<Encoding>, ranged: bool) ->
         Encoding::Gzip => Box::pin(ReaderStream::new(GzipEncoder::new(reader))),
     };
     let mut compressed = warp::reply::stream(sync_wrapper::SyncStream::new(stream)).into_response();
-    let headers = &mut parts.headers;
+    mark_encoded(&mut parts.headers, encoding);
+    *compressed.headers_mut() = parts.headers;
+    *compressed.status_mut() = parts.status;
+    compressed
+}
+
+/// A whole answer compressed in one piece, or taken from those kept.
+async fn compress_whole(
+    response: Response,
+    encoding: Encoding,
+    key: (String, String, Encoding),
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let kept = COMPRESSED.lock().ok().and_then(|mut kept| kept.get(&key));
+    let encoded = match kept {
+        Some(encoded) => encoded,
+        None => {
+            let Ok(whole) = body.collect().await.map(|b| b.to_bytes()) else {
+                return Response::from_parts(parts, Vec::new().into());
+            };
+            match encode_all(&whole, encoding).await {
+                Ok(encoded) => {
+                    let encoded = Bytes::from(encoded);
+                    if let Ok(mut kept) = COMPRESSED.lock() {
+                        kept.put(key, encoded.clone());
+                    }
+                    encoded
+                }
+                Err(_) => return Response::from_parts(parts, whole.into()),
+            }
+        }
+    };
+    mark_encoded(&mut parts.headers, encoding);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, encoded.len().into());
+    Response::from_parts(parts, encoded.into())
+}
+
+/// The headers of an answer sent encoded.
+fn mark_encoded(headers: &mut HeaderMap, encoding: Encoding) {
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(
         header::CONTENT_ENCODING,
@@ -135,9 +278,6 @@ pub fn compress(response: Response, encoding: Option<Encoding>, ranged: bool) ->
     {
         headers.insert(header::ETAG, weak);
     }
-    *compressed.headers_mut() = parts.headers;
-    *compressed.status_mut() = parts.status;
-    compressed
 }
 
 #[cfg(test)]
@@ -146,6 +286,37 @@ mod tests {
 
     fn pick(accept: &str) -> Option<Encoding> {
         negotiate(Some(&HeaderValue::from_str(accept).expect("header")))
+    }
+
+    #[test]
+    fn kept_answers_are_bounded_and_per_requester() {
+        let mut kept = Compressed::default();
+        let key = |user: &str, n: usize| (user.to_owned(), format!("\"{n}\""), Encoding::Zstd);
+        let piece = Bytes::from(vec![0u8; KEEP_LARGEST]);
+        for n in 0..KEEP_BYTES / KEEP_LARGEST {
+            kept.put(key("ann", n), piece.clone());
+        }
+        assert_eq!(kept.bytes, KEEP_BYTES);
+        // The first is used again, so the second is the oldest now.
+        assert!(kept.get(&key("ann", 0)).is_some());
+        kept.put(key("ann", 99), piece.clone());
+        assert!(kept.bytes <= KEEP_BYTES);
+        assert!(kept.get(&key("ann", 0)).is_some());
+        assert!(kept.get(&key("ann", 1)).is_none());
+        // Another requester's answer of the same content is not theirs.
+        assert!(kept.get(&key("bob", 0)).is_none());
+        // Too large to keep (one byte over).
+        kept.put(key("ann", 500), Bytes::from(vec![0u8; KEEP_LARGEST + 1]));
+        assert!(kept.get(&key("ann", 500)).is_none());
+    }
+
+    #[tokio::test]
+    async fn every_encoding_round_trips() {
+        let text = "int main() { return 0; }\n".repeat(200);
+        for encoding in [Encoding::Zstd, Encoding::Brotli, Encoding::Gzip] {
+            let encoded = encode_all(text.as_bytes(), encoding).await.expect("encode");
+            assert!(encoded.len() < text.len() / 10, "{encoding:?}");
+        }
     }
 
     #[test]

@@ -249,7 +249,8 @@ where
             db_commands = context.db_commands(),
             "request"
         );
-        let response = compress::compress(response, encoding, ranged);
+        let user = context.user_id();
+        let response = compress::compress(response, encoding, ranged, user.as_deref()).await;
         // The connection counts as busy until the body has been sent.
         Ok(response.map(|body| Tracked::new(body, busy)))
     }

@@ -14,18 +14,41 @@ pub async fn compression(db: &DbServer) {
     let token = server.token("1");
     let project = project_files("java-design-patterns");
     let (name, source) = largest(&project, ".java");
-    let ticket = create_ticket(&server, &token, &[(name.as_str(), source)], None).await;
+    // The 3,047-line, 79 KB C++ source of issue 24 (TinyXML-2).
+    let cpp = project_files("tinyxml2");
+    let (cpp_name, cpp_source) = largest(&cpp, ".cpp");
+    let ticket = create_ticket(
+        &server,
+        &token,
+        &[(name.as_str(), source), (cpp_name.as_str(), cpp_source)],
+        None,
+    )
+    .await;
     let id = ticket["id"].as_str().expect("id");
     println!(
-        "\n## Compression on the wire: `{name}` ({} bytes), 50 requests each (shipped config)\n",
+        "\n## Compression on the wire: `{cpp_name}` ({} bytes, 3,047 lines) and `{name}` ({} bytes), 50 requests each (shipped config)\n",
+        cpp_source.len(),
         source.len()
     );
-    println!("| answer | encoding | bytes on the wire | p50 ms | at 1.6 Mbit/s |");
-    println!("|---|---|---|---|---|");
-    for (label, url) in [
-        ("preview", format!("/ticket/@me/{id}/preview/{name}")),
-        ("file", format!("/ticket/@me/{id}/files/{name}")),
-        ("app.js", "/app/app.js".to_owned()),
+    println!("| answer | encoding | bytes on the wire | × source | p50 ms | at 1.6 Mbit/s |");
+    println!("|---|---|---|---|---|---|");
+    for (label, url, source_len) in [
+        (
+            "C++ preview",
+            format!("/ticket/@me/{id}/preview/{cpp_name}"),
+            cpp_source.len(),
+        ),
+        (
+            "Java preview",
+            format!("/ticket/@me/{id}/preview/{name}"),
+            source.len(),
+        ),
+        (
+            "C++ file",
+            format!("/ticket/@me/{id}/files/{cpp_name}"),
+            cpp_source.len(),
+        ),
+        ("app.js", "/app/app.js".to_owned(), 0),
     ] {
         for accept in [None, Some("gzip"), Some("br"), Some("zstd")] {
             let mut times = Vec::new();
@@ -44,8 +67,13 @@ pub async fn compression(db: &DbServer) {
             times.sort();
             let p50 = times[times.len() / 2];
             let link = Duration::from_secs_f64(size as f64 * 8.0 / 1.6e6);
+            let ratio = if source_len > 0 {
+                format!("{:.2}", size as f64 / source_len as f64)
+            } else {
+                "–".to_owned()
+            };
             println!(
-                "| {label} | {} | {size} | {:.2} | {:.2} s |",
+                "| {label} | {} | {size} | {ratio} | {:.2} | {:.2} s |",
                 accept.unwrap_or("none"),
                 p50.as_secs_f64() * 1000.0,
                 link.as_secs_f64()
