@@ -437,6 +437,22 @@ try {
     current = page;
   });
 
+  await step("a link survives a sign-in through Discord", async () => {
+    const other = await newPage();
+    current = other;
+    await other.route(/^https:\/\/discord\.com\//, (route) => {
+      const state = new URL(route.request().url()).searchParams.get("state");
+      route.fulfill({ status: 302, headers: { location: `${base}/?code=ok-7373&state=${state}` } });
+    });
+    await other.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java#L5-L6`);
+    await other.locator("#discord-signin").click();
+    await other.waitForURL(/lab\/src\/Main\.java#L5-L6$/);
+    await other.frameLocator("iframe.preview").locator("tr#L6.pd2-sel").waitFor();
+    expectTrue(!other.url().includes("code="), "the code is removed from the address");
+    await other.context().close();
+    current = page;
+  });
+
   await step("a course folder: a Big5 homework shown decoded, a 3,047-line source to its last line", async () => {
     // 52 files as a student's folder holds them: a real student's homework
     // (Student.cpp and Student.h saved as Big5 by Visual Studio on
@@ -449,11 +465,20 @@ try {
       ["java-design-patterns/observer", "observer"], ["java-design-patterns/event-queue", "event-queue"]]) {
       cpSync(join(projects, from), join(course, to), { recursive: true });
     }
+    // A notebook with math, as a student hands in an analysis.
+    writeFileSync(join(course, "analysis.ipynb"), JSON.stringify({
+      nbformat: 4, nbformat_minor: 5, metadata: { kernelspec: { language: "python", name: "python3" } },
+      cells: [
+        { cell_type: "markdown", metadata: {}, source: ["The $i^{th}$ term is $$a_i = \\frac{1}{i^2}$$"] },
+        { cell_type: "code", execution_count: 1, metadata: {}, source: ["print(sum(1 / i**2 for i in range(1, 100)))"],
+          outputs: [{ output_type: "stream", name: "stdout", text: ["1.6349839001848923\n"] }] },
+      ],
+    }));
     await page.goto(base + "/#/upload");
     await page.locator("#limits").waitFor();
     await page.locator("#folder-input").setInputFiles(course);
-    await page.locator("#chosen tr").nth(51).waitFor();
-    expectTrue((await page.locator("#chosen tr").count()) === 52, "52 files listed");
+    await page.locator("#chosen tr").nth(52).waitFor();
+    expectTrue((await page.locator("#chosen tr").count()) === 53, "53 files listed");
     await page.waitForFunction(() => !document.querySelector("#send").disabled);
     await page.locator("#send").click();
     await page.waitForURL(/#\/t\/@me\/[0-9a-f]{20}/);
@@ -473,6 +498,11 @@ try {
     });
     expectTrue(place[0] > 10000 && Math.abs(place[1]) < 30, `scrolled to ${place[0]}, line 2997 at ${place[1]}`);
     if (shots) await page.screenshot({ path: join(shots, "ticket-3000-lines.png") });
+    // Math is drawn as MathML (no script runs in a preview).
+    await page.goto(`${base}/#/t/@me/${id}/course-hw/analysis.ipynb`);
+    await page.frameLocator("iframe.preview").locator("math msup").first().waitFor();
+    await page.frameLocator("iframe.preview").locator("math[display=block] mfrac").waitFor();
+    if (shots) await page.screenshot({ path: join(shots, "ticket-notebook-math.png") });
     await page.locator('#tree button[data-path="course-hw/nptu-oop-student/Student.cpp"]').click();
     await page.locator("#encoding", { hasText: "shown as Big5" }).waitFor();
     await page.frameLocator("iframe.preview").locator("td.c", { hasText: "//缺交次數" }).waitFor();
@@ -499,6 +529,16 @@ try {
     const path = await phone.locator(".pane-head .path").boundingBox();
     expectTrue(path.height < 30, `the path takes ${path.height}px`);
     if (shots) await phone.screenshot({ path: join(shots, "ticket-phone-tap.png") });
+    // A notebook's In [n]: gutter gives its width to the code.
+    await phone.locator('#tree button[data-path="course-hw/analysis.ipynb"]').click();
+    const code = phone.frameLocator("iframe.preview").locator(".cell.in pre").first();
+    await code.waitFor();
+    const [codeWidth, frameWidth] = await phone.evaluate(() => {
+      const doc = document.querySelector("iframe.preview").contentDocument;
+      return [doc.querySelector(".cell.in pre").getBoundingClientRect().width, doc.documentElement.clientWidth];
+    });
+    expectTrue(codeWidth > frameWidth * 0.8, `code ${codeWidth}px of ${frameWidth}px`);
+    if (shots) await phone.screenshot({ path: join(shots, "ticket-phone-notebook.png") });
     await phone.context().close();
     current = page;
   });

@@ -199,6 +199,8 @@ class TicketView {
         b.setAttribute("aria-current", "true");
         for (let d = b.parentElement; d && d !== this.treeNav; d = d.parentElement) if (d.tagName === "DETAILS") d.open = true;
         b.scrollIntoView({ block: "nearest" });
+        // Only up and down: a deep file must not shift the whole tree aside.
+        this.treeNav.scrollLeft = 0;
       } else b.removeAttribute("aria-current");
     }
   }
