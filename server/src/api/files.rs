@@ -69,14 +69,8 @@ pub(super) async fn serve_file(
     address: FileAddress,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let FileAddress {
-        user_id,
-        ticket_id,
-        file_path,
-    } = address;
-    let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
-    let file = service::files::find(&ticket, &file_path)?;
-    file_response(&ctx, file, &headers).await
+    let (_, file) = address.open(&ctx, &me).await?;
+    file_response(&ctx, &file, &headers).await
 }
 
 async fn file_response(

@@ -45,14 +45,8 @@ pub(super) async fn preview(
     address: FileAddress,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let FileAddress {
-        user_id,
-        ticket_id,
-        file_path,
-    } = address;
-    let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
-    let file = service::files::find(&ticket, &file_path)?;
-    let reply = service::previews::preview(&ctx, &me.id, &ticket, file).await?;
+    let (ticket, file) = address.open(&ctx, &me).await?;
+    let reply = service::previews::preview(&ctx, &me.id, &ticket, &file).await?;
     let (etag, headers_out) = (reply.etag(), reply.headers(me.is_admin));
     let mut response = if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
         let mut response = Response::default();

@@ -48,6 +48,20 @@ pub struct FileAddress {
     pub file_path: String,
 }
 
+impl FileAddress {
+    /// The ticket (as the requester may read it) and the file it names.
+    pub async fn open(
+        &self,
+        ctx: &crate::service::Context,
+        me: &crate::auth::Requester,
+    ) -> Result<(crate::store::TicketRecord, crate::store::StoredFile), super::error::ApiError>
+    {
+        let ticket = crate::service::tickets::read(ctx, me, &self.user_id, &self.ticket_id).await?;
+        let file = crate::service::files::find(&ticket, &self.file_path)?.clone();
+        Ok((ticket, file))
+    }
+}
+
 /// What a request for one file of a ticket brings (`files/`, `preview/`):
 /// the context, who asks, the file's address and the request's headers.
 pub fn file_request(
