@@ -13,7 +13,7 @@ const STYLE = `
 .pd2-sel, .pd2-sel td { background: #fff8c5 !important; }
 @media (prefers-color-scheme: dark) { .pd2-sel, .pd2-sel td { background: #3b2e00 !important; } }
 body.pd2-nowrap td.c, body.pd2-nowrap pre { white-space: pre !important; overflow-wrap: normal !important; }
-body.pd2-wrap pre { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
+body.pd2-wrap pre, body.pd2-wrap td.c { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
 td.n a { cursor: pointer; }
 `;
 
@@ -25,13 +25,23 @@ export class PreviewFrame {
    * `frame` is loaded; `onLine(n, extend)` is called when a line number is
    * clicked (`extend`: with shift, to make a range).
    */
-  constructor(frame, onLine) {
+  constructor(frame, onFinder, onLine) {
     this.frame = frame;
     this.doc = frame.contentDocument;
     if (!this.doc) return;
     const style = this.doc.createElement("style");
     style.textContent = STYLE;
     this.doc.head?.append(style);
+    // `t` opens "go to file" from inside the preview too; line numbers are
+    // not tab stops (3,000 of them would stand between the tree and the
+    // rest of the page).
+    this.doc.addEventListener("keydown", (e) => {
+      if (e.key === "t" && !e.ctrlKey && !e.metaKey && !e.altKey) {
+        e.preventDefault();
+        onFinder();
+      }
+    });
+    for (const link of this.doc.querySelectorAll('td.n a[href^="#L"]')) link.tabIndex = -1;
     this.doc.addEventListener("click", (e) => {
       const link = e.target.closest?.('a[href^="#L"]');
       if (!link) return;
@@ -52,7 +62,9 @@ export class PreviewFrame {
     if (!this.doc) return;
     for (const row of this.doc.querySelectorAll(".pd2-sel")) row.classList.remove("pd2-sel");
     if (!range) return;
-    const [from, to] = range;
+    const [from, wanted] = range;
+    // Never past the last line, whatever the address says.
+    const to = Math.min(wanted, this.lineCount());
     let first = null;
     for (let n = from; n <= to; n += 1) {
       const row = this.doc.getElementById(`L${n}`);

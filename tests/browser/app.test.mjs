@@ -191,9 +191,11 @@ try {
     });
     if (shots) await page.screenshot({ path: join(shots, "upload.png") });
     await page.locator("#send").click();
-    await page.waitForURL(/#\/t\/@me\/[0-9a-f]{20}/);
+    await page.waitForURL(/#\/t\/\d+\/[0-9a-f]{20}/);
     await page.locator("#tree").waitFor();
     expectTrue((await page.evaluate(() => window.__progress)) === 100, "the progress bar reached 100 %");
+    // The address names the author: it works for whoever it is sent to.
+    expectTrue(page.url().includes(`#/t/${userA}/`), `address after upload: ${page.url()}`);
     ticketUrl = page.url();
     ticketId = ticketUrl.match(/[0-9a-f]{20}/)[0];
   });
@@ -208,7 +210,7 @@ try {
     await page.locator("#folder-input").setInputFiles(project);
     await page.locator("#chosen tr").nth(142).waitFor();
     await page.locator("#send").click();
-    await page.waitForURL(/#\/t\/@me\/[0-9a-f]{20}/);
+    await page.waitForURL(/#\/t\/\d+\/[0-9a-f]{20}/);
     await page.locator("#tree").waitFor();
     const id = page.url().match(/[0-9a-f]{20}/)[0];
     // Every byte back, as the server stored it.
@@ -361,7 +363,34 @@ try {
     await page.frameLocator("iframe.preview").locator("tr#L3.pd2-sel").waitFor();
   });
 
+  await step("a file the ticket lacks is said to be missing", async () => {
+    await page.goto(`${base}/#/t/@me/${ticketId}/nope/missing.cpp#L3`);
+    await page.locator(".error-box", { hasText: "This ticket has no file “nope/missing.cpp”" }).waitFor();
+    expectTrue(page.url().includes(`#/t/${userA}/`), `@me is replaced by the author: ${page.url()}`);
+    expectTrue((await page.locator("#tree button.file.selected").count()) === 0, "nothing selected");
+    // A range far past the end marks what there is, at once.
+    await page.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java#L1-L999999999`);
+    await page.frameLocator("iframe.preview").locator("tr#L8.pd2-sel").waitFor();
+  });
+
+  await step("a line of a README opens its source, numbered", async () => {
+    await page.locator("#search-input").fill("the output");
+    await page.locator("#search-input").press("Enter");
+    const hit = page.locator("#search-results a", { hasText: "lab/README.md:3" });
+    await hit.click();
+    await page.waitForURL(/README\.md#L3$/);
+    await page.locator('#source[aria-pressed="true"]').waitFor();
+    await page.frameLocator("iframe.preview").locator("tr#L3.pd2-sel td.c", { hasText: "The output:" }).waitFor();
+    expectTrue(await page.locator("#search-results").isHidden(), "the results closed");
+    if (shots) await page.screenshot({ path: join(shots, "ticket-readme-source.png") });
+    await page.locator("#source").click();
+    await page.frameLocator("iframe.preview").locator("h1", { hasText: "Lab 3" }).waitFor();
+    await page.waitForURL(/README\.md$/);
+  });
+
   await step("copy, wrap", async () => {
+    await page.locator('#tree button[data-path="lab/src/Main.java"]').click();
+    await page.frameLocator("iframe.preview").locator("tr#L8").waitFor();
     await page.locator("#copy-file").click();
     await page.locator("#flash", { hasText: "File copied" }).waitFor();
     const copied = await page.evaluate(() => navigator.clipboard.readText());
@@ -481,7 +510,7 @@ try {
     expectTrue((await page.locator("#chosen tr").count()) === 53, "53 files listed");
     await page.waitForFunction(() => !document.querySelector("#send").disabled);
     await page.locator("#send").click();
-    await page.waitForURL(/#\/t\/@me\/[0-9a-f]{20}/);
+    await page.waitForURL(/#\/t\/\d+\/[0-9a-f]{20}/);
     const id = page.url().match(/[0-9a-f]{20}/)[0];
     await page.goto(`${base}/#/t/@me/${id}/course-hw/tinyxml2/tinyxml2.cpp#L3000`);
     const inner = page.frameLocator("iframe.preview");

@@ -472,7 +472,7 @@ impl Server {
             env,
             workdir,
             start_times: StartTimes::default(),
-            http: reqwest::Client::builder()
+            http: http_client()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
@@ -841,4 +841,12 @@ pub fn project_files(name: &str) -> Vec<(String, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// An HTTP client builder: every client of the tests and the bench comes
+/// from here, so the TLS provider (`ring`: the workspace builds reqwest
+/// without aws-lc-rs) is installed first.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }

@@ -347,7 +347,13 @@ async fn every_answer_to_a_signed_in_user_is_private() {
             "{path}: {h:?}"
         );
     }
-    let public = reqwest::get(server.url("/meta")).await.unwrap();
+    let public = pd2_ticket_tests::http_client()
+        .build()
+        .expect("http client")
+        .get(server.url("/meta"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(public.status(), 200);
     assert!(
         !public

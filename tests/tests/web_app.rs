@@ -48,7 +48,9 @@ async fn the_app_is_served_with_its_own_policy_beside_the_api() {
     );
     assert!(!html.contains("<script>"), "no inline script");
 
-    let again = reqwest::Client::new()
+    let again = pd2_ticket_tests::http_client()
+        .build()
+        .expect("http client")
         .get(server.url("/"))
         .header("if-none-match", &etag)
         .send()

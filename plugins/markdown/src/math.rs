@@ -118,7 +118,12 @@ fn tag(text: &str) -> Option<(usize, String)> {
         Some(inner) => (true, inner),
         None => (false, inner),
     };
-    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    // `<mspace …/>`: HTML knows no self-closing MathML element, so it is
+    // written open and closed (left open, it would swallow the rest).
+    let (inner, empty) = match inner.strip_suffix('/') {
+        Some(inner) => (inner, true),
+        None => (inner, false),
+    };
     let name_end = inner.find(char::is_whitespace).unwrap_or(inner.len());
     let name = &inner[..name_end];
     if !ELEMENTS.contains(&name) {
@@ -142,6 +147,9 @@ fn tag(text: &str) -> Option<(usize, String)> {
         attributes = after.trim();
     }
     kept.push('>');
+    if empty {
+        kept.push_str(&format!("</{name}>"));
+    }
     Some((end + 1, kept))
 }
 
@@ -161,6 +169,18 @@ mod tests {
             block.contains("<mfrac>") && block.contains("<mo>&lt;</mo>"),
             "{block}"
         );
+    }
+
+    #[test]
+    fn a_space_does_not_swallow_the_rest() {
+        let html = render(r"\int_0^1 x^2\,dx = \frac{1}{3}", true);
+        assert!(!html.contains("/>"), "{html}");
+        let after_space = html.split("<mspace").nth(1).unwrap_or_default();
+        assert!(
+            after_space.contains("</mspace>") && after_space.contains("<mfrac>"),
+            "{html}"
+        );
+        assert!(html.contains("<mi>d</mi><mi>x</mi>"), "{html}");
     }
 
     #[test]

@@ -70,9 +70,16 @@ async function openRaw(path) {
   }
 }
 
-async function copyText(path) {
+/** The file's text to the clipboard, decoded as the preview was (Big5…). */
+async function copyText(path, encoding) {
   try {
-    const text = await (await api(path)).text();
+    const bytes = await (await api(path)).arrayBuffer();
+    let text;
+    try {
+      text = new TextDecoder(encoding || "utf-8").decode(bytes);
+    } catch {
+      text = new TextDecoder("utf-8").decode(bytes);
+    }
     await navigator.clipboard.writeText(text);
     flash("File copied.", "info");
   } catch (error) {
@@ -106,6 +113,22 @@ function preparePreview(html, user, ticketId) {
 }
 
 
+const SOURCE_STYLE = `:root{color-scheme:light dark}body{margin:0;font:13px/1.5 ui-monospace,Menlo,Consolas,monospace;background:#fff;color:#1f2328}
+table{border-collapse:collapse;width:100%}td{padding:0 10px;vertical-align:top;tab-size:4}td.c{white-space:pre}
+td.n{color:#8c959f;text-align:right;user-select:none;border-right:1px solid #d0d7de;width:1%;white-space:nowrap}td.n a{color:inherit;text-decoration:none}
+@media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}td.n{color:#6e7681;border-color:#30363d}}`;
+
+function escapeHtml(text) {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+/** A file's text as numbered lines (each `L<n>`), for the Source view. */
+function sourceDocument(path, text) {
+  const lines = text.replace(/\r\n?/g, "\n").replace(/\n$/, "").split("\n");
+  const rows = lines.map((line, i) => `<tr id="L${i + 1}"><td class="n"><a href="#L${i + 1}">${i + 1}</a></td><td class="c">${escapeHtml(line)}</td></tr>`);
+  return `<!DOCTYPE html>\n<html><head><meta http-equiv="Content-Security-Policy" content="${PREVIEW_CSP}"><meta charset="utf-8"><title>${escapeHtml(path)}</title><style>${SOURCE_STYLE}</style></head><body><table>${rows.join("")}</table></body></html>`;
+}
+
 /** `#L12` or `#L12-L20` for a range (null: none). */
 export function lineFragment(range) {
   if (!range) return "";
@@ -130,6 +153,13 @@ export async function ticketPage(user, ticketId, path, range) {
     return stillOn(now) && show(el("h1", {}, "Ticket"), errorBox(error));
   }
   if (!stillOn(now)) return;
+  // `@me` means something else to everyone who gets the link: the address
+  // says whose ticket it is.
+  const authorId = ticket.author?.display_data?.id;
+  if (user === "@me" && authorId) {
+    user = authorId;
+    history.replaceState(null, "", location.pathname + location.hash.replace(/^#\/t\/@me\//, `#/t/${userSeg(authorId)}/`));
+  }
   view = new TicketView(user, ticketId, ticket);
   show(view.root);
   view.go(path, range);
@@ -172,7 +202,14 @@ class TicketView {
   /** Draws `path` (the first file when it is not one) and marks `range`. */
   go(path, range) {
     const files = this.ticket.files;
-    const chosen = path && files.includes(path) ? path : this.files[0];
+    if (path && !files.includes(path)) {
+      this.path = null;
+      this.markTree(null);
+      this.pane.replaceChildren(el("div", { class: "error-box", role: "alert" }, `This ticket has no file “${path}”.`),
+        el("p", {}, el("a", { href: this.hash(this.readme()) }, "Open the ticket's first file")));
+      return;
+    }
+    const chosen = path || this.readme();
     if (!chosen) {
       this.pane.replaceChildren(el("p", { class: "empty" }, "This ticket has no files."));
       return;
@@ -191,6 +228,14 @@ class TicketView {
     }
   }
 
+  /** What a ticket opens with: its shallowest README (as GitHub does),
+   * else the first file of the tree. */
+  readme() {
+    const readmes = this.ticket.files.filter((p) => /^readme(\.[a-z]+)?$/i.test(p.split("/").pop()));
+    readmes.sort((a, b) => a.split("/").length - b.split("/").length);
+    return readmes[0] || this.files[0];
+  }
+
   markTree(path) {
     for (const b of this.buttons) {
       const on = b.dataset.path === path;
@@ -198,8 +243,12 @@ class TicketView {
       if (on) {
         b.setAttribute("aria-current", "true");
         for (let d = b.parentElement; d && d !== this.treeNav; d = d.parentElement) if (d.tagName === "DETAILS") d.open = true;
-        b.scrollIntoView({ block: "nearest" });
-        // Only up and down: a deep file must not shift the whole tree aside.
+        // Only the tree scrolls, and only up and down: the page stays, and
+        // a deep file does not shift the whole tree aside.
+        const row = b.getBoundingClientRect();
+        const box = this.treeNav.getBoundingClientRect();
+        if (row.top < box.top) this.treeNav.scrollTop -= box.top - row.top;
+        else if (row.bottom > box.bottom) this.treeNav.scrollTop += row.bottom - box.bottom;
         this.treeNav.scrollLeft = 0;
       } else b.removeAttribute("aria-current");
     }
@@ -275,15 +324,16 @@ class TicketView {
       try {
         const found = await apiJson(`${this.base}/search?q=${encodeURIComponent(q)}`);
         const items = found.matches.map((m) =>
-          el("li", {}, el("a", { href: this.hash(m.path, [m.line, m.line]) },
+          el("li", {}, el("a", { href: this.hash(m.path, [m.line, m.line]), onclick: () => { results.hidden = true; } },
             el("span", { class: "mono" }, `${m.path}:${m.line}`), " ", el("code", {}, m.excerpt))));
         const notes = [];
         if (found.truncated) notes.push(`Only the first ${found.matches.length} matches are shown.`);
         if (found.skipped?.length) notes.push(`Not searched (${found.skipped.length}): ${found.skipped.slice(0, 5).map((s) => `${s.path} (${s.reason})`).join(", ")}${found.skipped.length > 5 ? ", …" : ""}.`);
-        results.replaceChildren(
+        results.replaceChildren(...[
           el("p", { class: "muted" }, `${found.matches.length} match${found.matches.length === 1 ? "" : "es"} for “${q}” in ${found.searched} file${found.searched === 1 ? "" : "s"}.`, ...notes.map((n) => [" ", n])),
           items.length ? el("ul", { class: "search-list" }, items) : null,
-          el("button", { type: "button", class: "ghost", onclick: () => { results.hidden = true; } }, "Close"));
+          el("button", { type: "button", class: "ghost", onclick: () => { results.hidden = true; } }, "Close"),
+        ].filter(Boolean));
       } catch (error) {
         results.replaceChildren(errorBox(error));
       }
@@ -342,6 +392,10 @@ class TicketView {
       body.querySelector("pre.raw")?.classList.toggle("nowrap", !on);
     });
     const facts = el("span", { class: "facts muted", id: "file-facts" });
+    let shownAs = null;
+    const copyButton = el("button", { type: "button", id: "copy-file", onclick: () => copyText(filesUrl, shownAs) }, "Copy");
+    const sourceButton = el("button", { type: "button", id: "source", "aria-pressed": "false", hidden: true, title: "The file's text with line numbers" }, "Source");
+    const textTools = [this.lineInput, wrapButton, copyButton, sourceButton];
     const encoding = el("span", { class: "badge", id: "encoding", hidden: true });
     const slash = path.lastIndexOf("/");
     this.pane.replaceChildren(
@@ -350,8 +404,9 @@ class TicketView {
         facts, encoding),
       el("div", { class: "pane-tools" },
         this.lineInput,
+        sourceButton,
         wrapButton,
-        el("button", { type: "button", id: "copy-file", onclick: () => copyText(filesUrl) }, "Copy"),
+        copyButton,
         el("button", { type: "button", id: "raw", onclick: () => openRaw(filesUrl) }, "Raw"),
         el("button", { type: "button", id: "download", onclick: () => download(filesUrl, safeName(path.split("/").pop())) }, "Download")),
       body,
@@ -389,42 +444,81 @@ class TicketView {
       if (!current()) return;
       const type = response.headers.get("content-type") || "";
       const plugin = response.headers.get("x-preview-plugin") || "";
-      const shownAs = response.headers.get("x-preview-encoding");
+      shownAs = response.headers.get("x-preview-encoding");
       if (shownAs) {
         encoding.textContent = `shown as ${shownAs}`;
         encoding.title = `The file is not UTF-8: the server decoded it as ${shownAs}. Raw and Download give the bytes as uploaded.`;
         encoding.hidden = false;
       }
       if (type.startsWith("image/")) {
+        for (const tool of textTools) tool.hidden = true;
         const url = URL.createObjectURL(await response.blob());
         this.frameUrl = url;
         body.replaceChildren(el("img", { class: "preview", src: url, alt: path }));
       } else if (type.startsWith("text/html")) {
         const html = preparePreview(await response.text(), this.userSeg, this.ticket.id);
         if (!current()) return;
-        const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
-        this.frameUrl = url;
-        // No allow-scripts: nothing in the preview runs. Same origin, so
-        // the app can mark lines in it (frame.js); a click on a ticket link
-        // may navigate the app (top) to that file.
-        const frame = el("iframe", {
-          class: "preview", title: `Preview of ${path}`, "data-plugin": plugin,
-          sandbox: "allow-same-origin allow-top-navigation-by-user-activation allow-popups",
-        });
-        frame.addEventListener("load", () => {
-          if (!current()) return;
-          this.frame = new PreviewFrame(frame, (n, extend) => {
-            const anchor = extend && this.range ? this.range[0] : n;
-            const next = extend && this.range ? [Math.min(anchor, n), Math.max(anchor, n)] : [n, n];
-            location.hash = this.hash(path, next);
+        // A rendered view without numbered lines (Markdown, a notebook, a
+        // table) has a Source view that has them, as GitHub's "Code".
+        let source = null;
+        const mount = (document, kind) => {
+          if (this.frameUrl) URL.revokeObjectURL(this.frameUrl);
+          const url = URL.createObjectURL(new Blob([document], { type: "text/html" }));
+          this.frameUrl = url;
+          // No allow-scripts: nothing in the preview runs. Same origin, so
+          // the app can mark lines in it (frame.js); a click on a ticket
+          // link may navigate the app (top) to that file.
+          const frame = el("iframe", {
+            class: "preview", title: `${kind === "source" ? "Source" : "Preview"} of ${path}`, "data-plugin": kind === "source" ? "" : plugin,
+            sandbox: "allow-same-origin allow-top-navigation-by-user-activation allow-popups",
           });
-          this.frame.setWrap(localStorage.getItem(WRAP_KEY) === "on");
-          this.frame.setTheme(localStorage.getItem(THEME_KEY) || "auto");
-          setLines(this.frame.lineCount());
-          this.frame.select(this.range, true);
-        }, { once: true });
-        frame.src = url;
-        body.replaceChildren(frame);
+          frame.addEventListener("load", () => {
+            if (!current()) return;
+            this.frame = new PreviewFrame(frame, () => this.finder(), (n, extend) => {
+              const anchor = extend && this.range ? this.range[0] : n;
+              const next = extend && this.range ? [Math.min(anchor, n), Math.max(anchor, n)] : [n, n];
+              location.hash = this.hash(path, next);
+            });
+            this.frame.setWrap(localStorage.getItem(WRAP_KEY) === "on");
+            this.frame.setTheme(localStorage.getItem(THEME_KEY) || "auto");
+            const lines = this.frame.lineCount();
+            setLines(lines);
+            if (kind === "preview" && lines === 0) {
+              sourceButton.hidden = false;
+              // An address with lines needs the lines.
+              if (this.range) return showSource();
+            }
+            this.frame.select(this.range, true);
+          }, { once: true });
+          frame.src = url;
+          body.replaceChildren(frame);
+        };
+        const showSource = async () => {
+          if (source === null) {
+            try {
+              const bytes = await (await api(filesUrl)).arrayBuffer();
+              let text;
+              try { text = new TextDecoder(shownAs || "utf-8").decode(bytes); } catch { text = new TextDecoder().decode(bytes); }
+              source = sourceDocument(path, text);
+            } catch (error) {
+              flash(explain(error));
+              return;
+            }
+          }
+          if (!current()) return;
+          sourceButton.setAttribute("aria-pressed", "true");
+          mount(source, "source");
+        };
+        sourceButton.addEventListener("click", () => {
+          if (sourceButton.getAttribute("aria-pressed") === "true") {
+            sourceButton.setAttribute("aria-pressed", "false");
+            if (this.range) history.replaceState(null, "", location.pathname + this.hash(path));
+            this.range = null;
+            this.lineInput.value = "";
+            mount(html, "preview");
+          } else showSource();
+        });
+        mount(html, "preview");
       } else {
         body.replaceChildren(raw(await response.text()));
       }
@@ -436,6 +530,7 @@ class TicketView {
           const rawFile = await api(filesUrl);
           const type = rawFile.headers.get("content-type") || "";
           if (type.startsWith("image/") && type !== "image/svg+xml") {
+            for (const tool of textTools) tool.hidden = true;
             const url = URL.createObjectURL(await rawFile.blob());
             this.frameUrl = url;
             body.replaceChildren(el("img", { class: "preview", src: url, alt: path }));

@@ -1,7 +1,7 @@
 // A user's tickets, newest first, a page at a time.
 
 import { el } from "../dom.js";
-import { apiJson } from "../api.js";
+import { apiJson, session } from "../api.js";
 import { errorBox, formatTime, here, loading, show, stillOn, userSeg } from "../ui.js";
 
 const PAGE = 20;
@@ -25,7 +25,7 @@ export async function ticketsPage(user, offset) {
   if (!stillOn(now)) return;
   const rows = tickets.map((t) =>
     el("tr", {},
-      el("td", {}, el("a", { href: `#/t/${own ? "@me" : userSeg(user)}/${t.id}` }, t.remark || "(no remark)")),
+      el("td", {}, el("a", { href: `#/t/${userSeg(own && session.claims?.id ? session.claims.id : user)}/${t.id}` }, t.remark || "(no remark)")),
       el("td", { class: "files" }, `${t.files.length} file${t.files.length === 1 ? "" : "s"}: ${t.files.slice(0, 3).join(", ")}${t.files.length > 3 ? ", …" : ""}`),
       el("td", {}, el("span", { class: `badge ${t.is_public ? "public" : ""}` }, t.is_public ? "public" : "private")),
       el("td", { class: "muted" }, formatTime(t.create_time)),

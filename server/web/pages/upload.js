@@ -4,7 +4,7 @@
 
 import { el } from "../dom.js";
 import { apiJson, session, upload } from "../api.js";
-import { errorBox, flash, formatSize, show } from "../ui.js";
+import { errorBox, flash, formatSize, show, userSeg } from "../ui.js";
 
 /** Files dropped or picked, with their paths inside the ticket. */
 async function entriesToFiles(items) {
@@ -158,7 +158,7 @@ export function uploadPage() {
     progress.value = 100;
     progressText.textContent = `100 % · uploaded ${formatSize([...chosen.values()].reduce((s, f) => s + f.size, 0))}`;
     flash("Ticket created.", "info");
-    location.hash = `#/t/@me/${ticket.id}`;
+    location.hash = `#/t/${session.claims?.id ? userSeg(session.claims.id) : "@me"}/${ticket.id}`;
   });
 
   show(

@@ -99,7 +99,7 @@ pub async fn upload_shapes(db: &DbServer, quick: bool) {
     println!("| folder | files | MB | pool | req/s | MB/s | p50 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let shapes = shapes();
-    let http = reqwest::Client::builder()
+    let http = pd2_ticket_tests::http_client()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .expect("client");
@@ -149,7 +149,9 @@ pub async fn deletes(db: &DbServer) {
     println!("|---|---|---|---|");
     let server = shipped(db, "bench-deletes", 2).await;
     let token = server.token("7");
-    let http = reqwest::Client::new();
+    let http = pd2_ticket_tests::http_client()
+        .build()
+        .expect("http client");
     let tickets = server.mongo().await.collection::<Document>("tickets");
     let template = {
         let made = create_ticket(&server, &token, &[("Main.java", b"class Main {}")], None).await;
@@ -365,7 +367,9 @@ pub async fn repeat_views(db: &DbServer) {
         .expect("a java file");
     let made = create_ticket(&server, &token, &[(path.as_str(), bytes.as_slice())], None).await;
     let id = made["id"].as_str().expect("id");
-    let http = reqwest::Client::new();
+    let http = pd2_ticket_tests::http_client()
+        .build()
+        .expect("http client");
     println!(
         "\n## Repeat views, {path} ({} bytes): {ROUNDS} requests each, one at a time\n",
         bytes.len()

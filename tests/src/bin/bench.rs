@@ -225,7 +225,7 @@ async fn main() {
         .env("RUST_LOG", "warn");
     let server = Server::start_with(options).await;
     let token = server.token("1");
-    let http = reqwest::Client::builder()
+    let http = pd2_ticket_tests::http_client()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .expect("client");
@@ -866,7 +866,9 @@ async fn plugin_host_section(db: &DbServer) {
         for _ in 0..4 {
             let (stop, url, user) = (stop.clone(), url.clone(), user.clone());
             hogs.push(tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = pd2_ticket_tests::http_client()
+                    .build()
+                    .expect("http client");
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let _ = http.get(&url).bearer_auth(&user).send().await;
                 }
@@ -906,7 +908,9 @@ async fn plugin_host_section(db: &DbServer) {
             let url = server.url(&format!("/ticket/@me/{id}/preview/{name}"));
             let user = user.clone();
             renders.push(tokio::spawn(async move {
-                reqwest::Client::new()
+                pd2_ticket_tests::http_client()
+                    .build()
+                    .expect("http client")
                     .get(&url)
                     .bearer_auth(&user)
                     .send()
@@ -1058,7 +1062,9 @@ async fn core_server(db: &DbServer) -> Arc<Server> {
         .admins(&["1"])
         .env("RUST_LOG", "warn");
     let server = Arc::new(Server::start_with(options).await);
-    let http = reqwest::Client::new();
+    let http = pd2_ticket_tests::http_client()
+        .build()
+        .expect("http client");
     let admin = server.token("1");
     pd2_ticket_tests::eventually("plugins not loaded", Duration::from_secs(120), || async {
         let m = http
@@ -1121,7 +1127,9 @@ async fn upload_rate_table(db: &DbServer, server: &Server, user: &str, duration:
     let before = commands(server.metrics(&admin).await);
     let (db_cpu, server_cpu) = (cpu_time(db.pid()), cpu_time(server.pid()));
     let r = upload_rate(
-        &reqwest::Client::new(),
+        &pd2_ticket_tests::http_client()
+            .build()
+            .expect("http client"),
         server,
         &server.token(user),
         duration,

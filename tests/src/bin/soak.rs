@@ -113,7 +113,7 @@ async fn main() {
         seeded.push((ticket["id"].as_str().expect("id").to_owned(), i));
     }
     let seeded = Arc::new(seeded);
-    let http = reqwest::Client::builder()
+    let http = pd2_ticket_tests::http_client()
         .pool_max_idle_per_host(CONNECTIONS)
         .timeout(Duration::from_secs(30))
         .build()
