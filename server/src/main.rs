@@ -122,8 +122,6 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    // TLS (the Discord client) uses rustls with `ring` (see Cargo.toml).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let config = match Config::load(&cli.config) {
         Ok(config) => config,

@@ -57,11 +57,14 @@ export class PreviewFrame {
     return this.doc ? this.doc.querySelectorAll('[id^="L"]').length : 0;
   }
 
-  /** Marks lines `[from, to]` (null: none); with `scroll`, shows them. */
+  /**
+   * Marks lines `[from, to]` (null: none); with `scroll`, shows them.
+   * False when the range starts past the last line (nothing to mark).
+   */
   select(range, scroll) {
-    if (!this.doc) return;
+    if (!this.doc) return true;
     for (const row of this.doc.querySelectorAll(".pd2-sel")) row.classList.remove("pd2-sel");
-    if (!range) return;
+    if (!range) return true;
     const [from, wanted] = range;
     // Never past the last line, whatever the address says.
     const to = Math.min(wanted, this.lineCount());
@@ -76,6 +79,7 @@ export class PreviewFrame {
       const above = this.doc.getElementById(`L${Math.max(from - CONTEXT_LINES, 1)}`) || first;
       this.frame.contentWindow?.scrollTo({ top: Math.max(above.getBoundingClientRect().top + this.frame.contentWindow.scrollY, 0) });
     }
+    return first !== null;
   }
 
   /** `light`, `dark` or `auto` (the system's). */

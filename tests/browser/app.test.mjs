@@ -368,6 +368,14 @@ try {
     await page.locator(".error-box", { hasText: "This ticket has no file “nope/missing.cpp”" }).waitFor();
     expectTrue(page.url().includes(`#/t/${userA}/`), `@me is replaced by the author: ${page.url()}`);
     expectTrue((await page.locator("#tree button.file.selected").count()) === 0, "nothing selected");
+    // A range written backwards is marked and written as the app writes it.
+    await page.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java#L6-L4`);
+    await page.frameLocator("iframe.preview").locator("tr#L5.pd2-sel").waitFor();
+    await page.waitForURL(/Main\.java#L4-L6$/);
+    // A line past the end says so.
+    await page.locator("#line-input").fill("99");
+    await page.locator("#line-input").press("Enter");
+    await page.locator("#flash", { hasText: "Line 99 is past the end: the file has 8 lines" }).waitFor();
     // A range far past the end marks what there is, at once.
     await page.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java#L1-L999999999`);
     await page.frameLocator("iframe.preview").locator("tr#L8.pd2-sel").waitFor();

@@ -44,6 +44,9 @@ pub struct Discord {
 
 impl Discord {
     pub fn new(config: &DiscordConfig) -> anyhow::Result<Self> {
+        // TLS through rustls with `ring` (see the workspace's Cargo.toml):
+        // installed here, where the one client of the server is built.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .user_agent(concat!("pd2-ticket/", env!("CARGO_PKG_VERSION")))

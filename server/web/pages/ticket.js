@@ -224,7 +224,18 @@ class TicketView {
     } else {
       this.range = range;
       this.lineInput.value = range ? (range[1] > range[0] ? `${range[0]}-${range[1]}` : String(range[0])) : "";
-      this.frame?.select(range, true);
+      this.mark(range);
+    }
+    // The address as the app writes it (`#L20-L12` becomes `#L12-L20`).
+    const canonical = this.hash(chosen, range);
+    if (path && location.hash !== canonical) history.replaceState(null, "", location.pathname + canonical);
+  }
+
+  /** Marks `range` in the preview, or says it is past the end. */
+  mark(range) {
+    if (!this.frame) return;
+    if (!this.frame.select(range, true) && this.frame.lineCount() > 0) {
+      flash(`Line ${range[0].toLocaleString()} is past the end: the file has ${this.frame.lineCount().toLocaleString()} lines.`);
     }
   }
 
@@ -488,7 +499,7 @@ class TicketView {
               // An address with lines needs the lines.
               if (this.range) return showSource();
             }
-            this.frame.select(this.range, true);
+            this.mark(this.range);
           }, { once: true });
           frame.src = url;
           body.replaceChildren(frame);
