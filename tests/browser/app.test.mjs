@@ -803,7 +803,7 @@ try {
         ["ticket-markdown", `#/t/@me/${ticketId}/lab/README.md`], ["plugins", "#/plugins"]];
       for (const scheme of ["light", "dark"]) {
         for (const [width, suffix] of [[1280, ""], [390, "-phone"]]) {
-          const p = await newPage({ width, height: 860 });
+          const p = await newPage({ width, height: width === 390 ? 844 : 860 });
           await p.emulateMedia({ colorScheme: scheme });
           await p.addInitScript((t) => { if (window === window.top) localStorage.setItem("token", t); }, await page.evaluate(() => localStorage.getItem("access_token")));
           for (const [name, hash] of pages) {

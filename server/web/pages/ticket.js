@@ -15,6 +15,8 @@ import { openFinder } from "../finder.js";
 import { PreviewFrame } from "../frame.js";
 
 const WRAP_KEY = "pd2-wrap";
+/** Long lines wrap as chosen; until then, on a phone only. */
+const wraps = () => (localStorage.getItem(WRAP_KEY) ?? (window.matchMedia("(max-width: 760px)").matches ? "on" : "off")) === "on";
 const THEME_KEY = "pd2-theme";
 
 // Names Windows reserves for devices, whatever the extension.
@@ -393,7 +395,7 @@ class TicketView {
       const to = m && m[2] ? Number(m[2]) : from;
       location.hash = this.hash(path, from > 0 ? [Math.min(from, to), Math.max(from, to)] : null);
     });
-    const wrap = localStorage.getItem(WRAP_KEY) === "on";
+    const wrap = wraps();
     const wrapButton = el("button", { type: "button", id: "wrap", "aria-pressed": String(wrap), title: "Wrap long lines" }, "Wrap");
     wrapButton.addEventListener("click", () => {
       const on = wrapButton.getAttribute("aria-pressed") !== "true";
@@ -490,7 +492,7 @@ class TicketView {
               const next = extend && this.range ? [Math.min(anchor, n), Math.max(anchor, n)] : [n, n];
               location.hash = this.hash(path, next);
             });
-            this.frame.setWrap(localStorage.getItem(WRAP_KEY) === "on");
+            this.frame.setWrap(wraps());
             this.frame.setTheme(localStorage.getItem(THEME_KEY) || "auto");
             const lines = this.frame.lineCount();
             setLines(lines);
