@@ -28,6 +28,8 @@ export class PreviewFrame {
   constructor(frame, onFinder, onLine) {
     this.frame = frame;
     this.doc = frame.contentDocument;
+    /** How many numbered lines the preview has (0 when it has none). */
+    this.lines = this.doc ? this.doc.querySelectorAll('[id^="L"]').length : 0;
     if (!this.doc) return;
     const style = this.doc.createElement("style");
     style.textContent = STYLE;
@@ -52,10 +54,6 @@ export class PreviewFrame {
     });
   }
 
-  /** How many numbered lines the preview has (0 when it has none). */
-  lineCount() {
-    return this.doc ? this.doc.querySelectorAll('[id^="L"]').length : 0;
-  }
 
   /**
    * Marks lines `[from, to]` (null: none); with `scroll`, shows them.
@@ -67,7 +65,7 @@ export class PreviewFrame {
     if (!range) return true;
     const [from, wanted] = range;
     // Never past the last line, whatever the address says.
-    const to = Math.min(wanted, this.lineCount());
+    const to = Math.min(wanted, this.lines);
     let first = null;
     for (let n = from; n <= to; n += 1) {
       const row = this.doc.getElementById(`L${n}`);

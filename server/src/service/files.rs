@@ -63,12 +63,7 @@ pub async fn read_all(ctx: &Context, file: &StoredFile) -> Result<Vec<u8>, Store
         start: 0,
         end: file.size.max(0) as u64,
     };
-    let mut out = Vec::with_capacity(range.len() as usize);
-    let mut chunks = Box::pin(ctx.store.files.read(file, range));
-    while let Some(chunk) = chunks.try_next().await? {
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+    ctx.store.files.read_into_one(file, range).await
 }
 
 /// Every file of the ticket as one zip, streamed; entries keep their paths.

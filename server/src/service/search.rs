@@ -8,6 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use super::{Context, files, text, tickets::TicketError};
 use crate::{auth::Requester, store::StoreError};
 
@@ -28,24 +31,38 @@ pub enum SearchError {
     Store(#[from] StoreError),
 }
 
+#[derive(Serialize, ToSchema)]
+#[schema(as = SearchMatch)]
 pub struct Match {
     pub path: String,
-    /// 1-based.
+    /// 1-based line number
     pub line: usize,
+    /// The line around the match, at most 160 characters (`…` where cut)
     pub excerpt: String,
 }
 
+#[derive(Serialize, ToSchema)]
+#[schema(as = SkippedFile)]
 pub struct Skipped {
     pub path: String,
+    /// `not text`, `binary`, `too large` (over 2 MiB), `out of time` (the
+    /// search stops after 2 s) or `over the search's read budget` (32 MiB)
     pub reason: &'static str,
 }
 
+/// What a search found, as `GET …/search` answers it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SearchResult, example = json!({"query": "scanner", "matches": [{"path": "src/Main.java", "line": 12, "excerpt": "Scanner in = new Scanner(System.in);"}], "searched": 41, "skipped": [{"path": "docs/shot.png", "reason": "not text"}], "truncated": false}))]
 pub struct Found {
+    /// The query, trimmed
+    pub query: String,
+    /// In the ticket's file order, then by line; at most 200
     pub matches: Vec<Match>,
-    /// Files searched.
+    /// How many files were searched
     pub searched: usize,
+    /// Files not searched, and why
     pub skipped: Vec<Skipped>,
-    /// More matches than [`MAX_MATCHES`] were found.
+    /// More than 200 matches: only the first are listed
     pub truncated: bool,
 }
 
@@ -64,6 +81,7 @@ pub async fn search(
     let needle = query.to_lowercase();
     let started = Instant::now();
     let mut found = Found {
+        query: query.to_owned(),
         matches: Vec::new(),
         searched: 0,
         skipped: Vec::new(),

@@ -5,9 +5,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use futures_util::TryStreamExt;
-
 use crate::{
     plugins::{FileInfo, FileSource, ReadsTooSlow, TicketFiles},
     store::{ByteRange, FileStore, Staged, StoreError, StoredFile, TicketRecord},
@@ -126,16 +123,9 @@ impl FileSource for GridFsSource {
 }
 
 impl GridFsSource {
-    /// Into one buffer of the range's size: collecting the chunks and then
-    /// joining them held every read twice.
     fn read_range(&self, range: ByteRange) -> Result<Vec<u8>, StoreError> {
-        let stream = self.files.read(&self.file, range);
-        let out = Vec::with_capacity(range.len() as usize);
         self.runtime
-            .block_on(stream.try_fold(out, |mut out, piece: Bytes| async move {
-                out.extend_from_slice(&piece);
-                Ok(out)
-            }))
+            .block_on(self.files.read_into_one(&self.file, range))
     }
 }
 

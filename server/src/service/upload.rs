@@ -456,6 +456,7 @@ pub struct Preflight {
 
 pub async fn preflight(ctx: &Context, files: Vec<(String, u64)>) -> Result<Preflight, PolicyError> {
     let limits = &ctx.config.limits;
+    let count = files.len();
     let mut names = Names::default();
     let mut refused = Vec::new();
     let mut admitted = Vec::new();
@@ -483,7 +484,7 @@ pub async fn preflight(ctx: &Context, files: Vec<(String, u64)>) -> Result<Prefl
             size,
         });
     }
-    if admitted.len() + refused.len() > limits.max_files {
+    if count > limits.max_files {
         refused.push((None, UploadError::TooManyFiles(limits.max_files)));
     }
     if total > limits.max_ticket_size {

@@ -161,6 +161,19 @@ impl FileStore {
             .await
     }
 
+    /// `range` of `file` in one buffer of the range's size (collecting the
+    /// chunks and then joining them would hold every read twice). Callers
+    /// bound the range.
+    pub async fn read_into_one(&self, file: &StoredFile, range: ByteRange) -> Result<Vec<u8>> {
+        let out = Vec::with_capacity(range.len() as usize);
+        self.read(file, range)
+            .try_fold(out, |mut out, piece: Bytes| async move {
+                out.extend_from_slice(&piece);
+                Ok(out)
+            })
+            .await
+    }
+
     /// Streams `range` of `file`, fetching only the chunks it covers.
     pub fn read(
         &self,

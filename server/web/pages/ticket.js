@@ -96,39 +96,47 @@ async function copyText(path, encoding) {
 // this one too, first thing in its head; policies only ever add up.
 const PREVIEW_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
 
+/** The preview policy, first thing in the document's head. */
+function withPolicy(doc) {
+  const policy = doc.createElement("meta");
+  policy.setAttribute("http-equiv", "Content-Security-Policy");
+  policy.setAttribute("content", PREVIEW_CSP);
+  doc.head.prepend(policy);
+  return "<!DOCTYPE html>\n" + doc.documentElement.outerHTML;
+}
+
 function preparePreview(html, user, ticketId) {
   const doc = new DOMParser().parseFromString(html, "text/html");
   // A plugin's own `http-equiv` (a refresh to elsewhere, a looser policy)
   // has no place in a preview.
   for (const meta of doc.querySelectorAll("meta[http-equiv]")) meta.remove();
-  const policy = doc.createElement("meta");
-  policy.setAttribute("http-equiv", "Content-Security-Policy");
-  policy.setAttribute("content", PREVIEW_CSP);
-  doc.head.prepend(policy);
   for (const link of doc.querySelectorAll("a[data-pd2-path]")) {
     const fragment = (link.getAttribute("href") || "").match(/#L\d+(-L\d+)?$/)?.[0] || "";
     link.setAttribute("href", `${location.origin}/#/t/${user}/${ticketId}/${encodePath(link.dataset.pd2Path)}${fragment}`);
     link.setAttribute("target", "_top");
   }
   for (const link of doc.querySelectorAll("a[href^='http']:not([data-pd2-path])")) link.setAttribute("target", "_blank");
-  return "<!DOCTYPE html>\n" + doc.documentElement.outerHTML;
+  return withPolicy(doc);
 }
-
 
 const SOURCE_STYLE = `:root{color-scheme:light dark}body{margin:0;font:13px/1.5 ui-monospace,Menlo,Consolas,monospace;background:#fff;color:#1f2328}
 table{border-collapse:collapse;width:100%}td{padding:0 10px;vertical-align:top;tab-size:4}td.c{white-space:pre}
 td.n{color:#8c959f;text-align:right;user-select:none;border-right:1px solid #d0d7de;width:1%;white-space:nowrap}td.n a{color:inherit;text-decoration:none}
 @media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}td.n{color:#6e7681;border-color:#30363d}}`;
 
-function escapeHtml(text) {
-  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
-
-/** A file's text as numbered lines (each `L<n>`), for the Source view. */
+/**
+ * A file's text as numbered lines (each `L<n>`), for the Source view;
+ * built with el(), so the text is text, as everywhere in the app.
+ */
 function sourceDocument(path, text) {
+  const doc = document.implementation.createHTMLDocument(path);
+  doc.head.append(el("meta", { charset: "utf-8" }), el("style", {}, SOURCE_STYLE));
   const lines = text.replace(/\r\n?/g, "\n").replace(/\n$/, "").split("\n");
-  const rows = lines.map((line, i) => `<tr id="L${i + 1}"><td class="n"><a href="#L${i + 1}">${i + 1}</a></td><td class="c">${escapeHtml(line)}</td></tr>`);
-  return `<!DOCTYPE html>\n<html><head><meta http-equiv="Content-Security-Policy" content="${PREVIEW_CSP}"><meta charset="utf-8"><title>${escapeHtml(path)}</title><style>${SOURCE_STYLE}</style></head><body><table>${rows.join("")}</table></body></html>`;
+  doc.body.append(el("table", {}, lines.map((line, i) =>
+    el("tr", { id: `L${i + 1}` },
+      el("td", { class: "n" }, el("a", { href: `#L${i + 1}` }, String(i + 1))),
+      el("td", { class: "c" }, line)))));
+  return withPolicy(doc);
 }
 
 /** `#L12` or `#L12-L20` for a range (null: none). */
@@ -236,8 +244,8 @@ class TicketView {
   /** Marks `range` in the preview, or says it is past the end. */
   mark(range) {
     if (!this.frame) return;
-    if (!this.frame.select(range, true) && this.frame.lineCount() > 0) {
-      flash(`Line ${range[0].toLocaleString()} is past the end: the file has ${this.frame.lineCount().toLocaleString()} lines.`);
+    if (!this.frame.select(range, true) && this.frame.lines > 0) {
+      flash(`Line ${range[0].toLocaleString()} is past the end: the file has ${this.frame.lines.toLocaleString()} lines.`);
     }
   }
 
@@ -494,7 +502,7 @@ class TicketView {
             });
             this.frame.setWrap(wraps());
             this.frame.setTheme(localStorage.getItem(THEME_KEY) || "auto");
-            const lines = this.frame.lineCount();
+            const lines = this.frame.lines;
             setLines(lines);
             if (kind === "preview" && lines === 0) {
               sourceButton.hidden = false;

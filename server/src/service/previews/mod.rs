@@ -187,12 +187,12 @@ pub async fn preview(
         }
         metrics().preview_cache(false);
         let siblings = TicketSiblings::new(&ctx.store.files, ticket);
-        if prepared.is_none() {
-            prepared = Some(prepare(ctx, file).await?);
-        }
-        let Some(text) = prepared.as_ref() else {
-            continue;
+        // Read (and decoded) once, for whichever renderer runs first.
+        let text = match &prepared {
+            Some(text) => text,
+            None => prepared.insert(prepare(ctx, file).await?),
         };
+        let encoding = text.encoding;
         let result = host
             .render(
                 plugin,
@@ -230,10 +230,7 @@ pub async fn preview(
                     plugin: plugin.name().to_owned(),
                     content_type: preview.content_type,
                     body: preview.body,
-                    encoding: prepared
-                        .as_ref()
-                        .and_then(|p| p.encoding)
-                        .map(str::to_owned),
+                    encoding: encoding.map(str::to_owned),
                 };
                 let answer = CachedAnswer::Preview(preview);
                 remember(ctx, &answer_key, plugin, &file.sha256, &answer).await;
