@@ -7,6 +7,7 @@ use std::{
 };
 
 fn main() {
+    interface_version();
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     // A directory is scanned whole: any file added, changed or removed.
     println!("cargo:rerun-if-changed={}", web.display());
@@ -48,4 +49,20 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
             files.push(path);
         }
     }
+}
+
+/// The plugin interface's version, from the WIT package line the SDK
+/// reads too (`plugin-sdk/build.rs`): the host needs only this of the SDK,
+/// and depending on the SDK would build its guest bindings (wit-bindgen and
+/// a second wasmparser) into every server build.
+fn interface_version() {
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk/wit/plugin.wit");
+    println!("cargo:rerun-if-changed={}", wit.display());
+    let text = std::fs::read_to_string(&wit).expect("read plugin-sdk/wit/plugin.wit");
+    let version = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("package pd2:plugin@"))
+        .and_then(|rest| rest.strip_suffix(';'))
+        .expect("plugin.wit declares `package pd2:plugin@X.Y.Z;`");
+    println!("cargo:rustc-env=PD2_INTERFACE_VERSION={version}");
 }

@@ -19,6 +19,11 @@ mod config;
 mod http;
 mod plugin_cli;
 mod plugins;
+/// The SDK's HTML escaping, the renderers' own, compiled from the SDK's
+/// source: the server does not depend on the SDK (see `build.rs`).
+#[path = "../../plugin-sdk/src/html.rs"]
+#[allow(dead_code)]
+mod sdk_html;
 mod server;
 mod service;
 mod store;

@@ -373,8 +373,11 @@ async fn a_full_database_disk_is_an_outage_and_recovers() {
     // Fill it: 600 KB uploads until the database refuses.
     let blob: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut refused = None;
-    for i in 0..200 {
+    for i in 0..200u32 {
         let name = format!("fill{i}.bin.txt");
+        // Each different: the same bytes would be stored once.
+        let mut blob = blob.clone();
+        blob[..4].copy_from_slice(&i.to_le_bytes());
         let response = pd2_ticket_tests::upload(&server, &token, &[(&name, &blob)], None).await;
         if response.status() != 201 {
             refused = Some(json(response).await);

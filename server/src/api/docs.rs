@@ -7,8 +7,7 @@
 
 use std::fmt::Write;
 
-// The one HTML escaping, the renderers' own.
-use pd2_plugin_sdk::html::escape;
+use crate::sdk_html::escape;
 use serde_json::Value;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

@@ -7,9 +7,9 @@ use super::error::{ApiError, ErrorBody};
 use super::routes::{Built, Matched, Params};
 use super::{
     files::FileBytes,
-    filters::{authenticated, with_state},
+    filters::{authenticated, version, with_state},
     handle,
-    openapi::{DataErrors, TicketPath},
+    openapi::{VersionQuery, DataErrors, TicketPath},
 };
 use crate::{auth::Requester, service, service::Ctx};
 
@@ -17,7 +17,10 @@ pub(super) fn download_route(matched: Matched, ctx: Ctx) -> Built {
     matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
-        .and_then(|p: Params, c, r| handle(download(c, r, p.get("user_id"), p.get("ticket_id"))))
+        .and(version())
+        .and_then(|p: Params, c, r, v| {
+            handle(download(c, r, p.get("user_id"), p.get("ticket_id"), v))
+        })
         .boxed()
 }
 
@@ -26,7 +29,7 @@ pub(super) fn download_route(matched: Matched, ctx: Ctx) -> Built {
     get, path = "/ticket/{user_id}/{ticket_id}/download", tag = "files",
     security(("bearer" = [])),
     params(
-        TicketPath,
+        TicketPath, VersionQuery,
     ),
     responses(
         (status = 200, description = "`attachment; filename=\"<ticket_id>.zip\"`", body = FileBytes, content_type = "application/zip"),
@@ -39,9 +42,13 @@ pub(super) async fn download(
     me: Requester,
     user_id: String,
     ticket_id: String,
+    version: Option<i64>,
 ) -> Result<Response, ApiError> {
-    let ticket = service::tickets::read(&ctx, &me, &user_id, &ticket_id).await?;
-    let id = ticket.id.clone();
+    let ticket = service::tickets::read_at(&ctx, &me, &user_id, &ticket_id, version).await?;
+    let id = match version {
+        Some(n) => format!("{}-v{n}", ticket.id),
+        None => ticket.id.clone(),
+    };
     let zip = service::files::zip(&ctx, ticket);
     let mut response = warp::reply::stream(zip).into_response();
     let headers = response.headers_mut();

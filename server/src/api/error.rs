@@ -197,12 +197,24 @@ impl From<SearchError> for ApiError {
     }
 }
 
+impl From<crate::service::versions::DiffError> for ApiError {
+    fn from(error: crate::service::versions::DiffError) -> Self {
+        use crate::service::versions::DiffError;
+        match error {
+            DiffError::Ticket(e) => e.into(),
+            DiffError::File(e) => e.into(),
+            DiffError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<TicketError> for ApiError {
     fn from(error: TicketError) -> Self {
         match error {
             TicketError::NotFound => Self::ticket_not_found(),
             TicketError::PermissionDenied => Self::permission_denied(),
             TicketError::UserNotFound => Self::user_not_found(),
+            TicketError::VersionNotFound => Self::new(StatusCode::NOT_FOUND, "Version not found"),
             TicketError::Store(e) => e.into(),
         }
     }
@@ -266,6 +278,11 @@ impl From<UploadError> for ApiError {
             UploadError::Abandoned => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Upload took too long; please try again",
+            ),
+            UploadError::TicketGone => Self::ticket_not_found(),
+            UploadError::TooManyVersions(max) => Self::new(
+                StatusCode::CONFLICT,
+                format!("A ticket keeps at most {max} versions"),
             ),
             UploadError::Policy(e) => e.into(),
             UploadError::Store(e) => e.into(),

@@ -9,7 +9,7 @@ use warp::{
 
 use super::error::{ApiError, ErrorBody};
 use super::routes::{Built, FileAddress, Matched, file_request};
-use super::{caching::etag_matches, handle, openapi::FilePath};
+use super::{caching::etag_matches, handle, openapi::{FilePath, VersionQuery}};
 use crate::{
     auth::Requester,
     service,
@@ -44,7 +44,7 @@ pub(super) fn serve_file_route(matched: Matched, ctx: Ctx) -> Built {
     get, path = "/ticket/{user_id}/{ticket_id}/files/{file_path}", tag = "files",
     security(("bearer" = [])),
     params(
-        FilePath,
+        FilePath, VersionQuery,
         ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`"),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer"),
     ),

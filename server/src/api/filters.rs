@@ -117,6 +117,27 @@ pub fn page() -> impl Filter<Extract = (TicketPage,), Error = Rejection> + Clone
     })
 }
 
+/// `?version=N` of a read: which version of the ticket (absent: the
+/// newest). `from` and `to` of a diff are read the same way.
+pub fn version() -> impl Filter<Extract = (Option<i64>,), Error = Rejection> + Clone {
+    warp::query::<HashMap<String, String>>().and_then(|query: HashMap<String, String>| async move {
+        query_version(&query, "version").map_err(Rejection::from)
+    })
+}
+
+/// The version number `key` of a query, if present: a positive integer.
+pub fn query_version(query: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
+    match query.get(key) {
+        None => Ok(None),
+        Some(v) => match integer(v) {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(ApiError::bad_request(format!(
+                "Query parameter `{key}` must be a version number (1 or more)"
+            ))),
+        },
+    }
+}
+
 /// A decimal integer, saturated to the range of `i64`: a number too large
 /// to represent is still a number (clamped like any other), not a 400.
 fn integer(text: &str) -> Option<i64> {

@@ -19,6 +19,7 @@ mod search;
 mod tests;
 mod tickets;
 mod users;
+mod versions;
 mod views;
 mod web;
 

@@ -92,6 +92,61 @@ pub(super) struct FilePath {
     file_path: String,
 }
 
+/// `/compare/{user_id}/{ticket_id}/{other_user_id}/{other_ticket_id}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct ComparePath {
+    /// The first ticket's author: a Discord user id, or `@me`
+    user_id: String,
+    /// The first ticket (the side changes are counted from)
+    ticket_id: String,
+    /// The second ticket's author
+    other_user_id: String,
+    /// The second ticket
+    other_ticket_id: String,
+}
+
+/// `/compare/…/{other_ticket_id}/{file_path}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct CompareFilePath {
+    /// The first ticket's author: a Discord user id, or `@me`
+    user_id: String,
+    /// The first ticket
+    ticket_id: String,
+    /// The second ticket's author
+    other_user_id: String,
+    /// The second ticket
+    other_ticket_id: String,
+    /// The file's path, percent-encoded
+    file_path: String,
+}
+
+/// `?version=N` of the read routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct VersionQuery {
+    /// Which version to read (default: the newest)
+    version: Option<i64>,
+}
+
+/// `?from&to&context` of the diffs.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct DiffQuery {
+    /// The version changes are counted from (versions: default the one
+    /// before `to`; compare: the first ticket's, default its newest)
+    from: Option<i64>,
+    /// The version changes are counted to (default: the newest)
+    to: Option<i64>,
+    /// Lines of context around each change in a file's diff (default 3)
+    context: Option<u64>,
+}
+
 /// `?offset&length` of the ticket lists (see `filters::page`).
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

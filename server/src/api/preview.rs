@@ -9,7 +9,7 @@ use warp::{
 
 use super::error::{ApiError, ErrorBody};
 use super::routes::{Built, FileAddress, Matched, file_request};
-use super::{caching::etag_matches, files::FileBytes, files::set, handle, openapi::FilePath};
+use super::{caching::etag_matches, files::FileBytes, files::set, handle, openapi::{FilePath, VersionQuery}};
 use crate::{auth::Requester, service, service::Ctx};
 
 pub(super) fn preview_route(matched: Matched, ctx: Ctx) -> Built {
@@ -28,7 +28,7 @@ pub(super) fn preview_route(matched: Matched, ctx: Ctx) -> Built {
     get, path = "/ticket/{user_id}/{ticket_id}/preview/{file_path}", tag = "files",
     security(("bearer" = [])),
     params(
-        FilePath,
+        FilePath, VersionQuery,
     ),
     responses(
         (status = 200, description = "The preview, in the content type the plugin chose (HTML, an image, text)", body = FileBytes, content_type = "text/html"),

@@ -19,7 +19,9 @@ use utoipa::openapi::{
 };
 use warp::{Filter, filters::BoxedFilter, path::Tail, reply::Response};
 
-use super::{download, files, oauth, openapi, ops, plugins, preview, search, tickets, users, web};
+use super::{
+    download, files, oauth, openapi, ops, plugins, preview, search, tickets, users, versions, web,
+};
 use crate::service::Ctx;
 
 /// The path parameters of a matched route, by their names in the
@@ -46,6 +48,8 @@ pub struct FileAddress {
     pub user_id: String,
     pub ticket_id: String,
     pub file_path: String,
+    /// `?version=N` (absent: the newest).
+    pub version: Option<i64>,
 }
 
 impl FileAddress {
@@ -56,7 +60,14 @@ impl FileAddress {
         me: &crate::auth::Requester,
     ) -> Result<(crate::store::TicketRecord, crate::store::StoredFile), super::error::ApiError>
     {
-        let ticket = crate::service::tickets::read(ctx, me, &self.user_id, &self.ticket_id).await?;
+        let ticket = crate::service::tickets::read_at(
+            ctx,
+            me,
+            &self.user_id,
+            &self.ticket_id,
+            self.version,
+        )
+        .await?;
         let file = crate::service::files::find(&ticket, &self.file_path)?.clone();
         Ok((ticket, file))
     }
@@ -77,11 +88,13 @@ pub fn file_request(
         .and(super::filters::with_state(ctx.clone()))
         .and(super::filters::authenticated(ctx))
         .and(warp::header::headers_cloned())
-        .map(|p: Params, ctx, me, headers| {
+        .and(super::filters::version())
+        .map(|p: Params, ctx, me, headers, version| {
             let address = FileAddress {
                 user_id: p.get("user_id"),
                 ticket_id: p.get("ticket_id"),
                 file_path: p.get("file_path"),
+                version,
             };
             (ctx, me, address, headers)
         })
@@ -152,6 +165,12 @@ pub fn table() -> Vec<Route> {
         route::<download::__path_download>(download::download_route),
         route::<preview::__path_preview>(preview::preview_route),
         route::<search::__path_search>(search::search_route),
+        route::<versions::__path_create>(versions::create_route),
+        route::<versions::__path_list>(versions::list_route),
+        route::<versions::__path_diff>(versions::diff_route),
+        route::<versions::__path_diff_file>(versions::diff_file_route),
+        route::<versions::__path_compare>(versions::compare_route),
+        route::<versions::__path_compare_file>(versions::compare_file_route),
         route::<users::__path_user>(users::user_route),
         route::<plugins::__path_list>(plugins::list_route),
         route::<ops::__path_ping>(ops::ping_route),
@@ -258,6 +277,7 @@ mod tests {
             include_str!("download.rs"),
             include_str!("search.rs"),
             include_str!("users.rs"),
+            include_str!("versions.rs"),
         ]
         .concat();
         let mut asked: Vec<&str> = sources
@@ -267,7 +287,16 @@ mod tests {
             .collect();
         asked.sort();
         asked.dedup();
-        assert_eq!(asked, ["file_path", "ticket_id", "user_id"]);
+        assert_eq!(
+            asked,
+            [
+                "file_path",
+                "other_ticket_id",
+                "other_user_id",
+                "ticket_id",
+                "user_id"
+            ]
+        );
         let templates: Vec<String> = table().iter().map(|r| (r.template)()).collect();
         for name in asked {
             assert!(templates.iter().any(|t| t.contains(&format!("{{{name}}}"))));
@@ -277,7 +306,14 @@ mod tests {
             for part in template.split('{').skip(1) {
                 let name = part.split('}').next().unwrap_or_default();
                 assert!(
-                    ["user_id", "ticket_id", "file_path"].contains(&name),
+                    [
+                        "user_id",
+                        "ticket_id",
+                        "file_path",
+                        "other_user_id",
+                        "other_ticket_id"
+                    ]
+                    .contains(&name),
                     "{template}"
                 );
             }

@@ -8,9 +8,9 @@ use warp::{Filter, Reply, reply::Response};
 use super::error::{ApiError, ErrorBody};
 use super::routes::{Built, Matched, Params};
 use super::{
-    filters::{authenticated, with_state},
+    filters::{authenticated, query_version, with_state},
     handle,
-    openapi::{DataErrors, TicketPath},
+    openapi::{VersionQuery, DataErrors, TicketPath},
 };
 use crate::{
     auth::Requester,
@@ -24,7 +24,11 @@ pub(super) fn search_route(matched: Matched, ctx: Ctx) -> Built {
         .and(warp::query::<HashMap<String, String>>())
         .and_then(|p: Params, c, r, query: HashMap<String, String>| {
             let q = query.get("q").cloned().unwrap_or_default();
-            handle(search(c, r, p.get("user_id"), p.get("ticket_id"), q))
+            let version = query_version(&query, "version");
+            handle(async move {
+                let version = version?;
+                search(c, r, p.get("user_id"), p.get("ticket_id"), version, q).await
+            })
         })
         .boxed()
 }
@@ -45,7 +49,7 @@ pub(super) struct SearchQuery {
 #[utoipa::path(
     get, path = "/ticket/{user_id}/{ticket_id}/search", tag = "files",
     security(("bearer" = [])),
-    params(TicketPath, SearchQuery),
+    params(TicketPath, SearchQuery, VersionQuery),
     responses(
         (status = 200, description = "Matches", body = Found),
         (status = 400, description = "`Query must be 1 to 200 characters`", body = ErrorBody),
@@ -58,8 +62,9 @@ pub(super) async fn search(
     me: Requester,
     user_id: String,
     ticket_id: String,
+    version: Option<i64>,
     query: String,
 ) -> Result<Response, ApiError> {
-    let found = service::search::search(&ctx, &me, &user_id, &ticket_id, &query).await?;
+    let found = service::search::search(&ctx, &me, &user_id, &ticket_id, version, &query).await?;
     Ok(warp::reply::json(&found).into_response())
 }

@@ -12,9 +12,9 @@ use warp::{
 use super::error::{ApiError, ErrorBody, PolicyRejected};
 use super::routes::{Built, Matched, Params};
 use super::{
-    filters::{authenticated, json_body, page, with_state},
+    filters::{authenticated, json_body, page, version, with_state},
     handle, multipart,
-    openapi::{DataErrors, PageQuery, TicketPath, UserPath},
+    openapi::{VersionQuery, DataErrors, PageQuery, TicketPath, UserPath},
     views::{Author, TicketFull, TicketSummary},
 };
 use crate::{
@@ -75,7 +75,8 @@ pub(super) fn get_route(matched: Matched, ctx: Ctx) -> Built {
     matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
-        .and_then(|p: Params, c, r| handle(get(c, r, p.get("user_id"), p.get("ticket_id"))))
+        .and(version())
+        .and_then(|p: Params, c, r, v| handle(get(c, r, p.get("user_id"), p.get("ticket_id"), v)))
         .boxed()
 }
 
@@ -153,7 +154,7 @@ fn list_reply(tickets: &[TicketRecord]) -> Response {
 /// Refuses, before reading any of the body, a request that is not a
 /// multipart form or whose declared size alone exceeds what could be
 /// accepted; else the form's boundary.
-fn check_upload_headers(ctx: &Context, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn check_upload_headers(ctx: &Context, headers: &HeaderMap) -> Result<String, ApiError> {
     let boundary = multipart::boundary(headers)
         .ok_or_else(|| ApiError::bad_request("Expected a multipart/form-data body"))?;
     let declared = headers
@@ -198,7 +199,8 @@ pub(super) async fn create(
     // its body unread, HTTP/1 reads nothing from its socket. The wait's own
     // bounds end it.)
     let share = ctx.upload_memory.reserve(&me.id).await?;
-    let ingest = upload::ingest(ctx.clone(), me.profile.clone(), share, form);
+    let destination = upload::Destination::NewTicket;
+    let ingest = upload::ingest(ctx.clone(), me.profile.clone(), share, destination, form);
     let created = crate::telemetry::spawn_in_request(ingest)
         .await
         .map_err(|e| {
@@ -221,7 +223,7 @@ pub(super) async fn create(
     get, path = "/ticket/{user_id}/{ticket_id}", tag = "tickets",
     security(("bearer" = [])),
     params(
-        TicketPath,
+        TicketPath, VersionQuery,
     ),
     responses(
         (status = 200, description = "The ticket", body = TicketFull),
@@ -234,8 +236,10 @@ pub(super) async fn get(
     me: Requester,
     user_id: String,
     ticket_id: String,
+    version: Option<i64>,
 ) -> Result<Response, ApiError> {
-    let authored = service::tickets::read_authored(&ctx, &me, &user_id, &ticket_id).await?;
+    let authored =
+        service::tickets::read_authored(&ctx, &me, &user_id, &ticket_id, version).await?;
     Ok(full_reply(&authored, StatusCode::OK))
 }
 
@@ -325,7 +329,7 @@ pub(super) async fn delete(
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
-fn full_reply(authored: &AuthoredTicket, status: StatusCode) -> Response {
+pub(super) fn full_reply(authored: &AuthoredTicket, status: StatusCode) -> Response {
     let full = TicketFull::from(authored);
     warp::reply::with_status(warp::reply::json(&full), status).into_response()
 }

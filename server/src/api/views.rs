@@ -7,7 +7,7 @@ use crate::{auth::DisplayData, service::tickets::AuthoredTicket, store::TicketRe
 
 /// A ticket in a list.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"id": "3f9a1c0b7d2e6553a1b2", "files": ["src/Main.java", "README.md"], "is_public": false, "remark": "lab 3", "create_time": 1700000000000_i64}))]
+#[schema(example = json!({"id": "3f9a1c0b7d2e6553a1b2", "files": ["src/Main.java", "README.md"], "is_public": false, "remark": "lab 3", "create_time": 1700000000000_i64, "version": 1, "versions": 1}))]
 pub struct TicketSummary<'a> {
     /// 20 lowercase hex characters.
     pub id: &'a str,
@@ -17,6 +17,11 @@ pub struct TicketSummary<'a> {
     pub remark: &'a str,
     /// Unix milliseconds.
     pub create_time: i64,
+    /// The version these files are (the newest unless `?version=` asked
+    /// for another).
+    pub version: i64,
+    /// How many versions the ticket has.
+    pub versions: i64,
 }
 
 impl<'a> From<&'a TicketRecord> for TicketSummary<'a> {
@@ -27,6 +32,8 @@ impl<'a> From<&'a TicketRecord> for TicketSummary<'a> {
             is_public: t.is_public,
             remark: &t.remark,
             create_time: t.create_time,
+            version: t.version(),
+            versions: t.newest_version(),
         }
     }
 }

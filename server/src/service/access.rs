@@ -73,6 +73,8 @@ mod tests {
             remark: String::new(),
             create_time: 0,
             seq: Some(1),
+            versions: Vec::new(),
+            shown_version: None,
         }
     }
 

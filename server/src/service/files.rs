@@ -34,13 +34,19 @@ const PIECES_IN_FLIGHT: usize = 4;
 
 /// Finds a file of the ticket by its percent-encoded URL path.
 pub fn find<'t>(ticket: &'t TicketRecord, encoded: &str) -> Result<&'t StoredFile, FileError> {
+    let path = decode_path(encoded)?;
+    ticket.file(&path).ok_or(FileError::NotFound)
+}
+
+/// A percent-encoded URL path as a ticket's file path, if it could be one.
+pub fn decode_path(encoded: &str) -> Result<String, FileError> {
     let path = percent_decode_str(encoded)
         .decode_utf8()
         .map_err(|_| FileError::IllegalPath)?;
     if !is_legal_path(&path) {
         return Err(FileError::IllegalPath);
     }
-    ticket.file(&path).ok_or(FileError::NotFound)
+    Ok(path.into_owned())
 }
 
 /// The bytes of `range` of `file`. The first chunk is read before this

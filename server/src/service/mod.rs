@@ -6,6 +6,7 @@
 pub mod access;
 pub mod auth;
 mod context;
+pub mod diff;
 pub mod files;
 pub mod previews;
 pub mod search;
@@ -14,5 +15,6 @@ pub mod text;
 pub mod tickets;
 pub mod upload;
 pub mod validation;
+pub mod versions;
 
 pub use context::{Context, Ctx};

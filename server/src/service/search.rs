@@ -71,13 +71,14 @@ pub async fn search(
     me: &Requester,
     user_id: &str,
     ticket_id: &str,
+    version: Option<i64>,
     query: &str,
 ) -> Result<Found, SearchError> {
     let query = query.trim();
     if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
         return Err(SearchError::BadQuery);
     }
-    let ticket = super::tickets::read(ctx, me, user_id, ticket_id).await?;
+    let ticket = super::tickets::read_at(ctx, me, user_id, ticket_id, version).await?;
     let needle = query.to_lowercase();
     let started = Instant::now();
     let mut found = Found {

@@ -20,6 +20,9 @@ pub enum TicketError {
     PermissionDenied,
     #[error("user not found")]
     UserNotFound,
+    /// The ticket has no such version.
+    #[error("version not found")]
+    VersionNotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -65,14 +68,32 @@ pub async fn read(
     }
 }
 
-/// [`read`], with the author.
+/// [`read`], as it was at `version` (absent: the newest).
+pub async fn read_at(
+    ctx: &Context,
+    me: &Requester,
+    path_user: &str,
+    ticket_id: &str,
+    version: Option<i64>,
+) -> Result<TicketRecord, TicketError> {
+    let ticket = read(ctx, me, path_user, ticket_id).await?;
+    match version {
+        None => Ok(ticket),
+        Some(version) => ticket
+            .at_version(version)
+            .ok_or(TicketError::VersionNotFound),
+    }
+}
+
+/// [`read_at`], with the author.
 pub async fn read_authored(
     ctx: &Context,
     me: &Requester,
     path_user: &str,
     ticket_id: &str,
+    version: Option<i64>,
 ) -> Result<AuthoredTicket, TicketError> {
-    let ticket = read(ctx, me, path_user, ticket_id).await?;
+    let ticket = read_at(ctx, me, path_user, ticket_id, version).await?;
     authored(ctx, ticket).await
 }
 
@@ -114,15 +135,20 @@ pub async fn delete(
     path_user: &str,
     ticket_id: &str,
 ) -> Result<(), TicketError> {
-    let deleted = own(ctx, me, path_user, ticket_id).await?;
-    // Record first: should removing the bytes fail, no record points at
-    // missing files. A ticket's files never change, so those of the record
-    // the check read are the ones to remove.
-    if !ctx.store.tickets.delete(ticket_id, &me.id).await? {
-        return Err(TicketError::NotFound);
-    }
-    let ids = deleted.files.iter().map(|f| f.file_id).collect();
-    ctx.store.files.delete_files(ids).await?;
+    // A version that lands between the read and the delete makes the
+    // delete miss: read again (its files are to go too). Bounded, as a
+    // student cannot add versions faster than a few a second.
+    let mut attempts = 0;
+    let deleted = loop {
+        let read = own(ctx, me, path_user, ticket_id).await?;
+        if ctx.store.delete_ticket(&ctx.janitor, &read).await? {
+            break read;
+        }
+        attempts += 1;
+        if attempts >= 8 {
+            return Err(StoreError::Corrupt("the ticket kept changing while it was deleted".into()).into());
+        }
+    };
     super::previews::forget(ctx, &deleted).await;
     tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
     Ok(())

@@ -20,7 +20,10 @@ use super::{
 use crate::{
     plugins::FileSource,
     service::Context,
-    store::{Pace, Share, StoreError, StoredFile, TicketRecord, UploadTx, UserProfile},
+    store::{
+        MAX_VERSIONS, Pace, Share, StoreError, StoredFile, TicketRecord, UploadTx, UserProfile,
+        VersionCommit,
+    },
     telemetry::{UploadOutcome, metrics},
     ticket::{content_type_for, name_key, new_ticket_id, normalize_upload_name},
 };
@@ -104,6 +107,12 @@ pub enum UploadError {
     /// A sweep took the upload for abandoned while it was validated.
     #[error("taken for abandoned")]
     Abandoned,
+    /// A new version for a ticket that was deleted meanwhile.
+    #[error("the ticket is gone")]
+    TicketGone,
+    /// A new version for a ticket with the most versions it may keep.
+    #[error("the ticket has {0} versions")]
+    TooManyVersions(usize),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
@@ -124,6 +133,8 @@ impl UploadError {
     pub fn is_clients_fault(&self) -> bool {
         match self {
             UploadError::Abandoned | UploadError::Store(_) => false,
+            // Another request's doing, or the limit: the client's to see.
+            UploadError::TicketGone | UploadError::TooManyVersions(_) => true,
             UploadError::Policy(policy) => !policy.is_server_side(),
             _ => true,
         }
@@ -163,27 +174,43 @@ pub struct Created {
     pub author: UserProfile,
 }
 
-/// Receives a whole upload and records the ticket. Runs to completion even
-/// if the client goes away (callers spawn it), so cleanup always happens.
+/// What an upload becomes.
+pub enum Destination {
+    NewTicket,
+    /// The next version of this ticket (as read when the upload began; by
+    /// its author).
+    NewVersion(TicketRecord),
+}
+
+/// Receives a whole upload and records the ticket, or the ticket's new
+/// version. Runs to completion even if the client goes away (callers
+/// spawn it), so cleanup always happens.
 pub async fn ingest(
     ctx: Arc<Context>,
     author: UserProfile,
     share: Share,
+    destination: Destination,
     parts: impl Stream<Item = Result<Part, BodyError>> + Send,
 ) -> Result<Created, UploadError> {
     let store = &ctx.store;
-    let ticket_id = new_ticket_id();
+    // A new version's key is its own (see `store::blobs`).
+    let key = new_ticket_id();
+    if let Destination::NewVersion(ticket) = &destination
+        && ticket.versions.len() >= MAX_VERSIONS
+    {
+        return Err(UploadError::TooManyVersions(MAX_VERSIONS));
+    }
     // The author's record and ticket number, while the body arrives (in
     // the request's context, so its log line counts the command).
-    let numbering = {
+    let numbering = matches!(destination, Destination::NewTicket).then(|| {
         let (tickets, profile) = (store.tickets.clone(), author.clone());
         crate::telemetry::spawn_in_request(async move { tickets.next_number(&profile).await })
-    };
+    });
     let pace = share.pace();
     let tx = UploadTx::begin(
         store,
         ctx.janitor.clone(),
-        &ticket_id,
+        &key,
         ctx.config.limits.upload_idle(),
         share,
     );
@@ -206,17 +233,31 @@ pub async fn ingest(
         // sure no sweep took this upload for abandoned meanwhile, or the
         // ticket would point at deleted bytes.
         upload.keep_alive().await?;
+        upload.tx.share_stored().await?;
+        let files = upload.tx.files().iter().map(|s| s.file.clone()).collect();
+        if let Destination::NewVersion(read) = &destination {
+            let commit = upload.tx.commit_version(&read.id, &author.id, options.remark, now_millis());
+            return match commit.await? {
+                VersionCommit::Added(ticket) => Ok(Created { ticket: *ticket, author }),
+                VersionCommit::Gone => Err(UploadError::TicketGone),
+                VersionCommit::Full => Err(UploadError::TooManyVersions(MAX_VERSIONS)),
+            };
+        }
+        let numbering =
+            numbering.ok_or_else(|| StoreError::Corrupt("a new ticket without a number".into()))?;
         let (author, seq) = numbering
             .await
             .map_err(|e| StoreError::Corrupt(format!("the author lookup failed: {e}")))??;
         let ticket = TicketRecord {
-            id: ticket_id.clone(),
+            id: key.clone(),
             author_id: author.id.clone(),
-            files: upload.tx.files().iter().map(|s| s.file.clone()).collect(),
+            files,
             is_public: options.is_public,
             remark: options.remark,
             create_time: now_millis(),
             seq: Some(seq),
+            versions: Vec::new(),
+            shown_version: None,
         };
         upload.tx.commit(&ticket).await?;
         Ok(Created { ticket, author })
@@ -237,7 +278,7 @@ pub async fn ingest(
             metrics().upload(outcome, 0, 0);
             // Said here, not only in the answer: a client that hung up
             // gets none, and the failure would go unexplained.
-            tracing::info!(ticket_id = %ticket_id, %error, "upload not stored");
+            tracing::info!(key = %key, %error, "upload not stored");
             // With the database away, a cleanup awaited here would wait out
             // the deadline a second time before the client hears (a 503
             // after twice `mongodb.timeout_ms`): it runs on its own instead.

@@ -18,7 +18,8 @@ use mongodb::{
     Database, Namespace,
     bson::Document,
     error::ErrorKind,
-    options::{DeleteOneModel, InsertOneModel, WriteModel},
+    bson::{Bson, oid::ObjectId},
+    options::{DeleteOneModel, InsertOneModel, UpdateManyModel, WriteModel},
 };
 
 use super::{Gate, Result};
@@ -27,12 +28,14 @@ use super::{Gate, Result};
 enum Write {
     Insert(&'static str, Document),
     DeleteOne(&'static str, Document),
+    /// Filter and update.
+    UpdateMany(&'static str, Document, Document),
 }
 
 impl Write {
     fn collection(&self) -> &'static str {
         match self {
-            Write::Insert(c, _) | Write::DeleteOne(c, _) => c,
+            Write::Insert(c, _) | Write::DeleteOne(c, _) | Write::UpdateMany(c, _, _) => c,
         }
     }
 }
@@ -86,18 +89,43 @@ impl WriteBatch {
         self.writes.insert(0, Write::Insert(collection, document));
     }
 
-    /// Moves the writes to `collection` before all others, keeping the
-    /// order among each.
+    /// Moves the inserts into `collection` before all other writes,
+    /// keeping the order among each.
     pub fn lead_with(&mut self, collection: &'static str) {
         let (mut first, rest): (Vec<Write>, Vec<Write>) = std::mem::take(&mut self.writes)
             .into_iter()
-            .partition(|w| w.collection() == collection);
+            .partition(|w| matches!(w, Write::Insert(c, _) if *c == collection));
         first.extend(rest);
         self.writes = first;
     }
 
     pub fn delete_one(&mut self, collection: &'static str, filter: Document) {
         self.writes.push(Write::DeleteOne(collection, filter));
+    }
+
+    pub fn update_many(&mut self, collection: &'static str, filter: Document, update: Document) {
+        self.writes
+            .push(Write::UpdateMany(collection, filter, update));
+    }
+
+    /// Drops the inserts not sent yet whose `field` is one of `ids` (the
+    /// files documents and chunks of files an upload found stored
+    /// already).
+    pub fn drop_inserts(&mut self, collection: &'static str, field: &str, ids: &[ObjectId]) {
+        self.writes.retain(|w| match w {
+            Write::Insert(c, d) if *c == collection => {
+                !matches!(d.get(field), Some(Bson::ObjectId(id)) if ids.contains(id))
+            }
+            _ => true,
+        });
+        self.bytes = self
+            .writes
+            .iter()
+            .map(|w| match w {
+                Write::Insert(_, d) => document_size(d),
+                _ => 0,
+            })
+            .sum();
     }
 
     /// Bytes waiting to be sent.
@@ -168,6 +196,12 @@ impl WriteBatch {
                 .filter(filter)
                 .build()
                 .into(),
+            Write::UpdateMany(_, filter, update) => UpdateManyModel::builder()
+                .namespace(namespace)
+                .filter(filter)
+                .update(update)
+                .build()
+                .into(),
         }
     }
 
@@ -199,6 +233,14 @@ impl WriteBatch {
                     self.gate
                         .run(async move {
                             collection.delete_one(filter).await?;
+                            Ok(())
+                        })
+                        .await?;
+                }
+                Write::UpdateMany(_, filter, update) => {
+                    self.gate
+                        .run(async move {
+                            collection.update_many(filter, update).await?;
                             Ok(())
                         })
                         .await?;

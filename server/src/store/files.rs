@@ -55,16 +55,16 @@ impl ByteRange {
 }
 
 #[derive(Deserialize)]
-struct Chunk {
+pub(super) struct Chunk {
     n: i64,
     data: Binary,
 }
 
 #[derive(Clone)]
 pub struct FileStore {
-    files: Collection<Document>,
-    chunks: Collection<Chunk>,
-    gate: Gate,
+    pub(super) files: Collection<Document>,
+    pub(super) chunks: Collection<Chunk>,
+    pub(super) gate: Gate,
 }
 
 impl FileStore {
@@ -92,6 +92,14 @@ impl FileStore {
         // collection for one).
         self.files
             .create_index(IndexModel::builder().keys(doc! { "uploadDate": 1 }).build())
+            .await?;
+        // Uploads look for contents stored already (see `blobs`).
+        self.files
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "metadata.sha256": 1 })
+                    .build(),
+            )
             .await?;
         // Earlier versions found a ticket's files by ticket id; the ids in
         // the ticket record serve, and an index no query uses costs every
@@ -140,22 +148,6 @@ impl FileStore {
                     .delete_many(doc! { "files_id": { "$in": &ids } })
                     .await?;
                 files.delete_many(doc! { "_id": { "$in": &ids } }).await?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Removes every file, complete or not, whose id is in `first..=last`.
-    /// Chunks go first, for the same reason as in [`Self::delete_files`].
-    pub async fn delete_id_range(&self, first: ObjectId, last: ObjectId) -> Result<()> {
-        let range = doc! { "$gte": first, "$lte": last };
-        let (files, chunks) = (self.files.clone(), self.chunks.clone());
-        self.gate
-            .run(async move {
-                chunks
-                    .delete_many(doc! { "files_id": range.clone() })
-                    .await?;
-                files.delete_many(doc! { "_id": range }).await?;
                 Ok(())
             })
             .await

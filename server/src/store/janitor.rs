@@ -23,7 +23,17 @@ use crate::telemetry::Throttle;
 
 /// The id range of an upload whose client was told it failed (see
 /// [`Janitor::remove_failed`]); `None` for an ordinary cleanup.
-type Unanswered = Option<(ObjectId, ObjectId)>;
+type Unanswered = Option<UnansweredUpload>;
+
+/// What an upload whose client was told it failed may have left: its own
+/// id range, and the stored files it took references on (its journal
+/// entry, which names them too, may have gone with its last batch).
+#[derive(Clone)]
+pub struct UnansweredUpload {
+    pub first: ObjectId,
+    pub last: ObjectId,
+    pub held: Arc<[ObjectId]>,
+}
 
 /// An entry untouched for this many idle periods (`limits.upload_idle_secs`)
 /// belongs to a dead upload. A live upload touches its entry at least once
@@ -107,20 +117,24 @@ impl Janitor {
     /// the client is told so, hence everything of it goes, the ticket too
     /// if it landed after all. Its journal entry may be gone with the
     /// batch, hence the ids. Retried while the database does not answer.
-    pub async fn remove_failed(&self, ticket_id: &str, ids: &FileIdBlock) {
-        self.clean_now(ticket_id, Some((ids.first(), ids.last())))
-            .await;
+    pub async fn remove_failed(&self, ticket_id: &str, ids: &FileIdBlock, held: Arc<[ObjectId]>) {
+        let upload = UnansweredUpload {
+            first: ids.first(),
+            last: ids.last(),
+            held,
+        };
+        self.clean_now(ticket_id, Some(upload)).await;
     }
 
     /// One cleanup now; if it fails, it waits in `pending` for a retry (an
     /// upload told it failed keeps its id range there).
     async fn clean_now(&self, ticket_id: &str, unanswered: Unanswered) {
-        match clean(&self.store, ticket_id, unanswered).await {
+        match clean(&self.store, ticket_id, unanswered.clone()).await {
             Ok(()) => tracing::info!(ticket_id, "removed the bytes of a failed upload"),
             Err(error) => {
                 self.failed(ticket_id, &error);
                 if let Ok(mut pending) = self.pending.lock() {
-                    let waiting = pending.entry(ticket_id.to_owned()).or_insert(unanswered);
+                    let waiting = pending.entry(ticket_id.to_owned()).or_insert(None);
                     if unanswered.is_some() {
                         *waiting = unanswered;
                     }
@@ -138,11 +152,12 @@ impl Janitor {
         landing: tokio::task::JoinHandle<T>,
         ticket_id: &str,
         ids: &FileIdBlock,
+        held: Arc<[ObjectId]>,
     ) {
         let (janitor, ticket_id, ids) = (self.clone(), ticket_id.to_owned(), *ids);
         tokio::spawn(async move {
             let _ = landing.await;
-            janitor.remove_failed(&ticket_id, &ids).await;
+            janitor.remove_failed(&ticket_id, &ids, held).await;
         });
     }
 
@@ -243,7 +258,7 @@ impl Janitor {
     /// none succeeded (the retries then slow down).
     async fn retry_pending(&self, store: &Store) -> bool {
         let pending: Vec<(String, Unanswered)> = match self.pending.lock() {
-            Ok(pending) => pending.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Ok(pending) => pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             Err(_) => return false,
         };
         let (mut succeeded, mut failed) = (false, false);
@@ -271,24 +286,31 @@ impl Janitor {
 /// journal entry ([`cleanup`]).
 async fn clean(store: &Store, ticket_id: &str, unanswered: Unanswered) -> Result<()> {
     match unanswered {
-        Some((first, last)) => remove_unanswered(store, ticket_id, first, last).await,
+        Some(upload) => remove_unanswered(store, ticket_id, upload).await,
         None => cleanup(store, ticket_id).await,
     }
 }
 
-/// Removes the journaled bytes of an upload unless its ticket was recorded
-/// (a write whose acknowledgement was lost in an outage), then the entry.
-async fn cleanup(store: &Store, ticket_id: &str) -> Result<()> {
-    let Some(entry) = store.uploads.get(ticket_id).await? else {
+/// Finishes what a journal entry was left for: removes the bytes of an
+/// upload unless it was recorded (a write whose acknowledgement was lost in
+/// an outage) and gives back the references it took, or finishes a
+/// ticket's deletion unless the ticket is still there; then the entry.
+async fn cleanup(store: &Store, key: &str) -> Result<()> {
+    let Some(entry) = store.uploads.get(key).await? else {
         return Ok(());
     };
-    if store.tickets.get(ticket_id).await?.is_none() {
-        store
-            .files
-            .delete_id_range(entry.first_file_id, entry.last_file_id)
-            .await?;
+    if let Some(ticket_id) = &entry.deleting {
+        if store.tickets.get(ticket_id).await?.is_none() {
+            store.files.release(&entry.keys, &entry.held).await?;
+        }
+    } else if store.tickets.recorded(vec![key.to_owned()]).await?.is_empty() {
+        let key = vec![key.to_owned()];
+        store.files.release(&key, &entry.held).await?;
+        if let (Some(first), Some(last)) = (entry.first_file_id, entry.last_file_id) {
+            store.files.release_range(&key[0], first, last).await?;
+        }
     }
-    store.uploads.remove(ticket_id).await
+    store.uploads.remove(key).await
 }
 
 /// See [`Janitor::remove_failed`]. The record goes first, so no
@@ -296,8 +318,7 @@ async fn cleanup(store: &Store, ticket_id: &str) -> Result<()> {
 async fn remove_unanswered(
     store: &Store,
     ticket_id: &str,
-    first: ObjectId,
-    last: ObjectId,
+    upload: UnansweredUpload,
 ) -> Result<()> {
     if store.tickets.remove(ticket_id).await? {
         tracing::info!(
@@ -305,16 +326,25 @@ async fn remove_unanswered(
             "removed a ticket whose upload was answered with an error"
         );
     }
-    store.files.delete_id_range(first, last).await?;
+    let key = [ticket_id.to_owned()];
+    store.files.release(&key, &upload.held).await?;
+    store
+        .files
+        .release_range(ticket_id, upload.first, upload.last)
+        .await?;
     store.uploads.remove(ticket_id).await
 }
 
 async fn sweep_stale(store: &Store, stale_after: Duration) -> Result<()> {
     let before = DateTime::from_system_time(SystemTime::now() - stale_after);
     for entry in store.uploads.stale(before).await? {
-        if store.uploads.claim_stale(&entry.ticket_id, before).await? {
-            tracing::info!(ticket_id = entry.ticket_id, "removing an abandoned upload");
-            cleanup(store, &entry.ticket_id).await?;
+        if store.uploads.claim_stale(&entry.key, before).await? {
+            if entry.deleting.is_some() {
+                tracing::info!(key = entry.key, "finishing an abandoned deletion");
+            } else {
+                tracing::info!(key = entry.key, "removing an abandoned upload");
+            }
+            cleanup(store, &entry.key).await?;
         }
     }
     Ok(())
@@ -348,7 +378,7 @@ async fn check_files(store: &Store, after: Duration) -> Result<()> {
                     ticket_id,
                     "removing the files of an upload that died half written"
                 );
-                store.files.delete_files(ids).await?;
+                store.files.delete_unshared(ids).await?;
             }
         }
         store.settings.set_files_checked_until(to).await?;

@@ -4,6 +4,9 @@
 //! typed operations; nothing above this layer builds queries.
 
 mod batch;
+mod blobs;
+pub(crate) mod crash;
+mod deletion;
 mod files;
 mod gate;
 mod health;
@@ -37,12 +40,12 @@ pub use numbering::{Numbering, SeqRange};
 pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
 pub use staging::{ChunkBatch, Staged, Staging, staging_bytes_at_most};
-pub use tickets::{TicketPage, TicketRecord, TicketStore, Visibility};
-pub use upload::UploadTx;
+pub use tickets::{MAX_VERSIONS, TicketPage, TicketRecord, TicketStore, Visibility};
+pub use upload::{UploadTx, VersionCommit};
 pub use upload_memory::{
     Busy, MIN_RATE, PARSER_HOLDS_AT_MOST, Pace, RETRY_AFTER_SECS, Share, UploadMemory,
 };
-pub use uploads::{FileIdBlock, UploadJournal};
+pub use uploads::{FileIdBlock, UploadJournal, deletion_key};
 pub use users::{DiscordTokens, UserProfile, UserStore};
 
 use crate::config::MongoConfig;

@@ -187,6 +187,12 @@ impl Staging {
         }
     }
 
+    /// The files received, to point some at contents stored already (see
+    /// `blobs`): only once validation, which reads them, is done.
+    pub fn files_mut(&mut self) -> &mut [Staged] {
+        &mut self.files
+    }
+
     /// The files received, in upload order.
     pub fn files(&self) -> &[Staged] {
         &self.files
@@ -294,7 +300,10 @@ impl FileWriter {
                 "uploadDate": DateTime::now(),
                 "filename": &self.path,
                 "metadata": {
+                    // The upload's key (see `blobs`): its owner, and
+                    // its first reference.
                     "ticket_id": &self.ticket_id,
+                    "refs": [&self.ticket_id],
                     "path": &self.path,
                     "content_type": &self.content_type,
                     "sha256": &sha256,

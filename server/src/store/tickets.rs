@@ -29,11 +29,142 @@ pub struct TicketRecord {
     /// from before numbering, until [`TicketStore::number_legacy`] ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+    /// Every version, oldest first, once the ticket has a second one
+    /// (until then its one version is the ticket itself). Versions are
+    /// numbered from 1 without gaps, so their count is the newest's
+    /// number. `files` above are always the newest version's: readers of
+    /// the original API see the newest without knowing of versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionRecord>,
+    /// Not stored: the version `files` are of when a read asked for an
+    /// older one ([`TicketRecord::at_version`]).
+    #[serde(skip)]
+    pub shown_version: Option<i64>,
 }
+
+/// One version of a ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub version: i64,
+    /// Unix milliseconds.
+    pub create_time: i64,
+    pub remark: String,
+    /// The key of the upload that made it (see `blobs`).
+    pub key: String,
+    /// Its files; absent for the newest, whose files are the ticket's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<StoredFile>>,
+}
+
+/// Versions a ticket keeps at most: every version is in the ticket's one
+/// document, which MongoDB limits to 16 MiB.
+pub const MAX_VERSIONS: usize = 100;
 
 impl TicketRecord {
     pub fn file(&self, path: &str) -> Option<&StoredFile> {
         self.files.iter().find(|f| f.path == path)
+    }
+
+    /// The newest version's number.
+    pub fn newest_version(&self) -> i64 {
+        self.versions.last().map_or(1, |v| v.version)
+    }
+
+    /// Every version, oldest first, with its files.
+    pub fn version_list(&self) -> Vec<(VersionRecord, &[StoredFile])> {
+        if self.versions.is_empty() {
+            return vec![(self.first_version(), &self.files)];
+        }
+        let newest = self.newest_version();
+        self.versions
+            .iter()
+            .map(|v| {
+                let files = match (&v.files, v.version == newest) {
+                    (_, true) | (None, _) => &self.files[..],
+                    (Some(files), false) => &files[..],
+                };
+                (v.clone(), files)
+            })
+            .collect()
+    }
+
+    fn first_version(&self) -> VersionRecord {
+        VersionRecord {
+            version: 1,
+            create_time: self.create_time,
+            remark: self.remark.clone(),
+            key: self.id.clone(),
+            files: None,
+        }
+    }
+
+    /// The ticket as it was at `version` (its files), or `None` if it has
+    /// no such version.
+    pub fn at_version(mut self, version: i64) -> Option<TicketRecord> {
+        if version == self.newest_version() {
+            return Some(self);
+        }
+        let files = self
+            .versions
+            .iter_mut()
+            .find(|v| v.version == version)?
+            .files
+            .take()?;
+        self.files = files;
+        self.shown_version = Some(version);
+        Some(self)
+    }
+
+    /// The version `files` are of.
+    pub fn version(&self) -> i64 {
+        self.shown_version.unwrap_or_else(|| self.newest_version())
+    }
+
+    /// The keys of every version's upload (see `blobs`).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = vec![self.id.clone()];
+        keys.extend(self.versions.iter().map(|v| v.key.clone()));
+        keys.dedup();
+        keys
+    }
+
+    /// Every stored file any version uses, each once.
+    pub fn all_file_ids(&self) -> Vec<mongodb::bson::oid::ObjectId> {
+        let mut ids: Vec<_> = self.files.iter().map(|f| f.file_id).collect();
+        for v in &self.versions {
+            ids.extend(v.files.iter().flatten().map(|f| f.file_id));
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Makes `files` the newest version.
+    pub fn add_version(&mut self, key: &str, files: Vec<StoredFile>, remark: String, time: i64) {
+        if self.versions.is_empty() {
+            self.versions.push(self.first_version());
+        }
+        let old = std::mem::replace(&mut self.files, files);
+        if let Some(newest) = self.versions.last_mut() {
+            newest.files = Some(old);
+        }
+        self.versions.push(VersionRecord {
+            version: self.newest_version() + 1,
+            create_time: time,
+            remark,
+            key: key.to_owned(),
+            files: None,
+        });
+    }
+
+    /// A filter that matches this record only while it has as many
+    /// versions as now: writes that depend on the versions read use it.
+    fn unchanged_versions(&self) -> Document {
+        if self.versions.is_empty() {
+            doc! { "versions": { "$exists": false } }
+        } else {
+            doc! { "versions": { "$size": self.versions.len() as i64 } }
+        }
     }
 }
 
@@ -102,6 +233,11 @@ impl TicketStore {
             .keys(doc! { "files.sha256": 1 })
             .build();
         self.tickets.create_index(by_content).await?;
+        // The janitor asks whether a version's upload was recorded.
+        let by_key = IndexModel::builder()
+            .keys(doc! { "versions.key": 1 })
+            .build();
+        self.tickets.create_index(by_key).await?;
         Ok(())
     }
 
@@ -129,10 +265,53 @@ impl TicketStore {
         Ok(())
     }
 
-    /// Which of these tickets are recorded.
-    pub async fn recorded(&self, ids: Vec<String>) -> Result<std::collections::HashSet<String>> {
-        let tickets = self.tickets.clone_with_type();
-        super::existing_ids(&self.gate, tickets, ids).await
+    /// Which of these upload keys (ticket ids, or keys of versions) are
+    /// recorded.
+    pub async fn recorded(&self, keys: Vec<String>) -> Result<std::collections::HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(Default::default());
+        }
+        let wanted: std::collections::HashSet<String> = keys.iter().cloned().collect();
+        let tickets = self.tickets.clone_with_type::<Document>();
+        let filter = doc! { "$or": [
+            { "_id": { "$in": &keys } },
+            { "versions.key": { "$in": &keys } },
+        ] };
+        let projection = doc! { "_id": 1, "versions.key": 1 };
+        let docs = super::find_projected(&self.gate, tickets, filter, projection).await?;
+        let mut found = std::collections::HashSet::new();
+        for d in &docs {
+            if let Ok(id) = d.get_str("_id") {
+                found.insert(id.to_owned());
+            }
+            for v in d.get_array("versions").into_iter().flatten() {
+                if let Some(key) = v.as_document().and_then(|v| v.get_str("key").ok()) {
+                    found.insert(key.to_owned());
+                }
+            }
+        }
+        found.retain(|k| wanted.contains(k));
+        Ok(found)
+    }
+
+    /// Writes `record`'s versions and newest files if the stored record
+    /// still has the versions `read` had; whether it did (else another
+    /// version came first, or the ticket went).
+    pub async fn save_versions(&self, read: &TicketRecord, record: &TicketRecord) -> Result<bool> {
+        let mut filter = read.unchanged_versions();
+        filter.insert("_id", &read.id);
+        filter.insert("author_id", &read.author_id);
+        let versions = mongodb::bson::to_bson(&record.versions).map_err(mongodb::error::Error::from)?;
+        let files = mongodb::bson::to_bson(&record.files).map_err(mongodb::error::Error::from)?;
+        let tickets = self.tickets.clone();
+        self.gate
+            .run(async move {
+                let updated = tickets
+                    .update_one(filter, doc! { "$set": { "versions": versions, "files": files } })
+                    .await?;
+                Ok(updated.matched_count == 1)
+            })
+            .await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<TicketRecord>> {
@@ -314,13 +493,14 @@ impl TicketStore {
             .await
     }
 
-    /// Removes the record if it belongs to `author_id`; whether it did.
-    /// (`deleteOne`, for the reason given at [`Self::update`].)
-    pub async fn delete(&self, id: &str, author_id: &str) -> Result<bool> {
-        let (tickets, filter) = (
-            self.tickets.clone(),
-            doc! { "_id": id, "author_id": author_id },
-        );
+    /// Removes `read`'s record if it is still as read (its author, its
+    /// versions); whether it did. (`deleteOne`, for the reason given at
+    /// [`Self::update`].)
+    pub async fn delete(&self, read: &TicketRecord) -> Result<bool> {
+        let mut filter = read.unchanged_versions();
+        filter.insert("_id", &read.id);
+        filter.insert("author_id", &read.author_id);
+        let tickets = self.tickets.clone();
         self.gate
             .run(async move { Ok(tickets.delete_one(filter).await?.deleted_count > 0) })
             .await

@@ -31,6 +31,13 @@
 //! On failure every byte sent for the ticket is removed before `abort`
 //! returns (or, if the database is gone, by the janitor once it is back);
 //! an upload that failed before sending anything cost nothing.
+//!
+//! Before it commits, an upload looks for its contents among the files
+//! stored already (`share_stored`, see `blobs`): a file found is not stored
+//! again, and the record points at the stored one. An upload that holds
+//! such references is journaled (the entry names them), and so is every
+//! new version of a ticket, whose record is an update of the ticket's
+//! rather than a write of the batch (`commit_version`).
 
 use std::{
     sync::Arc,
@@ -41,13 +48,25 @@ use futures_util::future::BoxFuture;
 use mongodb::bson::oid::ObjectId;
 
 use super::{
-    FileIdBlock, Janitor, Result, Share, Staged, Staging, Store, StoreError, TicketRecord,
-    WriteBatch,
+    FileIdBlock, Janitor, MAX_VERSIONS, Result, Share, Staged, Staging, Store, StoreError,
+    TicketRecord, WriteBatch,
+    files::{CHUNKS, FILES},
 };
 
-/// One upload on its way to becoming a ticket.
+/// How a new version's commit ended, when the database answered.
+pub enum VersionCommit {
+    Added(Box<TicketRecord>),
+    /// The ticket was deleted meanwhile (or is not the author's).
+    Gone,
+    /// It has [`MAX_VERSIONS`] already.
+    Full,
+}
+
+/// One upload on its way to becoming a ticket, or a ticket's new version.
 pub struct UploadTx {
     store: Store,
+    /// The ticket id for a new ticket, a version's own key for a version
+    /// (see `blobs`).
     ticket_id: String,
     /// `limits.upload_idle_secs`: how often the journal entry is refreshed,
     /// and past which even a one-batch upload is journaled.
@@ -69,6 +88,8 @@ struct Leftovers {
     janitor: Arc<Janitor>,
     ticket_id: String,
     ids: FileIdBlock,
+    /// Stored files of others it took references on.
+    held: Vec<ObjectId>,
     /// Something was sent (and may have landed, even if it failed).
     sent: bool,
     last: Last,
@@ -107,6 +128,7 @@ impl UploadTx {
                 janitor,
                 ticket_id: ticket_id.to_owned(),
                 ids: FileIdBlock::new(),
+                held: Vec::new(),
                 sent: false,
                 last: Last::NotSent,
                 share: Some(share),
@@ -123,6 +145,86 @@ impl UploadTx {
     /// The files received, and where their bytes are.
     pub fn files(&self) -> &[Staged] {
         self.staging.files()
+    }
+
+    fn own(&self, id: &ObjectId) -> bool {
+        self.leftovers
+            .as_ref()
+            .is_some_and(|l| l.ids.first() <= *id && *id <= l.ids.last())
+    }
+
+    /// The upload's own files that its record uses.
+    fn own_ids(&self) -> Vec<ObjectId> {
+        let mut ids: Vec<ObjectId> = self
+            .staging
+            .files()
+            .iter()
+            .map(|s| s.file.file_id)
+            .filter(|id| self.own(id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Points every file whose content is stored already (by an earlier
+    /// upload, or earlier in this one) at the stored file, and drops its
+    /// own copy. Call after validation, before building the record.
+    pub async fn share_stored(&mut self) -> Result<()> {
+        let mut wanted: Vec<(String, i64)> = self
+            .staging
+            .files()
+            .iter()
+            .map(|s| (s.file.sha256.clone(), s.file.size))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let found = self.store.files.reusable(&wanted).await?;
+        let mut held = std::collections::HashSet::new();
+        if !found.is_empty() {
+            let ids: Vec<ObjectId> = found.values().copied().collect();
+            let mut batch = self.store.batch();
+            if !self.journaled {
+                // The entry leads: it lands before the references it names
+                // and before every chunk still waiting in `self.batch`.
+                let block = self.leftovers().ids;
+                self.store.uploads.begin_in(&mut batch, &self.ticket_id, &block);
+                self.journaled = true;
+                self.touched = Instant::now();
+            }
+            self.store.uploads.hold_in(&mut batch, &self.ticket_id, &ids);
+            self.store.files.hold_in(&mut batch, &self.ticket_id, &ids);
+            self.leftovers().sent = true;
+            self.leftovers().held.extend(&ids);
+            batch.send().await?;
+            held = self.store.files.held_by(&self.ticket_id, &ids).await?;
+            super::crash::point("upload-after-hold");
+        }
+        let mut first_of: std::collections::HashMap<(String, i64), ObjectId> = Default::default();
+        let mut dropped = Vec::new();
+        for staged in self.staging.files_mut() {
+            let file = &mut staged.file;
+            let content = (file.sha256.clone(), file.size);
+            let stored = found.get(&file.sha256).filter(|id| held.contains(*id));
+            let target = match stored {
+                Some(id) => *id,
+                None => *first_of.entry(content).or_insert(file.file_id),
+            };
+            if target != file.file_id {
+                dropped.push(file.file_id);
+                file.file_id = target;
+            }
+        }
+        if !dropped.is_empty() {
+            self.batch.drop_inserts(FILES, "_id", &dropped);
+            self.batch.drop_inserts(CHUNKS, "files_id", &dropped);
+            if self.leftovers().sent {
+                // Parts of them went in earlier batches: theirs alone (never
+                // shared before the record), removed now.
+                self.store.files.delete_files(dropped).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts the next file; its bytes follow with [`Self::write`].
@@ -190,6 +292,8 @@ impl UploadTx {
     /// call [`Self::abort`].
     pub async fn commit(&mut self, ticket: &TicketRecord) -> Result<()> {
         self.store.tickets.insert_in(&mut self.batch, ticket)?;
+        let own = self.own_ids();
+        self.store.files.share_in(&mut self.batch, &own);
         // See the module's comment for when the journal is needed.
         if self.journaled || self.started.elapsed() >= self.idle {
             self.journal_first();
@@ -221,6 +325,58 @@ impl UploadTx {
                 Err(error)
             }
         }
+    }
+
+    /// Records the upload as the newest version of ticket `ticket_id` (by
+    /// `author_id`), after every byte has landed. Another version that
+    /// lands first makes this one the next number. If the outcome is not
+    /// known (no answer), the cleanup keeps the files if the version was
+    /// recorded after all. On an error, call [`Self::abort`].
+    pub async fn commit_version(
+        &mut self,
+        ticket_id: &str,
+        author_id: &str,
+        remark: String,
+        time: i64,
+    ) -> Result<VersionCommit> {
+        self.journal_first();
+        self.leftovers().sent = true;
+        self.batch.send().await?;
+        let files: Vec<_> = self.staging.files().iter().map(|s| s.file.clone()).collect();
+        let mut attempts = 0;
+        let record = loop {
+            let read = match self.store.tickets.get(ticket_id).await? {
+                Some(read) if read.author_id == author_id => read,
+                _ => return Ok(VersionCommit::Gone),
+            };
+            if read.versions.len() >= MAX_VERSIONS {
+                return Ok(VersionCommit::Full);
+            }
+            let mut record = read.clone();
+            record.add_version(&self.ticket_id, files.clone(), remark.clone(), time);
+            if self.store.tickets.save_versions(&read, &record).await? {
+                break record;
+            }
+            attempts += 1;
+            if attempts >= 16 {
+                return Err(StoreError::Corrupt(
+                    "the ticket kept changing while its new version was recorded".into(),
+                ));
+            }
+        };
+        super::crash::point("version-after-record");
+        self.leftovers = None;
+        let own = self.own_ids();
+        let mut batch = self.store.batch();
+        self.store.files.share_in(&mut batch, &own);
+        self.store.uploads.close_in(&mut batch, &self.ticket_id);
+        if let Err(error) = batch.send().await {
+            // The version stands; the entry left behind is removed by the
+            // janitor's sweep (its key is recorded), the files stay
+            // unshared: nothing is lost.
+            tracing::warn!(%error, key = self.ticket_id, "could not close a version's journal entry");
+        }
+        Ok(VersionCommit::Added(Box::new(record)))
     }
 
     /// Ends an upload that did not commit: its memory goes back at once,
@@ -261,6 +417,7 @@ impl Leftovers {
     /// and says what removes what was sent.
     fn cleanup(mut self) -> Option<BoxFuture<'static, ()>> {
         let (janitor, id, ids) = (self.janitor, self.ticket_id, self.ids);
+        let held: Arc<[ObjectId]> = self.held.into();
         match self.last {
             Last::NotSent if self.sent => {
                 drop(self.share.take());
@@ -270,7 +427,7 @@ impl Leftovers {
             Last::Failed => {
                 drop(self.share.take());
                 Some(Box::pin(
-                    async move { janitor.remove_failed(&id, &ids).await },
+                    async move { janitor.remove_failed(&id, &ids, held).await },
                 ))
             }
             Last::Landing(landing) => {
@@ -279,7 +436,7 @@ impl Leftovers {
                     let _ = landing.await;
                     drop(share);
                 });
-                janitor.remove_after(landed, &id, &ids);
+                janitor.remove_after(landed, &id, &ids, held);
                 None
             }
         }

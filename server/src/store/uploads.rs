@@ -1,4 +1,5 @@
-//! The `uploads` collection: a journal of long uploads in flight.
+//! The `uploads` collection: a journal of long uploads in flight, and of
+//! ticket deletions under way.
 //!
 //! GridFS writes a file's chunks before its files document, so the bytes of
 //! an interrupted upload cannot be found by ticket id alone. Each upload
@@ -27,11 +28,16 @@ pub(super) const UPLOADS: &str = "uploads";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadEntry {
-    /// The ticket id the upload will be recorded under.
+    /// The upload's key (the ticket id of a new ticket, the version's key
+    /// of a new version: see `store::blobs`), or for a deletion
+    /// `delete:` and the ticket id.
     #[serde(rename = "_id")]
-    pub ticket_id: String,
-    pub first_file_id: ObjectId,
-    pub last_file_id: ObjectId,
+    pub key: String,
+    /// The upload's own file ids (none for a deletion).
+    #[serde(default)]
+    pub first_file_id: Option<ObjectId>,
+    #[serde(default)]
+    pub last_file_id: Option<ObjectId>,
     pub started_at: DateTime,
     /// Refreshed while bytes arrive; an entry nobody touches for a while
     /// belongs to an upload that died with its process.
@@ -39,6 +45,21 @@ pub struct UploadEntry {
     /// Claimed by a sweep as abandoned; the upload may no longer finish.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub swept: bool,
+    /// Stored files of others this upload took a reference on (it found
+    /// their contents stored), or, for a deletion, every file of the
+    /// ticket: whose references a cleanup must give back.
+    #[serde(default)]
+    pub held: Vec<ObjectId>,
+    /// A deletion: the ticket removed, and the keys of its versions.
+    #[serde(default)]
+    pub deleting: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+/// The journal key of a ticket's deletion.
+pub fn deletion_key(ticket_id: &str) -> String {
+    format!("delete:{ticket_id}")
 }
 
 /// The GridFS ids one upload may use: the first 8 bytes (a timestamp and
@@ -123,6 +144,46 @@ impl UploadJournal {
                 "touched_at": now,
             },
         );
+    }
+
+    /// Records, in `batch`, that the upload holds references on `held`
+    /// (the entry is in the batch already, or landed before).
+    pub fn hold_in(&self, batch: &mut WriteBatch, key: &str, held: &[ObjectId]) {
+        batch.update_many(
+            UPLOADS,
+            doc! { "_id": key },
+            doc! { "$addToSet": { "held": { "$each": held.to_vec() } } },
+        );
+    }
+
+    /// Opens the journal entry of a ticket's deletion, before its record
+    /// goes: should the process die in between, the janitor finishes it.
+    pub async fn begin_delete(
+        &self,
+        ticket_id: &str,
+        keys: Vec<String>,
+        held: Vec<ObjectId>,
+    ) -> Result<()> {
+        let (now, key) = (DateTime::now(), deletion_key(ticket_id));
+        let entry = doc! {
+            "_id": &key,
+            "started_at": now,
+            "touched_at": now,
+            "deleting": ticket_id,
+            "keys": keys,
+            "held": held,
+        };
+        let uploads = self.uploads.clone_with_type::<mongodb::bson::Document>();
+        self.gate
+            .run(async move {
+                // A deletion that died before is done again from scratch.
+                uploads
+                    .replace_one(doc! { "_id": key }, entry)
+                    .upsert(true)
+                    .await?;
+                Ok(())
+            })
+            .await
     }
 
     /// Closes the entry after the batch's other writes (the ticket record).

@@ -109,7 +109,11 @@ pub(super) async fn remember(
 /// the same content. Best effort: an entry left behind by a failure here
 /// is only wasted space, aged out once its build is gone.
 pub async fn forget(ctx: &Context, ticket: &TicketRecord) {
-    let mut hashes: Vec<String> = ticket.files.iter().map(|f| f.sha256.clone()).collect();
+    let mut hashes: Vec<String> = ticket
+        .version_list()
+        .iter()
+        .flat_map(|(_, files)| files.iter().map(|f| f.sha256.clone()))
+        .collect();
     hashes.sort();
     hashes.dedup();
     let forget = async {
