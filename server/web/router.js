@@ -9,6 +9,7 @@ import { ticketsPage } from "./pages/tickets.js";
 import { uploadPage } from "./pages/upload.js";
 import { ticketPage } from "./pages/ticket.js";
 import { pluginsPage } from "./pages/plugins.js";
+import { comparePage, diffPage } from "./pages/diff.js";
 
 /** `#/t/{user}/{ticket}/{path…}#L12-L20` and friends; `range` is `[12, 20]`. */
 function parseRoute(hash) {
@@ -40,7 +41,9 @@ const PAGES = {
   "": () => ticketsPage("@me", 0),
   tickets: (args) => ticketsPage("@me", Number(args[0] || 0)),
   u: (args) => ticketsPage(args[0], Number(args[1] || 0)),
-  upload: () => uploadPage(),
+  upload: (args) => uploadPage(args.length >= 2 ? { user: args[0], id: args[1] } : null),
+  diff: (args) => diffPage(args[0], args[1], Number(args[2]), Number(args[3])),
+  compare: (args) => comparePage(args[0], args[1], args[2], args[3]),
   t: (args, range) => ticketPage(args[0], args[1], args.slice(2).join("/"), range),
   plugins: () => pluginsPage(),
   signin: () => { location.hash = "#/"; },

@@ -316,16 +316,16 @@ async fn a_large_source_diffs_by_its_lines_and_binary_or_huge_files_say_changed(
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     let mut png2 = png.clone();
     png2.push(1);
-    let created = create_ticket(&server, &token, &[("tinyxml2.cpp", &source), ("big.log", &big), ("logo.png", &png)], None).await;
+    let created = create_ticket(&server, &token, &[("tinyxml2.cpp", &source), ("big.txt", &big), ("logo.png", &png)], None).await;
     let id = created["id"].as_str().expect("id");
-    add_version(&server, &token, id, &[("tinyxml2.cpp", edited.as_bytes()), ("big.log", &big2), ("logo.png", &png2)], None).await;
+    add_version(&server, &token, id, &[("tinyxml2.cpp", edited.as_bytes()), ("big.txt", &big2), ("logo.png", &png2)], None).await;
     let (_, diff) = json(server.get(&format!("/ticket/@me/{id}/diff"), &token).send().await.expect("diff")).await;
     let of = |p: &str| diff["files"].as_array().and_then(|f| f.iter().find(|x| x["path"] == p)).cloned().expect("path");
     let changed = text.split_inclusive('\n').enumerate().filter(|(i, _)| i % 60 == 7).count() as u64;
     assert_eq!((of("tinyxml2.cpp")["additions"].as_u64(), of("tinyxml2.cpp")["deletions"].as_u64()), (Some(changed), Some(changed)));
-    assert_eq!(of("big.log")["note"], "too large");
+    assert_eq!(of("big.txt")["note"], "too large");
     assert_eq!(of("logo.png")["note"], "binary");
-    for (path, kind) in [("big.log", "too large"), ("logo.png", "binary")] {
+    for (path, kind) in [("big.txt", "too large"), ("logo.png", "binary")] {
         let response = server.get(&format!("/ticket/@me/{id}/diff/{path}"), &token).send().await.expect("diff");
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-diff"], kind);

@@ -149,16 +149,24 @@ export function lineFragment(range) {
 /** The page as it is drawn: kept while the address stays in the ticket. */
 let view = null;
 
-export async function ticketPage(user, ticketId, path, range) {
-  if (view && view.user === user && view.ticketId === ticketId && document.contains(view.root)) {
+/** `abc…@v2`: an older version of the ticket (the address's ticket
+ * segment); plain: the newest. */
+export function splitVersion(segment) {
+  const m = (segment || "").match(/^(.*)@v(\d+)$/);
+  return m ? [m[1], Number(m[2])] : [segment, null];
+}
+
+export async function ticketPage(user, segment, path, range) {
+  if (view && view.user === user && view.segment === segment && document.contains(view.root)) {
     return view.go(path, range);
   }
   view = null;
+  const [ticketId, version] = splitVersion(segment);
   show(loading("Loading ticket…"));
   let ticket;
   const now = here();
   try {
-    ticket = await apiJson(`/ticket/${userSeg(user)}/${encodeURIComponent(ticketId)}`);
+    ticket = await apiJson(`/ticket/${userSeg(user)}/${encodeURIComponent(ticketId)}${version ? `?version=${version}` : ""}`);
   } catch (error) {
     return stillOn(now) && show(el("h1", {}, "Ticket"), errorBox(error));
   }
@@ -170,16 +178,20 @@ export async function ticketPage(user, ticketId, path, range) {
     user = authorId;
     history.replaceState(null, "", location.pathname + location.hash.replace(/^#\/t\/@me\//, `#/t/${userSeg(authorId)}/`));
   }
-  view = new TicketView(user, ticketId, ticket);
+  view = new TicketView(user, segment, ticket, version);
   show(view.root);
   view.go(path, range);
 }
 
 class TicketView {
-  constructor(user, ticketId, ticket) {
+  constructor(user, segment, ticket, version) {
     this.user = user;
-    this.ticketId = ticketId;
+    this.segment = segment;
     this.ticket = ticket;
+    // An older version is read with `?version=N`; the newest plainly.
+    this.version = version && version !== ticket.versions ? version : null;
+    this.q = this.version ? `?version=${this.version}` : "";
+    this.idSeg = `${ticket.id}${this.version ? `@v${this.version}` : ""}`;
     this.userSeg = userSeg(user);
     this.base = `/ticket/${this.userSeg}/${ticket.id}`;
     this.path = null;
@@ -202,7 +214,7 @@ class TicketView {
 
   /** The address of a file (and lines) of this ticket. */
   hash(path, range = null) {
-    return `#/t/${this.userSeg}/${this.ticket.id}/${encodePath(path)}${lineFragment(range)}`;
+    return `#/t/${this.userSeg}/${this.idSeg}/${encodePath(path)}${lineFragment(range)}`;
   }
 
   finder() {
@@ -343,7 +355,7 @@ class TicketView {
       results.hidden = false;
       results.replaceChildren(loading("Searching…"));
       try {
-        const found = await apiJson(`${this.base}/search?q=${encodeURIComponent(q)}`);
+        const found = await apiJson(`${this.base}/search?q=${encodeURIComponent(q)}${this.version ? `&version=${this.version}` : ""}`);
         const items = found.matches.map((m) =>
           el("li", {}, el("a", { href: this.hash(m.path, [m.line, m.line]), onclick: () => { results.hidden = true; } },
             el("span", { class: "mono" }, `${m.path}:${m.line}`), " ", el("code", {}, m.excerpt))));
@@ -394,7 +406,7 @@ class TicketView {
 
   async showFile(path, range) {
     const load = ++this.loads;
-    const filesUrl = `${this.base}/files/${encodePath(path)}`;
+    const filesUrl = `${this.base}/files/${encodePath(path)}${this.q}`;
     const body = el("div", { class: "pane-body" }, loading("Rendering preview…"));
     this.lineInput = el("input", { type: "text", inputmode: "numeric", id: "line-input", placeholder: "line", title: "Go to a line (12, or 12-20)", "aria-label": "Go to line", value: range ? (range[1] > range[0] ? `${range[0]}-${range[1]}` : String(range[0])) : "" });
     this.lineInput.addEventListener("change", () => {
@@ -461,7 +473,7 @@ class TicketView {
       return pre;
     };
     try {
-      const response = await api(`${this.base}/preview/${encodePath(path)}`);
+      const response = await api(`${this.base}/preview/${encodePath(path)}${this.q}`);
       if (!current()) return;
       const type = response.headers.get("content-type") || "";
       const plugin = response.headers.get("x-preview-plugin") || "";
@@ -477,7 +489,7 @@ class TicketView {
         this.frameUrl = url;
         body.replaceChildren(el("img", { class: "preview", src: url, alt: path }));
       } else if (type.startsWith("text/html")) {
-        const html = preparePreview(await response.text(), this.userSeg, this.ticket.id);
+        const html = preparePreview(await response.text(), this.userSeg, this.idSeg);
         if (!current()) return;
         // A rendered view without numbered lines (Markdown, a notebook, a
         // table) has a Source view that has them, as GitHub's "Code".
@@ -568,6 +580,39 @@ class TicketView {
       }
     }
   }
+}
+
+/** "Compare with…": another ticket by its link or address, or one of
+ * your own. */
+async function compareDialog(user, ticketId) {
+  const input = el("input", { type: "text", id: "compare-input", placeholder: "Paste the other ticket's link", "aria-label": "The other ticket's link" });
+  const own = el("ul", { class: "compare-own" });
+  const go = (otherUser, otherId) => {
+    dialog.close();
+    dialog.remove();
+    location.hash = `#/compare/${user}/${ticketId}/${userSeg(otherUser)}/${otherId}`;
+  };
+  const submit = () => {
+    const m = input.value.trim().match(/#\/t\/([^/]+)\/([0-9a-f]{20})/) || input.value.trim().match(/^([^/\s]+)\/([0-9a-f]{20})$/);
+    if (!m) return flash("That is not a ticket's link (…/#/t/USER/TICKET).");
+    go(decodeURIComponent(m[1]), m[2]);
+  };
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
+  const dialog = el("dialog", { id: "compare-dialog", class: "dialog" },
+    el("h2", {}, "Compare with another ticket"),
+    el("p", { class: "muted" }, "Changes are shown from this ticket to the other (for a student's work: open the starter code and compare with the student's ticket)."),
+    input, el("div", { class: "actions" }, el("button", { class: "primary", type: "button", onclick: submit }, "Compare"),
+      el("button", { type: "button", onclick: () => { dialog.close(); dialog.remove(); } }, "Cancel")),
+    el("h3", {}, "Or one of yours"), own);
+  document.body.append(dialog);
+  dialog.showModal();
+  input.focus();
+  try {
+    const mine = await apiJson("/ticket?length=20");
+    own.replaceChildren(...mine.filter((t) => t.id !== ticketId).map((t) =>
+      el("li", {}, el("button", { type: "button", class: "ghost", onclick: () => go(session.claims?.id || "@me", t.id) },
+        el("span", { class: "mono" }, t.id.slice(0, 8)), " ", t.remark || "(no remark)", " · ", formatTime(t.create_time)))));
+  } catch { /* the link still works */ }
 }
 
 /** The theme changed: the preview follows. */

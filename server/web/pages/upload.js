@@ -30,7 +30,9 @@ async function entriesToFiles(items) {
   return out;
 }
 
-export function uploadPage() {
+/** The upload page: a new ticket, or (`target`: `{user, id}`) a new
+ * version of one of your tickets, which keeps its link. */
+export function uploadPage(target = null) {
   const limits = session.meta?.limits || {};
   const chosen = new Map(); // path → File
   const list = el("tbody");
@@ -118,13 +120,13 @@ export function uploadPage() {
   send.addEventListener("click", async () => {
     const form = new FormData();
     for (const [path, file] of chosen) form.append("files", file, path);
-    form.append("data", JSON.stringify({ is_public: isPublic.checked, remark: remark.value }));
+    form.append("data", JSON.stringify(target ? { remark: remark.value } : { is_public: isPublic.checked, remark: remark.value }));
     const started = performance.now();
     send.disabled = true;
     progress.hidden = false;
     let ticket;
     try {
-      ticket = await upload("/ticket", form, (loaded, total) => {
+      ticket = await upload(target ? `/ticket/${userSeg(target.user)}/${encodeURIComponent(target.id)}/versions` : "/ticket", form, (loaded, total) => {
         const seconds = (performance.now() - started) / 1000;
         progress.value = (loaded / total) * 100;
         progressText.textContent = `${Math.round(progress.value)} % · ${formatSize(loaded)} of ${formatSize(total)} · ${formatSize(loaded / Math.max(seconds, 0.001))}/s`;
@@ -157,19 +159,31 @@ export function uploadPage() {
     }
     progress.value = 100;
     progressText.textContent = `100 % · uploaded ${formatSize([...chosen.values()].reduce((s, f) => s + f.size, 0))}`;
+    const me = session.claims?.id ? userSeg(session.claims.id) : "@me";
+    if (target) {
+      flash(`Version ${ticket.version} uploaded.`, "info");
+      // What the new version changed, at once.
+      location.hash = `#/diff/${me}/${ticket.id}/${ticket.version - 1}/${ticket.version}`;
+      return;
+    }
     flash("Ticket created.", "info");
-    location.hash = `#/t/${session.claims?.id ? userSeg(session.claims.id) : "@me"}/${ticket.id}`;
+    location.hash = `#/t/${me}/${ticket.id}`;
   });
 
+  if (target) remark.placeholder = "What changed since the last version? (optional)";
   show(
-    el("h1", {}, "Upload a ticket"),
+    target
+      ? [el("h1", {}, "Upload a new version"),
+        el("p", { class: "muted" }, "of ticket ", el("a", { href: `#/t/${userSeg(target.user)}/${target.id}` }, el("span", { class: "mono" }, target.id)),
+          ". The link stays the same; earlier versions stay readable, and files that did not change are not stored again.")]
+      : el("h1", {}, "Upload a ticket"),
     el("p", { class: "limits", id: "limits" },
       `Limits: ${formatSize(limits.max_file_size || 0)} per file, ${formatSize(limits.max_ticket_size || 0)} per ticket, ${limits.max_files ?? "?"} files.`),
     drop,
     summary,
     el("table", { class: "files", id: "chosen" }, list),
     problems,
-    el("label", { class: "inline" }, isPublic, "Public (anyone signed in with the link can read it)"),
+    target ? null : el("label", { class: "inline" }, isPublic, "Public (anyone signed in with the link can read it)"),
     el("label", { for: "remark" }, "Remark"),
     remark,
     el("p", {}, send),
