@@ -5,8 +5,9 @@ import { el } from "./dom.js";
 import { explain } from "./api.js";
 
 const main = () => document.getElementById("main");
+/** Draws the page: nodes, or lists of them; null and false draw nothing. */
 export function show(...nodes) {
-  main().replaceChildren(...nodes);
+  main().replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 // Every navigation is numbered: a page whose data arrives after the user

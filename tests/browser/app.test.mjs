@@ -697,6 +697,84 @@ try {
     current = page;
   });
 
+  await step("the student uploads a new version from the ticket page", async () => {
+    // The same folder, fixed: two separate edits in Main.java and a note.
+    const v2 = mkdtempSync(join(tmpdir(), "pd2-browser-v2-"));
+    mkdirSync(join(v2, "lab", "src"), { recursive: true });
+    writeFileSync(join(v2, "lab", "src", "Main.java"),
+      "public class Main {\n    @Override\n    public String toString() { return \"Main, fixed\"; }\n\n    public static void main(String[] args) {\n        System.out.println(new Main());\n        System.out.println(\"done\");\n    }\n}\n");
+    writeFileSync(join(v2, "lab", "shot.png"), png);
+    writeFileSync(join(v2, "lab", "README.md"),
+      "# Lab 3\n\nThe output:\n\n![output](shot.png)\n\nThe code is in [Main](src/Main.java).\n\n![me](https://cdn.discordapp.com/avatars/1/tracker.png)\n");
+    writeFileSync(join(v2, "lab", "NOTES.md"), "toString was the culprit.\n");
+    await page.goto(`${base}/#/t/@me/${ticketId}`);
+    await page.locator("#new-version").click();
+    await page.locator("h1", { hasText: "Upload a new version" }).waitFor();
+    await page.locator("#folder-input").setInputFiles(join(v2, "lab"));
+    await page.locator("#chosen tr").nth(3).waitFor();
+    await page.locator("#remark").fill("fixed toString");
+    await page.locator("#send").click();
+    // It lands on what the new version changed.
+    await page.waitForURL(new RegExp(`#/diff/${userA}/${ticketId}/1/2$`));
+    await page.locator("#diff-summary", { hasText: "2 files changed" }).waitFor();
+    await page.locator("table.diff").first().waitFor();
+  });
+
+  await step("the TA opens the changes from the ticket and walks them with n and p", async () => {
+    const ta = await newPage();
+    current = ta;
+    await signInWithToken(ta, process.env.TOKEN_B);
+    await ta.goto(`${base}/#/t/${userA}/${ticketId}`);
+    await ta.locator("#version-picker option", { hasText: "fixed toString" }).waitFor({ state: "attached" });
+    await ta.locator("#changes").click();
+    await ta.locator("#diff-index", { hasText: "lab/src/Main.java" }).waitFor();
+    await ta.locator("#diff-index", { hasText: "lab/NOTES.md" }).waitFor();
+    // Every changed file's diff drawn: Main.java (2 changes) and NOTES.md (1).
+    await ta.locator(".diff-file[data-path='lab/src/Main.java'] table.diff").waitFor();
+    await ta.locator(".diff-file[data-path='lab/NOTES.md'] table.diff").waitFor();
+    await ta.locator("#change-position", { hasText: "3 changes" }).waitFor();
+    // Coloured as the preview colours Java: `public` is a keyword, on both sides.
+    await ta.locator(".diff-file[data-path='lab/src/Main.java'] tr.del span.hl-kw", { hasText: "public" }).first().waitFor();
+    await ta.locator(".diff-file[data-path='lab/src/Main.java'] tr.add span.hl-st", { hasText: "Main, fixed" }).first().waitFor();
+    await ta.keyboard.press("n");
+    await ta.locator("#change-position", { hasText: "Change 1 of 3" }).waitFor();
+    await ta.keyboard.press("n");
+    await ta.locator("#change-position", { hasText: "Change 2 of 3" }).waitFor();
+    const marked = await ta.locator("tr.current").textContent();
+    expectTrue(marked.includes("done"), `the second change is the added println: ${marked}`);
+    await ta.keyboard.press("p");
+    await ta.locator("#change-position", { hasText: "Change 1 of 3" }).waitFor();
+    expectTrue((await ta.locator("tr.current").textContent()).includes("return \"main\""), "back at the first change");
+    if (shots) await ta.screenshot({ path: join(shots, "diff-inline.png"), fullPage: true });
+    await ta.locator("#diff-split").click();
+    await ta.locator(".diff-file[data-path='lab/src/Main.java'] table.diff.split").waitFor();
+    const pair = await ta.locator(".diff-file[data-path='lab/src/Main.java'] tr.pair").first().textContent();
+    expectTrue(pair.includes("return \"main\"") && pair.includes("Main, fixed"), `old and new side by side: ${pair}`);
+    if (shots) await ta.screenshot({ path: join(shots, "diff-split.png"), fullPage: true });
+    // The older version, through the picker.
+    await ta.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java`);
+    await ta.locator("#version-picker option", { hasText: "fixed toString" }).waitFor({ state: "attached" });
+    await ta.locator("#version-picker").selectOption("1");
+    await ta.waitForURL(new RegExp(`${ticketId}@v1/lab/src/Main.java`));
+    await ta.locator("#older-version", { hasText: "version 1" }).waitFor();
+    const frame = ta.frameLocator("iframe.preview");
+    await frame.locator("body", { hasText: "return" }).waitFor();
+    expectTrue(!(await frame.locator("body").textContent()).includes("Main, fixed"), "version 1's text");
+    await ta.context().close();
+    current = page;
+  });
+
+  await step("compare a ticket with another through the dialog", async () => {
+    await page.goto(`${base}/#/t/@me/${ticketId}`);
+    await page.locator("#compare").click();
+    await page.locator("#compare-dialog .compare-own button").first().waitFor();
+    await page.locator("#compare-dialog .compare-own button").first().click();
+    await page.waitForURL(/#\/compare\//);
+    await page.locator("#diff-summary", { hasText: "changed" }).waitFor();
+    await page.locator("h1", { hasText: "Compare" }).waitFor();
+    if (shots) await page.screenshot({ path: join(shots, "compare.png"), fullPage: true });
+  });
+
   await step("delete with a confirmation", async () => {
     await page.goto(`${base}/#/t/@me/${privateId}`);
     // The ticket shown whole (its file opened) before the click: a click on

@@ -7,6 +7,7 @@
 import { el } from "../dom.js";
 import { api, apiJson } from "../api.js";
 import { encodePath, errorBox, flash, formatSize, formatTime, here, loading, show, stillOn, userSeg } from "../ui.js";
+import { buildTree, treeOrder } from "../tree.js";
 
 const VIEW_KEY = "pd2-diff-view";
 /** Files whose diffs are fetched at once; the rest on request. */
@@ -21,6 +22,7 @@ export async function diffPage(user, id, from, to) {
     listUrl: `${base}/diff${query}`,
     fileUrl: (path) => `${base}/diff/${encodePath(path)}${query}`,
     fileLink: (path, c) => `#/t/${userSeg(user)}/${id}@v${c.to.version}/${encodePath(path)}`,
+    previewUrl: (path, side) => `${base}/preview/${encodePath(path)}?version=${side === "old" ? from : to}`,
     pickers: async () => versionPickers(base, user, id, from, to),
   });
 }
@@ -33,6 +35,9 @@ export async function comparePage(user, id, otherUser, otherId) {
     listUrl: `/compare/${seg}`,
     fileUrl: (path) => `/compare/${seg}/${encodePath(path)}`,
     fileLink: (path) => `#/t/${userSeg(otherUser)}/${otherId}/${encodePath(path)}`,
+    previewUrl: (path, side) => side === "old"
+      ? `/ticket/${userSeg(user)}/${encodeURIComponent(id)}/preview/${encodePath(path)}`
+      : `/ticket/${userSeg(otherUser)}/${encodeURIComponent(otherId)}/preview/${encodePath(path)}`,
     pickers: async () => null,
   });
 }
@@ -67,12 +72,14 @@ async function draw(page) {
     return stillOn(now) && show(el("h1", {}, "Changes"), errorBox(error));
   }
   if (!stillOn(now)) return;
-  const changed = compared.files.filter((f) => f.status !== "unchanged");
+  // In the tree's order (folders first, natural order), as the ticket shows them.
+  const order = new Map(treeOrder(buildTree(compared.files.map((f) => f.path))).map((p, i) => [p, i]));
+  const changed = compared.files.filter((f) => f.status !== "unchanged").sort((a, b) => order.get(a.path) - order.get(b.path));
   const split = localStorage.getItem(VIEW_KEY) === "split";
   const inline = el("button", { type: "button", id: "diff-inline", "aria-pressed": String(!split) }, "Inline");
   const side = el("button", { type: "button", id: "diff-split", "aria-pressed": String(split) }, "Side by side");
   const position = el("span", { class: "muted", id: "change-position", "aria-live": "polite" });
-  const sections = changed.map((file) => fileSection(file, compared, page));
+  const sections = changed.map((file, i) => fileSection(file, i, page, compared));
   const root = el("div", { class: "diff-page" },
     el("h1", {}, page.title(compared)),
     pickers,
@@ -124,8 +131,7 @@ function counts(f) {
 }
 
 /** One file's section: its head, and its diff once loaded. */
-function fileSection(file, compared, page) {
-  const index = compared.files.filter((f) => f.status !== "unchanged").indexOf(file);
+function fileSection(file, index, page, compared) {
   const body = el("div", { class: "diff-body" }, file.status === "renamed" ? el("p", { class: "muted" }, "Renamed without changes.") : loading("Loading diff…"));
   const node = el("section", { class: "diff-file", id: `diff-file-${index}`, "data-path": file.path },
     el("div", { class: "diff-file-head" },
@@ -137,6 +143,7 @@ function fileSection(file, compared, page) {
     body);
   let parsed = null;
   let note = null;
+  const colours = { old: null, new: null };
   return {
     node,
     async load() {
@@ -146,7 +153,14 @@ function fileSection(file, compared, page) {
         const kind = response.headers.get("x-diff");
         const text = await response.text();
         if (kind === "binary" || kind === "too large") note = kind === "binary" ? "Binary file: not shown." : "Too large to show line by line.";
-        else parsed = parseUnified(text);
+        else {
+          parsed = parseUnified(text);
+          // Syntax colours from each side's preview, where the renderer
+          // numbers its lines (code); plain text otherwise.
+          if (file.size <= HIGHLIGHT_MAX && file.status !== "removed") colours.new = await highlighted(page.previewUrl(file.path, "new"));
+          const before = file.status === "added" ? null : file.old_path || file.path;
+          if (before && file.size <= HIGHLIGHT_MAX) colours.old = await highlighted(page.previewUrl(before, "old"));
+        }
       } catch (error) {
         body.replaceChildren(errorBox(error));
       }
@@ -154,7 +168,7 @@ function fileSection(file, compared, page) {
     render(mode) {
       if (note) return body.replaceChildren(el("p", { class: "muted" }, note));
       if (!parsed) return;
-      body.replaceChildren(mode === "split" ? splitTable(parsed) : inlineTable(parsed));
+      body.replaceChildren(mode === "split" ? splitTable(parsed, colours) : inlineTable(parsed, colours));
     },
   };
 }
@@ -185,7 +199,7 @@ export function parseUnified(text) {
   return hunks;
 }
 
-function inlineTable(hunks) {
+function inlineTable(hunks, colours) {
   const rows = [];
   for (const hunk of hunks) {
     rows.push(el("tr", { class: "hunk" }, el("td", { colspan: 3 }, hunk.head)));
@@ -195,14 +209,14 @@ function inlineTable(hunks) {
       prev = l.kind;
       rows.push(el("tr", { class: `${l.kind === "+" ? "add" : l.kind === "-" ? "del" : "ctx"}${start ? " change-start" : ""}` },
         el("td", { class: "n" }, l.old ?? ""), el("td", { class: "n" }, l.new ?? ""),
-        el("td", { class: "c" }, `${l.kind === " " ? " " : l.kind} ${l.text}`)));
+        el("td", { class: "c" }, `${l.kind === " " ? " " : l.kind} `, code(l, l.kind === "-" ? colours.old : colours.new, l.kind === "-" ? l.old : l.new))));
     }
   }
   return el("table", { class: "diff inline" }, el("tbody", {}, rows));
 }
 
 /** Side by side: each run of removals beside the additions that replace it. */
-function splitTable(hunks) {
+function splitTable(hunks, colours) {
   const rows = [];
   for (const hunk of hunks) {
     rows.push(el("tr", { class: "hunk" }, el("td", { colspan: 4 }, hunk.head)));
@@ -210,7 +224,7 @@ function splitTable(hunks) {
     for (let i = 0; i < lines.length;) {
       if (lines[i].kind === " ") {
         const l = lines[i++];
-        rows.push(el("tr", { class: "ctx" }, el("td", { class: "n" }, l.old), el("td", { class: "c" }, l.text), el("td", { class: "n" }, l.new), el("td", { class: "c" }, l.text)));
+        rows.push(el("tr", { class: "ctx" }, el("td", { class: "n" }, l.old), el("td", { class: "c" }, code(l, colours.old, l.old)), el("td", { class: "n" }, l.new), el("td", { class: "c" }, code(l, colours.new, l.new))));
         continue;
       }
       const dels = [];
@@ -221,12 +235,50 @@ function splitTable(hunks) {
         const d = dels[k];
         const a = adds[k];
         rows.push(el("tr", { class: `pair${k === 0 ? " change-start" : ""}` },
-          el("td", { class: `n${d ? " del" : " none"}` }, d?.old ?? ""), el("td", { class: `c${d ? " del" : " none"}` }, d?.text ?? ""),
-          el("td", { class: `n${a ? " add" : " none"}` }, a?.new ?? ""), el("td", { class: `c${a ? " add" : " none"}` }, a?.text ?? "")));
+          el("td", { class: `n${d ? " del" : " none"}` }, d?.old ?? ""), el("td", { class: `c${d ? " del" : " none"}` }, d ? code(d, colours.old, d.old) : ""),
+          el("td", { class: `n${a ? " add" : " none"}` }, a?.new ?? ""), el("td", { class: `c${a ? " add" : " none"}` }, a ? code(a, colours.new, a.new) : "")));
       }
     }
   }
   return el("table", { class: "diff split" }, el("tbody", {}, rows));
+}
+
+/** Files up to this size get syntax colours (two previews fetched). */
+const HIGHLIGHT_MAX = 512 * 1024;
+/** The highlighter's classes (plugins/highlight): only these become
+ * colours, and only the app's own (`hl-*` in app.css); nothing of the
+ * preview's markup or style reaches the page. */
+const TOKENS = new Set(["kw", "ty", "va", "fn", "st", "nu", "bu", "at", "ke", "co", "me", "tg"]);
+
+/** A preview's lines as `[text, class]` runs by line number, when its
+ * renderer numbers lines (`<tr id="L3">…<td class="c">`); else null. The
+ * HTML is parsed inert (DOMParser runs nothing) and read as text. */
+async function highlighted(url) {
+  try {
+    const response = await api(url);
+    if (!(response.headers.get("content-type") || "").startsWith("text/html")) return null;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    const lines = new Map();
+    for (const row of doc.querySelectorAll("tr[id^='L'] > td.c")) {
+      const n = Number(row.parentElement.id.slice(1));
+      const runs = [];
+      for (const node of row.childNodes) {
+        const cls = node.nodeType === 1 ? node.getAttribute("class") : null;
+        runs.push([node.textContent, cls && TOKENS.has(cls) ? cls : null]);
+      }
+      lines.set(n, runs);
+    }
+    return lines.size ? lines : null;
+  } catch {
+    return null; // No preview (415) or not readable: plain text.
+  }
+}
+
+/** A line's text, coloured when its side's preview has the same text. */
+function code(line, colours, number) {
+  const runs = colours?.get(number);
+  if (!runs || runs.map((r) => r[0]).join("") !== line.text) return line.text;
+  return runs.map(([text, cls]) => (cls ? el("span", { class: `hl-${cls}` }, text) : text));
 }
 
 /** `n` and `p`: the next and previous change on the page. */

@@ -338,11 +338,44 @@ class TicketView {
       el("div", { class: "grow" },
         el("h1", {}, "Ticket ", el("span", { class: "mono muted" }, ticket.id)),
         remarkText,
-        el("p", { class: "muted" }, "by ", el("a", { href: `#/u/${userSeg(author.id || this.user)}` }, author.display_name || author.username || author.id || this.user), " · ", formatTime(ticket.create_time), " · ", visibility)),
+        el("p", { class: "muted" }, "by ", el("a", { href: `#/u/${userSeg(author.id || this.user)}` }, author.display_name || author.username || author.id || this.user), " · ", formatTime(ticket.create_time), " · ", visibility),
+        this.versionBar(mine)),
       el("div", { class: "actions" },
         copy,
-        el("button", { type: "button", id: "zip", onclick: () => download(`${this.base}/download`, `${ticket.id}.zip`) }, "Download zip"),
+        el("button", { type: "button", id: "zip", onclick: () => download(`${this.base}/download${this.q}`, `${ticket.id}${this.version ? `-v${this.version}` : ""}.zip`) }, "Download zip"),
         mine ? [toggle, edit, remove] : null));
+  }
+
+  /** Which version is shown, the others to pick, what changed, compare
+   * with another ticket, and (the author's) a new version. */
+  versionBar(mine) {
+    const shown = this.ticket.version;
+    const newest = this.ticket.versions;
+    const picker = el("select", { id: "version-picker", "aria-label": "Version" },
+      el("option", { value: String(shown) }, `Version ${shown} of ${newest}`));
+    // The list (dates, remarks) once the page is up.
+    apiJson(`${this.base}/versions`).then((versions) => {
+      picker.replaceChildren(...versions.slice().reverse().map((v) =>
+        el("option", { value: String(v.version), selected: v.version === shown },
+          `v${v.version} · ${formatTime(v.create_time)}${v.remark ? ` · ${v.remark.slice(0, 60)}` : ""}${v.version === newest ? " (newest)" : ""}`)));
+    }).catch(() => {});
+    picker.addEventListener("change", () => {
+      const v = Number(picker.value);
+      const seg = v === newest ? this.ticket.id : `${this.ticket.id}@v${v}`;
+      location.hash = `#/t/${this.userSeg}/${seg}/${this.path ? encodePath(this.path) : ""}`;
+    });
+    const changes = shown > 1
+      ? el("a", { class: "button", id: "changes", href: `#/diff/${this.userSeg}/${this.ticket.id}/${shown - 1}/${shown}` }, `Changes in v${shown}`)
+      : null;
+    const compare = el("button", { type: "button", id: "compare", onclick: () => compareDialog(this.userSeg, this.ticket.id) }, "Compare with…");
+    const upload = mine
+      ? el("a", { class: "button", id: "new-version", href: `#/upload/${this.userSeg}/${this.ticket.id}` }, "Upload new version")
+      : null;
+    const older = this.version
+      ? el("p", { class: "notice", id: "older-version" }, `You are reading version ${shown}; the newest is ${newest}. `,
+        el("a", { href: `#/t/${this.userSeg}/${this.ticket.id}/${this.path ? encodePath(this.path) : ""}` }, "Read the newest"))
+      : null;
+    return el("div", { class: "version-bar" }, newest > 1 ? picker : el("span", { class: "muted" }, "Version 1"), changes, compare, upload, older);
   }
 
   /** "Go to file" and search across the ticket's text files. */

@@ -23,6 +23,8 @@ use pd2_ticket_tests::{
 mod memory;
 #[path = "../bench/shapes.rs"]
 mod shapes;
+#[path = "../bench/versions.rs"]
+mod versions;
 #[path = "../bench/wire.rs"]
 mod wire;
 
@@ -194,6 +196,11 @@ async fn main() {
     // `--compression`: bytes on the wire per encoding, and their cost.
     if std::env::args().any(|a| a == "--compression") {
         wire::compression(&db).await;
+        return;
+    }
+    // `--versions`: storage of 10 versions, version uploads, diffs (issue 25).
+    if std::env::args().any(|a| a == "--versions") {
+        versions::versions(&db).await;
         return;
     }
     if std::env::args().any(|a| a == "--repeat-views") {
