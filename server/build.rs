@@ -64,5 +64,7 @@ fn interface_version() {
         .find_map(|line| line.trim().strip_prefix("package pd2:plugin@"))
         .and_then(|rest| rest.strip_suffix(';'))
         .expect("plugin.wit declares `package pd2:plugin@X.Y.Z;`");
-    println!("cargo:rustc-env=PD2_INTERFACE_VERSION={version}");
+    // Not `PD2_…`: cargo sets it for the test binaries too, and the
+    // configuration refuses unknown `PD2_` variables.
+    println!("cargo:rustc-env=PLUGIN_INTERFACE_VERSION={version}");
 }

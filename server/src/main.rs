@@ -239,7 +239,7 @@ mod layers {
         &["auth"],
         &["store", "plugins"],
         &["telemetry"],
-        &["config", "ticket"],
+        &["config", "ticket", "sdk_html"],
     ];
 
     fn rank(module: &str) -> Option<usize> {

@@ -22,6 +22,18 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("get", "/ticket/{user_id}/{ticket_id}/download"),
     ("get", "/ticket/{user_id}/{ticket_id}/preview/{file_path}"),
     ("get", "/ticket/{user_id}/{ticket_id}/search"),
+    ("post", "/ticket/{user_id}/{ticket_id}/versions"),
+    ("get", "/ticket/{user_id}/{ticket_id}/versions"),
+    ("get", "/ticket/{user_id}/{ticket_id}/diff"),
+    ("get", "/ticket/{user_id}/{ticket_id}/diff/{file_path}"),
+    (
+        "get",
+        "/compare/{user_id}/{ticket_id}/{other_user_id}/{other_ticket_id}",
+    ),
+    (
+        "get",
+        "/compare/{user_id}/{ticket_id}/{other_user_id}/{other_ticket_id}/{file_path}",
+    ),
     ("get", "/user/{user_id}"),
     ("get", "/version"),
     ("get", "/ping"),
@@ -163,6 +175,8 @@ async fn every_documented_route_is_served_with_a_documented_status() {
     ops.sort_by_key(|(m, _)| m == "delete");
     for (method, template) in ops {
         let path = template
+            .replace("{other_user_id}", "@me")
+            .replace("{other_ticket_id}", &id)
             .replace("{user_id}", "@me")
             .replace("{ticket_id}", &id)
             .replace("{file_path}", "Main.java");

@@ -92,7 +92,8 @@ async fn upload_then_read_back_everything() {
     assert_eq!(
         list,
         json!([{ "id": id, "files": ticket["files"], "is_public": true,
-                 "remark": "please look", "create_time": created }])
+                 "remark": "please look", "create_time": created,
+                 "version": 1, "versions": 1 }])
     );
 
     let file = server

@@ -9,7 +9,7 @@ use super::{
     files::FileBytes,
     filters::{authenticated, version, with_state},
     handle,
-    openapi::{VersionQuery, DataErrors, TicketPath},
+    openapi::{DataErrors, TicketPath, VersionQuery},
 };
 use crate::{auth::Requester, service, service::Ctx};
 

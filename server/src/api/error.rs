@@ -284,6 +284,10 @@ impl From<UploadError> for ApiError {
                 StatusCode::CONFLICT,
                 format!("A ticket keeps at most {max} versions"),
             ),
+            UploadError::RecordFull => Self::new(
+                StatusCode::CONFLICT,
+                "The ticket has no room for another version: its versions' file lists would pass 8 MiB",
+            ),
             UploadError::Policy(e) => e.into(),
             UploadError::Store(e) => e.into(),
         }

@@ -9,7 +9,11 @@ use warp::{
 
 use super::error::{ApiError, ErrorBody};
 use super::routes::{Built, FileAddress, Matched, file_request};
-use super::{caching::etag_matches, handle, openapi::{FilePath, VersionQuery}};
+use super::{
+    caching::etag_matches,
+    handle,
+    openapi::{FilePath, VersionQuery},
+};
 use crate::{
     auth::Requester,
     service,

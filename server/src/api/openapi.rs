@@ -29,6 +29,7 @@ use crate::service::Ctx;
         (name = "auth", description = "Log in with Discord; refresh tokens"),
         (name = "tickets", description = "Upload, list, read, change and delete tickets"),
         (name = "files", description = "A ticket's files: bytes, previews, the whole ticket as a zip"),
+        (name = "versions", description = "A ticket's versions, and what changed between versions or tickets"),
         (name = "users", description = "Display data of users"),
         (name = "plugins", description = "The WebAssembly plugins this server runs"),
         (name = "operations", description = "Liveness, readiness, metrics, this documentation"),

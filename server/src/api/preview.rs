@@ -9,7 +9,13 @@ use warp::{
 
 use super::error::{ApiError, ErrorBody};
 use super::routes::{Built, FileAddress, Matched, file_request};
-use super::{caching::etag_matches, files::FileBytes, files::set, handle, openapi::{FilePath, VersionQuery}};
+use super::{
+    caching::etag_matches,
+    files::FileBytes,
+    files::set,
+    handle,
+    openapi::{FilePath, VersionQuery},
+};
 use crate::{auth::Requester, service, service::Ctx};
 
 pub(super) fn preview_route(matched: Matched, ctx: Ctx) -> Built {

@@ -60,14 +60,9 @@ impl FileAddress {
         me: &crate::auth::Requester,
     ) -> Result<(crate::store::TicketRecord, crate::store::StoredFile), super::error::ApiError>
     {
-        let ticket = crate::service::tickets::read_at(
-            ctx,
-            me,
-            &self.user_id,
-            &self.ticket_id,
-            self.version,
-        )
-        .await?;
+        let ticket =
+            crate::service::tickets::read_at(ctx, me, &self.user_id, &self.ticket_id, self.version)
+                .await?;
         let file = crate::service::files::find(&ticket, &self.file_path)?.clone();
         Ok((ticket, file))
     }
@@ -165,8 +160,8 @@ pub fn table() -> Vec<Route> {
         route::<download::__path_download>(download::download_route),
         route::<preview::__path_preview>(preview::preview_route),
         route::<search::__path_search>(search::search_route),
-        route::<versions::__path_create>(versions::create_route),
-        route::<versions::__path_list>(versions::list_route),
+        route::<versions::__path_add_version>(versions::create_route),
+        route::<versions::__path_list_versions>(versions::list_route),
         route::<versions::__path_diff>(versions::diff_route),
         route::<versions::__path_diff_file>(versions::diff_file_route),
         route::<versions::__path_compare>(versions::compare_route),

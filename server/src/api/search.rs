@@ -10,7 +10,7 @@ use super::routes::{Built, Matched, Params};
 use super::{
     filters::{authenticated, query_version, with_state},
     handle,
-    openapi::{VersionQuery, DataErrors, TicketPath},
+    openapi::{DataErrors, TicketPath, VersionQuery},
 };
 use crate::{
     auth::Requester,

@@ -14,7 +14,7 @@ use super::routes::{Built, Matched, Params};
 use super::{
     filters::{authenticated, json_body, page, version, with_state},
     handle, multipart,
-    openapi::{VersionQuery, DataErrors, PageQuery, TicketPath, UserPath},
+    openapi::{DataErrors, PageQuery, TicketPath, UserPath, VersionQuery},
     views::{Author, TicketFull, TicketSummary},
 };
 use crate::{

@@ -15,7 +15,7 @@ use super::routes::{Built, Matched, Params};
 use super::{
     filters::{authenticated, query_version, with_state},
     handle, multipart,
-    openapi::{ComparePath, CompareFilePath, DataErrors, DiffQuery, FilePath, TicketPath},
+    openapi::{CompareFilePath, ComparePath, DataErrors, DiffQuery, FilePath, TicketPath},
     tickets::{UploadForm, check_upload_headers, full_reply},
     views::TicketFull,
 };
@@ -44,7 +44,13 @@ pub(super) fn create_route(matched: Matched, ctx: Ctx) -> Built {
         .and(warp::body::stream())
         .and_then(|p: Params, c: Ctx, r, boundary, body| {
             let parts = multipart::parts(body, boundary, &c.config.limits);
-            handle(create(c, r, p.get("user_id"), p.get("ticket_id"), parts))
+            handle(add_version(
+                c,
+                r,
+                p.get("user_id"),
+                p.get("ticket_id"),
+                parts,
+            ))
         })
         .boxed()
 }
@@ -53,7 +59,9 @@ pub(super) fn list_route(matched: Matched, ctx: Ctx) -> Built {
     matched
         .and(with_state(ctx.clone()))
         .and(authenticated(ctx))
-        .and_then(|p: Params, c, r| handle(list(c, r, p.get("user_id"), p.get("ticket_id"))))
+        .and_then(|p: Params, c, r| {
+            handle(list_versions(c, r, p.get("user_id"), p.get("ticket_id")))
+        })
         .boxed()
 }
 
@@ -97,7 +105,8 @@ pub(super) fn diff_file_route(matched: Matched, ctx: Ctx) -> Built {
         .and(authenticated(ctx))
         .and(diff_params())
         .and_then(|p: Params, c, r, d| {
-            let (user_id, ticket_id, path) = (p.get("user_id"), p.get("ticket_id"), p.get("file_path"));
+            let (user_id, ticket_id, path) =
+                (p.get("user_id"), p.get("ticket_id"), p.get("file_path"));
             handle(diff_file(c, r, user_id, ticket_id, path, d))
         })
         .boxed()
@@ -162,7 +171,7 @@ fn between_tickets<'a>(ids: &'a [String; 4], d: &DiffParams) -> Between<'a> {
         (status = 503, description = "As `POST /ticket`", body = ErrorBody),
     )
 )]
-pub(super) async fn create(
+pub(super) async fn add_version(
     ctx: Ctx,
     me: Requester,
     user_id: String,
@@ -186,7 +195,10 @@ pub(super) async fn create(
         files = ticket.files.len(), user_id = %me.id, "version added"
     );
     let author = crate::auth::DisplayData::new(&created.author, me.is_admin);
-    Ok(full_reply(&AuthoredTicket { ticket, author }, StatusCode::CREATED))
+    Ok(full_reply(
+        &AuthoredTicket { ticket, author },
+        StatusCode::CREATED,
+    ))
 }
 
 /// A ticket's versions, oldest first.
@@ -200,7 +212,7 @@ pub(super) async fn create(
         DataErrors,
     )
 )]
-pub(super) async fn list(
+pub(super) async fn list_versions(
     ctx: Ctx,
     me: Requester,
     user_id: String,

@@ -38,7 +38,7 @@ pub use pd2::plugin::types::Matchers;
 /// The major version of `pd2:plugin` this host implements (from the WIT
 /// package line, like the bindings).
 pub fn interface_major() -> u64 {
-    env!("PD2_INTERFACE_VERSION")
+    env!("PLUGIN_INTERFACE_VERSION")
         .split('.')
         .next()
         .and_then(|m| m.parse().ok())

@@ -105,7 +105,10 @@ pub async fn listing(
     };
     let mut files = Vec::new();
     for (mut change, before, after) in classify(old, new) {
-        if matches!(change.status, Status::Added | Status::Removed | Status::Modified) {
+        if matches!(
+            change.status,
+            Status::Added | Status::Removed | Status::Modified
+        ) {
             count(ctx, &mut budget, before, after, &mut change).await?;
         }
         files.push(change);
@@ -141,8 +144,15 @@ fn classify<'a>(old: &'a [StoredFile], new: &'a [StoredFile]) -> Vec<Classified<
     let new_paths: HashSet<&str> = new.iter().map(|f| f.path.as_str()).collect();
     // Removed paths by content, for renames (each used once, in order).
     let mut removed_by_hash: HashMap<&str, Vec<&StoredFile>> = HashMap::new();
-    for f in old.iter().rev().filter(|f| !new_paths.contains(f.path.as_str())) {
-        removed_by_hash.entry(f.sha256.as_str()).or_default().push(f);
+    for f in old
+        .iter()
+        .rev()
+        .filter(|f| !new_paths.contains(f.path.as_str()))
+    {
+        removed_by_hash
+            .entry(f.sha256.as_str())
+            .or_default()
+            .push(f);
     }
     let mut renamed_from = HashSet::new();
     let mut out = Vec::with_capacity(new.len());
@@ -193,24 +203,48 @@ pub async fn file_diff(
         (Side::Text(a), Side::Text(b)) => (a, b),
         (Side::NotText(why), _) | (_, Side::NotText(why)) => return Ok(FileDiff::Changed(why)),
     };
-    let diff = TextDiff::configure()
-        .algorithm(Algorithm::Myers)
-        .timeout(DIFF_TIME)
-        .diff_lines(&before, &after);
-    if diff.ops().iter().all(|op| op.tag() == similar::DiffTag::Equal) {
-        return Ok(FileDiff::Text(String::new()));
-    }
     let (a, b) = (
         old.map_or("/dev/null".to_owned(), |_| format!("a/{path}")),
         new.map_or("/dev/null".to_owned(), |_| format!("b/{path}")),
     );
-    let text = diff
-        .unified_diff()
-        .context_radius(context.min(MAX_CONTEXT))
-        .missing_newline_hint(true)
-        .header(&a, &b)
-        .to_string();
+    let text = off_the_runtime(move || {
+        let diff = TextDiff::configure()
+            .algorithm(Algorithm::Myers)
+            .timeout(DIFF_TIME)
+            .diff_lines(&before, &after);
+        if diff
+            .ops()
+            .iter()
+            .all(|op| op.tag() == similar::DiffTag::Equal)
+        {
+            return String::new();
+        }
+        diff.unified_diff()
+            .context_radius(context.min(MAX_CONTEXT))
+            .missing_newline_hint(true)
+            .header(&a, &b)
+            .to_string()
+    })
+    .await?;
     Ok(FileDiff::Text(text))
+}
+
+/// Diffing at most this many at once: the rest wait their turn.
+static DIFFS_AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs CPU-bound work (decoding, diffing: up to [`DIFF_TIME`] each) on
+/// the blocking pool, a few at a time, never on the threads that answer
+/// requests: a burst of diffs of large files must not stall `/health`.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    let _permit = DIFFS_AT_ONCE
+        .acquire()
+        .await
+        .map_err(|_| StoreError::Corrupt("the diff queue closed".into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("a diff failed: {e}")))
 }
 
 fn change(file: &StoredFile, status: Status) -> FileChange {
@@ -252,18 +286,22 @@ async fn count(
         }
     };
     let left = budget.until.saturating_duration_since(Instant::now());
-    let diff = TextDiff::configure()
-        .algorithm(Algorithm::Myers)
-        .timeout(left.min(DIFF_TIME))
-        .diff_lines(&before, &after);
-    let (mut added, mut removed) = (0, 0);
-    for change in diff.iter_all_changes() {
-        match change.tag() {
-            ChangeTag::Insert => added += 1,
-            ChangeTag::Delete => removed += 1,
-            ChangeTag::Equal => {}
+    let (added, removed) = off_the_runtime(move || {
+        let diff = TextDiff::configure()
+            .algorithm(Algorithm::Myers)
+            .timeout(left.min(DIFF_TIME))
+            .diff_lines(&before, &after);
+        let (mut added, mut removed) = (0, 0);
+        for change in diff.iter_all_changes() {
+            match change.tag() {
+                ChangeTag::Insert => added += 1,
+                ChangeTag::Delete => removed += 1,
+                ChangeTag::Equal => {}
+            }
         }
-    }
+        (added, removed)
+    })
+    .await?;
     change.additions = Some(added);
     change.deletions = Some(removed);
     Ok(())
@@ -288,13 +326,16 @@ async fn read_text(ctx: &Context, file: Option<&StoredFile>) -> Result<Side, Sto
         end: file.size.max(0) as u64,
     };
     let bytes = ctx.store.files.read_into_one(file, range).await?;
-    let Some(decoded) = text::decode(&bytes) else {
-        return Ok(Side::NotText("binary"));
-    };
-    if decoded.text.lines().count() > MAX_DIFF_LINES {
-        return Ok(Side::NotText("too large"));
-    }
-    Ok(Side::Text(decoded.text.into_owned()))
+    off_the_runtime(move || {
+        let Some(decoded) = text::decode(&bytes) else {
+            return Side::NotText("binary");
+        };
+        if decoded.text.lines().count() > MAX_DIFF_LINES {
+            return Side::NotText("too large");
+        }
+        Side::Text(decoded.text.into_owned())
+    })
+    .await
 }
 
 /// The files of `ticket` at `version` (absent: the newest), or `None`.

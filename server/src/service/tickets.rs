@@ -146,7 +146,10 @@ pub async fn delete(
         }
         attempts += 1;
         if attempts >= 8 {
-            return Err(StoreError::Corrupt("the ticket kept changing while it was deleted".into()).into());
+            return Err(StoreError::Corrupt(
+                "the ticket kept changing while it was deleted".into(),
+            )
+            .into());
         }
     };
     super::previews::forget(ctx, &deleted).await;

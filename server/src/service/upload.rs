@@ -113,6 +113,9 @@ pub enum UploadError {
     /// A new version for a ticket with the most versions it may keep.
     #[error("the ticket has {0} versions")]
     TooManyVersions(usize),
+    /// The ticket's record has no room for another version.
+    #[error("the ticket's record is full")]
+    RecordFull,
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
@@ -134,7 +137,9 @@ impl UploadError {
         match self {
             UploadError::Abandoned | UploadError::Store(_) => false,
             // Another request's doing, or the limit: the client's to see.
-            UploadError::TicketGone | UploadError::TooManyVersions(_) => true,
+            UploadError::TicketGone | UploadError::TooManyVersions(_) | UploadError::RecordFull => {
+                true
+            }
             UploadError::Policy(policy) => !policy.is_server_side(),
             _ => true,
         }
@@ -236,11 +241,18 @@ pub async fn ingest(
         upload.tx.share_stored().await?;
         let files = upload.tx.files().iter().map(|s| s.file.clone()).collect();
         if let Destination::NewVersion(read) = &destination {
-            let commit = upload.tx.commit_version(&read.id, &author.id, options.remark, now_millis());
+            let commit =
+                upload
+                    .tx
+                    .commit_version(&read.id, &author.id, options.remark, now_millis());
             return match commit.await? {
-                VersionCommit::Added(ticket) => Ok(Created { ticket: *ticket, author }),
+                VersionCommit::Added(ticket) => Ok(Created {
+                    ticket: *ticket,
+                    author,
+                }),
                 VersionCommit::Gone => Err(UploadError::TicketGone),
                 VersionCommit::Full => Err(UploadError::TooManyVersions(MAX_VERSIONS)),
+                VersionCommit::TooBig => Err(UploadError::RecordFull),
             };
         }
         let numbering =

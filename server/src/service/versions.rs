@@ -193,7 +193,11 @@ pub enum Between<'a> {
     },
 }
 
-async fn sides(ctx: &Context, me: &Requester, between: Between<'_>) -> Result<(Side, Side), TicketError> {
+async fn sides(
+    ctx: &Context,
+    me: &Requester,
+    between: Between<'_>,
+) -> Result<(Side, Side), TicketError> {
     match between {
         Between::Versions {
             user_id,

@@ -17,8 +17,8 @@ use std::sync::{
 use mongodb::{
     Database, Namespace,
     bson::Document,
-    error::ErrorKind,
     bson::{Bson, oid::ObjectId},
+    error::ErrorKind,
     options::{DeleteOneModel, InsertOneModel, UpdateManyModel, WriteModel},
 };
 

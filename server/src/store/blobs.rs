@@ -44,14 +44,18 @@ impl FileStore {
         }
         let sizes: HashMap<&str, i64> = wanted.iter().map(|(h, s)| (h.as_str(), *s)).collect();
         let hashes: Vec<&str> = sizes.keys().copied().collect();
-        // By hash alone: SecantusDB leaves the index aside when the filter
-        // has a second condition (`explain`); the rest is checked here.
-        let filter = doc! { "metadata.sha256": { "$in": hashes } };
+        // By the hash of shared files only (`shared_sha256` is set when a
+        // file becomes shareable): files never shared, from before sharing
+        // or of uploads in flight, are not even read. (One field: SecantusDB
+        // leaves an index aside when the filter has a second condition,
+        // `explain` shows.)
+        let filter = doc! { "metadata.shared_sha256": { "$in": hashes } };
         let projection = doc! {
             "_id": 1, "length": 1, "metadata.sha256": 1, "metadata.shared": 1,
             "metadata.deleting": 1,
         };
-        let docs = super::find_projected(&self.gate, self.files.clone(), filter, projection).await?;
+        let docs =
+            super::find_projected(&self.gate, self.files.clone(), filter, projection).await?;
         let mut found = HashMap::new();
         for d in &docs {
             let Ok(meta) = d.get_document("metadata") else {
@@ -89,23 +93,22 @@ impl FileStore {
     /// Which of `ids` list `key` among their references.
     pub async fn held_by(&self, key: &str, ids: &[ObjectId]) -> Result<HashSet<ObjectId>> {
         let filter = doc! { "_id": { "$in": ids.to_vec() }, "metadata.refs": key };
-        let docs =
-            super::find_projected(&self.gate, self.files.clone(), filter, doc! { "_id": 1 })
-                .await?;
+        let docs = super::find_projected(&self.gate, self.files.clone(), filter, doc! { "_id": 1 })
+            .await?;
         Ok(docs
             .iter()
             .filter_map(|d| d.get_object_id("_id").ok())
             .collect())
     }
 
-    /// Makes the upload's own files shareable, in the batch that records
-    /// it, after the record.
-    pub fn share_in(&self, batch: &mut WriteBatch, ids: &[ObjectId]) {
-        if !ids.is_empty() {
+    /// Makes the upload's own files (id, SHA-256) shareable, in the batch
+    /// that records it, after the record.
+    pub fn share_in(&self, batch: &mut WriteBatch, files: &[(ObjectId, String)]) {
+        for (id, sha256) in files {
             batch.update_many(
                 FILES,
-                doc! { "_id": { "$in": ids.to_vec() } },
-                doc! { "$set": { "metadata.shared": true } },
+                doc! { "_id": id },
+                doc! { "$set": { "metadata.shared": true, "metadata.shared_sha256": sha256 } },
             );
         }
     }
@@ -154,23 +157,22 @@ impl FileStore {
 
     /// Removes an upload's own files (ids `first..=last`) that were never
     /// recorded, with their chunks, complete or not. A file of the range
-    /// that became shared (its record landed after all, and another upload
-    /// took it) only loses the upload's reference.
+    /// that became shared (its record landed after all) goes the way every
+    /// shared file goes, through [`Self::release`]: marked before it is
+    /// removed, and kept if another upload took it meanwhile.
     pub async fn release_range(&self, key: &str, first: ObjectId, last: ObjectId) -> Result<()> {
-        let others = doc! {
+        let shared = doc! {
             "_id": { "$gte": first, "$lte": last },
             "metadata.shared": true,
-            "metadata.refs": { "$elemMatch": { "$ne": key } },
         };
         let files = self.files.clone();
         let shared: Vec<ObjectId> = self
             .gate
-            .run(async move { Ok(ids_of(&files, others).await?) })
+            .run(async move { Ok(ids_of(&files, shared).await?) })
             .await?;
-        // Pulled, and removed if that emptied them (a deletion may have
-        // given back the rest meanwhile).
         let gone = self.release(&[key.to_owned()], &shared).await?;
         let keep: Vec<ObjectId> = shared.into_iter().filter(|id| !gone.contains(id)).collect();
+        // Never shared: this upload's alone, nobody can take them.
         let range = doc! { "$gte": first, "$lte": last, "$nin": keep };
         let (files, chunks) = (self.files.clone(), self.chunks.clone());
         self.gate

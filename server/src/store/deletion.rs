@@ -1,6 +1,7 @@
 //! A ticket's deletion: its record, then every stored file only it still
 //! references (see `blobs`), journaled so that a process dying half way
-//! leaves the rest to any instance's janitor.
+//! (or a delete without an answer) leaves the rest to any instance's
+//! janitor.
 
 use super::{Janitor, Result, Store, TicketRecord, deletion_key};
 
@@ -17,17 +18,15 @@ impl Store {
         self.uploads
             .begin_delete(&read.id, keys.clone(), held.clone())
             .await?;
-        match self.tickets.delete(read).await {
-            Ok(true) => {}
-            Ok(false) => {
-                self.uploads.remove(&key).await?;
-                return Ok(false);
-            }
-            Err(error) => {
-                // Whether the record went is unknown: the janitor looks.
-                janitor.discard(&key).await;
-                return Err(error);
-            }
+        // When the delete misses (another version came first, or another
+        // request deleted it) or has no answer (it may still land), the
+        // entry stays for the janitor's sweep, which looks once it is stale,
+        // when nothing of this request can land any more: the ticket still
+        // there, it only drops the entry; gone, it gives back the
+        // references. (Removing it now could drop a concurrent deletion's
+        // entry of the same key, or clean up before a late delete lands.)
+        if !self.tickets.delete(read).await? {
+            return Ok(false);
         }
         super::crash::point("delete-after-record");
         let finished = async {

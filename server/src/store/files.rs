@@ -97,7 +97,7 @@ impl FileStore {
         self.files
             .create_index(
                 IndexModel::builder()
-                    .keys(doc! { "metadata.sha256": 1 })
+                    .keys(doc! { "metadata.shared_sha256": 1 })
                     .build(),
             )
             .await?;

@@ -258,7 +258,10 @@ impl Janitor {
     /// none succeeded (the retries then slow down).
     async fn retry_pending(&self, store: &Store) -> bool {
         let pending: Vec<(String, Unanswered)> = match self.pending.lock() {
-            Ok(pending) => pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Ok(pending) => pending
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             Err(_) => return false,
         };
         let (mut succeeded, mut failed) = (false, false);
@@ -303,7 +306,12 @@ async fn cleanup(store: &Store, key: &str) -> Result<()> {
         if store.tickets.get(ticket_id).await?.is_none() {
             store.files.release(&entry.keys, &entry.held).await?;
         }
-    } else if store.tickets.recorded(vec![key.to_owned()]).await?.is_empty() {
+    } else if store
+        .tickets
+        .recorded(vec![key.to_owned()])
+        .await?
+        .is_empty()
+    {
         let key = vec![key.to_owned()];
         store.files.release(&key, &entry.held).await?;
         if let (Some(first), Some(last)) = (entry.first_file_id, entry.last_file_id) {
@@ -314,17 +322,22 @@ async fn cleanup(store: &Store, key: &str) -> Result<()> {
 }
 
 /// See [`Janitor::remove_failed`]. The record goes first, so no
-/// ticket points at bytes being removed.
-async fn remove_unanswered(
-    store: &Store,
-    ticket_id: &str,
-    upload: UnansweredUpload,
-) -> Result<()> {
-    if store.tickets.remove(ticket_id).await? {
+/// ticket points at bytes being removed; before it, a journal entry naming
+/// what the upload held, so a process dying half way leaves the rest to
+/// the sweep. A ticket its author already gave a new version (it was
+/// visible in their list meanwhile) is theirs now, and stays.
+async fn remove_unanswered(store: &Store, ticket_id: &str, upload: UnansweredUpload) -> Result<()> {
+    store
+        .uploads
+        .reopen(ticket_id, upload.first, upload.last, &upload.held)
+        .await?;
+    if store.tickets.remove_unversioned(ticket_id).await? {
         tracing::info!(
             ticket_id,
             "removed a ticket whose upload was answered with an error"
         );
+    } else if store.tickets.get(ticket_id).await?.is_some() {
+        return store.uploads.remove(ticket_id).await;
     }
     let key = [ticket_id.to_owned()];
     store.files.release(&key, &upload.held).await?;

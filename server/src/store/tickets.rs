@@ -59,10 +59,18 @@ pub struct VersionRecord {
 /// Versions a ticket keeps at most: every version is in the ticket's one
 /// document, which MongoDB limits to 16 MiB.
 pub const MAX_VERSIONS: usize = 100;
+/// The most a ticket's record may weigh with a new version (BSON bytes):
+/// long paths in many files fill the document before [`MAX_VERSIONS`].
+pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 
 impl TicketRecord {
     pub fn file(&self, path: &str) -> Option<&StoredFile> {
         self.files.iter().find(|f| f.path == path)
+    }
+
+    /// Whether the record stays within [`MAX_RECORD_BYTES`].
+    pub fn fits(&self) -> bool {
+        mongodb::bson::to_vec(self).is_ok_and(|b| b.len() <= MAX_RECORD_BYTES)
     }
 
     /// The newest version's number.
@@ -166,6 +174,12 @@ impl TicketRecord {
             doc! { "versions": { "$size": self.versions.len() as i64 } }
         }
     }
+}
+
+/// What a list reads of each ticket: all but older versions' files (a
+/// ticket with many versions weighs up to [`MAX_RECORD_BYTES`]).
+fn listed() -> Document {
+    doc! { "versions.files": 0 }
 }
 
 /// Which slice of a user's tickets to list, newest first.
@@ -301,13 +315,17 @@ impl TicketStore {
         let mut filter = read.unchanged_versions();
         filter.insert("_id", &read.id);
         filter.insert("author_id", &read.author_id);
-        let versions = mongodb::bson::to_bson(&record.versions).map_err(mongodb::error::Error::from)?;
+        let versions =
+            mongodb::bson::to_bson(&record.versions).map_err(mongodb::error::Error::from)?;
         let files = mongodb::bson::to_bson(&record.files).map_err(mongodb::error::Error::from)?;
         let tickets = self.tickets.clone();
         self.gate
             .run(async move {
                 let updated = tickets
-                    .update_one(filter, doc! { "$set": { "versions": versions, "files": files } })
+                    .update_one(
+                        filter,
+                        doc! { "$set": { "versions": versions, "files": files } },
+                    )
                     .await?;
                 Ok(updated.matched_count == 1)
             })
@@ -368,7 +386,11 @@ impl TicketStore {
             let batch: Vec<TicketRecord> = self
                 .gate
                 .run(async move {
-                    let cursor = tickets.find(range).sort(doc! { "seq": -1 }).await?;
+                    let cursor = tickets
+                        .find(range)
+                        .sort(doc! { "seq": -1 })
+                        .projection(listed())
+                        .await?;
                     Ok(cursor.try_collect().await?)
                 })
                 .await?;
@@ -391,6 +413,7 @@ impl TicketStore {
             .run(async move {
                 let cursor = tickets
                     .find(filter)
+                    .projection(listed())
                     .sort(doc! { "create_time": -1, "_id": -1 })
                     .skip(page.offset)
                     .limit(page.length)
@@ -485,9 +508,13 @@ impl TicketStore {
             .await
     }
 
-    /// Removes the record whoever its author; whether there was one.
-    pub async fn remove(&self, id: &str) -> Result<bool> {
-        let (tickets, filter) = (self.tickets.clone(), doc! { "_id": id });
+    /// Removes the record whoever its author, unless it has a second
+    /// version; whether it did.
+    pub async fn remove_unversioned(&self, id: &str) -> Result<bool> {
+        let (tickets, filter) = (
+            self.tickets.clone(),
+            doc! { "_id": id, "versions": { "$exists": false } },
+        );
         self.gate
             .run(async move { Ok(tickets.delete_one(filter).await?.deleted_count > 0) })
             .await

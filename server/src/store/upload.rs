@@ -60,6 +60,8 @@ pub enum VersionCommit {
     Gone,
     /// It has [`MAX_VERSIONS`] already.
     Full,
+    /// Its record would pass `MAX_RECORD_BYTES` with this version.
+    TooBig,
 }
 
 /// One upload on its way to becoming a ticket, or a ticket's new version.
@@ -153,14 +155,14 @@ impl UploadTx {
             .is_some_and(|l| l.ids.first() <= *id && *id <= l.ids.last())
     }
 
-    /// The upload's own files that its record uses.
-    fn own_ids(&self) -> Vec<ObjectId> {
-        let mut ids: Vec<ObjectId> = self
+    /// The upload's own files that its record uses, with their contents.
+    fn own_ids(&self) -> Vec<(ObjectId, String)> {
+        let mut ids: Vec<(ObjectId, String)> = self
             .staging
             .files()
             .iter()
-            .map(|s| s.file.file_id)
-            .filter(|id| self.own(id))
+            .filter(|s| self.own(&s.file.file_id))
+            .map(|s| (s.file.file_id, s.file.sha256.clone()))
             .collect();
         ids.sort();
         ids.dedup();
@@ -188,15 +190,21 @@ impl UploadTx {
                 // The entry leads: it lands before the references it names
                 // and before every chunk still waiting in `self.batch`.
                 let block = self.leftovers().ids;
-                self.store.uploads.begin_in(&mut batch, &self.ticket_id, &block);
+                self.store
+                    .uploads
+                    .begin_in(&mut batch, &self.ticket_id, &block);
                 self.journaled = true;
                 self.touched = Instant::now();
             }
-            self.store.uploads.hold_in(&mut batch, &self.ticket_id, &ids);
+            self.store
+                .uploads
+                .hold_in(&mut batch, &self.ticket_id, &ids);
             self.store.files.hold_in(&mut batch, &self.ticket_id, &ids);
             self.leftovers().sent = true;
             self.leftovers().held.extend(&ids);
-            batch.send().await?;
+            // Waited for to the end: references landing after a cleanup
+            // had removed the entry naming them would never be given back.
+            batch.patient().send().await?;
             held = self.store.files.held_by(&self.ticket_id, &ids).await?;
             super::crash::point("upload-after-hold");
         }
@@ -342,7 +350,13 @@ impl UploadTx {
         self.journal_first();
         self.leftovers().sent = true;
         self.batch.send().await?;
-        let files: Vec<_> = self.staging.files().iter().map(|s| s.file.clone()).collect();
+        let files: Vec<_> = self
+            .staging
+            .files()
+            .iter()
+            .map(|s| s.file.clone())
+            .collect();
+        let patient = self.store.background();
         let mut attempts = 0;
         let record = loop {
             let read = match self.store.tickets.get(ticket_id).await? {
@@ -354,7 +368,13 @@ impl UploadTx {
             }
             let mut record = read.clone();
             record.add_version(&self.ticket_id, files.clone(), remark.clone(), time);
-            if self.store.tickets.save_versions(&read, &record).await? {
+            if !record.fits() {
+                return Ok(VersionCommit::TooBig);
+            }
+            // Waited for to the end (up to the abandon limit): an update
+            // still landing while the cleanup runs would record a version
+            // whose files are being removed.
+            if patient.tickets.save_versions(&read, &record).await? {
                 break record;
             }
             attempts += 1;
@@ -365,8 +385,8 @@ impl UploadTx {
             }
         };
         super::crash::point("version-after-record");
-        self.leftovers = None;
         let own = self.own_ids();
+        self.leftovers = None;
         let mut batch = self.store.batch();
         self.store.files.share_in(&mut batch, &own);
         self.store.uploads.close_in(&mut batch, &self.ticket_id);
@@ -426,9 +446,9 @@ impl Leftovers {
             Last::NotSent => None,
             Last::Failed => {
                 drop(self.share.take());
-                Some(Box::pin(
-                    async move { janitor.remove_failed(&id, &ids, held).await },
-                ))
+                Some(Box::pin(async move {
+                    janitor.remove_failed(&id, &ids, held).await
+                }))
             }
             Last::Landing(landing) => {
                 let share = self.share.take();

@@ -186,6 +186,34 @@ impl UploadJournal {
             .await
     }
 
+    /// Writes (again) the entry of an upload whose client was told it
+    /// failed, claimed (`swept`), before its cleanup begins: its last
+    /// batch may have removed the entry with the ticket.
+    pub async fn reopen(
+        &self,
+        key: &str,
+        first: ObjectId,
+        last: ObjectId,
+        held: &[ObjectId],
+    ) -> Result<()> {
+        let now = DateTime::now();
+        let uploads = self.uploads.clone_with_type::<mongodb::bson::Document>();
+        let (filter, update) = (
+            doc! { "_id": key },
+            doc! {
+                "$set": { "first_file_id": first, "last_file_id": last, "swept": true },
+                "$setOnInsert": { "started_at": now, "touched_at": now },
+                "$addToSet": { "held": { "$each": held.to_vec() } },
+            },
+        );
+        self.gate
+            .run(async move {
+                uploads.update_one(filter, update).upsert(true).await?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Closes the entry after the batch's other writes (the ticket record).
     pub fn close_in(&self, batch: &mut WriteBatch, ticket_id: &str) {
         batch.delete_one(UPLOADS, doc! { "_id": ticket_id });

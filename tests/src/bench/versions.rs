@@ -36,7 +36,12 @@ async fn post_version(server: &Server, token: &str, id: &str, files: &Files) -> 
         .send()
         .await
         .expect("version");
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
+    assert_eq!(
+        response.status(),
+        201,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
     started.elapsed()
 }
 
@@ -105,7 +110,10 @@ pub async fn versions(db: &DbServer) {
             text[(2 * round + 1) % text.len()],
         ];
         current = edited(&current, &which, round);
-        changed_bytes += which.iter().map(|&i| current[i].1.len() as u64).sum::<u64>();
+        changed_bytes += which
+            .iter()
+            .map(|&i| current[i].1.len() as u64)
+            .sum::<u64>();
         version_times.push(post_version(&server, &token, &id, &current).await);
     }
     let (files, bytes) = stored_bytes(&server).await;
@@ -135,7 +143,11 @@ pub async fn versions(db: &DbServer) {
     let mut fresh_new = Vec::new();
     let mut more_versions = Vec::new();
     for round in 10..17 {
-        current = edited(&current, &[text[round % text.len()], text[(round + 3) % text.len()]], round);
+        current = edited(
+            &current,
+            &[text[round % text.len()], text[(round + 3) % text.len()]],
+            round,
+        );
         more_versions.push(post_version(&server, &token, &id, &current).await);
         let started = Instant::now();
         create_ticket(&server, &token, &refs(&current), None).await;
@@ -154,9 +166,18 @@ pub async fn versions(db: &DbServer) {
     }
     println!("| upload of the 40-file folder | median ms (7 runs) |");
     println!("|---|---|");
-    println!("| a new version (2 files changed) | {:.1} |", ms(median(more_versions)));
-    println!("| a new ticket of the same folder (all stored already) | {:.1} |", ms(median(fresh_same)));
-    println!("| a new ticket of new bytes | {:.1} |\n", ms(median(fresh_new)));
+    println!(
+        "| a new version (2 files changed) | {:.1} |",
+        ms(median(more_versions))
+    );
+    println!(
+        "| a new ticket of the same folder (all stored already) | {:.1} |",
+        ms(median(fresh_same))
+    );
+    println!(
+        "| a new ticket of new bytes | {:.1} |\n",
+        ms(median(fresh_new))
+    );
 
     // A file diff: the 3,047-line source with 50 lines changed.
     let cpp = project_files("tinyxml2");
@@ -170,11 +191,23 @@ pub async fn versions(db: &DbServer) {
     let edited: String = text
         .split_inclusive('\n')
         .enumerate()
-        .map(|(i, l)| if i % step == 3 && i / step < 50 { format!("// changed {i}\r\n") } else { l.to_owned() })
+        .map(|(i, l)| {
+            if i % step == 3 && i / step < 50 {
+                format!("// changed {i}\r\n")
+            } else {
+                l.to_owned()
+            }
+        })
         .collect();
     let t = create_ticket(&server, &token, &[(name.as_str(), source)], None).await;
     let cpp_id = t["id"].as_str().expect("id").to_owned();
-    post_version(&server, &token, &cpp_id, &vec![(name.clone(), edited.into_bytes())]).await;
+    post_version(
+        &server,
+        &token,
+        &cpp_id,
+        &vec![(name.clone(), edited.into_bytes())],
+    )
+    .await;
     let mut file_times = Vec::new();
     let mut list_times = Vec::new();
     for _ in 0..30 {
