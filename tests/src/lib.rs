@@ -728,6 +728,21 @@ pub async fn upload(
     files: &[(&str, &[u8])],
     data: Option<&str>,
 ) -> reqwest::Response {
+    post_form(server, "/ticket", token, files, data)
+        .await
+        .expect("upload request")
+}
+
+/// Posts `files` (and the `data` field) as an upload form to `path`: a
+/// new ticket, or a version. An error when no answer came (the server
+/// died).
+pub async fn post_form(
+    server: &Server,
+    path: &str,
+    token: &str,
+    files: &[(&str, &[u8])],
+    data: Option<&str>,
+) -> reqwest::Result<reqwest::Response> {
     let mut form = reqwest::multipart::Form::new();
     for (name, bytes) in files {
         form = form.part(
@@ -738,12 +753,7 @@ pub async fn upload(
     if let Some(data) = data {
         form = form.text("data", data.to_owned());
     }
-    server
-        .post("/ticket", token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload request")
+    server.post(path, token).multipart(form).send().await
 }
 
 /// The ticket's zip through `GET …/download`, opened.

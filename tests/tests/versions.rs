@@ -12,7 +12,7 @@ use std::time::Duration;
 use mongodb::bson::doc;
 use pd2_ticket_tests::{
     Server, ServerOptions, assert_error, create_ticket, eventually, first_party_plugins, json,
-    project_files, workspace_root,
+    post_form, project_files, workspace_root,
 };
 
 fn shipped() -> ServerOptions {
@@ -53,21 +53,8 @@ async fn try_post_version(
     files: &[(&str, &[u8])],
     data: Option<&str>,
 ) -> reqwest::Result<reqwest::Response> {
-    let mut form = reqwest::multipart::Form::new();
-    for (name, bytes) in files {
-        form = form.part(
-            "files",
-            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()),
-        );
-    }
-    if let Some(data) = data {
-        form = form.text("data", data.to_owned());
-    }
-    server
-        .post(&format!("/ticket/@me/{id}/versions"), token)
-        .multipart(form)
-        .send()
-        .await
+    let path = format!("/ticket/@me/{id}/versions");
+    post_form(server, &path, token, files, data).await
 }
 
 async fn add_version(
@@ -80,6 +67,15 @@ async fn add_version(
     let (status, body) = json(post_version(server, token, id, files, data).await).await;
     assert_eq!(status, 201, "{body}");
     body
+}
+
+/// Every file of `files` reads back byte for byte from `ticket`.
+async fn reads_back(server: &Server, token: &str, ticket: &str, files: &Files) {
+    for (name, bytes) in files {
+        let path = format!("/ticket/@me/{ticket}/files/{name}");
+        let (status, got) = get_bytes(server, &path, token).await;
+        assert_eq!((status, &got), (200, bytes), "{name}");
+    }
 }
 
 async fn get_bytes(server: &Server, path: &str, token: &str) -> (u16, Vec<u8>) {
@@ -759,11 +755,7 @@ async fn shared_bytes_outlive_one_ticket_and_go_with_the_last() {
         204
     );
     assert_eq!(server.stored().await.files, one.files);
-    for (name, bytes) in &v1 {
-        let (status, got) =
-            get_bytes(&server, &format!("/ticket/@me/{second}/files/{name}"), &b).await;
-        assert_eq!((status, &got), (200, bytes), "{name}");
-    }
+    reads_back(&server, &b, &second, &v1).await;
     assert_eq!(
         server
             .delete(&format!("/ticket/@me/{second}"), &b)
@@ -833,11 +825,7 @@ async fn a_version_racing_a_delete_leaves_nothing_behind() {
         )
         .await;
     }
-    for (name, bytes) in &v1 {
-        let (status, got) =
-            get_bytes(&server, &format!("/ticket/@me/{keeper}/files/{name}"), &b).await;
-        assert_eq!((status, &got), (200, bytes), "{name}");
-    }
+    reads_back(&server, &b, &keeper, &v1).await;
     eprintln!("race outcomes (version, delete): {outcomes:?}");
 }
 
@@ -906,11 +894,7 @@ async fn a_deletion_cut_short_by_a_crash_is_finished_by_another_instance() {
         "{}",
         survivor.log_text()
     );
-    for (name, bytes) in &v1 {
-        let (status, got) =
-            get_bytes(&survivor, &format!("/ticket/@me/{keeper}/files/{name}"), &b).await;
-        assert_eq!((status, &got), (200, bytes), "{name}");
-    }
+    reads_back(&survivor, &b, &keeper, &v1).await;
 }
 
 #[tokio::test]
@@ -990,11 +974,7 @@ async fn a_version_recorded_just_before_a_crash_is_kept_whole() {
         survivor.count("uploads", doc! {}).await == 0
     })
     .await;
-    for (name, bytes) in &v2 {
-        let (status, got) =
-            get_bytes(&survivor, &format!("/ticket/@me/{id}/files/{name}"), &a).await;
-        assert_eq!((status, &got), (200, bytes), "{name}");
-    }
+    reads_back(&survivor, &a, &id, &v2).await;
     assert_eq!(
         survivor
             .delete(&format!("/ticket/@me/{id}"), &a)

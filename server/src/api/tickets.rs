@@ -194,19 +194,7 @@ pub(super) async fn create(
     // Spawned so that a client hanging up cannot cancel the cleanup of a
     // half-received upload; with the request's context, so its log line
     // counts the upload's database commands.
-    // The upload's share of `limits.upload_memory`, before a byte of its
-    // body is read. (A client that hangs up meanwhile is not noticed: with
-    // its body unread, HTTP/1 reads nothing from its socket. The wait's own
-    // bounds end it.)
-    let share = ctx.upload_memory.reserve(&me.id).await?;
-    let destination = upload::Destination::NewTicket;
-    let ingest = upload::ingest(ctx.clone(), me.profile.clone(), share, destination, form);
-    let created = crate::telemetry::spawn_in_request(ingest)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "upload task failed");
-            ApiError::internal()
-        })??;
+    let created = ingest(&ctx, &me, upload::Destination::NewTicket, form).await?;
     let ticket = &created.ticket;
     tracing::info!(ticket_id = %ticket.id, files = ticket.files.len(), user_id = %me.id, "ticket created");
     let full = TicketFull {
@@ -216,6 +204,30 @@ pub(super) async fn create(
         },
     };
     Ok(warp::reply::with_status(warp::reply::json(&full), StatusCode::CREATED).into_response())
+}
+
+/// Receives an upload (a new ticket, or a version) on its own task.
+pub(super) async fn ingest(
+    ctx: &Ctx,
+    me: &Requester,
+    destination: upload::Destination,
+    form: impl Stream<Item = Result<upload::Part, upload::BodyError>> + Send + 'static,
+) -> Result<upload::Created, ApiError> {
+    // Spawned so that a client hanging up cannot cancel the cleanup of a
+    // half-received upload; with the request's context, so its log line
+    // counts the upload's database commands.
+    // The upload's share of `limits.upload_memory`, before a byte of its
+    // body is read. (A client that hangs up meanwhile is not noticed: with
+    // its body unread, HTTP/1 reads nothing from its socket. The wait's own
+    // bounds end it.)
+    let share = ctx.upload_memory.reserve(&me.id).await?;
+    let ingest = upload::ingest(ctx.clone(), me.profile.clone(), share, destination, form);
+    Ok(crate::telemetry::spawn_in_request(ingest)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "upload task failed");
+            ApiError::internal()
+        })??)
 }
 
 /// Read a ticket. Visible to its author, admins, and everybody when public.

@@ -16,7 +16,7 @@ use super::{
     filters::{authenticated, query_version, with_state},
     handle, multipart,
     openapi::{CompareFilePath, ComparePath, DataErrors, DiffQuery, FilePath, TicketPath},
-    tickets::{UploadForm, check_upload_headers, full_reply},
+    tickets::{UploadForm, check_upload_headers, full_reply, ingest},
     views::TicketFull,
 };
 use crate::{
@@ -141,6 +141,15 @@ fn compare_ids(p: &Params) -> [String; 4] {
     ]
 }
 
+fn versions_between<'a>(user_id: &'a str, ticket_id: &'a str, d: &DiffParams) -> Between<'a> {
+    Between::Versions {
+        user_id,
+        ticket_id,
+        from: d.from,
+        to: d.to,
+    }
+}
+
 fn between_tickets<'a>(ids: &'a [String; 4], d: &DiffParams) -> Between<'a> {
     Between::Tickets {
         from: (&ids[0], &ids[1], d.from),
@@ -180,15 +189,7 @@ pub(super) async fn add_version(
 ) -> Result<Response, ApiError> {
     // Before a byte of the body: whose ticket, and whether it exists.
     let read = service::versions::writable(&ctx, &me, &user_id, &ticket_id).await?;
-    let share = ctx.upload_memory.reserve(&me.id).await?;
-    let destination = Destination::NewVersion(read);
-    let ingest = upload::ingest(ctx.clone(), me.profile.clone(), share, destination, form);
-    let created = crate::telemetry::spawn_in_request(ingest)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "upload task failed");
-            ApiError::internal()
-        })??;
+    let created = ingest(&ctx, &me, Destination::NewVersion(read), form).await?;
     let ticket = created.ticket;
     tracing::info!(
         ticket_id = %ticket.id, version = ticket.newest_version(),
@@ -246,13 +247,7 @@ pub(super) async fn diff(
     ticket_id: String,
     d: DiffParams,
 ) -> Result<Response, ApiError> {
-    let between = Between::Versions {
-        user_id: &user_id,
-        ticket_id: &ticket_id,
-        from: d.from,
-        to: d.to,
-    };
-    listing(ctx, me, between).await
+    listing(ctx, me, versions_between(&user_id, &ticket_id, &d)).await
 }
 
 /// One file's diff between two versions, as unified text (`diff -u`):
@@ -280,12 +275,7 @@ pub(super) async fn diff_file(
     file_path: String,
     d: DiffParams,
 ) -> Result<Response, ApiError> {
-    let between = Between::Versions {
-        user_id: &user_id,
-        ticket_id: &ticket_id,
-        from: d.from,
-        to: d.to,
-    };
+    let between = versions_between(&user_id, &ticket_id, &d);
     file(ctx, me, between, file_path, d.context).await
 }
 
