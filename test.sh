@@ -49,6 +49,11 @@ side_log="$(mktemp -t pd2-side.XXXXXX)"
 ) >"$side_log" 2>&1 &
 side=$!
 trap 'kill "$side" 2>/dev/null || true; kill "${PD2_DB_PID:-}" 2>/dev/null || true; rm -rf "${storage:-/nonexistent}" "$side_log"' EXIT
+# Three tests at a time: each mostly waits on its server, the database or
+# the browser (on 2 cores a run of the suite keeps them about half busy), so
+# the suite is quicker than with one per core. Every test waits for
+# conditions, not for fixed short times (CONTRIBUTING.md).
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 status=0
 cargo test --workspace "$@" || status=$?
 if ! wait "$side"; then

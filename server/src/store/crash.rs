@@ -1,5 +1,5 @@
 //! Crash points for the tests that kill the server between two steps of a
-//! write (`tests/tests/versions.rs`): with `TEST_PD2_CRASH_AT` naming a
+//! write (`tests/tests/suite/versions.rs`): with `TEST_PD2_CRASH_AT` naming a
 //! point, the process aborts there, as a power cut would stop it. Read
 //! once; unset (always, outside those tests) it costs a comparison. (Not
 //! `PD2_…`: that prefix is the configuration's, which refuses unknown keys.)

@@ -362,16 +362,14 @@ async fn misbehaving_renderers_fail_only_their_call() {
         "plugin log lines reach the server log"
     );
     assert!(server.log_text().contains("plugin call failed"));
-    // Spinning in wasm and sleeping in the host both end at the time limit.
-    assert_eq!(
-        server
-            .log_text()
-            .matches("exceeded its 1.5s time limit")
-            .count(),
-        2,
-        "{}",
-        server.log_text()
-    );
+    // Spinning in wasm and sleeping in the host both end at the time limit
+    // (on a loaded machine another misbehaving call, the huge output, may
+    // reach it too: it still fails only its own call, counted above).
+    let timeouts = server
+        .log_text()
+        .matches("exceeded its 1.5s time limit")
+        .count();
+    assert!((2..=3).contains(&timeouts), "{}", server.log_text());
 }
 
 #[tokio::test]

@@ -1,0 +1,25 @@
+//! Every black-box test, as one test binary: one link instead of one per
+//! file, and the tests of all files share the test threads, so a slow file
+//! no longer leaves a thread idle while the next file waits its turn
+//! (BENCHMARKS.md, "Build times"). One module per concern; run one with
+//! `cargo test -p pd2-ticket-tests --test suite versions::`.
+
+mod api_docs;
+mod auth;
+mod compression;
+mod connections;
+mod database;
+mod docs_links;
+mod files;
+mod first_party;
+mod journal;
+mod operations;
+mod plugin_host;
+mod plugins;
+mod reading_room;
+mod sdk;
+mod tickets;
+mod upload_shapes;
+mod uploads;
+mod versions;
+mod web_app;
