@@ -6,13 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/db.sh
 
-# The server's release build and the plugins' build run side by side, while
-# the database is provisioned: the last ~100 s of a cold server build is one
-# crate, time the plugins (~45 s cold) fill (BENCHMARKS.md, "Build times").
+# The quick start builds the binary the tests build (the dev profile, with
+# the code generator and the hot libraries optimised: see Cargo.toml), so
+# the first run takes about half a release build and `./test.sh` after it
+# reuses it; production builds `--release` (docs/operations.md). The
+# plugins build beside it while the database is provisioned.
 plugins_log="$(mktemp -t pd2-plugins.XXXXXX)"
 plugins/build.sh >"$plugins_log" 2>&1 &
 plugins=$!
-cargo build --release -p pd2-ticket &
+cargo build -p pd2-ticket &
 server=$!
 trap 'kill "$plugins" "$server" 2>/dev/null || true; rm -f "$plugins_log"' EXIT
 
@@ -37,4 +39,4 @@ if ! wait "$plugins"; then
 fi
 cat "$plugins_log" >&2
 wait "$server"
-./target/release/pd2-ticket "${@:-serve}"
+./target/debug/pd2-ticket "${@:-serve}"

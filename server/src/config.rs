@@ -116,6 +116,9 @@ pub struct DiscordConfig {
     pub authorize_url: String,
     /// Budget for each call to Discord (token exchange, user lookup).
     pub timeout_ms: u64,
+    /// A bot's token: with it, new comments and versions are also sent as
+    /// Discord direct messages (empty: notifications in the app only).
+    pub bot_token: String,
 }
 
 impl Default for DiscordConfig {
@@ -128,6 +131,7 @@ impl Default for DiscordConfig {
             api_base: "https://discord.com/api/v10".into(),
             authorize_url: "https://discord.com/oauth2/authorize".into(),
             timeout_ms: 10_000,
+            bot_token: String::new(),
         }
     }
 }

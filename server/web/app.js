@@ -12,6 +12,7 @@ import { route } from "./router.js";
 import { completeDiscordSignIn } from "./pages/signin.js";
 import { flash } from "./ui.js";
 import { restyleFrames } from "./pages/ticket.js";
+import { keepBadgeFresh } from "./badge.js";
 
 const THEME_KEY = "pd2-theme";
 
@@ -63,6 +64,7 @@ async function start() {
   setToken(session.token && decodeClaims(session.token) ? session.token : null);
   if (session.token && session.claims?.exp && session.claims.exp * 1000 - Date.now() < 24 * 3600 * 1000) await refresh();
   window.addEventListener("hashchange", route);
+  keepBadgeFresh();
   await route();
 }
 

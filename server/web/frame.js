@@ -38,7 +38,7 @@ export class PreviewFrame {
     // not tab stops (3,000 of them would stand between the tree and the
     // rest of the page).
     this.doc.addEventListener("keydown", (e) => {
-      if (e.key === "t" && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      if (e.key === "t" && !e.ctrlKey && !e.metaKey && !e.altKey && !e.target.closest?.("input, textarea")) {
         e.preventDefault();
         onFinder();
       }

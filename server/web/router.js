@@ -10,6 +10,8 @@ import { uploadPage } from "./pages/upload.js";
 import { ticketPage } from "./pages/ticket.js";
 import { pluginsPage } from "./pages/plugins.js";
 import { comparePage, diffPage } from "./pages/diff.js";
+import { notificationsPage } from "./pages/notifications.js";
+import { refreshBadge } from "./badge.js";
 
 /** `#/t/{user}/{ticket}/{path…}#L12-L20` and friends; `range` is `[12, 20]`. */
 function parseRoute(hash) {
@@ -46,6 +48,7 @@ const PAGES = {
   compare: (args) => comparePage(args[0], args[1], args[2], args[3]),
   t: (args, range) => ticketPage(args[0], args[1], args.slice(2).join("/"), range),
   plugins: () => pluginsPage(),
+  notifications: () => notificationsPage(),
   signin: () => { location.hash = "#/"; },
 };
 
@@ -62,6 +65,7 @@ export async function route() {
     if (name && name !== "signin") sessionStorage.setItem(AFTER_SIGN_IN, location.hash);
     return signInPage();
   }
+  if (name !== "notifications") refreshBadge();
   const page = Object.hasOwn(PAGES, name) ? PAGES[name] : null;
   if (page) return page(args, range);
   show(el("h1", {}, "Page not found"), el("p", {}, el("a", { href: "#/" }, "Back to your tickets")));

@@ -775,6 +775,79 @@ try {
     if (shots) await page.screenshot({ path: join(shots, "compare.png"), fullPage: true });
   });
 
+  await step("the TA comments on a range through the +, the student is told and replies", async () => {
+    const ta = await newPage();
+    current = ta;
+    await signInWithToken(ta, process.env.TOKEN_B);
+    // Lines 5-6 marked by the address; the + on line 5 comments on both.
+    await ta.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java#L5-L6`);
+    const frame = ta.frameLocator("iframe.preview");
+    await frame.locator("#L5.pd2-sel").waitFor();
+    await frame.locator("#L5 td.n").hover();
+    await frame.locator(".pd2-plus").click();
+    await frame.locator("textarea.new-comment").fill("Why print **twice**? <img src=x onerror=alert(1)>");
+    await frame.locator("button.new-comment-send").click();
+    await frame.locator(".thread", { hasText: "Why print" }).waitFor();
+    const threadHtml = await frame.locator(".thread .comment-body").first().innerHTML();
+    expectTrue(threadHtml.includes("<strong>twice</strong>") && !threadHtml.includes("<img"), `rendered safe: ${threadHtml}`);
+    // Under line 6, the range's end.
+    expectTrue(await frame.locator("#L6 + tr.pd2-thread-row").count() === 1, "the thread is under line 6");
+    await ta.locator("#tree button[data-path='lab/src/Main.java'] .thread-count", { hasText: "1" }).waitFor();
+    if (shots) await ta.screenshot({ path: join(shots, "comment-thread.png") });
+    await ta.context().close();
+    current = page;
+
+    // The student's badge counts it; the page lists it and clears it.
+    await page.goto(`${base}/#/`);
+    await page.locator("#notify-count", { hasText: "1" }).waitFor();
+    await page.locator("#nav-notifications").click();
+    await page.locator("#notifications li", { hasText: "commented on" }).waitFor();
+    await page.locator("#notify-count").waitFor({ state: "hidden" });
+    // They reply in the thread, from the preview.
+    await page.locator("#notifications li a").first().click();
+    const own = page.frameLocator("iframe.preview");
+    await own.locator(".thread textarea.reply-input").fill("It was a test of the fix.");
+    await own.locator(".thread button", { hasText: "Reply" }).click();
+    await own.locator(".thread .comment", { hasText: "It was a test of the fix." }).waitFor();
+  });
+
+  await step("a new version carries the thread to its moved lines; the TA resolves it", async () => {
+    // Version 3: a line added at the top, so line 5-6 are now 6-7.
+    const v3 = mkdtempSync(join(tmpdir(), "pd2-browser-v3-"));
+    mkdirSync(join(v3, "lab", "src"), { recursive: true });
+    writeFileSync(join(v3, "lab", "src", "Main.java"),
+      "// v3\npublic class Main {\n    @Override\n    public String toString() { return \"Main, fixed\"; }\n\n    public static void main(String[] args) {\n        System.out.println(new Main());\n        System.out.println(\"done\");\n    }\n}\n");
+    await page.goto(`${base}/#/upload/${userA}/${ticketId}`);
+    await page.locator("#folder-input").setInputFiles(join(v3, "lab"));
+    await page.locator("#chosen tr").first().waitFor();
+    await page.locator("#send").click();
+    await page.waitForURL(new RegExp(`#/diff/${userA}/${ticketId}/2/3$`));
+    await page.locator("table.diff").first().waitFor();
+
+    const ta = await newPage();
+    current = ta;
+    await signInWithToken(ta, process.env.TOKEN_B);
+    // Told of the reply and of the version.
+    await ta.locator("#notify-count", { hasText: "2" }).waitFor();
+    await ta.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java`);
+    const frame = ta.frameLocator("iframe.preview");
+    await frame.locator("#L7 + tr.pd2-thread-row .thread", { hasText: "Why print" }).waitFor();
+    expectTrue(await frame.locator(".thread.outdated").count() === 0, "carried, not outdated");
+    // In the changes view too: with the file (its lines are outside the
+    // one hunk, which is the line added at the top).
+    await ta.goto(`${base}/#/diff/${userA}/${ticketId}/2/3`);
+    await ta.locator(".diff-file[data-path='lab/src/Main.java'] .diff-file-threads .thread", { hasText: "Why print" }).waitFor();
+    // And under its line when the diff shows it (all of the file as context).
+    await ta.goto(`${base}/#/diff/${userA}/${ticketId}/1/3`);
+    await ta.locator("tr.diff-thread .thread", { hasText: "Why print" }).waitFor();
+    await ta.goto(`${base}/#/t/${userA}/${ticketId}/lab/src/Main.java`);
+    await frame.locator(".thread button.resolve", { hasText: "Resolve" }).click();
+    await frame.locator("details.thread.resolved").waitFor();
+    await ta.locator("#tree button[data-path='lab/src/Main.java'] .thread-count").waitFor({ state: "detached" });
+    await ta.context().close();
+    current = page;
+  });
+
   await step("delete with a confirmation", async () => {
     await page.goto(`${base}/#/t/@me/${privateId}`);
     // The ticket shown whole (its file opened) before the click: a click on

@@ -10,6 +10,10 @@
 //!
 //! Refresh tokens are `rt-<id>`; `rt-revoked` fails. Access tokens are
 //! `at-<id>-<n>`. Every token request's form is recorded.
+//!
+//! Direct messages: `POST /users/@me/channels {recipient_id}` answers the
+//! channel `dm-<id>`, `POST /channels/dm-<id>/messages {content}` records
+//! the message with its recipient and the `Authorization` sent.
 
 use std::{
     collections::HashMap,
@@ -25,6 +29,15 @@ use warp::{Filter, http::StatusCode, reply::Reply};
 pub struct FakeDiscord {
     pub base: String,
     requests: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    messages: Arc<Mutex<Vec<DirectMessage>>>,
+}
+
+/// A direct message the server sent through the fake.
+#[derive(Clone, Debug)]
+pub struct DirectMessage {
+    pub recipient: String,
+    pub content: String,
+    pub authorization: String,
 }
 
 impl FakeDiscord {
@@ -65,15 +78,45 @@ impl FakeDiscord {
                     ),
                 }
             });
+        let channel = warp::post()
+            .and(warp::path!("users" / "@me" / "channels"))
+            .and(warp::body::json::<serde_json::Value>())
+            .map(|body: serde_json::Value| {
+                let id = body["recipient_id"].as_str().unwrap_or_default().to_owned();
+                warp::reply::json(&json!({ "id": format!("dm-{id}"), "type": 1 })).into_response()
+            });
+        let messages: Arc<Mutex<Vec<DirectMessage>>> = Arc::default();
+        let sent = messages.clone();
+        let message = warp::post()
+            .and(warp::path!("channels" / String / "messages"))
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::body::json::<serde_json::Value>())
+            .map(
+                move |channel: String, auth: Option<String>, body: serde_json::Value| {
+                    sent.lock().unwrap().push(DirectMessage {
+                        recipient: channel.trim_start_matches("dm-").to_owned(),
+                        content: body["content"].as_str().unwrap_or_default().to_owned(),
+                        authorization: auth.unwrap_or_default(),
+                    });
+                    warp::reply::json(&json!({ "id": "1" })).into_response()
+                },
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake discord");
         let addr: SocketAddr = listener.local_addr().expect("addr");
-        tokio::spawn(warp::serve(token.or(me)).incoming(listener).run());
+        let routes = token.or(me).unify().or(channel).unify().or(message).unify();
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
         Self {
             base: format!("http://{addr}"),
             requests,
+            messages,
         }
+    }
+
+    /// The direct messages sent so far.
+    pub fn messages(&self) -> Vec<DirectMessage> {
+        self.messages.lock().unwrap().clone()
     }
 
     pub fn requests(&self) -> Vec<HashMap<String, String>> {

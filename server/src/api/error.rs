@@ -208,6 +208,29 @@ impl From<crate::service::versions::DiffError> for ApiError {
     }
 }
 
+impl From<crate::service::comments::CommentError> for ApiError {
+    fn from(error: crate::service::comments::CommentError) -> Self {
+        use crate::service::comments::{CommentError, MAX_COMMENTS, PER_MINUTE};
+        match error {
+            CommentError::Ticket(e) => e.into(),
+            CommentError::File(e) => e.into(),
+            CommentError::Store(e) => e.into(),
+            CommentError::NotFound => Self::new(StatusCode::NOT_FOUND, "Comment not found"),
+            CommentError::PermissionDenied => Self::permission_denied(),
+            CommentError::Invalid(detail) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail),
+            CommentError::TooMany(_) => Self::new(
+                StatusCode::CONFLICT,
+                format!("A ticket keeps at most {MAX_COMMENTS} comments"),
+            ),
+            CommentError::RateLimited(seconds) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many comments: at most {PER_MINUTE} a minute"),
+            )
+            .retry_after(seconds.min(u64::from(u32::MAX)) as u32),
+        }
+    }
+}
+
 impl From<TicketError> for ApiError {
     fn from(error: TicketError) -> Self {
         match error {

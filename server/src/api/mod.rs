@@ -2,6 +2,7 @@
 //! every failure into the spec's `{"detail": ...}` response.
 
 mod caching;
+mod comments;
 mod docs;
 mod download;
 mod error;

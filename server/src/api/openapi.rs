@@ -29,6 +29,7 @@ use crate::service::Ctx;
         (name = "auth", description = "Log in with Discord; refresh tokens"),
         (name = "tickets", description = "Upload, list, read, change and delete tickets"),
         (name = "files", description = "A ticket's files: bytes, previews, the whole ticket as a zip"),
+        (name = "comments", description = "Review comments on tickets, and notifications"),
         (name = "versions", description = "A ticket's versions, and what changed between versions or tickets"),
         (name = "users", description = "Display data of users"),
         (name = "plugins", description = "The WebAssembly plugins this server runs"),
@@ -123,6 +124,19 @@ pub(super) struct CompareFilePath {
     other_ticket_id: String,
     /// The file's path, percent-encoded
     file_path: String,
+}
+
+/// `/ticket/{user_id}/{ticket_id}/comments/{comment_id}…`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "read by the document only")]
+pub(super) struct CommentPath {
+    /// A Discord user id, or `@me`
+    user_id: String,
+    /// 20 lowercase hex characters
+    ticket_id: String,
+    /// The comment's id (24 hex characters)
+    comment_id: String,
 }
 
 /// `?version=N` of the read routes.

@@ -20,7 +20,8 @@ use utoipa::openapi::{
 use warp::{Filter, filters::BoxedFilter, path::Tail, reply::Response};
 
 use super::{
-    download, files, oauth, openapi, ops, plugins, preview, search, tickets, users, versions, web,
+    comments, download, files, oauth, openapi, ops, plugins, preview, search, tickets, users,
+    versions, web,
 };
 use crate::service::Ctx;
 
@@ -166,6 +167,14 @@ pub fn table() -> Vec<Route> {
         route::<versions::__path_diff_file>(versions::diff_file_route),
         route::<versions::__path_compare>(versions::compare_route),
         route::<versions::__path_compare_file>(versions::compare_file_route),
+        route::<comments::__path_post_comment>(comments::post_route),
+        route::<comments::__path_list_comments>(comments::list_route),
+        route::<comments::__path_edit_comment>(comments::edit_route),
+        route::<comments::__path_delete_comment>(comments::delete_route),
+        route::<comments::__path_resolve_thread>(comments::resolve_route),
+        route::<comments::__path_unresolve_thread>(comments::unresolve_route),
+        route::<comments::__path_notifications>(comments::notifications_route),
+        route::<comments::__path_unread>(comments::unread_route),
         route::<users::__path_user>(users::user_route),
         route::<plugins::__path_list>(plugins::list_route),
         route::<ops::__path_ping>(ops::ping_route),
@@ -273,6 +282,7 @@ mod tests {
             include_str!("search.rs"),
             include_str!("users.rs"),
             include_str!("versions.rs"),
+            include_str!("comments.rs"),
         ]
         .concat();
         let mut asked: Vec<&str> = sources
@@ -285,6 +295,7 @@ mod tests {
         assert_eq!(
             asked,
             [
+                "comment_id",
                 "file_path",
                 "other_ticket_id",
                 "other_user_id",
@@ -302,6 +313,7 @@ mod tests {
                 let name = part.split('}').next().unwrap_or_default();
                 assert!(
                     [
+                        "comment_id",
                         "user_id",
                         "ticket_id",
                         "file_path",

@@ -191,6 +191,8 @@ pub(super) async fn add_version(
     let read = service::versions::writable(&ctx, &me, &user_id, &ticket_id).await?;
     let created = ingest(&ctx, &me, Destination::NewVersion(read), form).await?;
     let ticket = created.ticket;
+    // Everyone who commented on it hears of it.
+    service::notify::new_version(&ctx, &ticket).await;
     tracing::info!(
         ticket_id = %ticket.id, version = ticket.newest_version(),
         files = ticket.files.len(), user_id = %me.id, "version added"

@@ -37,6 +37,7 @@ pub struct Grant {
     pub expires_in: i64,
 }
 
+#[derive(Clone)]
 pub struct Discord {
     http: reqwest::Client,
     config: DiscordConfig,
@@ -103,6 +104,47 @@ impl Discord {
                 scope: token.scope,
             },
         })
+    }
+
+    /// Whether direct messages can be sent (`discord.bot_token` is set).
+    pub fn can_message(&self) -> bool {
+        !self.config.bot_token.is_empty()
+    }
+
+    /// Sends `content` to a user as a direct message from the bot: opens
+    /// (or finds) the DM channel, then posts to it.
+    pub async fn direct_message(&self, user_id: &str, content: &str) -> Result<(), DiscordError> {
+        #[derive(Deserialize)]
+        struct Channel {
+            id: String,
+        }
+        let bot = format!("Bot {}", self.config.bot_token);
+        let response = self
+            .http
+            .post(self.url("/users/@me/channels"))
+            .header(reqwest::header::AUTHORIZATION, &bot)
+            .json(&serde_json::json!({ "recipient_id": user_id }))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(DiscordError::Status(response.status()));
+        }
+        let channel: Channel = response.json().await?;
+        let response = self
+            .http
+            .post(self.url(&format!("/channels/{}/messages", channel.id)))
+            .header(reqwest::header::AUTHORIZATION, &bot)
+            .json(&serde_json::json!({
+                "content": content,
+                // A name or link in the text never pings anyone.
+                "allowed_mentions": { "parse": [] },
+            }))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(DiscordError::Status(response.status()));
+        }
+        Ok(())
     }
 
     pub async fn current_user(&self, access_token: &str) -> Result<UserProfile, DiscordError> {

@@ -346,3 +346,67 @@ pub fn files_at(ticket: &TicketRecord, version: i64) -> Option<&[StoredFile]> {
         .find(|(v, _)| v.version == version)
         .map(|(_, files)| files)
 }
+
+/// How many lines a file has, if it is text within the diff bounds.
+pub async fn lines_of(ctx: &Context, file: &StoredFile) -> Result<Option<usize>, StoreError> {
+    Ok(match read_text(ctx, Some(file)).await? {
+        Side::Text(text) => Some(text.lines().count()),
+        Side::NotText(_) => None,
+    })
+}
+
+/// Where line ranges of `from` are in `to`: a range is carried when every
+/// one of its lines is unchanged between the two (found through their
+/// diff), and lands where those lines are now; otherwise `None` (the
+/// lines changed, or the file is not text within the bounds).
+pub async fn carry(
+    ctx: &Context,
+    from: &StoredFile,
+    to: &StoredFile,
+    ranges: Vec<(i64, i64)>,
+) -> Result<Vec<Option<(i64, i64)>>, StoreError> {
+    if from.sha256 == to.sha256 {
+        return Ok(ranges.into_iter().map(Some).collect());
+    }
+    let (before, after) = match (
+        read_text(ctx, Some(from)).await?,
+        read_text(ctx, Some(to)).await?,
+    ) {
+        (Side::Text(a), Side::Text(b)) => (a, b),
+        _ => return Ok(vec![None; ranges.len()]),
+    };
+    off_the_runtime(move || {
+        let diff = TextDiff::configure()
+            .algorithm(Algorithm::Myers)
+            .timeout(DIFF_TIME)
+            .diff_lines(&before, &after);
+        // Old line (0-based) → new line, for unchanged lines.
+        let mut moved = HashMap::new();
+        for op in diff.ops() {
+            if let similar::DiffOp::Equal {
+                old_index,
+                new_index,
+                len,
+            } = *op
+            {
+                for i in 0..len {
+                    moved.insert(old_index + i, new_index + i);
+                }
+            }
+        }
+        ranges
+            .into_iter()
+            .map(|(start, end)| {
+                let first = *moved.get(&(usize::try_from(start - 1).ok()?))?;
+                for line in start..=end {
+                    let new = *moved.get(&usize::try_from(line - 1).ok()?)?;
+                    if new != first + (line - start) as usize {
+                        return None;
+                    }
+                }
+                Some((first as i64 + 1, first as i64 + 1 + (end - start)))
+            })
+            .collect()
+    })
+    .await
+}

@@ -5,9 +5,12 @@
 
 pub mod access;
 pub mod auth;
+pub mod comments;
 mod context;
 pub mod diff;
 pub mod files;
+pub mod markdown;
+pub mod notify;
 pub mod previews;
 pub mod search;
 mod sources;

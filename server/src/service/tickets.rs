@@ -153,6 +153,11 @@ pub async fn delete(
         }
     };
     super::previews::forget(ctx, &deleted).await;
+    // Its comments go with it (its notifications are no longer listed: the
+    // ticket is not readable any more).
+    if let Err(error) = ctx.store.comments.delete_ticket(ticket_id).await {
+        tracing::warn!(%error, %ticket_id, "could not remove a deleted ticket's comments");
+    }
     tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
     Ok(())
 }

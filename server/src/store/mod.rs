@@ -5,12 +5,14 @@
 
 mod batch;
 mod blobs;
+mod comments;
 pub(crate) mod crash;
 mod deletion;
 mod files;
 mod gate;
 mod health;
 mod janitor;
+mod notifications;
 mod numbering;
 mod previews;
 mod settings;
@@ -32,10 +34,12 @@ use mongodb::{
 use tokio::sync::Notify;
 
 pub use batch::WriteBatch;
+pub use comments::{CommentRecord, CommentStore};
 pub use files::{ByteRange, FileStore, StoredFile};
 pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
 pub use janitor::Janitor;
+pub use notifications::{MAX_LISTED, NotificationRecord, NotificationStore};
 pub use numbering::{Numbering, SeqRange};
 pub use previews::{CachedAnswer, CachedPreview, PreviewStore};
 pub use settings::SettingsStore;
@@ -196,6 +200,8 @@ pub struct Store {
     pub settings: SettingsStore,
     pub previews: PreviewStore,
     pub uploads: UploadJournal,
+    pub comments: CommentStore,
+    pub notifications: NotificationStore,
     pub health: Arc<DbHealth>,
     gate: Gate,
     bulk: batch::BulkSupport,
@@ -272,6 +278,8 @@ impl Store {
             settings: SettingsStore::new(&db, gate.clone()),
             previews: PreviewStore::new(&db, gate.clone()),
             uploads: UploadJournal::new(&db, gate.clone()),
+            comments: CommentStore::new(&db, gate.clone()),
+            notifications: NotificationStore::new(&db, gate.clone()),
             health,
             gate,
             bulk: batch::BulkSupport::default(),
@@ -341,10 +349,13 @@ impl Store {
             self.files.clone(),
             self.uploads.clone(),
         );
+        let (comments, notifications) = (self.comments.clone(), self.notifications.clone());
         self.gate
             .run_within(self.gate.abandon_limit(), async move {
                 tickets.ensure_indexes().await?;
                 files.ensure_indexes().await?;
+                comments.ensure_indexes().await?;
+                notifications.ensure_indexes().await?;
                 uploads.ensure_indexes().await
             })
             .await

@@ -8,6 +8,7 @@ import { el } from "../dom.js";
 import { api, apiJson } from "../api.js";
 import { encodePath, errorBox, flash, formatSize, formatTime, here, loading, show, stillOn, userSeg } from "../ui.js";
 import { buildTree, treeOrder } from "../tree.js";
+import { threadNode } from "../comments.js";
 
 const VIEW_KEY = "pd2-diff-view";
 /** Files whose diffs are fetched at once; the rest on request. */
@@ -23,6 +24,8 @@ export async function diffPage(user, id, from, to) {
     fileUrl: (path) => `${base}/diff/${encodePath(path)}${query}`,
     fileLink: (path, c) => `#/t/${userSeg(user)}/${id}@v${c.to.version}/${encodePath(path)}`,
     previewUrl: (path, side) => `${base}/preview/${encodePath(path)}?version=${side === "old" ? from : to}`,
+    // Threads at the newer version, under their lines.
+    comments: { base, url: `${base}/comments?version=${to}` },
     pickers: async () => versionPickers(base, user, id, from, to),
   });
 }
@@ -79,7 +82,9 @@ async function draw(page) {
   const inline = el("button", { type: "button", id: "diff-inline", "aria-pressed": String(!split) }, "Inline");
   const side = el("button", { type: "button", id: "diff-split", "aria-pressed": String(split) }, "Side by side");
   const position = el("span", { class: "muted", id: "change-position", "aria-live": "polite" });
-  const sections = changed.map((file, i) => fileSection(file, i, page, compared));
+  // The review's threads (versions of one ticket only), shared by the files.
+  const review = { threads: [], author: null };
+  const sections = changed.map((file, i) => fileSection(file, i, page, compared, review));
   const root = el("div", { class: "diff-page" },
     el("h1", {}, page.title(compared)),
     pickers,
@@ -102,6 +107,18 @@ async function draw(page) {
   inline.addEventListener("click", () => { localStorage.setItem(VIEW_KEY, "inline"); render(); });
   side.addEventListener("click", () => { localStorage.setItem(VIEW_KEY, "split"); render(); });
   const walker = changeWalker(root, position);
+  if (page.comments) {
+    const loadThreads = async () => {
+      try {
+        review.threads = await apiJson(page.comments.url);
+        review.author = (await apiJson(page.comments.base)).author?.display_data?.id;
+      } catch { review.threads = []; }
+      review.reload = loadThreads;
+      render();
+    };
+    review.base = page.comments.base;
+    loadThreads();
+  }
   // Each file's diff, a few at a time, in order.
   let next = 0;
   const worker = async () => {
@@ -131,7 +148,7 @@ function counts(f) {
 }
 
 /** One file's section: its head, and its diff once loaded. */
-function fileSection(file, index, page, compared) {
+function fileSection(file, index, page, compared, review) {
   const body = el("div", { class: "diff-body" }, file.status === "renamed" ? el("p", { class: "muted" }, "Renamed without changes.") : loading("Loading diff…"));
   const node = el("section", { class: "diff-file", id: `diff-file-${index}`, "data-path": file.path },
     el("div", { class: "diff-file-head" },
@@ -169,6 +186,17 @@ function fileSection(file, index, page, compared) {
       if (note) return body.replaceChildren(el("p", { class: "muted" }, note));
       if (!parsed) return;
       body.replaceChildren(mode === "split" ? splitTable(parsed, colours) : inlineTable(parsed, colours));
+      // Threads on this file's lines, under the line they end on.
+      const ctx = { base: review.base, ticketAuthor: review.author, reload: () => review.reload?.() };
+      // Threads whose lines this diff does not show (outside its hunks,
+      // or outdated) follow the file's diff.
+      const elsewhere = [];
+      for (const t of review.threads.filter((t) => t.path === file.path)) {
+        const row = t.position && body.querySelector(`tr[data-new="${t.position.line_end}"]`);
+        if (row) row.after(el("tr", { class: "diff-thread" }, el("td", { colspan: mode === "split" ? 4 : 3 }, threadNode(t, ctx))));
+        else elsewhere.push(threadNode(t, ctx));
+      }
+      if (elsewhere.length) body.append(el("div", { class: "diff-file-threads" }, el("p", { class: "muted" }, "Comments on lines not shown here:"), elsewhere));
     },
   };
 }
@@ -207,7 +235,7 @@ function inlineTable(hunks, colours) {
     for (const l of hunk.lines) {
       const start = l.kind !== " " && prev === " ";
       prev = l.kind;
-      rows.push(el("tr", { class: `${l.kind === "+" ? "add" : l.kind === "-" ? "del" : "ctx"}${start ? " change-start" : ""}` },
+      rows.push(el("tr", { class: `${l.kind === "+" ? "add" : l.kind === "-" ? "del" : "ctx"}${start ? " change-start" : ""}`, "data-new": l.new },
         el("td", { class: "n" }, l.old ?? ""), el("td", { class: "n" }, l.new ?? ""),
         el("td", { class: "c" }, `${l.kind === " " ? " " : l.kind} `, code(l, l.kind === "-" ? colours.old : colours.new, l.kind === "-" ? l.old : l.new))));
     }
@@ -224,7 +252,7 @@ function splitTable(hunks, colours) {
     for (let i = 0; i < lines.length;) {
       if (lines[i].kind === " ") {
         const l = lines[i++];
-        rows.push(el("tr", { class: "ctx" }, el("td", { class: "n" }, l.old), el("td", { class: "c" }, code(l, colours.old, l.old)), el("td", { class: "n" }, l.new), el("td", { class: "c" }, code(l, colours.new, l.new))));
+        rows.push(el("tr", { class: "ctx", "data-new": l.new }, el("td", { class: "n" }, l.old), el("td", { class: "c" }, code(l, colours.old, l.old)), el("td", { class: "n" }, l.new), el("td", { class: "c" }, code(l, colours.new, l.new))));
         continue;
       }
       const dels = [];
@@ -234,7 +262,7 @@ function splitTable(hunks, colours) {
       for (let k = 0; k < Math.max(dels.length, adds.length); k++) {
         const d = dels[k];
         const a = adds[k];
-        rows.push(el("tr", { class: `pair${k === 0 ? " change-start" : ""}` },
+        rows.push(el("tr", { class: `pair${k === 0 ? " change-start" : ""}`, "data-new": a?.new },
           el("td", { class: `n${d ? " del" : " none"}` }, d?.old ?? ""), el("td", { class: `c${d ? " del" : " none"}` }, d ? code(d, colours.old, d.old) : ""),
           el("td", { class: `n${a ? " add" : " none"}` }, a?.new ?? ""), el("td", { class: `c${a ? " add" : " none"}` }, a ? code(a, colours.new, a.new) : "")));
       }

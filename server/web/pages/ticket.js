@@ -13,6 +13,7 @@ import { encodePath, errorBox, flash, formatSize, formatTime, here, loading, sho
 import { buildTree, treeOrder } from "../tree.js";
 import { openFinder } from "../finder.js";
 import { PreviewFrame } from "../frame.js";
+import { FRAME_STYLE, newThreadForm, threadNode } from "../comments.js";
 
 const WRAP_KEY = "pd2-wrap";
 /** Long lines wrap as chosen; until then, on a phone only. */
@@ -210,6 +211,120 @@ class TicketView {
       this.finder();
     };
     document.addEventListener("keydown", this.onKey);
+    // `u`: the next unresolved thread of the file shown.
+    this.onThreadKey = (e) => {
+      if (!document.contains(this.root)) return document.removeEventListener("keydown", this.onThreadKey);
+      if (e.key !== "u" || e.ctrlKey || e.metaKey || e.altKey || e.target.closest?.("input, textarea, select, [contenteditable]")) return;
+      e.preventDefault();
+      this.nextThread();
+    };
+    document.addEventListener("keydown", this.onThreadKey);
+    this.threads = [];
+    this.loadThreads();
+  }
+
+  /** The threads at the version shown, then drawn where they belong. */
+  async loadThreads() {
+    try {
+      this.threads = await apiJson(`${this.base}/comments?version=${this.ticket.version}`);
+    } catch {
+      this.threads = [];
+    }
+    this.drawThreads();
+  }
+
+  /** Unresolved threads per file in the tree; threads on lines under
+   * their lines in the preview; the rest (the file's, outdated ones, the
+   * ticket's) in the panel under it. */
+  drawThreads() {
+    const open = new Map();
+    for (const t of this.threads) if (t.path && !t.resolved) open.set(t.path, (open.get(t.path) || 0) + 1);
+    for (const b of this.buttons || []) {
+      b.querySelector(".thread-count")?.remove();
+      const n = open.get(b.dataset.path);
+      if (n) b.append(el("span", { class: "thread-count", title: `${n} open thread${n === 1 ? "" : "s"}` }, String(n)));
+    }
+    const ctx = { base: this.base, ticketAuthor: this.ticket.author?.display_data?.id, reload: () => this.loadThreads() };
+    const doc = this.frame?.doc;
+    for (const row of doc?.querySelectorAll("tr.pd2-thread-row:not(.pd2-new)") || []) row.remove();
+    const panel = [];
+    for (const t of this.threads) {
+      if (t.path && t.path !== this.path) continue;
+      const line = t.position?.line_end;
+      const anchor = line && doc ? doc.getElementById(`L${line}`) : null;
+      if (anchor && anchor.tagName === "TR") {
+        const row = doc.createElement("tr");
+        row.className = "pd2-thread-row";
+        row.append(doc.createElement("td"), Object.assign(doc.createElement("td"), { colSpan: 1 }));
+        row.lastChild.append(threadNode(t, ctx));
+        let after = anchor;
+        while (after.nextElementSibling?.classList.contains("pd2-thread-row")) after = after.nextElementSibling;
+        after.after(row);
+      } else panel.push(threadNode(t, ctx));
+    }
+    if (this.commentPanel) {
+      const file = this.path;
+      this.commentPanel.replaceChildren(
+        el("h3", {}, "Comments"),
+        panel.length ? panel : el("p", { class: "muted" }, "No comments here outside the lines."),
+        el("div", { class: "actions" },
+          file ? el("button", { type: "button", id: "comment-file", onclick: () => this.commentPanel.append(newThreadForm(this.base, { path: file, version: this.ticket.version }, () => this.loadThreads(), () => this.drawThreads())) }, "Comment on this file") : null,
+          el("button", { type: "button", id: "comment-ticket", onclick: () => this.commentPanel.append(newThreadForm(this.base, { version: this.ticket.version }, () => this.loadThreads(), () => this.drawThreads())) }, "Comment on the ticket")));
+    }
+  }
+
+  /** Scrolls to the next unresolved thread of the file shown. */
+  nextThread() {
+    const doc = this.frame?.doc;
+    const all = [...(doc?.querySelectorAll(".thread:not(.resolved):not(.new)") || []), ...(this.commentPanel?.querySelectorAll(".thread:not(.resolved):not(.new)") || [])];
+    if (!all.length) return flash("No open threads on this file.", "info");
+    this.threadAt = ((this.threadAt ?? -1) + 1) % all.length;
+    const node = all[this.threadAt];
+    node.scrollIntoView({ block: "center" });
+    node.focus?.({ preventScroll: true });
+    flash(`Thread ${this.threadAt + 1} of ${all.length}`, "info");
+  }
+
+  /** The "+" beside a hovered line number: a new thread on that line, or
+   * on the marked range when the line is in it. */
+  addPlus() {
+    const doc = this.frame?.doc;
+    if (!doc || !this.frame.lines) return;
+    const style = doc.createElement("style");
+    style.textContent = FRAME_STYLE;
+    doc.head?.append(style);
+    const plus = doc.createElement("button");
+    plus.className = "pd2-plus";
+    plus.type = "button";
+    plus.textContent = "+";
+    plus.title = "Comment on this line (shift-click line numbers for a range)";
+    doc.body.append(plus);
+    let line = 0;
+    doc.addEventListener("mouseover", (e) => {
+      const row = e.target.closest?.('tr[id^="L"]');
+      if (!row) return;
+      line = Number(row.id.slice(1));
+      // Astride the border between the number and the code, as on GitHub:
+      // never over the number, whose click marks the line.
+      const cell = row.querySelector("td.n") || row;
+      const box = cell.getBoundingClientRect();
+      plus.style.display = "block";
+      plus.style.top = `${box.top + doc.defaultView.scrollY}px`;
+      plus.style.left = `${box.right + doc.defaultView.scrollX - 6}px`;
+    });
+    plus.addEventListener("click", () => {
+      if (!line) return;
+      const [start, end] = this.range && line >= this.range[0] && line <= this.range[1] ? this.range : [line, line];
+      doc.querySelector("tr.pd2-new")?.remove();
+      const row = doc.createElement("tr");
+      row.className = "pd2-thread-row pd2-new";
+      row.append(doc.createElement("td"), doc.createElement("td"));
+      row.lastChild.append(newThreadForm(this.base, { path: this.path, version: this.ticket.version, line_start: start, line_end: end },
+        () => { row.remove(); this.loadThreads(); }, () => row.remove()));
+      let after = doc.getElementById(`L${end}`);
+      while (after.nextElementSibling?.classList.contains("pd2-thread-row")) after = after.nextElementSibling;
+      after.after(row);
+    });
   }
 
   /** The address of a file (and lines) of this ticket. */
@@ -476,7 +591,9 @@ class TicketView {
         el("button", { type: "button", id: "raw", onclick: () => openRaw(filesUrl) }, "Raw"),
         el("button", { type: "button", id: "download", onclick: () => download(filesUrl, safeName(path.split("/").pop())) }, "Download")),
       body,
+      this.commentPanel = el("section", { class: "comment-panel", id: "comment-panel", "aria-label": "Comments" }),
     );
+    this.drawThreads();
     if (this.frameUrl) URL.revokeObjectURL(this.frameUrl);
     this.frameUrl = null;
     this.frame = null;
@@ -555,6 +672,10 @@ class TicketView {
               if (this.range) return showSource();
             }
             this.mark(this.range);
+            if (kind === "preview") {
+              this.addPlus();
+              this.drawThreads();
+            }
           }, { once: true });
           frame.src = url;
           body.replaceChildren(frame);

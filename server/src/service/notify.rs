@@ -1,0 +1,311 @@
+//! Who is told of what. A comment tells the ticket's author, a reply the
+//! thread's people (and the ticket's author), a new version everyone who
+//! commented on the ticket; never the one who did it. A notification names
+//! the ticket, the file and who acted, never the comment's text, so it
+//! carries nothing the ticket's visibility would not show. They are listed
+//! only while the ticket is readable by the user, and read when listed.
+//!
+//! With `discord.bot_token` set, each is also a Discord direct message
+//! (through `discord.api_base`), at most one per user and ticket every
+//! [`DM_QUIET_SECS`] whatever the number of instances, with the same
+//! content: who, which ticket, a link.
+
+use std::collections::BTreeSet;
+
+use mongodb::bson::oid::ObjectId;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{Context, access};
+use crate::{
+    auth::Requester,
+    store::{CommentRecord, MAX_LISTED, NotificationRecord, StoreError, TicketRecord},
+};
+
+/// Seconds between two direct messages to one user about one ticket.
+pub const DM_QUIET_SECS: i64 = 300;
+/// Notifications kept per user (the oldest go).
+const KEEP: usize = 200;
+
+/// One notification as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Notification {
+    pub id: String,
+    /// `comment`, `reply` or `version`.
+    pub kind: String,
+    pub ticket_id: String,
+    /// The ticket's author (for its address).
+    pub user_id: String,
+    /// Who acted: their display name.
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Unix milliseconds.
+    pub create_time: i64,
+    /// Already seen (listed before).
+    pub read: bool,
+}
+
+/// `GET /notifications`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Notifications {
+    /// Unread before this list marked them read.
+    pub unread: usize,
+    /// Newest first, at most 50.
+    pub items: Vec<Notification>,
+}
+
+/// A comment was written on `ticket` (a reply to `root` if given).
+pub async fn commented(
+    ctx: &Context,
+    ticket: &TicketRecord,
+    comment: &CommentRecord,
+    root: Option<&CommentRecord>,
+) {
+    let mut to: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    to.insert((ticket.author_id.clone(), "comment"));
+    if let Some(root) = root {
+        let thread = match ctx.store.comments.of_ticket(&ticket.id).await {
+            Ok(all) => all,
+            Err(error) => {
+                tracing::warn!(%error, "could not read a thread to notify its people");
+                Vec::new()
+            }
+        };
+        let people = std::iter::once(root.author_id.clone()).chain(
+            thread
+                .iter()
+                .filter(|c| c.reply_to == Some(root.id))
+                .map(|c| c.author_id.clone()),
+        );
+        for person in people {
+            if person != ticket.author_id {
+                to.insert((person, "reply"));
+            }
+        }
+        if ticket.author_id != comment.author_id && root.author_id == ticket.author_id {
+            to.remove(&(ticket.author_id.clone(), "comment"));
+            to.insert((ticket.author_id.clone(), "reply"));
+        }
+    }
+    let records = to
+        .into_iter()
+        .filter(|(user, _)| *user != comment.author_id)
+        .map(|(user, kind)| NotificationRecord {
+            id: ObjectId::new(),
+            user_id: user,
+            kind: kind.to_owned(),
+            ticket_id: ticket.id.clone(),
+            ticket_author: ticket.author_id.clone(),
+            actor_id: comment.author_id.clone(),
+            comment_id: Some(root.map_or(comment.id, |r| r.id)),
+            path: root.map_or(comment.path.clone(), |r| r.path.clone()),
+            version: Some(comment.version),
+            create_time: comment.create_time,
+            read: false,
+        })
+        .collect();
+    deliver(ctx, ticket, records).await;
+}
+
+/// `ticket` has a new version: everyone who commented on it is told.
+pub async fn new_version(ctx: &Context, ticket: &TicketRecord) {
+    let commenters: BTreeSet<String> = match ctx.store.comments.of_ticket(&ticket.id).await {
+        Ok(all) => all.into_iter().map(|c| c.author_id).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the commenters to notify");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let records = commenters
+        .into_iter()
+        .filter(|user| *user != ticket.author_id)
+        .map(|user| NotificationRecord {
+            id: ObjectId::new(),
+            user_id: user,
+            kind: "version".into(),
+            ticket_id: ticket.id.clone(),
+            ticket_author: ticket.author_id.clone(),
+            actor_id: ticket.author_id.clone(),
+            comment_id: None,
+            path: None,
+            version: Some(ticket.newest_version()),
+            create_time: now,
+            read: false,
+        })
+        .collect();
+    deliver(ctx, ticket, records).await;
+}
+
+/// Whether `user_id` can read `ticket` now (a commenter of a ticket made
+/// private since is told nothing).
+fn may_read(ctx: &Context, ticket: &TicketRecord, user_id: &str) -> bool {
+    let who = Requester {
+        id: user_id.to_owned(),
+        is_admin: ctx.is_admin(user_id),
+        profile: crate::store::UserProfile {
+            id: user_id.to_owned(),
+            username: user_id.to_owned(),
+            global_name: None,
+            avatar: None,
+        },
+    };
+    matches!(
+        access::can_read(ticket, &who, &ticket.author_id),
+        access::Access::Granted
+    )
+}
+
+/// Stores the notifications and sends the direct messages (on their own
+/// task: Discord's pace is not the request's).
+async fn deliver(ctx: &Context, ticket: &TicketRecord, mut records: Vec<NotificationRecord>) {
+    records.retain(|r| may_read(ctx, ticket, &r.user_id));
+    if records.is_empty() {
+        return;
+    }
+    let users: Vec<String> = records.iter().map(|r| r.user_id.clone()).collect();
+    if let Err(error) = ctx.store.notifications.insert(records.clone()).await {
+        tracing::warn!(%error, "could not store notifications");
+        return;
+    }
+    for user in &users {
+        if let Err(error) = ctx.store.notifications.trim(user, KEEP).await {
+            tracing::warn!(%error, "could not trim notifications");
+        }
+    }
+    if !ctx.discord.can_message() {
+        return;
+    }
+    for record in records {
+        let actor = match ctx.store.users.get(&record.actor_id).await {
+            Ok(Some(user)) => user.profile.global_name.unwrap_or(user.profile.username),
+            _ => record.actor_id.clone(),
+        };
+        let link = ticket_link(ctx, &record);
+        let what = match record.kind.as_str() {
+            "reply" => "replied in a thread on",
+            "version" => "uploaded a new version of",
+            _ => "commented on",
+        };
+        // Who, which ticket, where: never the comment's text.
+        let content = format!("{actor} {what} ticket {} — {link}", record.ticket_id);
+        let discord = ctx.discord.clone();
+        let notifications = ctx.store.notifications.clone();
+        tokio::spawn(async move {
+            match notifications
+                .claim_dm(&record.user_id, &record.ticket_id, DM_QUIET_SECS)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "could not claim a direct message");
+                    return;
+                }
+            }
+            if let Err(error) = discord.direct_message(&record.user_id, &content).await {
+                tracing::warn!(%error, user_id = record.user_id, "Discord direct message failed");
+            }
+        });
+    }
+}
+
+/// The app's address of the ticket, from `discord.redirect_uri` (the
+/// app's own address); a relative one when that is unset.
+fn ticket_link(ctx: &Context, record: &NotificationRecord) -> String {
+    let base = ctx.config.discord.redirect_uri.trim_end_matches('/');
+    format!("{base}/#/t/{}/{}", record.ticket_author, record.ticket_id)
+}
+
+/// The requester's notifications on tickets they can still read, newest
+/// first; those listed are read from now on.
+pub async fn list(ctx: &Context, me: &Requester) -> Result<Notifications, StoreError> {
+    let all = ctx.store.notifications.of_user(&me.id).await?;
+    let mut readable = Readable::default();
+    let mut items = Vec::new();
+    let mut unread = 0;
+    for record in all {
+        if items.len() as i64 >= MAX_LISTED {
+            break;
+        }
+        if !readable.check(ctx, me, &record.ticket_id).await? {
+            continue;
+        }
+        if !record.read {
+            unread += 1;
+        }
+        let actor = match ctx.store.users.get(&record.actor_id).await? {
+            Some(user) => user.profile.global_name.unwrap_or(user.profile.username),
+            None => record.actor_id.clone(),
+        };
+        items.push((record, actor));
+    }
+    let fresh: Vec<ObjectId> = items
+        .iter()
+        .filter(|(r, _)| !r.read)
+        .map(|(r, _)| r.id)
+        .collect();
+    ctx.store.notifications.mark_read(fresh).await?;
+    Ok(Notifications {
+        unread,
+        items: items
+            .into_iter()
+            .map(|(r, actor)| Notification {
+                id: r.id.to_hex(),
+                kind: r.kind,
+                ticket_id: r.ticket_id,
+                user_id: r.ticket_author,
+                actor,
+                path: r.path,
+                version: r.version,
+                create_time: r.create_time,
+                read: r.read,
+            })
+            .collect(),
+    })
+}
+
+/// How many unread notifications the requester has (the app's badge):
+/// counting does not mark them read.
+pub async fn unread(ctx: &Context, me: &Requester) -> Result<usize, StoreError> {
+    let all = ctx.store.notifications.of_user(&me.id).await?;
+    let mut count = 0;
+    let mut readable = Readable::default();
+    for record in all.iter().filter(|r| !r.read) {
+        if readable.check(ctx, me, &record.ticket_id).await? {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Whether the requester can read a ticket, each ticket looked up once.
+#[derive(Default)]
+struct Readable(std::collections::HashMap<String, bool>);
+
+impl Readable {
+    async fn check(
+        &mut self,
+        ctx: &Context,
+        me: &Requester,
+        ticket_id: &str,
+    ) -> Result<bool, StoreError> {
+        if let Some(known) = self.0.get(ticket_id) {
+            return Ok(*known);
+        }
+        let readable = match ctx.store.tickets.get(ticket_id).await? {
+            Some(ticket) => matches!(
+                access::can_read(&ticket, me, &ticket.author_id),
+                access::Access::Granted
+            ),
+            None => false,
+        };
+        self.0.insert(ticket_id.to_owned(), readable);
+        Ok(readable)
+    }
+}
