@@ -34,6 +34,23 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
         "get",
         "/compare/{user_id}/{ticket_id}/{other_user_id}/{other_ticket_id}/{file_path}",
     ),
+    ("post", "/ticket/{user_id}/{ticket_id}/comments"),
+    ("get", "/ticket/{user_id}/{ticket_id}/comments"),
+    ("put", "/ticket/{user_id}/{ticket_id}/comments/{comment_id}"),
+    (
+        "delete",
+        "/ticket/{user_id}/{ticket_id}/comments/{comment_id}",
+    ),
+    (
+        "post",
+        "/ticket/{user_id}/{ticket_id}/comments/{comment_id}/resolve",
+    ),
+    (
+        "post",
+        "/ticket/{user_id}/{ticket_id}/comments/{comment_id}/unresolve",
+    ),
+    ("get", "/notifications"),
+    ("get", "/notifications/unread"),
     ("get", "/user/{user_id}"),
     ("get", "/version"),
     ("get", "/ping"),
@@ -175,6 +192,7 @@ async fn every_documented_route_is_served_with_a_documented_status() {
     ops.sort_by_key(|(m, _)| m == "delete");
     for (method, template) in ops {
         let path = template
+            .replace("{comment_id}", "000000000000000000000000")
             .replace("{other_user_id}", "@me")
             .replace("{other_ticket_id}", &id)
             .replace("{user_id}", "@me")
