@@ -129,8 +129,7 @@ pub(super) struct Unread {
     responses(
         (status = 201, description = "The thread, with the new comment", body = Thread),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 403, description = "`Permission denied`: an illegal path", body = ErrorBody),
-        (status = 404, description = "`Ticket not found`, `Version not found`, `Ticket file not found`, `Comment not found` (`reply_to`)", body = ErrorBody),
+        (status = 404, description = "`Ticket not found`, `Version not found`, `Ticket file not found` (a `path` the version lacks), `Comment not found` (`reply_to`)", body = ErrorBody),
         (status = 409, description = "`A ticket keeps at most 1000 comments`", body = ErrorBody),
         (status = 422, description = "A body empty or over 10,000 characters, lines that are not in the file, JSON of the wrong shape", body = ErrorBody),
         (status = 429, description = "`Too many comments: at most 20 a minute` (with `Retry-After`)", body = ErrorBody),

@@ -30,6 +30,9 @@ use crate::{
 pub const MAX_BODY_CHARS: usize = 10_000;
 /// Comments one ticket keeps at most.
 pub const MAX_COMMENTS: u64 = 1_000;
+/// Files (with versions) whose threads one listing carries to the version
+/// asked for: each is a diff of two files of up to 2 MiB.
+pub const CARRY_BUDGET: usize = 32;
 /// Comments one user may write a minute (each instance counts its own).
 pub const PER_MINUTE: usize = 20;
 
@@ -83,8 +86,9 @@ pub struct NewComment {
 pub struct CommentView {
     pub id: String,
     pub author: DisplayData,
-    /// As written (Markdown).
-    pub body: String,
+    /// As written (Markdown): only in your own comments (to edit them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// Rendered and sanitised: no raw HTML, no images (a link instead),
     /// links `rel="noopener noreferrer nofollow"`.
     pub body_html: String,
@@ -119,6 +123,11 @@ pub struct Thread {
     pub position: Option<Lines>,
     /// Its lines (or file) changed since, or its file is gone.
     pub outdated: bool,
+    /// Not placed at this version: a listing works out the places of at
+    /// most [`CARRY_BUDGET`] files' threads (each a diff); the rest are
+    /// shown where they were written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unplaced: bool,
     pub resolved: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
@@ -135,6 +144,8 @@ pub async fn post(
     new: NewComment,
 ) -> Result<Thread, CommentError> {
     let ticket = tickets::read(ctx, me, path_user, ticket_id).await?;
+    // Counted before any work: refused attempts cost their turn too.
+    RATE.take(&me.id)?;
     let body = checked_body(&new.body)?;
     if ctx.store.comments.count(&ticket.id).await? >= MAX_COMMENTS {
         return Err(CommentError::TooMany(MAX_COMMENTS));
@@ -166,15 +177,13 @@ pub async fn post(
             None
         }
     };
-    RATE.take(&me.id)?;
     ctx.store.comments.insert(&record).await?;
     let version = record.version;
     notify::commented(ctx, &ticket, &record, root.as_ref()).await;
-    let threads = list_at(ctx, &ticket, version).await?;
-    let thread_id = root.map_or(record.id, |r| r.id).to_hex();
-    threads
-        .into_iter()
-        .find(|t| t.comment.id == thread_id)
+    let thread_id = root.map_or(record.id, |r| r.id);
+    list_at(ctx, me, &ticket, version, Some(thread_id))
+        .await?
+        .pop()
         .ok_or(CommentError::NotFound)
 }
 
@@ -191,7 +200,7 @@ pub async fn list(
     if diff::files_at(&ticket, version).is_none() {
         return Err(TicketError::VersionNotFound.into());
     }
-    list_at(ctx, &ticket, version).await
+    list_at(ctx, me, &ticket, version, None).await
 }
 
 /// Changes a comment's body: its author only.
@@ -215,7 +224,7 @@ pub async fn edit(
     comment.body = body;
     comment.edit_time = Some(time);
     let authors = authors(ctx, std::slice::from_ref(&comment)).await?;
-    Ok(view(&comment, &authors))
+    Ok(view(me, &comment, &authors))
 }
 
 /// Removes a comment (a first comment with its thread): its author, or
@@ -370,18 +379,24 @@ async fn find(
     Ok((ticket, comment))
 }
 
-/// Every thread of `ticket` with its replies, placed at `version`.
+/// Every thread of `ticket` (or only the thread `only`) with its
+/// replies, placed at `version`.
 async fn list_at(
     ctx: &Context,
+    me: &Requester,
     ticket: &TicketRecord,
     version: i64,
+    only: Option<ObjectId>,
 ) -> Result<Vec<Thread>, CommentError> {
-    let all = ctx.store.comments.of_ticket(&ticket.id).await?;
+    let mut all = ctx.store.comments.of_ticket(&ticket.id).await?;
+    if let Some(only) = only {
+        all.retain(|c| c.id == only || c.reply_to == Some(only));
+    }
     let authors = authors(ctx, &all).await?;
     let mut replies: HashMap<ObjectId, Vec<CommentView>> = HashMap::new();
     for c in all.iter().filter(|c| c.reply_to.is_some()) {
         if let Some(root) = c.reply_to {
-            replies.entry(root).or_default().push(view(c, &authors));
+            replies.entry(root).or_default().push(view(me, c, &authors));
         }
     }
     let roots: Vec<&CommentRecord> = all.iter().filter(|c| c.reply_to.is_none()).collect();
@@ -389,8 +404,8 @@ async fn list_at(
     Ok(roots
         .into_iter()
         .zip(positions)
-        .map(|(root, (position, outdated))| Thread {
-            comment: view(root, &authors),
+        .map(|(root, (position, outdated, unplaced))| Thread {
+            comment: view(me, root, &authors),
             path: root.path.clone(),
             version: root.version,
             lines: root.line_start.zip(root.line_end).map(|(s, e)| Lines {
@@ -399,6 +414,7 @@ async fn list_at(
             }),
             position,
             outdated,
+            unplaced,
             resolved: root.resolved,
             resolved_by: root.resolved_by.clone(),
             replies: replies.remove(&root.id).unwrap_or_default(),
@@ -413,8 +429,8 @@ async fn place(
     ticket: &TicketRecord,
     roots: &[&CommentRecord],
     version: i64,
-) -> Result<Vec<(Option<Lines>, bool)>, CommentError> {
-    let mut out = vec![(None, false); roots.len()];
+) -> Result<Vec<(Option<Lines>, bool, bool)>, CommentError> {
+    let mut out = vec![(None, false, false); roots.len()];
     let there = diff::files_at(ticket, version).unwrap_or(&[]);
     let mut groups: HashMap<(String, i64), Vec<usize>> = HashMap::new();
     for (i, root) in roots.iter().enumerate() {
@@ -423,15 +439,25 @@ async fn place(
         let then =
             diff::files_at(ticket, root.version).and_then(|f| f.iter().find(|f| &f.path == path));
         match (root.line_start.zip(root.line_end), now, then) {
-            (_, None, _) | (_, _, None) => out[i] = (None, true),
-            (None, Some(a), Some(b)) => out[i] = (None, a.sha256 != b.sha256),
+            (_, None, _) | (_, _, None) => out[i] = (None, true, false),
+            (None, Some(a), Some(b)) => out[i] = (None, a.sha256 != b.sha256, false),
             (Some(_), Some(_), Some(_)) => groups
                 .entry((path.clone(), root.version))
                 .or_default()
                 .push(i),
         }
     }
+    // Each group is a diff of two files of up to 2 MiB: a listing carries
+    // at most this many; the rest show where they were written, said so.
+    let mut budget = CARRY_BUDGET;
     for ((path, from_version), members) in groups {
+        if budget == 0 {
+            for &i in &members {
+                out[i] = (None, false, true);
+            }
+            continue;
+        }
+        budget -= 1;
         let (Some(from), Some(to)) = (
             diff::files_at(ticket, from_version).and_then(|f| f.iter().find(|f| f.path == path)),
             there.iter().find(|f| f.path == path),
@@ -451,39 +477,36 @@ async fn place(
                         line_end: e,
                     }),
                     false,
+                    false,
                 ),
-                None => (None, true),
+                None => (None, true, false),
             };
         }
     }
     Ok(out)
 }
 
-/// The display data of every comment's author.
+/// The display data of every comment's author (one query).
 async fn authors(
     ctx: &Context,
     comments: &[CommentRecord],
 ) -> Result<HashMap<String, DisplayData>, CommentError> {
-    let mut out = HashMap::new();
-    for id in comments.iter().map(|c| &c.author_id) {
-        if out.contains_key(id) {
-            continue;
-        }
-        let profile = match ctx.store.users.get(id).await? {
-            Some(user) => user.profile,
-            None => UserProfile {
-                id: id.clone(),
-                username: id.clone(),
-                global_name: None,
-                avatar: None,
-            },
-        };
-        out.insert(id.clone(), DisplayData::new(&profile, ctx.is_admin(id)));
-    }
-    Ok(out)
+    let mut ids: Vec<String> = comments.iter().map(|c| c.author_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ctx
+        .store
+        .users
+        .profiles(ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), DisplayData::new(&p, ctx.is_admin(&p.id))))
+        .collect())
 }
 
-fn view(c: &CommentRecord, authors: &HashMap<String, DisplayData>) -> CommentView {
+/// A comment as shown to `me`: its Markdown source only to its author
+/// (for editing; everyone else reads the rendered HTML).
+fn view(me: &Requester, c: &CommentRecord, authors: &HashMap<String, DisplayData>) -> CommentView {
     let author = authors.get(&c.author_id).cloned().unwrap_or_else(|| {
         DisplayData::new(
             &UserProfile {
@@ -498,7 +521,7 @@ fn view(c: &CommentRecord, authors: &HashMap<String, DisplayData>) -> CommentVie
     CommentView {
         id: c.id.to_hex(),
         author,
-        body: c.body.clone(),
+        body: (c.author_id == me.id).then(|| c.body.clone()),
         body_html: markdown::render(&c.body),
         create_time: c.create_time,
         edit_time: c.edit_time,

@@ -181,38 +181,68 @@ async fn deliver(ctx: &Context, ticket: &TicketRecord, mut records: Vec<Notifica
     if !ctx.discord.can_message() {
         return;
     }
-    for record in records {
-        let actor = match ctx.store.users.get(&record.actor_id).await {
-            Ok(Some(user)) => user.profile.global_name.unwrap_or(user.profile.username),
-            _ => record.actor_id.clone(),
-        };
-        let link = ticket_link(ctx, &record);
-        let what = match record.kind.as_str() {
-            "reply" => "replied in a thread on",
-            "version" => "uploaded a new version of",
-            _ => "commented on",
-        };
-        // Who, which ticket, where: never the comment's text.
-        let content = format!("{actor} {what} ticket {} — {link}", record.ticket_id);
-        let discord = ctx.discord.clone();
-        let notifications = ctx.store.notifications.clone();
-        tokio::spawn(async move {
+    // Every record of one delivery has the same actor.
+    let actor = match ctx.store.users.get(&records[0].actor_id).await {
+        Ok(Some(user)) => user.profile.global_name.unwrap_or(user.profile.username),
+        _ => records[0].actor_id.clone(),
+    };
+    let messages: Vec<(NotificationRecord, String)> = records
+        .into_iter()
+        .map(|record| {
+            let what = match record.kind.as_str() {
+                "reply" => "replied in a thread on",
+                "version" => "uploaded a new version of",
+                _ => "commented on",
+            };
+            // Who, which ticket, where: never the comment's text. The name
+            // is the user's own: its Markdown is escaped, so it cannot
+            // pose as a link in the bot's message.
+            let content = format!(
+                "{} {what} ticket {} — {}",
+                escape_markdown(&actor),
+                record.ticket_id,
+                ticket_link(ctx, &record)
+            );
+            (record, content)
+        })
+        .collect();
+    let (discord, notifications) = (ctx.discord.clone(), ctx.store.notifications.clone());
+    // One task, one message at a time: a slow Discord holds one task, not
+    // one per recipient.
+    tokio::spawn(async move {
+        for (record, content) in messages {
             match notifications
                 .claim_dm(&record.user_id, &record.ticket_id, DM_QUIET_SECS)
                 .await
             {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => continue,
                 Err(error) => {
                     tracing::warn!(%error, "could not claim a direct message");
-                    return;
+                    continue;
                 }
             }
             if let Err(error) = discord.direct_message(&record.user_id, &content).await {
                 tracing::warn!(%error, user_id = record.user_id, "Discord direct message failed");
+                // Not sent: the next one may go at once.
+                let _ = notifications
+                    .release_dm(&record.user_id, &record.ticket_id)
+                    .await;
             }
-        });
+        }
+    });
+}
+
+/// `text` with Discord's Markdown characters escaped.
+fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\*_~`|>[]()#-<@:".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
     }
+    out
 }
 
 /// The app's address of the ticket, from `discord.redirect_uri` (the
@@ -230,14 +260,14 @@ pub async fn list(ctx: &Context, me: &Requester) -> Result<Notifications, StoreE
     let mut items = Vec::new();
     let mut unread = 0;
     for record in all {
-        if items.len() as i64 >= MAX_LISTED {
-            break;
-        }
         if !readable.check(ctx, me, &record.ticket_id).await? {
             continue;
         }
         if !record.read {
             unread += 1;
+        }
+        if items.len() as i64 >= MAX_LISTED {
+            continue;
         }
         let actor = match ctx.store.users.get(&record.actor_id).await? {
             Some(user) => user.profile.global_name.unwrap_or(user.profile.username),
@@ -307,5 +337,16 @@ impl Readable {
         };
         self.0.insert(ticket_id.to_owned(), readable);
         Ok(readable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_cannot_pose_as_a_link_or_a_mention() {
+        assert_eq!(
+            super::escape_markdown("[PD2 staff](https://x.co) @everyone"),
+            r"\[PD2 staff\]\(https\://x.co\) \@everyone"
+        );
     }
 }

@@ -153,10 +153,12 @@ pub async fn delete(
         }
     };
     super::previews::forget(ctx, &deleted).await;
-    // Its comments go with it (its notifications are no longer listed: the
-    // ticket is not readable any more).
+    // Its comments and notifications go with it.
     if let Err(error) = ctx.store.comments.delete_ticket(ticket_id).await {
         tracing::warn!(%error, %ticket_id, "could not remove a deleted ticket's comments");
+    }
+    if let Err(error) = ctx.store.notifications.delete_ticket(ticket_id).await {
+        tracing::warn!(%error, %ticket_id, "could not remove a deleted ticket's notifications");
     }
     tracing::info!(%ticket_id, user_id = %me.id, "ticket deleted");
     Ok(())

@@ -61,6 +61,11 @@ impl NotificationStore {
     pub async fn ensure_indexes(&self) -> Result<()> {
         let by_user = IndexModel::builder().keys(doc! { "user_id": 1 }).build();
         self.notifications.create_index(by_user).await?;
+        // Quiet times that are over are removed as messages go (see
+        // `claim_dm`). Not a TTL index: SecantusDB stops answering with one
+        // (its TTL monitor), seen in the test suite.
+        let by_time = IndexModel::builder().keys(doc! { "until": 1 }).build();
+        self.throttle.create_index(by_time).await?;
         Ok(())
     }
 
@@ -145,6 +150,12 @@ impl NotificationStore {
                 if taken.matched_count == 1 {
                     return Ok(true);
                 }
+                // Quiet times over for a day: nobody needs them (the
+                // collection stays as small as the recent activity).
+                let old = DateTime::from_millis(now.timestamp_millis() - 24 * 3600 * 1000);
+                throttle
+                    .delete_many(doc! { "until": { "$lt": old } })
+                    .await?;
                 // First message for this pair: insert; a concurrent one
                 // (or one within the quiet time) makes it a duplicate.
                 match throttle
@@ -155,6 +166,30 @@ impl NotificationStore {
                     Err(e) if is_duplicate(&e) => Ok(false),
                     Err(e) => Err(e.into()),
                 }
+            })
+            .await
+    }
+}
+
+impl NotificationStore {
+    /// Gives back a claim whose message could not be sent.
+    pub async fn release_dm(&self, user_id: &str, ticket_id: &str) -> Result<()> {
+        let (throttle, key) = (self.throttle.clone(), format!("{user_id}:{ticket_id}"));
+        self.gate
+            .run(async move {
+                throttle.delete_one(doc! { "_id": key }).await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Removes a deleted ticket's notifications.
+    pub async fn delete_ticket(&self, ticket_id: &str) -> Result<()> {
+        let (notifications, filter) = (self.notifications.clone(), doc! { "ticket_id": ticket_id });
+        self.gate
+            .run(async move {
+                notifications.delete_many(filter).await?;
+                Ok(())
             })
             .await
     }

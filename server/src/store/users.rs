@@ -80,6 +80,20 @@ impl UserStore {
             .await
     }
 
+    /// The profiles of these users (those with a record), in one query.
+    pub async fn profiles(&self, ids: Vec<String>) -> Result<Vec<UserProfile>> {
+        use futures_util::TryStreamExt;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (users, filter) = (self.users.clone(), doc! { "_id": { "$in": ids } });
+        let records: Vec<UserRecord> = self
+            .gate
+            .run(async move { Ok(users.find(filter).await?.try_collect().await?) })
+            .await?;
+        Ok(records.into_iter().map(|r| r.profile).collect())
+    }
+
     /// Adds `size` to the user's ticket number, creating the record from
     /// `profile` if it is missing; the record after (see `numbering`).
     pub async fn reserve_numbers(&self, profile: &UserProfile, size: i64) -> Result<UserRecord> {

@@ -321,7 +321,8 @@ class TicketView {
       row.append(doc.createElement("td"), doc.createElement("td"));
       row.lastChild.append(newThreadForm(this.base, { path: this.path, version: this.ticket.version, line_start: start, line_end: end },
         () => { row.remove(); this.loadThreads(); }, () => row.remove()));
-      let after = doc.getElementById(`L${end}`);
+      let after = doc.getElementById(`L${Math.min(end, this.frame.lines)}`);
+      if (!after) return;
       while (after.nextElementSibling?.classList.contains("pd2-thread-row")) after = after.nextElementSibling;
       after.after(row);
     });
