@@ -345,13 +345,7 @@ async fn root_of(
     ticket: &TicketRecord,
     id: &str,
 ) -> Result<CommentRecord, CommentError> {
-    let id = ObjectId::parse_str(id).map_err(|_| CommentError::NotFound)?;
-    let comment = ctx
-        .store
-        .comments
-        .get(&ticket.id, id)
-        .await?
-        .ok_or(CommentError::NotFound)?;
+    let comment = comment_of(ctx, ticket, id).await?;
     if comment.reply_to.is_some() {
         return Err(CommentError::Invalid(
             "`reply_to` names a thread's first comment".into(),
@@ -369,14 +363,22 @@ async fn find(
     comment_id: &str,
 ) -> Result<(TicketRecord, CommentRecord), CommentError> {
     let ticket = tickets::read(ctx, me, path_user, ticket_id).await?;
-    let id = ObjectId::parse_str(comment_id).map_err(|_| CommentError::NotFound)?;
-    let comment = ctx
-        .store
+    let comment = comment_of(ctx, &ticket, comment_id).await?;
+    Ok((ticket, comment))
+}
+
+/// The comment `id` of `ticket` (an id of another ticket's is not found).
+async fn comment_of(
+    ctx: &Context,
+    ticket: &TicketRecord,
+    id: &str,
+) -> Result<CommentRecord, CommentError> {
+    let id = ObjectId::parse_str(id).map_err(|_| CommentError::NotFound)?;
+    ctx.store
         .comments
         .get(&ticket.id, id)
         .await?
-        .ok_or(CommentError::NotFound)?;
-    Ok((ticket, comment))
+        .ok_or(CommentError::NotFound)
 }
 
 /// Every thread of `ticket` (or only the thread `only`) with its
