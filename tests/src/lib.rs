@@ -89,6 +89,18 @@ pub fn clean_cargo_env(command: &mut Command) {
     }
 }
 
+/// The target dir of every plugin build of the suite (the first-party
+/// plugins, the misbehaving fixtures, the SDK example, natively and for
+/// wasm): one dir, so the dependencies they share (serde, the SDK, and the
+/// host side of wit-bindgen's macros, wasmparser among them) are built once
+/// per profile rather than once per workspace. `CARGO_TARGET_DIR` wins
+/// when set (a shared CI cache).
+pub fn plugin_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("plugins/target"))
+}
+
 /// Builds the plugins of a workspace with `plugins/build.sh` (once per
 /// process) and returns the folder holding the `.wasm` files.
 fn build_plugins(workspace: &str, dist: &str) -> PathBuf {
@@ -98,6 +110,7 @@ fn build_plugins(workspace: &str, dist: &str) -> PathBuf {
         .arg(root.join("plugins/build.sh"))
         .arg(root.join(workspace))
         .arg(root.join(dist))
+        .env("CARGO_TARGET_DIR", plugin_target_dir())
         .current_dir(&root);
     clean_cargo_env(&mut command);
     let status = command.status().expect("run plugins/build.sh");

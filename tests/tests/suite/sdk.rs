@@ -4,7 +4,9 @@
 
 use std::{path::Path, process::Command};
 
-use pd2_ticket_tests::{clean_cargo_env, server_binary, temp_dir, workspace_root};
+use pd2_ticket_tests::{
+    clean_cargo_env, plugin_target_dir, server_binary, temp_dir, workspace_root,
+};
 
 /// The README's fenced block of `lang` whose first line is `first`.
 fn readme_block(readme: &str, lang: &str, first: &str) -> String {
@@ -24,11 +26,9 @@ fn cargo(dir: &Path, args: &[&str]) {
     let status = command
         .args(args)
         .current_dir(dir)
-        // Shared across runs: only the first builds the dependencies.
-        .env(
-            "CARGO_TARGET_DIR",
-            workspace_root().join("target/sdk-outside"),
-        )
+        // Shared with the suite's other plugin builds (and across runs):
+        // only the first builds the dependencies.
+        .env("CARGO_TARGET_DIR", plugin_target_dir())
         .status()
         .expect("run cargo");
     assert!(
@@ -64,7 +64,7 @@ fn the_readme_plugin_builds_outside_the_repository_and_loads() {
         &dir,
         &["build", "--quiet", "--release", "--target", "wasm32-wasip2"],
     );
-    let wasm = workspace_root().join("target/sdk-outside/wasm32-wasip2/release/max_files.wasm");
+    let wasm = plugin_target_dir().join("wasm32-wasip2/release/max_files.wasm");
     assert!(wasm.is_file(), "{} was not built", wasm.display());
 
     let run = |args: &[&str]| {
