@@ -197,7 +197,7 @@ pub async fn list(
 ) -> Result<Vec<Thread>, CommentError> {
     let ticket = tickets::read(ctx, me, path_user, ticket_id).await?;
     let version = version.unwrap_or(ticket.newest_version());
-    if diff::files_at(&ticket, version).is_none() {
+    if ticket.files_at(version).is_none() {
         return Err(TicketError::VersionNotFound.into());
     }
     list_at(ctx, me, &ticket, version, None).await
@@ -293,7 +293,9 @@ async fn anchor(
     record: &mut CommentRecord,
 ) -> Result<(), CommentError> {
     let version = new.version.unwrap_or(ticket.newest_version());
-    let files = diff::files_at(ticket, version).ok_or(TicketError::VersionNotFound)?;
+    let files = ticket
+        .files_at(version)
+        .ok_or(TicketError::VersionNotFound)?;
     record.version = version;
     let Some(path) = &new.path else {
         if new.line_start.is_some() || new.line_end.is_some() {
@@ -433,13 +435,14 @@ async fn place(
     version: i64,
 ) -> Result<Vec<(Option<Lines>, bool, bool)>, CommentError> {
     let mut out = vec![(None, false, false); roots.len()];
-    let there = diff::files_at(ticket, version).unwrap_or(&[]);
+    let there = ticket.files_at(version).unwrap_or(&[]);
     let mut groups: HashMap<(String, i64), Vec<usize>> = HashMap::new();
     for (i, root) in roots.iter().enumerate() {
         let Some(path) = &root.path else { continue };
         let now = there.iter().find(|f| &f.path == path);
-        let then =
-            diff::files_at(ticket, root.version).and_then(|f| f.iter().find(|f| &f.path == path));
+        let then = ticket
+            .files_at(root.version)
+            .and_then(|f| f.iter().find(|f| &f.path == path));
         match (root.line_start.zip(root.line_end), now, then) {
             (_, None, _) | (_, _, None) => out[i] = (None, true, false),
             (None, Some(a), Some(b)) => out[i] = (None, a.sha256 != b.sha256, false),
@@ -461,7 +464,9 @@ async fn place(
         }
         budget -= 1;
         let (Some(from), Some(to)) = (
-            diff::files_at(ticket, from_version).and_then(|f| f.iter().find(|f| f.path == path)),
+            ticket
+                .files_at(from_version)
+                .and_then(|f| f.iter().find(|f| f.path == path)),
             there.iter().find(|f| f.path == path),
         ) else {
             continue;
@@ -509,17 +514,10 @@ async fn authors(
 /// A comment as shown to `me`: its Markdown source only to its author
 /// (for editing; everyone else reads the rendered HTML).
 fn view(me: &Requester, c: &CommentRecord, authors: &HashMap<String, DisplayData>) -> CommentView {
-    let author = authors.get(&c.author_id).cloned().unwrap_or_else(|| {
-        DisplayData::new(
-            &UserProfile {
-                id: c.author_id.clone(),
-                username: c.author_id.clone(),
-                global_name: None,
-                avatar: None,
-            },
-            false,
-        )
-    });
+    let author = authors
+        .get(&c.author_id)
+        .cloned()
+        .unwrap_or_else(|| DisplayData::new(&UserProfile::unknown(&c.author_id), false));
     CommentView {
         id: c.id.to_hex(),
         author,

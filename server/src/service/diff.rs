@@ -21,7 +21,7 @@ use similar::{Algorithm, ChangeTag, TextDiff};
 use utoipa::ToSchema;
 
 use super::{Context, text};
-use crate::store::{ByteRange, StoreError, StoredFile, TicketRecord};
+use crate::store::{ByteRange, StoreError, StoredFile};
 
 /// A side larger than this is not diffed line by line.
 pub const MAX_DIFF_BYTES: i64 = 2 * 1024 * 1024;
@@ -336,15 +336,6 @@ async fn read_text(ctx: &Context, file: Option<&StoredFile>) -> Result<Side, Sto
         Side::Text(decoded.text.into_owned())
     })
     .await
-}
-
-/// The files of `ticket` at `version` (absent: the newest), or `None`.
-pub fn files_at(ticket: &TicketRecord, version: i64) -> Option<&[StoredFile]> {
-    ticket
-        .version_list()
-        .into_iter()
-        .find(|(v, _)| v.version == version)
-        .map(|(_, files)| files)
 }
 
 /// How many lines a file has, if it is text within the diff bounds.

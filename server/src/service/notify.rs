@@ -148,12 +148,7 @@ fn may_read(ctx: &Context, ticket: &TicketRecord, user_id: &str) -> bool {
     let who = Requester {
         id: user_id.to_owned(),
         is_admin: ctx.is_admin(user_id),
-        profile: crate::store::UserProfile {
-            id: user_id.to_owned(),
-            username: user_id.to_owned(),
-            global_name: None,
-            avatar: None,
-        },
+        profile: crate::store::UserProfile::unknown(user_id),
     };
     matches!(
         access::can_read(ticket, &who, &ticket.author_id),
@@ -182,10 +177,9 @@ async fn deliver(ctx: &Context, ticket: &TicketRecord, mut records: Vec<Notifica
         return;
     }
     // Every record of one delivery has the same actor.
-    let actor = match ctx.store.users.get(&records[0].actor_id).await {
-        Ok(Some(user)) => user.profile.global_name.unwrap_or(user.profile.username),
-        _ => records[0].actor_id.clone(),
-    };
+    let actor = display_name(ctx, &records[0].actor_id)
+        .await
+        .unwrap_or_else(|_| records[0].actor_id.clone());
     let messages: Vec<(NotificationRecord, String)> = records
         .into_iter()
         .map(|record| {
@@ -255,42 +249,28 @@ fn ticket_link(ctx: &Context, record: &NotificationRecord) -> String {
 /// The requester's notifications on tickets they can still read, newest
 /// first; those listed are read from now on.
 pub async fn list(ctx: &Context, me: &Requester) -> Result<Notifications, StoreError> {
-    let all = ctx.store.notifications.of_user(&me.id).await?;
-    let mut readable = Readable::default();
+    let all = readable(ctx, me, false).await?;
+    let unread = all.iter().filter(|r| !r.read).count();
+    let mut names: std::collections::HashMap<String, String> = Default::default();
     let mut items = Vec::new();
-    let mut unread = 0;
-    for record in all {
-        if !readable.check(ctx, me, &record.ticket_id).await? {
-            continue;
+    for r in all.into_iter().take(MAX_LISTED as usize) {
+        if !names.contains_key(&r.actor_id) {
+            names.insert(r.actor_id.clone(), display_name(ctx, &r.actor_id).await?);
         }
-        if !record.read {
-            unread += 1;
-        }
-        if items.len() as i64 >= MAX_LISTED {
-            continue;
-        }
-        let actor = match ctx.store.users.get(&record.actor_id).await? {
-            Some(user) => user.profile.global_name.unwrap_or(user.profile.username),
-            None => record.actor_id.clone(),
-        };
-        items.push((record, actor));
+        items.push(r);
     }
-    let fresh: Vec<ObjectId> = items
-        .iter()
-        .filter(|(r, _)| !r.read)
-        .map(|(r, _)| r.id)
-        .collect();
+    let fresh: Vec<ObjectId> = items.iter().filter(|r| !r.read).map(|r| r.id).collect();
     ctx.store.notifications.mark_read(fresh).await?;
     Ok(Notifications {
         unread,
         items: items
             .into_iter()
-            .map(|(r, actor)| Notification {
+            .map(|r| Notification {
                 id: r.id.to_hex(),
+                actor: names.get(&r.actor_id).cloned().unwrap_or_default(),
                 kind: r.kind,
                 ticket_id: r.ticket_id,
                 user_id: r.ticket_author,
-                actor,
                 path: r.path,
                 version: r.version,
                 create_time: r.create_time,
@@ -303,15 +283,34 @@ pub async fn list(ctx: &Context, me: &Requester) -> Result<Notifications, StoreE
 /// How many unread notifications the requester has (the app's badge):
 /// counting does not mark them read.
 pub async fn unread(ctx: &Context, me: &Requester) -> Result<usize, StoreError> {
-    let all = ctx.store.notifications.of_user(&me.id).await?;
-    let mut count = 0;
+    Ok(readable(ctx, me, true).await?.len())
+}
+
+/// The requester's notifications (only the unread ones with
+/// `only_unread`) on tickets they can still read, newest first.
+async fn readable(
+    ctx: &Context,
+    me: &Requester,
+    only_unread: bool,
+) -> Result<Vec<NotificationRecord>, StoreError> {
     let mut readable = Readable::default();
-    for record in all.iter().filter(|r| !r.read) {
-        if readable.check(ctx, me, &record.ticket_id).await? {
-            count += 1;
+    let mut out = Vec::new();
+    for record in ctx.store.notifications.of_user(&me.id).await? {
+        if (only_unread && record.read) || !readable.check(ctx, me, &record.ticket_id).await? {
+            continue;
         }
+        out.push(record);
     }
-    Ok(count)
+    Ok(out)
+}
+
+/// A user's name as shown: their display name, else their username, else
+/// (no record) their id.
+async fn display_name(ctx: &Context, user_id: &str) -> Result<String, StoreError> {
+    Ok(match ctx.store.users.get(user_id).await? {
+        Some(user) => user.profile.global_name.unwrap_or(user.profile.username),
+        None => user_id.to_owned(),
+    })
 }
 
 /// Whether the requester can read a ticket, each ticket looked up once.

@@ -211,12 +211,7 @@ async fn find(ctx: &Context, ticket_id: &str) -> Result<TicketRecord, TicketErro
 async fn authored(ctx: &Context, ticket: TicketRecord) -> Result<AuthoredTicket, TicketError> {
     let profile = match ctx.store.users.get(&ticket.author_id).await? {
         Some(user) => user.profile,
-        None => UserProfile {
-            id: ticket.author_id.clone(),
-            username: ticket.author_id.clone(),
-            global_name: None,
-            avatar: None,
-        },
+        None => UserProfile::unknown(&ticket.author_id),
     };
     let author = DisplayData::new(&profile, ctx.is_admin(&ticket.author_id));
     Ok(AuthoredTicket { ticket, author })

@@ -111,7 +111,7 @@ impl Side {
         if self.version == 0 {
             return &[];
         }
-        diff::files_at(&self.ticket, self.version).unwrap_or(&[])
+        self.ticket.files_at(self.version).unwrap_or(&[])
     }
 
     fn describe(&self) -> DiffSide {
@@ -171,7 +171,7 @@ async fn ticket_side(
 ) -> Result<Side, TicketError> {
     let ticket = tickets::read(ctx, me, path_user, ticket_id).await?;
     let version = version.unwrap_or(ticket.newest_version());
-    if diff::files_at(&ticket, version).is_none() {
+    if ticket.files_at(version).is_none() {
         return Err(TicketError::VersionNotFound);
     }
     Ok(Side { ticket, version })

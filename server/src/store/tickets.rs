@@ -78,22 +78,36 @@ impl TicketRecord {
         self.versions.last().map_or(1, |v| v.version)
     }
 
-    /// Every version, oldest first, with its files.
+    /// Every version, oldest first (without its files), with its files.
     pub fn version_list(&self) -> Vec<(VersionRecord, &[StoredFile])> {
         if self.versions.is_empty() {
             return vec![(self.first_version(), &self.files)];
         }
-        let newest = self.newest_version();
         self.versions
             .iter()
             .map(|v| {
-                let files = match (&v.files, v.version == newest) {
-                    (_, true) | (None, _) => &self.files[..],
-                    (Some(files), false) => &files[..],
+                let about = VersionRecord {
+                    version: v.version,
+                    create_time: v.create_time,
+                    remark: v.remark.clone(),
+                    key: v.key.clone(),
+                    files: None,
                 };
-                (v.clone(), files)
+                (about, self.files_at(v.version).unwrap_or(&self.files))
             })
             .collect()
+    }
+
+    /// The files of `version`, or `None` if the ticket has no such version.
+    pub fn files_at(&self, version: i64) -> Option<&[StoredFile]> {
+        if version == self.newest_version() {
+            return Some(&self.files);
+        }
+        self.versions
+            .iter()
+            .find(|v| v.version == version)?
+            .files
+            .as_deref()
     }
 
     fn first_version(&self) -> VersionRecord {

@@ -22,6 +22,19 @@ pub struct UserProfile {
     pub avatar: Option<String>,
 }
 
+impl UserProfile {
+    /// What is shown of a user without a record (a deleted one, or one
+    /// known only by id): the id for a name.
+    pub fn unknown(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            username: id.to_owned(),
+            global_name: None,
+            avatar: None,
+        }
+    }
+}
+
 /// Discord OAuth tokens. Stored for refreshes; never returned by any route.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiscordTokens {
