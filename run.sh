@@ -11,6 +11,9 @@ source scripts/db.sh
 # the first run takes about half a release build and `./test.sh` after it
 # reuses it; production builds `--release` (docs/operations.md). The
 # plugins build beside it while the database is provisioned.
+# A run stopped by a signal exits through its EXIT trap too, so the
+# database and builds it started do not outlive it.
+trap 'exit 130' INT TERM
 plugins_log="$(mktemp -t pd2-plugins.XXXXXX)"
 plugins/build.sh >"$plugins_log" 2>&1 &
 plugins=$!
@@ -26,7 +29,7 @@ if [ -z "${PD2_MONGODB__URI:-}" ]; then
   else
     mkdir -p .data
     pd2_start_secantusdb "$port" .data/db .data/secantusdb.log
-    trap 'kill "$plugins" "$server" "$PD2_DB_PID" 2>/dev/null || true; rm -f "$plugins_log"' EXIT
+    trap 'kill "$plugins" "$server" 2>/dev/null || true; pd2_stop_secantusdb; rm -f "$plugins_log"' EXIT
     echo "==> SecantusDB on 127.0.0.1:$port (data in .data/db)" >&2
   fi
   export PD2_MONGODB__URI="mongodb://127.0.0.1:$port"

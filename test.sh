@@ -6,12 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/db.sh
 
+# A run stopped by a signal exits through its EXIT trap too, so the
+# database and builds it started do not outlive it.
+trap 'exit 130' INT TERM
 pd2_ensure_secantusdb
 if [ -z "${TEST_MONGODB_URI:-}" ]; then
   port="$(pd2_free_port)"
   storage="$(mktemp -d -t pd2-test-db.XXXXXX)"
   pd2_start_secantusdb "$port" "$storage/db" "$storage/secantusdb.log"
-  trap 'kill "$PD2_DB_PID" 2>/dev/null || true; rm -rf "$storage"' EXIT
+  trap 'pd2_stop_secantusdb; rm -rf "$storage"' EXIT
   export TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
 fi
 export SECANTUSD="$PD2_VENV/bin/secantusd-py"
@@ -48,7 +51,7 @@ side_log="$(mktemp -t pd2-side.XXXXXX)"
       cargo doc --no-deps --quiet -p pd2-plugin-sdk
 ) >"$side_log" 2>&1 &
 side=$!
-trap 'kill "$side" 2>/dev/null || true; kill "${PD2_DB_PID:-}" 2>/dev/null || true; rm -rf "${storage:-/nonexistent}" "$side_log"' EXIT
+trap 'kill "$side" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$side_log"' EXIT
 # Three tests at a time: each mostly waits on its server, the database or
 # the browser (on 2 cores a run of the suite keeps them about half busy), so
 # the suite is quicker than with one per core. Every test waits for

@@ -39,3 +39,15 @@ pd2_start_secantusdb() {
 pd2_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# Stops the server started by pd2_start_secantusdb: asked to stop, then, if
+# it has not within 10 s (a database that stopped answering), killed.
+pd2_stop_secantusdb() {
+  [ -n "${PD2_DB_PID:-}" ] || return 0
+  kill "$PD2_DB_PID" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do
+    kill -0 "$PD2_DB_PID" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$PD2_DB_PID" 2>/dev/null || true
+}
