@@ -85,6 +85,9 @@ pub struct AuthConfig {
     /// How long after it expired a token may still be refreshed: a token
     /// left on a shared machine must not live forever.
     pub refresh_window_days: u64,
+    /// A device's token (`pd2 login`) is valid this long, and renewed for
+    /// as long again by `PUT /oauth` while its device stays signed in.
+    pub device_token_days: u64,
 }
 
 impl Default for AuthConfig {
@@ -92,6 +95,7 @@ impl Default for AuthConfig {
         Self {
             jwt_secret: String::new(),
             refresh_window_days: 14,
+            device_token_days: 30,
         }
     }
 }
@@ -100,6 +104,11 @@ impl AuthConfig {
     /// The refresh window in seconds.
     pub fn refresh_window_secs(&self) -> i64 {
         i64::try_from(self.refresh_window_days.saturating_mul(86_400)).unwrap_or(i64::MAX)
+    }
+
+    /// A device token's lifetime in seconds (at least a day).
+    pub fn device_token_secs(&self) -> i64 {
+        i64::try_from(self.device_token_days.max(1).saturating_mul(86_400)).unwrap_or(i64::MAX)
     }
 }
 
@@ -274,8 +283,12 @@ impl Config {
             // An explicitly named file that is missing is a mistake, not a default.
             anyhow::bail!("config file {} does not exist", path.display());
         }
-        // PD2_CONFIG names the file itself; it is not a key.
-        let env = Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]);
+        // PD2_CONFIG names the file itself; it is not a key. PD2_SERVER
+        // and PD2_TOKEN are the `pd2` command line's (a student's shell may
+        // run both); neither could ever be a key here (`server` is a table).
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .ignore(&["config", "server", "token"]);
         let config: Config = figment
             .merge(env)
             .extract()

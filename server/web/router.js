@@ -11,6 +11,7 @@ import { ticketPage } from "./pages/ticket.js";
 import { pluginsPage } from "./pages/plugins.js";
 import { comparePage, diffPage } from "./pages/diff.js";
 import { notificationsPage } from "./pages/notifications.js";
+import { devicePage } from "./pages/device.js";
 import { refreshBadge } from "./badge.js";
 
 /** `#/t/{user}/{ticket}/{path…}#L12-L20` and friends; `range` is `[12, 20]`. */
@@ -49,6 +50,7 @@ const PAGES = {
   t: (args, range) => ticketPage(args[0], args[1], args.slice(2).join("/"), range),
   plugins: () => pluginsPage(),
   notifications: () => notificationsPage(),
+  device: (args) => devicePage(args[0] || ""),
   signin: () => { location.hash = "#/"; },
 };
 

@@ -7,6 +7,7 @@
 
 pub mod discord;
 pub mod multipart;
+pub mod pd2;
 pub mod proxy;
 
 use std::{
@@ -44,36 +45,48 @@ pub fn server_binary() -> &'static Path {
         if let Some(path) = std::env::var_os("TEST_SERVER_BIN") {
             return PathBuf::from(path);
         }
-        let exe = std::env::current_exe().expect("current exe");
-        // Tests live in target/<profile>/deps/, binaries in target/<profile>/.
-        let mut profile_dir = exe.parent().expect("exe has a folder").to_path_buf();
-        if profile_dir.ends_with("deps") {
-            profile_dir.pop();
-        }
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-            None => "dev".to_owned(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "pd2-ticket",
-                "--bin",
-                "pd2-ticket",
-                "--profile",
-                &profile,
-            ])
-            .current_dir(workspace_root());
-        clean_cargo_env(&mut command);
-        let status = command.status().expect("run cargo build");
-        assert!(status.success(), "building pd2-ticket failed");
-        profile_dir.join("pd2-ticket")
+        workspace_binary("pd2-ticket", "pd2-ticket")
     })
+}
+
+/// The `pd2` command line of the same profile as this test, built if stale.
+pub fn cli_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_binary("pd2", "pd2"))
+}
+
+/// Builds `bin` of `package` in this test's profile (quick when fresh)
+/// and gives its path.
+fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // Tests live in target/<profile>/deps/, binaries in target/<profile>/.
+    let mut profile_dir = exe.parent().expect("exe has a folder").to_path_buf();
+    if profile_dir.ends_with("deps") {
+        profile_dir.pop();
+    }
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+        None => "dev".to_owned(),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "build",
+            "-q",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--profile",
+            &profile,
+        ])
+        .current_dir(workspace_root());
+    clean_cargo_env(&mut command);
+    let status = command.status().expect("run cargo build");
+    assert!(status.success(), "building {bin} failed");
+    profile_dir.join(bin)
 }
 
 /// `cargo test` exports per-package variables (CARGO_PKG_*, …) that build
@@ -872,4 +885,27 @@ pub fn project_files(name: &str) -> Vec<(String, Vec<u8>)> {
 pub fn http_client() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+}
+
+/// A token as the server signs them (HS256 with `secret`), for user `id`
+/// (named `u{id}`), expiring `expires_in` seconds from now (negative:
+/// already expired); issued ten seconds before `min(now, exp)`.
+pub fn signed_token(secret: &str, id: &str, expires_in: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let exp = now + expires_in;
+    let claims = serde_json::json!({
+        "id": id, "username": format!("u{id}"), "global_name": null, "avatar": null,
+        "is_admin": false, "display_name": format!("u{id}"),
+        "display_avatar": "https://cdn.discordapp.com/embed/avatars/0.png",
+        "exp": exp, "iat": now.min(exp) - 10,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign a token")
 }

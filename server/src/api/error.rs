@@ -231,6 +231,36 @@ impl From<crate::service::comments::CommentError> for ApiError {
     }
 }
 
+impl From<crate::service::device::DeviceError> for ApiError {
+    fn from(error: crate::service::device::DeviceError) -> Self {
+        use crate::service::device::DeviceError;
+        match error {
+            // RFC 8628 §3.5: 400 with the grant's `error` code beside ours.
+            DeviceError::Grant(e) => {
+                Self::bad_request(e.detail()).with_field("error", json!(e.code()))
+            }
+            DeviceError::CodeNotFound => Self::new(StatusCode::NOT_FOUND, "Code not found"),
+            DeviceError::SessionNotFound => Self::new(StatusCode::NOT_FOUND, "Device not found"),
+            DeviceError::BrowserOnly => Self::new(
+                StatusCode::FORBIDDEN,
+                "A device cannot approve another: approve in the browser",
+            ),
+            DeviceError::RateLimited(seconds) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts: try again later",
+            )
+            .retry_after(seconds.min(3600) as u32),
+            DeviceError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins in progress: try again in a minute",
+            )
+            .retry_after(60),
+            DeviceError::Token(e) => e.into(),
+            DeviceError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<TicketError> for ApiError {
     fn from(error: TicketError) -> Self {
         match error {

@@ -44,6 +44,7 @@ pub fn authenticated(ctx: Ctx) -> impl Filter<Extract = (Requester,), Error = Re
         .map(move |bearer: Bearer| {
             let user = bearer.claims.user;
             Requester {
+                device_session: bearer.claims.sid,
                 is_admin: ctx.is_admin(&user.id),
                 profile: crate::store::UserProfile {
                     id: user.id.clone(),
@@ -74,17 +75,24 @@ pub fn bearer(
                 .as_deref()
                 .and_then(bearer_token)
                 .ok_or_else(ApiError::invalid_credentials)?;
-            match ctx.tokens.verify(token, allow_expired).await {
-                Ok(claims) => Ok({
-                    // Names the caller in this request's log line.
-                    crate::telemetry::set_user(&claims.user.id);
-                    Bearer {
-                        token: token.to_owned(),
-                        claims,
-                    }
-                }),
-                Err(e) => Err(Rejection::from(ApiError::from(e))),
+            let claims = ctx
+                .tokens
+                .verify(token, allow_expired)
+                .await
+                .map_err(ApiError::from)?;
+            // A device's token is good only while its device is signed in.
+            if !crate::service::device::token_alive(&ctx, &claims)
+                .await
+                .map_err(ApiError::from)?
+            {
+                return Err(Rejection::from(ApiError::invalid_credentials()));
             }
+            // Names the caller in this request's log line.
+            crate::telemetry::set_user(&claims.user.id);
+            Ok(Bearer {
+                token: token.to_owned(),
+                claims,
+            })
         })
 }
 

@@ -3,6 +3,7 @@
 
 mod caching;
 mod comments;
+mod device;
 mod docs;
 mod download;
 mod error;

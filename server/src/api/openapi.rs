@@ -22,7 +22,7 @@ use crate::service::Ctx;
 #[openapi(
     info(
         title = "PD2 Ticket",
-        description = "Share code between students and teaching assistants. A student logs in with Discord, uploads a folder of files as a ticket, and a TA browses, previews and downloads it.\n\nEvery route except `/ping`, `/version`, `/health`, `POST /oauth` and the docs routes needs `Authorization: Bearer <jwt>`. Errors are JSON `{\"detail\": \"<message>\"}`. `user_id` in a path may be `@me`.",
+        description = "Share code between students and teaching assistants. A student logs in with Discord, uploads a folder of files as a ticket, and a TA browses, previews and downloads it.\n\nEvery route except `/ping`, `/version`, `/health`, `/meta`, `POST /oauth`, `POST /device/code`, `POST /device/token` and the docs routes needs `Authorization: Bearer <jwt>`. Errors are JSON `{\"detail\": \"<message>\"}`. `user_id` in a path may be `@me`.",
     ),
     modifiers(&BearerAuth),
     tags(
@@ -50,7 +50,7 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "A JWT from `POST /oauth` (or `pd2-ticket token` for scripts).",
+                        "A JWT from `POST /oauth`, a device sign-in (`POST /device/token`) or `pd2-ticket token`.",
                     ))
                     .build(),
             ),

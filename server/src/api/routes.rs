@@ -20,8 +20,8 @@ use utoipa::openapi::{
 use warp::{Filter, filters::BoxedFilter, path::Tail, reply::Response};
 
 use super::{
-    comments, download, files, oauth, openapi, ops, plugins, preview, search, tickets, users,
-    versions, web,
+    comments, device, download, files, oauth, openapi, ops, plugins, preview, search, tickets,
+    users, versions, web,
 };
 use crate::service::Ctx;
 
@@ -150,6 +150,14 @@ pub fn table() -> Vec<Route> {
     vec![
         route::<oauth::__path_login>(oauth::login_route),
         route::<oauth::__path_refresh>(oauth::refresh_route),
+        route::<device::__path_device_code>(device::code_route),
+        route::<device::__path_device_token>(device::token_route),
+        route::<device::__path_sign_out_this>(device::revoke_route),
+        route::<device::__path_lookup>(device::lookup_route),
+        route::<device::__path_approve>(device::approve_route),
+        route::<device::__path_deny>(device::deny_route),
+        route::<device::__path_sessions>(device::sessions_route),
+        route::<device::__path_end_session>(device::end_session_route),
         route::<tickets::__path_list_own>(tickets::list_own_route),
         route::<tickets::__path_create>(tickets::create_route),
         route::<tickets::__path_check>(tickets::check_route),
@@ -283,6 +291,7 @@ mod tests {
             include_str!("users.rs"),
             include_str!("versions.rs"),
             include_str!("comments.rs"),
+            include_str!("device.rs"),
         ]
         .concat();
         let mut asked: Vec<&str> = sources
@@ -299,7 +308,9 @@ mod tests {
                 "file_path",
                 "other_ticket_id",
                 "other_user_id",
+                "session_id",
                 "ticket_id",
+                "user_code",
                 "user_id"
             ]
         );
@@ -318,7 +329,9 @@ mod tests {
                         "ticket_id",
                         "file_path",
                         "other_user_id",
-                        "other_ticket_id"
+                        "other_ticket_id",
+                        "session_id",
+                        "user_code"
                     ]
                     .contains(&name),
                     "{template}"

@@ -55,6 +55,11 @@ pub struct Claims {
     /// Unix seconds.
     pub exp: i64,
     pub iat: i64,
+    /// The device session a device's token belongs to (`pd2 login`):
+    /// such a token is valid only while the session is (signing out ends
+    /// it). Absent from tokens of a browser sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl Claims {
@@ -126,11 +131,22 @@ impl TokenService {
 
     /// Signs a token for `user` valid for `ttl_seconds` from now.
     pub async fn issue(&self, user: DisplayData, ttl_seconds: i64) -> Result<String, TokenError> {
+        self.issue_for(user, ttl_seconds, None).await
+    }
+
+    /// Signs a token for `user`, of the device session `sid` if any.
+    pub async fn issue_for(
+        &self,
+        user: DisplayData,
+        ttl_seconds: i64,
+        sid: Option<String>,
+    ) -> Result<String, TokenError> {
         let iat = now();
         let claims = Claims {
             user,
             exp: iat + ttl_seconds,
             iat,
+            sid,
         };
         let keys = self.keys().await?;
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)

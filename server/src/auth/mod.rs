@@ -15,6 +15,9 @@ pub struct Requester {
     /// The profile the token carries: what the server knows of a caller
     /// whose user record is missing (see `api::users`).
     pub profile: crate::store::UserProfile,
+    /// The device session of a device's token (`pd2 login`); `None` for
+    /// a browser's.
+    pub device_session: Option<String>,
 }
 
 impl Requester {

@@ -53,6 +53,7 @@ mod tests {
 
     fn requester(id: &str, is_admin: bool) -> Requester {
         Requester {
+            device_session: None,
             id: id.to_owned(),
             is_admin,
             profile: UserProfile {

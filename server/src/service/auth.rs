@@ -50,6 +50,20 @@ pub async fn refresh(ctx: &Context, token: String, claims: &Claims) -> Result<St
     if claims.seconds_left() < -ctx.config.auth.refresh_window_secs() {
         return Err(AuthError::TooOld);
     }
+    if claims.sid.is_some() {
+        // A device's token (`pd2 login`): renewed while its device stays
+        // signed in (the bearer filter checked the session), with no
+        // Discord grant involved.
+        let display = DisplayData {
+            is_admin: ctx.is_admin(&claims.user.id),
+            ..claims.user.clone()
+        };
+        let ttl = ctx.config.auth.device_token_secs();
+        return Ok(ctx
+            .tokens
+            .issue_for(display, ttl, claims.sid.clone())
+            .await?);
+    }
     let user = ctx.store.users.get(&claims.user.id).await?;
     let refresh_token = user
         .and_then(|u| u.discord)

@@ -7,11 +7,7 @@
 //! comments a ticket, a rate per user. Each comment tells the people it
 //! concerns (see `notify`).
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -145,7 +141,7 @@ pub async fn post(
 ) -> Result<Thread, CommentError> {
     let ticket = tickets::read(ctx, me, path_user, ticket_id).await?;
     // Counted before any work: refused attempts cost their turn too.
-    RATE.take(&me.id)?;
+    RATE.take(&me.id).map_err(CommentError::RateLimited)?;
     let body = checked_body(&new.body)?;
     if ctx.store.comments.count(&ticket.id).await? >= MAX_COMMENTS {
         return Err(CommentError::TooMany(MAX_COMMENTS));
@@ -160,7 +156,7 @@ pub async fn post(
         line_start: None,
         line_end: None,
         body,
-        create_time: now_millis(),
+        create_time: super::now_millis(),
         edit_time: None,
         resolved: false,
         resolved_by: None,
@@ -217,7 +213,7 @@ pub async fn edit(
         return Err(CommentError::PermissionDenied);
     }
     let body = checked_body(body)?;
-    let time = now_millis();
+    let time = super::now_millis();
     if !ctx.store.comments.edit(comment.id, &body, time).await? {
         return Err(CommentError::NotFound);
     }
@@ -528,44 +524,6 @@ fn view(me: &Requester, c: &CommentRecord, authors: &HashMap<String, DisplayData
     }
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Comments per user per minute, in this instance.
-struct Rate {
-    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-static RATE: std::sync::LazyLock<Rate> = std::sync::LazyLock::new(|| Rate {
-    recent: Mutex::new(HashMap::new()),
-});
-
-impl Rate {
-    fn take(&self, user: &str) -> Result<(), CommentError> {
-        let now = Instant::now();
-        let window = Duration::from_secs(60);
-        let Ok(mut recent) = self.recent.lock() else {
-            return Ok(());
-        };
-        // Forget users quiet for a minute: the map stays as small as the
-        // number of users commenting right now.
-        if recent.len() > 10_000 {
-            recent.retain(|_, times| times.back().is_some_and(|t| now - *t < window));
-        }
-        let times = recent.entry(user.to_owned()).or_default();
-        while times.front().is_some_and(|t| now - *t >= window) {
-            times.pop_front();
-        }
-        if times.len() >= PER_MINUTE {
-            let wait = times
-                .front()
-                .map_or(window, |t| window.saturating_sub(now - *t));
-            return Err(CommentError::RateLimited(wait.as_secs().max(1)));
-        }
-        times.push_back(now);
-        Ok(())
-    }
-}
+static RATE: std::sync::LazyLock<super::rate::RateLimit> =
+    std::sync::LazyLock::new(|| super::rate::RateLimit::new(PER_MINUTE, Duration::from_secs(60)));

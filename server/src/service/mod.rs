@@ -7,11 +7,13 @@ pub mod access;
 pub mod auth;
 pub mod comments;
 mod context;
+pub mod device;
 pub mod diff;
 pub mod files;
 pub mod markdown;
 pub mod notify;
 pub mod previews;
+pub mod rate;
 pub mod search;
 mod sources;
 pub mod text;
@@ -21,3 +23,10 @@ pub mod validation;
 pub mod versions;
 
 pub use context::{Context, Ctx};
+
+/// Now, in unix milliseconds (the unit of every stored time).
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

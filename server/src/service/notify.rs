@@ -146,6 +146,7 @@ pub async fn new_version(ctx: &Context, ticket: &TicketRecord) {
 /// private since is told nothing).
 fn may_read(ctx: &Context, ticket: &TicketRecord, user_id: &str) -> bool {
     let who = Requester {
+        device_session: None,
         id: user_id.to_owned(),
         is_admin: ctx.is_admin(user_id),
         profile: crate::store::UserProfile::unknown(user_id),

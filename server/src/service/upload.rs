@@ -244,7 +244,7 @@ pub async fn ingest(
             let commit =
                 upload
                     .tx
-                    .commit_version(&read.id, &author.id, options.remark, now_millis());
+                    .commit_version(&read.id, &author.id, options.remark, super::now_millis());
             return match commit.await? {
                 VersionCommit::Added(ticket) => Ok(Created {
                     ticket: *ticket,
@@ -266,7 +266,7 @@ pub async fn ingest(
             files,
             is_public: options.is_public,
             remark: options.remark,
-            create_time: now_millis(),
+            create_time: super::now_millis(),
             seq: Some(seq),
             versions: Vec::new(),
             shown_version: None,
@@ -545,13 +545,6 @@ pub async fn preflight(ctx: &Context, files: Vec<(String, u64)>) -> Result<Prefl
     }
     let policy = validation::preflight(ctx, &admitted).await?;
     Ok(Preflight { refused, policy })
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

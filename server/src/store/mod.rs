@@ -8,6 +8,7 @@ mod blobs;
 mod comments;
 pub(crate) mod crash;
 mod deletion;
+mod devices;
 mod files;
 mod gate;
 mod health;
@@ -35,6 +36,7 @@ use tokio::sync::Notify;
 
 pub use batch::WriteBatch;
 pub use comments::{CommentRecord, CommentStore};
+pub use devices::{DeviceCodeRecord, DeviceSessionRecord, DeviceStore, Poll};
 pub use files::{ByteRange, FileStore, StoredFile};
 pub use gate::Gate;
 pub use health::{DbHealth, DbStatus, Monitor};
@@ -183,6 +185,12 @@ fn server_errors(error: &mongodb::error::Error) -> Vec<(i32, String)> {
     out
 }
 
+/// A write refused because a unique index already holds its key.
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::WriteFailure;
+    matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Idle pooled connections are closed after this: below the idle limits of
@@ -202,6 +210,7 @@ pub struct Store {
     pub uploads: UploadJournal,
     pub comments: CommentStore,
     pub notifications: NotificationStore,
+    pub devices: DeviceStore,
     pub health: Arc<DbHealth>,
     gate: Gate,
     bulk: batch::BulkSupport,
@@ -280,6 +289,7 @@ impl Store {
             uploads: UploadJournal::new(&db, gate.clone()),
             comments: CommentStore::new(&db, gate.clone()),
             notifications: NotificationStore::new(&db, gate.clone()),
+            devices: DeviceStore::new(&db, gate.clone()),
             health,
             gate,
             bulk: batch::BulkSupport::default(),
@@ -349,13 +359,18 @@ impl Store {
             self.files.clone(),
             self.uploads.clone(),
         );
-        let (comments, notifications) = (self.comments.clone(), self.notifications.clone());
+        let (comments, notifications, devices) = (
+            self.comments.clone(),
+            self.notifications.clone(),
+            self.devices.clone(),
+        );
         self.gate
             .run_within(self.gate.abandon_limit(), async move {
                 tickets.ensure_indexes().await?;
                 files.ensure_indexes().await?;
                 comments.ensure_indexes().await?;
                 notifications.ensure_indexes().await?;
+                devices.ensure_indexes().await?;
                 uploads.ensure_indexes().await
             })
             .await

@@ -163,7 +163,7 @@ impl NotificationStore {
                     .await
                 {
                     Ok(_) => Ok(true),
-                    Err(e) if is_duplicate(&e) => Ok(false),
+                    Err(e) if super::is_duplicate_key(&e) => Ok(false),
                     Err(e) => Err(e.into()),
                 }
             })
@@ -193,9 +193,4 @@ impl NotificationStore {
             })
             .await
     }
-}
-
-fn is_duplicate(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
 }

@@ -3,7 +3,6 @@
 use mongodb::{
     Collection, Database,
     bson::{Document, doc},
-    error::{ErrorKind, WriteFailure},
 };
 
 use super::{Gate, Result};
@@ -44,9 +43,11 @@ impl SettingsStore {
             .await?;
         match inserted {
             Ok(_) => Ok(candidate.to_owned()),
-            Err(e) if is_duplicate_key(&e) => self.get_string(JWT_SECRET).await?.ok_or_else(|| {
-                super::StoreError::Corrupt("jwt secret vanished after a conflict".into())
-            }),
+            Err(e) if super::is_duplicate_key(&e) => {
+                self.get_string(JWT_SECRET).await?.ok_or_else(|| {
+                    super::StoreError::Corrupt("jwt secret vanished after a conflict".into())
+                })
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -96,11 +97,4 @@ impl SettingsStore {
             .await?;
         Ok(found.and_then(|d| d.get_str("value").ok().map(str::to_owned)))
     }
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(
-        &*error.kind,
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000
-    )
 }

@@ -189,6 +189,8 @@ export function uploadPage(target = null) {
     el("p", {}, send),
     progress,
     progressText,
+    el("p", { class: "muted", id: "cli-hint" }, "On a terminal without a browser (the course's workstation over SSH)? ",
+      el("span", { class: "mono" }, "pd2 upload"), " sends a folder from there: ", el("a", { href: "#/device" }, "sign a terminal in"), "."),
   );
   redraw();
 }

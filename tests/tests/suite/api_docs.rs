@@ -11,6 +11,14 @@ use serde_json::{Value, json};
 const SPEC_ROUTES: &[(&str, &str)] = &[
     ("post", "/oauth"),
     ("put", "/oauth"),
+    ("post", "/device/code"),
+    ("post", "/device/token"),
+    ("delete", "/device/token"),
+    ("get", "/device/requests/{user_code}"),
+    ("post", "/device/requests/{user_code}/approve"),
+    ("post", "/device/requests/{user_code}/deny"),
+    ("get", "/device/sessions"),
+    ("delete", "/device/sessions/{session_id}"),
     ("get", "/ticket"),
     ("post", "/ticket"),
     ("post", "/ticket/check"),
@@ -65,6 +73,8 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
 /// Routes that need no token (SPEC §2, plus `/health` for load balancers).
 const PUBLIC: &[(&str, &str)] = &[
     ("post", "/oauth"),
+    ("post", "/device/code"),
+    ("post", "/device/token"),
     ("get", "/ping"),
     ("get", "/version"),
     ("get", "/health"),
@@ -114,7 +124,7 @@ async fn document_lists_exactly_the_spec_routes_with_auth() {
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"],
         json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-               "description": "A JWT from `POST /oauth` (or `pd2-ticket token` for scripts)."})
+               "description": "A JWT from `POST /oauth`, a device sign-in (`POST /device/token`) or `pd2-ticket token`."})
     );
     for (method, path) in &documented {
         let op = &doc["paths"][path][method];
@@ -193,6 +203,8 @@ async fn every_documented_route_is_served_with_a_documented_status() {
     for (method, template) in ops {
         let path = template
             .replace("{comment_id}", "000000000000000000000000")
+            .replace("{user_code}", "BCDF-GHJK")
+            .replace("{session_id}", "00000000000000000000000000000000")
             .replace("{other_user_id}", "@me")
             .replace("{other_ticket_id}", &id)
             .replace("{user_id}", "@me")

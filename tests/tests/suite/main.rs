@@ -6,6 +6,7 @@
 
 mod api_docs;
 mod auth;
+mod cli;
 mod comments;
 mod compression;
 mod connections;

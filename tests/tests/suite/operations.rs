@@ -305,25 +305,7 @@ async fn starts_without_a_database_and_connects_when_it_appears() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A token signed with the configured secret, made without the server.
-    let token = {
-        use jsonwebtoken::{EncodingKey, Header, encode};
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        let claims = serde_json::json!({
-            "id": "9", "username": "nine", "global_name": null, "avatar": null,
-            "is_admin": false, "display_name": "nine",
-            "display_avatar": "https://cdn.discordapp.com/embed/avatars/0.png",
-            "iat": now, "exp": now + 3600,
-        });
-        encode(
-            &Header::default(),
-            &claims,
-            &EncodingKey::from_secret(b"configured-secret"),
-        )
-        .expect("sign")
-    };
+    let token = pd2_ticket_tests::signed_token("configured-secret", "9", 3600);
     assert_error(
         server.get("/ticket", &token).send().await.expect("request"),
         503,

@@ -5,7 +5,6 @@
 
 use std::{path::PathBuf, process::Command};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pd2_ticket_tests::{
     Server, ServerOptions, discord::FakeDiscord, first_party_plugins, json, workspace_root,
 };
@@ -168,22 +167,7 @@ fn browser_tools() -> (PathBuf, PathBuf) {
 }
 
 fn expired_token(id: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims = json!({
-        "id": id, "username": format!("u{id}"), "global_name": null, "avatar": null,
-        "is_admin": false, "display_name": format!("u{id}"),
-        "display_avatar": "https://cdn.discordapp.com/embed/avatars/0.png",
-        "exp": now - 3 * 86_400, "iat": now - 10 * 86_400,
-    });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    pd2_ticket_tests::signed_token(SECRET, id, -3 * 86_400)
 }
 
 /// Every flow of the app as a person does it: log in through Discord's
