@@ -156,13 +156,14 @@ pub fn html_to_text(html: &str) -> String {
         .chars()
         .filter(|c| *c == '\n' || !c.is_control())
         .collect();
-    cleaned
-        .lines()
-        .map(str::trim_end)
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_owned()
+    // At most one blank line in a row.
+    let mut lines: Vec<&str> = Vec::new();
+    for line in cleaned.lines().map(str::trim_end) {
+        if !(line.is_empty() && lines.last().is_some_and(|l| l.is_empty())) {
+            lines.push(line);
+        }
+    }
+    lines.join("\n").trim().to_owned()
 }
 
 fn decode_entities(text: &str) -> String {

@@ -44,6 +44,11 @@ pub struct ServerConfig {
     /// Open client connections at most; beyond it the server stops
     /// accepting until one closes (clients wait in the listen queue).
     pub max_connections: usize,
+    /// The address people reach the server (and its web app) at, such as
+    /// `https://tickets.example.edu`: the links in Discord messages and the
+    /// address `pd2 login` shows. Empty: a device is shown the address it
+    /// used itself, and messages link to `discord.redirect_uri`.
+    pub public_url: String,
 }
 
 impl ServerConfig {
@@ -66,6 +71,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             keep_alive_secs: 30,
             max_connections: 4096,
+            public_url: String::new(),
         }
     }
 }

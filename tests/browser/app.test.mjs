@@ -155,6 +155,27 @@ try {
     await page.locator("h1", { hasText: "My tickets" }).waitFor();
   });
 
+  await step("a terminal is signed in by approving its code", async () => {
+    // `pd2 login` (started by the Rust side) shows this address and code.
+    await page.goto(process.env.DEVICE_URL);
+    await page.locator("#device-request").waitFor();
+    expectTrue((await page.locator("#device-user-code").textContent()) === process.env.DEVICE_CODE, "the code matches the terminal's");
+    expectTrue((await page.locator("#device-client").textContent()).startsWith("pd2 0.1.0 on "), "the device says what it is");
+    if (shots) await page.screenshot({ path: join(shots, "device-approve.png"), fullPage: true });
+    await page.locator("#device-approve").click();
+    await page.locator(".ok-box", { hasText: "Approved" }).waitFor();
+    // Listed among the terminals signed in, with a way to sign it out.
+    await page.locator("#device-sessions li", { hasText: "pd2 0.1.0 on " }).waitFor();
+    if (shots) await page.screenshot({ path: join(shots, "device-approved.png"), fullPage: true });
+    // The same code again: used up, said plainly, with the way forward.
+    await page.goto(process.env.DEVICE_URL.replace(/#\/device\/.*$/, "#/device"));
+    await page.locator("#device-code").fill(process.env.DEVICE_CODE.toLowerCase());
+    await page.locator(".device-form button[type=submit]").click();
+    await page.locator(".device-form .error-box", { hasText: "already used" }).waitFor();
+    await page.goto(base + "/#/");
+    await page.locator("h1", { hasText: "My tickets" }).waitFor();
+  });
+
   await step("a sign-in link made by somebody else does not swap the account", async () => {
     // Login CSRF (issue 21): the attacker's own code, sent to a signed-in
     // user as a link. Without the state this tab sent, it is ignored.

@@ -119,10 +119,10 @@ pub(super) struct DeviceTokenReply {
     expires_in: i64,
 }
 
-/// The web app's address: `discord.redirect_uri` (the app's own address,
-/// as in notifications), or else the address this request was sent to.
+/// The web app's address: `server.public_url`, or else the address this
+/// request was sent to (what the device itself reached).
 fn app_base(ctx: &Ctx, host: Option<String>, proto: Option<String>) -> String {
-    let configured = ctx.config.discord.redirect_uri.trim_end_matches('/');
+    let configured = ctx.config.server.public_url.trim_end_matches('/');
     if !configured.is_empty() {
         return configured.to_owned();
     }

@@ -240,10 +240,16 @@ fn escape_markdown(text: &str) -> String {
     out
 }
 
-/// The app's address of the ticket, from `discord.redirect_uri` (the
-/// app's own address); a relative one when that is unset.
+/// The app's address of the ticket: under `server.public_url`, or else
+/// `discord.redirect_uri` (the app's own address when the web app is the
+/// one signing in); a relative one when neither is set.
 fn ticket_link(ctx: &Context, record: &NotificationRecord) -> String {
-    let base = ctx.config.discord.redirect_uri.trim_end_matches('/');
+    let public = ctx.config.server.public_url.trim_end_matches('/');
+    let base = if public.is_empty() {
+        ctx.config.discord.redirect_uri.trim_end_matches('/')
+    } else {
+        public
+    };
     format!("{base}/#/t/{}/{}", record.ticket_author, record.ticket_id)
 }
 

@@ -40,6 +40,7 @@ function explainCode(error) {
   return null;
 }
 
+/** The section of the terminals signed in as you; `count` of them. */
 async function sessionsSection() {
   const box = el("section", { id: "device-sessions" }, el("h2", {}, "Terminals signed in as you"), loading());
   let list;
@@ -47,6 +48,7 @@ async function sessionsSection() {
     list = await apiJson("/device/sessions");
   } catch (error) {
     box.replaceChildren(el("h2", {}, "Terminals signed in as you"), errorBox(error));
+    box.dataset.count = "-1";
     return box;
   }
   const rows = list.map((s) => {
@@ -68,6 +70,7 @@ async function sessionsSection() {
   box.replaceChildren(el("h2", {}, "Terminals signed in as you"),
     rows.length ? el("ul", { class: "device-list" }, rows)
       : el("p", { class: "empty" }, "None. On a terminal, pd2 login signs it in."));
+  box.dataset.count = String(rows.length);
   return box;
 }
 
@@ -106,10 +109,20 @@ export async function devicePage(code) {
     }
     buttons.remove();
     status.replaceChildren(verb === "approve"
-      ? el("p", { class: "ok-box" }, "✓ Approved. Your terminal is signed in as ", me, "; you can close this page.")
+      ? el("p", { class: "ok-box" }, "✓ Approved. Your terminal is signed in as ", me, " once it checks back (within a few seconds); you can close this page.")
       : el("p", { class: "ok-box" }, "Denied. The terminal was told; nothing was signed in."));
-    const list = await sessionsSection();
-    document.getElementById("device-sessions")?.replaceWith(list);
+    if (verb !== "approve") return;
+    // The terminal picks its token up at its next poll (every 5 s): the
+    // list is read again until it shows up, for up to half a minute.
+    const before = Number(document.getElementById("device-sessions")?.dataset.count || 0);
+    for (let i = 0; i < 15 && stillOn(now); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      if (!stillOn(now)) return;
+      const list = await sessionsSection();
+      if (!stillOn(now)) return;
+      document.getElementById("device-sessions")?.replaceWith(list);
+      if (Number(list.dataset.count) > before) return;
+    }
   };
   approve.addEventListener("click", () => decide("approve"));
   deny.addEventListener("click", () => decide("deny"));

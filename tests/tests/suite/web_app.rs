@@ -184,6 +184,9 @@ async fn the_web_app_in_a_real_browser() {
     let server = app_server(&discord).await;
     let second = server.token_named("5151", Some("bob"));
     let artifacts = workspace_root().join("target/browser-artifacts");
+    // A terminal waiting for its code to be approved in the browser.
+    let terminal = pd2_ticket_tests::pd2::Terminal::new(&server.base);
+    let login = terminal.start_login().await;
     let mut command = tokio::process::Command::new("node");
     command
         .arg("app.test.mjs")
@@ -192,6 +195,8 @@ async fn the_web_app_in_a_real_browser() {
         .env("LOGIN_CODE", "ok-4242")
         .env("TOKEN_B", second)
         .env("EXPIRED_TOKEN", expired_token("6161"))
+        .env("DEVICE_URL", &login.url)
+        .env("DEVICE_CODE", &login.user_code)
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .kill_on_drop(true);
@@ -213,7 +218,18 @@ async fn the_web_app_in_a_real_browser() {
         "ok    a sign-in link made by somebody else does not swap the account",
         "ok    Download saves a file under the name the zip gives it",
         "ok    a shared browser never hands one user's private file to the next",
+        "ok    a terminal is signed in by approving its code",
     ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
+    // The terminal got its token from the approval, and it works.
+    let done = login.finish(std::time::Duration::from_secs(60)).await;
+    assert_eq!(done.code, 0, "{}\n{}", done.stdout, done.stderr);
+    let listed = terminal.run(&["--json", "list"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.json().as_array().is_some_and(|t| !t.is_empty()),
+        "{}",
+        listed.stdout
+    );
 }
