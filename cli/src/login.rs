@@ -101,7 +101,7 @@ pub async fn login(server: &str, out: &Output) -> Result<()> {
         }));
     } else {
         out.say(&format!(
-            "✓ Signed in to {} as {} (kept in {}, readable only by you; `pd2 logout` signs this terminal out)",
+            "✓ Signed in to {} as {}.\n  Kept in {} (only you can read it); `pd2 logout` signs this terminal out.\n  Next: `pd2 upload FOLDER` shares a folder.",
             credentials.server,
             crate::text::printable(name),
             path.display()

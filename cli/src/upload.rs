@@ -366,14 +366,15 @@ async fn send(
         .unwrap_or("@me");
     let link = ticket_link(&client.server, author, id);
     let count = ticket["files"].as_array().map_or(0, Vec::len);
+    // The link last, on a line of its own: what the student copies.
     let text = match &args.to {
         Some(_) => format!(
-            "Uploaded version {} ({count} files, {}): {link}",
+            "Uploaded version {} ({count} files, {}); the link stays the same:\n{link}",
             ticket["version"].as_i64().unwrap_or(0),
             size(total)
         ),
         None => format!(
-            "Uploaded {count} files ({}), {}: {link}",
+            "Uploaded {count} files ({}) as a {} ticket; send your TA its link:\n{link}",
             size(total),
             if args.public { "public" } else { "private" }
         ),
