@@ -106,18 +106,20 @@ impl Client {
             .await
             .unwrap_or_default();
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        // The server's words on one line (a detail with line breaks would
+        // pose as more of our output).
         let detail = value["detail"]
             .as_str()
-            .map(str::to_owned)
+            .map(crate::text::printable)
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         let mut message = format!("{detail} ({})", status.as_u16());
         if let Some(rejections) = value["rejections"].as_array() {
-            for r in rejections {
+            for r in rejections.iter().take(200) {
                 message.push_str(&format!(
                     "\n  {}: {} ({})",
-                    r["file"].as_str().unwrap_or("?"),
-                    r["message"].as_str().unwrap_or("refused"),
-                    r["plugin"].as_str().unwrap_or("?"),
+                    crate::text::printable(r["file"].as_str().unwrap_or("?")),
+                    crate::text::printable(r["message"].as_str().unwrap_or("refused")),
+                    crate::text::printable(r["plugin"].as_str().unwrap_or("?")),
                 ));
             }
         }

@@ -113,7 +113,7 @@ pub async fn show(
 /// A path from the server made safe to write under the target folder:
 /// relative, no `..`, nothing a file system would read otherwise.
 fn safe_relative(name: &str) -> Option<PathBuf> {
-    if name.is_empty() || name.contains(['\\', '\0', ':']) {
+    if name.is_empty() || name.contains(['\\', ':']) || name.chars().any(char::is_control) {
         return None;
     }
     let path = Path::new(name);
@@ -164,16 +164,43 @@ pub async fn download(
         .filter_map(|f| f.as_str().map(str::to_owned))
         .collect();
     let dir = dir.unwrap_or_else(|| PathBuf::from(&ticket.id));
+    // A file is read at most this far: the server's own limit per file,
+    // or 64 MiB (a limit lowered after the upload, a server misbehaving).
+    let meta: Value = client.get_json("/meta").await?;
+    let cap = meta["limits"]["max_file_size"]
+        .as_u64()
+        .unwrap_or(0)
+        .max(64 * 1024 * 1024);
     // Every name is checked before anything is written.
     let mut targets = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for name in &names {
-        let relative = safe_relative(name).ok_or_else(|| {
-            CliError::refused(format!(
-                "the ticket has a file named `{}`, which cannot be written safely; nothing was written",
-                printable(name)
-            ))
-        })?;
+        let relative = safe_relative(name)
+            .filter(|r| seen.insert(r.clone()))
+            .ok_or_else(|| {
+                CliError::refused(format!(
+                    "the ticket has a file named `{}`, which cannot be written safely (or twice); nothing was written",
+                    printable(name)
+                ))
+            })?;
+        // Nothing of the way there may be a link out of the folder.
+        let mut at = dir.clone();
+        for part in relative.parent().into_iter().flat_map(Path::components) {
+            at.push(part);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(CliError::local(format!(
+                    "{} is a symbolic link; nothing was written",
+                    at.display()
+                )));
+            }
+        }
         let target = dir.join(relative);
+        if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(CliError::local(format!(
+                "{} is a symbolic link; nothing was written",
+                target.display()
+            )));
+        }
         if !force && target.exists() {
             return Err(CliError::local(format!(
                 "{} exists; nothing was written (--force overwrites)",
@@ -204,11 +231,23 @@ pub async fn download(
                 .unwrap_or("file")
         ));
         let written: Result<u64> = async {
-            let mut file = tokio::fs::File::create(&partial)
+            let _ = tokio::fs::remove_file(&partial).await;
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&partial)
                 .await
                 .map_err(|e| CliError::local(format!("cannot write {}: {e}", partial.display())))?;
             let mut n = 0u64;
             while let Some(chunk) = response.chunk().await.map_err(|e| client.unreachable(e))? {
+                if n + chunk.len() as u64 > cap {
+                    return Err(CliError::unavailable(format!(
+                        "{} sent more than {} for {}: stopped",
+                        client.server,
+                        size(cap),
+                        printable(name)
+                    )));
+                }
                 file.write_all(&chunk).await.map_err(|e| {
                     CliError::local(format!("cannot write {}: {e}", partial.display()))
                 })?;

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::{
     client::Client,
     credentials::{self, Credentials},
-    error::{CliError, Result},
+    error::{CliError, Kind, Result},
     output::Output,
 };
 
@@ -81,6 +81,21 @@ pub async fn login(server: &str, out: &Output) -> Result<()> {
             start.expires_in.div_ceil(60)
         ));
     }
+    // The code is printed for a person to compare: only its shape.
+    let shaped = start.user_code.len() == 9
+        && start.user_code.bytes().enumerate().all(|(i, b)| {
+            if i == 4 {
+                b == b'-'
+            } else {
+                b.is_ascii_uppercase()
+            }
+        });
+    if !shaped {
+        return Err(CliError::unavailable(format!(
+            "{} answered a sign-in code that is not one: is it a PD2 Ticket server?",
+            client.server
+        )));
+    }
     let token = poll(&client, &start).await?;
     // Who this is, for the messages of later commands.
     let me_client = Client::new(&client.server, Some(token.clone()))?;
@@ -113,6 +128,9 @@ pub async fn login(server: &str, out: &Output) -> Result<()> {
 async fn poll(client: &Client, start: &DeviceStart) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(start.expires_in.min(3600));
     let mut interval = Duration::from_secs(start.interval.clamp(1, 60));
+    // Answers lost in a row: a flaky network is waited out for about a
+    // minute, a server gone (or a certificate refused) is said.
+    let mut lost = 0;
     loop {
         tokio::time::sleep(interval).await;
         if Instant::now() > deadline {
@@ -127,18 +145,27 @@ async fn poll(client: &Client, start: &DeviceStart) -> Result<String> {
             .await;
         let response = match response {
             Ok(r) => r,
-            // A lost answer is retried until the code expires: a flaky
-            // network must not cost the student a new code.
-            Err(_) => continue,
+            Err(e) => {
+                lost += 1;
+                if lost >= 12 {
+                    return Err(client.unreachable(e));
+                }
+                continue;
+            }
         };
+        if response.status().is_server_error() {
+            lost += 1;
+            if lost >= 12 {
+                return Err(client.refusal(response).await);
+            }
+            continue;
+        }
+        lost = 0;
         if response.status().is_success() {
             let token: Token = client.json(response).await?;
             return Ok(token.access_token);
         }
         if response.status() != reqwest::StatusCode::BAD_REQUEST {
-            if response.status().is_server_error() {
-                continue;
-            }
             return Err(client.refusal(response).await);
         }
         let body: serde_json::Value = client.json(response).await.unwrap_or_default();
@@ -174,20 +201,27 @@ pub async fn logout(out: &Output) -> Result<()> {
     let revoked = client
         .send(client.request(Method::DELETE, "/device/token"))
         .await;
-    credentials::remove()?;
     match revoked {
-        Ok(_) => out.result(
-            &json!({ "signed_out": true, "server": stored.server }),
-            &format!("Signed out of {}.", stored.server),
-        ),
-        // Forgotten here either way; say what could not be done there.
-        Err(e) => out.result(
-            &json!({ "signed_out": true, "server": stored.server, "warning": e.message }),
-            &format!(
-                "Signed out here. The server could not be told ({}): sign the device out in the app (Signed-in devices) if the token may have been copied.",
-                e.message
-            ),
-        ),
+        // Ended now, or already over (revoked in the app, expired, or not
+        // a terminal's token): nothing is left to end on the server.
+        Ok(_) => {}
+        Err(e) if matches!(e.kind, Kind::Auth | Kind::Refused) => {}
+        // The server was not told: the token still works there, so it is
+        // kept here for another try.
+        Err(e) => {
+            return Err(CliError::new(
+                e.kind,
+                format!(
+                    "{}; still signed in: run `pd2 logout` again, or sign this terminal out on {}/#/device",
+                    e.message, stored.server
+                ),
+            ));
+        }
     }
+    credentials::remove()?;
+    out.result(
+        &json!({ "signed_out": true, "server": stored.server }),
+        &format!("Signed out of {}.", stored.server),
+    );
     Ok(())
 }

@@ -124,7 +124,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli, &out)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pd2: error: {}", e.message);
+            // One line says what failed; details (each refused file) may
+            // follow it, indented.
+            eprintln!("pd2: error: {}", output::terminal_safe(&e.message));
             e.exit_code()
         }
     }

@@ -9,8 +9,18 @@ pub struct Output {
     pub json: bool,
 }
 
+/// Text for a terminal: every control character but the line break
+/// dropped, so nothing a server or a ticket sends (a name, a remark, an
+/// error's detail) can move the cursor, recolour or retitle the terminal.
+/// Every line `pd2` prints goes through here.
+pub fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect()
+}
+
 impl Output {
-    /// One JSON document (a line).
+    /// One JSON document (a line; JSON escapes control characters).
     pub fn line(&self, value: &Value) {
         println!("{value}");
     }
@@ -18,21 +28,21 @@ impl Output {
     /// Text for people (nothing in JSON mode).
     pub fn say(&self, text: &str) {
         if !self.json {
-            println!("{text}");
+            println!("{}", terminal_safe(text));
         }
     }
 
     /// A notice beside the result (standard error: it never mixes with
     /// what a script reads).
     pub fn note(&self, text: &str) {
-        eprintln!("{text}");
+        eprintln!("{}", terminal_safe(text));
     }
 
     pub fn result(&self, value: &Value, text: &str) {
         if self.json {
             self.line(value);
         } else {
-            println!("{text}");
+            println!("{}", terminal_safe(text));
         }
     }
 

@@ -18,7 +18,7 @@ use crate::{
     client::Client,
     error::{CliError, Result},
     output::Output,
-    text::{TicketRef, size, ticket_link},
+    text::{TicketRef, printable, size, ticket_link},
 };
 
 /// Left out unless `--no-ignore`: what compilers, package managers and
@@ -302,12 +302,17 @@ async fn check(client: &Client, files: &[Planned]) -> Result<()> {
                 return Err(client.refusal(response).await);
             }
             let answer: Value = client.json(response).await?;
-            for r in answer["rejections"].as_array().into_iter().flatten() {
+            for r in answer["rejections"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(200)
+            {
                 problems.push(format!(
                     "{}: {} ({})",
-                    r["file"].as_str().unwrap_or("?"),
-                    r["message"].as_str().unwrap_or("refused"),
-                    r["plugin"].as_str().unwrap_or("?")
+                    printable(r["file"].as_str().unwrap_or("?")),
+                    printable(r["message"].as_str().unwrap_or("refused")),
+                    printable(r["plugin"].as_str().unwrap_or("?"))
                 ));
             }
         }
@@ -315,8 +320,13 @@ async fn check(client: &Client, files: &[Planned]) -> Result<()> {
     if problems.is_empty() {
         return Ok(());
     }
+    let count = if problems.len() == 1 {
+        "1 problem".to_owned()
+    } else {
+        format!("{} problems", problems.len())
+    };
     Err(CliError::refused(format!(
-        "nothing was sent; the server would refuse this upload:\n  {}\n(leave files out with --exclude GLOB or a .gitignore; --dry-run lists what is sent)",
+        "nothing was sent: the server would refuse this upload ({count}, below; leave files out with --exclude GLOB or a .gitignore, --dry-run lists what is sent)\n  {}",
         problems.join("\n  ")
     )))
 }

@@ -49,6 +49,11 @@ pub struct ServerConfig {
     /// address `pd2 login` shows. Empty: a device is shown the address it
     /// used itself, and messages link to `discord.redirect_uri`.
     pub public_url: String,
+    /// Behind a reverse proxy: the header it puts the client's address in
+    /// (`X-Real-IP`), read for per-client limits and shown when a terminal
+    /// asks to sign in. Empty: the connection's own address. Set it only
+    /// behind a proxy that overwrites the header (a client could send it).
+    pub client_ip_header: String,
 }
 
 impl ServerConfig {
@@ -72,6 +77,7 @@ impl Default for ServerConfig {
             keep_alive_secs: 30,
             max_connections: 4096,
             public_url: String::new(),
+            client_ip_header: String::new(),
         }
     }
 }
@@ -112,9 +118,9 @@ impl AuthConfig {
         i64::try_from(self.refresh_window_days.saturating_mul(86_400)).unwrap_or(i64::MAX)
     }
 
-    /// A device token's lifetime in seconds (at least a day).
+    /// A device token's lifetime in seconds (one day to a year).
     pub fn device_token_secs(&self) -> i64 {
-        i64::try_from(self.device_token_days.max(1).saturating_mul(86_400)).unwrap_or(i64::MAX)
+        self.device_token_days.clamp(1, 365) as i64 * 86_400
     }
 }
 

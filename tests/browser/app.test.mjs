@@ -161,6 +161,10 @@ try {
     await page.locator("#device-request").waitFor();
     expectTrue((await page.locator("#device-user-code").textContent()) === process.env.DEVICE_CODE, "the code matches the terminal's");
     expectTrue((await page.locator("#device-client").textContent()).startsWith("pd2 0.1.0 on "), "the device says what it is");
+    expectTrue((await page.locator("#device-from").textContent()).startsWith("from 127.0.0.1 · asked "), "where it asked from");
+    // Approving takes saying the sign-in is one's own.
+    expectTrue(await page.locator("#device-approve").isDisabled(), "Approve waits for the box");
+    await page.locator("#device-mine").check();
     if (shots) await page.screenshot({ path: join(shots, "device-approve.png"), fullPage: true });
     await page.locator("#device-approve").click();
     await page.locator(".ok-box", { hasText: "Approved" }).waitFor();

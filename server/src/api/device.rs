@@ -8,7 +8,7 @@ use warp::{Filter, Reply, http::StatusCode, reply::Response};
 use super::error::{ApiError, ErrorBody};
 use super::routes::{Built, Matched, Params};
 use super::{
-    filters::{Bearer, authenticated, bearer, database, json_body, with_state},
+    filters::{Bearer, authenticated, bearer, client_ip, database, json_body, with_state},
     handle,
     openapi::DataErrors,
 };
@@ -23,11 +23,17 @@ use crate::{
 pub(super) fn code_route(matched: Matched, ctx: Ctx) -> Built {
     matched
         .and(database(ctx.clone()))
-        .and(with_state(ctx))
-        .and(warp::header::optional::<String>("host"))
+        .and(with_state(ctx.clone()))
+        .and(client_ip(ctx))
+        // The authority of HTTP/1's `Host` and HTTP/2's `:authority` alike.
+        .and(warp::host::optional())
         .and(warp::header::optional::<String>("x-forwarded-proto"))
         .and(json_body::<DeviceCodeRequest>())
-        .and_then(|_, c, host, proto, body| handle(device_code(c, host, proto, body)))
+        .and_then(
+            |_, c, ip, host: Option<warp::host::Authority>, proto, body| {
+                handle(device_code(c, ip, host.map(|h| h.to_string()), proto, body))
+            },
+        )
         .boxed()
 }
 
@@ -152,17 +158,19 @@ fn app_base(ctx: &Ctx, host: Option<String>, proto: Option<String>) -> String {
         (status = 200, description = "A code to approve in the web app", body = DeviceStart),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "The body is JSON of another shape", body = ErrorBody),
+        (status = 429, description = "`Too many attempts: try again later`: over 10 a minute from one address (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`Too many sign-ins in progress: try again in a minute` (with `Retry-After`), or `Database unavailable`", body = ErrorBody),
     )
 )]
 pub(super) async fn device_code(
     ctx: Ctx,
+    client_ip: String,
     host: Option<String>,
     proto: Option<String>,
     request: DeviceCodeRequest,
 ) -> Result<Response, ApiError> {
     let base = app_base(&ctx, host, proto);
-    let start = device::start(&ctx, &request.client_name, &base).await?;
+    let start = device::start(&ctx, &request.client_name, &base, &client_ip).await?;
     Ok(warp::reply::json(&start).into_response())
 }
 

@@ -57,6 +57,28 @@ pub fn authenticated(ctx: Ctx) -> impl Filter<Extract = (Requester,), Error = Re
         })
 }
 
+/// The client's address: `server.client_ip_header` when set and sent
+/// (behind a proxy), or else the connection's peer.
+pub fn client_ip(ctx: Ctx) -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::ext::optional::<crate::http::Peer>()
+        .and(warp::header::headers_cloned())
+        .map(
+            move |peer: Option<crate::http::Peer>, headers: warp::http::HeaderMap| {
+                let name = &ctx.config.server.client_ip_header;
+                let forwarded = (!name.is_empty())
+                    .then(|| headers.get(name.as_str()))
+                    .flatten()
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok());
+                match (forwarded, peer) {
+                    (Some(ip), _) => ip.to_string(),
+                    (None, Some(peer)) => peer.0.ip().to_string(),
+                    (None, None) => "unknown".to_owned(),
+                }
+            },
+        )
+}
+
 /// A verified bearer token and its claims.
 pub struct Bearer {
     pub token: String,

@@ -43,6 +43,11 @@ use crate::{
 
 use conn::{Activity, Tracked, Watched};
 
+/// The address a request's connection came from, in the request's
+/// extensions for the routes (`warp::ext::optional::<Peer>()`).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Names requests for logs and metrics by the route they match, so labels
 /// stay few whatever paths clients send. The route table implements it.
 pub trait RouteLabels: Send + Sync {
@@ -85,9 +90,9 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut saturated = false;
     'accept: loop {
-        let io = tokio::select! {
+        let (io, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((io, _)) => io,
+                Ok((io, peer)) => (io, peer),
                 Err(error) => {
                     // Usually out of file descriptors: back off briefly
                     // instead of spinning.
@@ -136,7 +141,8 @@ pub async fn run(
             let io = Watched::new(io, activity.clone());
             let service = {
                 let activity = activity.clone();
-                hyper::service::service_fn(move |request: Request<Incoming>| {
+                hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                    request.extensions_mut().insert(Peer(peer));
                     handle(service.clone(), &*table, &activity, request)
                 })
             };

@@ -39,30 +39,25 @@ pub async fn login(ctx: &Context, code: &str) -> Result<String, AuthError> {
     sign_in(ctx, grant).await
 }
 
-/// A token for the bearer of `token`: the same while it has more than a
-/// day left; otherwise one from a renewed Discord grant, if the token
+/// A token for the bearer of `token`: a device's renewed (see
+/// `device::renew`); a browser's the same while it has more than a day left; otherwise one from a renewed Discord grant, if the token
 /// expired less than `auth.refresh_window_days` ago (an older one was found
 /// on a shared machine, say).
 pub async fn refresh(ctx: &Context, token: String, claims: &Claims) -> Result<String, AuthError> {
+    // A device's token (`pd2 login`): renewed while it is valid and its
+    // device signed in (the bearer filter checked the session), without
+    // Discord; `pd2` asks when under a week is left.
+    match super::device::renew(ctx, claims).await {
+        Ok(Some(renewed)) => return Ok(renewed),
+        Ok(None) => {}
+        Err(super::device::DeviceError::Store(e)) => return Err(e.into()),
+        Err(_) => return Err(AuthError::TooOld),
+    }
     if claims.seconds_left() > REFRESH_THRESHOLD_SECONDS {
         return Ok(token);
     }
     if claims.seconds_left() < -ctx.config.auth.refresh_window_secs() {
         return Err(AuthError::TooOld);
-    }
-    if claims.sid.is_some() {
-        // A device's token (`pd2 login`): renewed while its device stays
-        // signed in (the bearer filter checked the session), with no
-        // Discord grant involved.
-        let display = DisplayData {
-            is_admin: ctx.is_admin(&claims.user.id),
-            ..claims.user.clone()
-        };
-        let ttl = ctx.config.auth.device_token_secs();
-        return Ok(ctx
-            .tokens
-            .issue_for(display, ttl, claims.sid.clone())
-            .await?);
     }
     let user = ctx.store.users.get(&claims.user.id).await?;
     let refresh_token = user

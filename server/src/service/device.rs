@@ -41,6 +41,10 @@ const USER_CODE_LEN: usize = 8;
 
 static LOOKUPS: LazyLock<RateLimit> =
     LazyLock::new(|| RateLimit::new(LOOKUPS_PER_MINUTE, Duration::from_secs(60)));
+/// Sign-ins one address starts a minute.
+pub const STARTS_PER_MINUTE: usize = 10;
+static STARTS: LazyLock<RateLimit> =
+    LazyLock::new(|| RateLimit::new(STARTS_PER_MINUTE, Duration::from_secs(60)));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -137,6 +141,8 @@ pub struct PendingDevice {
     /// What the device says it is (its own words: `pd2 0.1.0 on ws1
     /// (alice)`).
     pub client_name: String,
+    /// The address it asked from.
+    pub client_ip: String,
     /// Unix milliseconds.
     pub create_time: i64,
     /// Seconds left to approve it.
@@ -156,12 +162,14 @@ pub struct DeviceSession {
 
 /// Starts a sign-in for a device describing itself as `client_name`.
 /// `app_base` is the web app's address (`https://host`), where the code is
-/// approved.
+/// approved; `client_ip` where the request came from.
 pub async fn start(
     ctx: &Context,
     client_name: &str,
     app_base: &str,
+    client_ip: &str,
 ) -> Result<DeviceStart, DeviceError> {
+    STARTS.take(client_ip).map_err(DeviceError::RateLimited)?;
     let now = now_millis();
     if ctx.store.devices.pending(now).await? >= MAX_PENDING {
         return Err(DeviceError::Busy);
@@ -179,6 +187,7 @@ pub async fn start(
                 id: hash(&device_code),
                 user_code: user_code.clone(),
                 client_name: client_name.clone(),
+                client_ip: client_ip.chars().take(64).collect(),
                 create_time: now,
                 expires: now + CODE_LIFETIME_SECS * 1000,
                 interval: POLL_INTERVAL_SECS,
@@ -211,10 +220,12 @@ pub async fn poll(ctx: &Context, device_code: &str) -> Result<String, DeviceErro
         return grant(GrantError::InvalidGrant);
     }
     let session_id = hex::encode(rand::random::<[u8; 16]>());
+    let now = now_millis();
+    let ttl = ctx.config.auth.device_token_secs();
     match ctx
         .store
         .devices
-        .poll(&hash(device_code), now_millis(), &session_id)
+        .poll(&hash(device_code), now, &session_id, now + ttl * 1000)
         .await?
     {
         Poll::Unknown => grant(GrantError::InvalidGrant),
@@ -226,24 +237,17 @@ pub async fn poll(ctx: &Context, device_code: &str) -> Result<String, DeviceErro
             keep_sessions_bounded(ctx, &profile.id, &session_id).await?;
             let display = DisplayData::new(&profile, ctx.is_admin(&profile.id));
             tracing::info!(user_id = %profile.id, client = %client_name, "device signed in");
-            Ok(ctx
-                .tokens
-                .issue_for(
-                    display,
-                    ctx.config.auth.device_token_secs(),
-                    Some(session_id),
-                )
-                .await?)
+            Ok(ctx.tokens.issue_for(display, ttl, Some(session_id)).await?)
         }
     }
 }
 
 /// Signs out a user's oldest devices past [`MAX_SESSIONS`], never `keep`.
 async fn keep_sessions_bounded(ctx: &Context, user_id: &str, keep: &str) -> Result<(), StoreError> {
-    if ctx.store.devices.session_count(user_id).await? as usize <= MAX_SESSIONS {
+    let sessions = ctx.store.devices.sessions_of(user_id, now_millis()).await?;
+    if sessions.len() <= MAX_SESSIONS {
         return Ok(());
     }
-    let sessions = ctx.store.devices.sessions_of(user_id).await?;
     for old in sessions
         .iter()
         .filter(|s| s.id != keep)
@@ -272,6 +276,7 @@ pub async fn lookup(
     Ok(PendingDevice {
         user_code: show_code(&found.user_code),
         client_name: found.client_name,
+        client_ip: found.client_ip,
         create_time: found.create_time,
         expires_in: ((found.expires - now) / 1000).max(0),
     })
@@ -304,7 +309,11 @@ pub async fn decide(
 
 /// The requester's signed-in devices; `current` marks the one asking.
 pub async fn sessions(ctx: &Context, claims: &Claims) -> Result<Vec<DeviceSession>, DeviceError> {
-    let all: Vec<DeviceSessionRecord> = ctx.store.devices.sessions_of(&claims.user.id).await?;
+    let all: Vec<DeviceSessionRecord> = ctx
+        .store
+        .devices
+        .sessions_of(&claims.user.id, now_millis())
+        .await?;
     Ok(all
         .into_iter()
         .map(|s| DeviceSession {
@@ -336,8 +345,40 @@ pub async fn sign_out(
 pub async fn token_alive(ctx: &Context, claims: &Claims) -> Result<bool, StoreError> {
     match &claims.sid {
         None => Ok(true),
-        Some(sid) => ctx.store.devices.session_alive(sid, &claims.user.id).await,
+        Some(sid) => {
+            ctx.store
+                .devices
+                .session_alive(sid, &claims.user.id, now_millis())
+                .await
+        }
     }
+}
+
+/// A fresh token for a device whose token has not expired yet (`PUT
+/// /oauth`; the bearer filter checked its session): the session lasts as
+/// long as the new token. An expired one is not renewed: a terminal left
+/// alone that long signs in again.
+pub async fn renew(ctx: &Context, claims: &Claims) -> Result<Option<String>, DeviceError> {
+    let Some(sid) = &claims.sid else {
+        return Ok(None);
+    };
+    if claims.seconds_left() <= 0 {
+        return Err(DeviceError::SessionNotFound);
+    }
+    let ttl = ctx.config.auth.device_token_secs();
+    ctx.store
+        .devices
+        .extend_session(sid, &claims.user.id, now_millis() + ttl * 1000)
+        .await?;
+    let display = DisplayData {
+        is_admin: ctx.is_admin(&claims.user.id),
+        ..claims.user.clone()
+    };
+    Ok(Some(
+        ctx.tokens
+            .issue_for(display, ttl, Some(sid.clone()))
+            .await?,
+    ))
 }
 
 fn hash(device_code: &str) -> String {
@@ -370,12 +411,23 @@ fn normalise(typed: &str) -> Option<String> {
     (code.len() == USER_CODE_LEN && code.bytes().all(|b| ALPHABET.contains(&b))).then_some(code)
 }
 
+/// Unicode's invisible formatting characters (category Cf: zero-width
+/// ones, direction marks and overrides, the BOM, tags): a device's
+/// description must read as what it is.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}' | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E007F}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}')
+}
+
 /// The device's own description: printable, one line, bounded.
 fn clean_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .filter(|c| !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        .filter(|c| !is_format(*c))
         .take(MAX_CLIENT_NAME)
         .collect();
     let cleaned = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -403,6 +455,10 @@ mod tests {
     #[test]
     fn a_device_cannot_dress_its_name() {
         assert_eq!(clean_name("pd2\n on\tws1\u{202E}evil"), "pd2 on ws1evil");
+        assert_eq!(
+            clean_name("a\u{2064}b\u{FEFF}c\u{E0041}d\u{061C}e"),
+            "abcde"
+        );
         assert_eq!(clean_name(""), "an unnamed device");
         assert_eq!(clean_name(&"x".repeat(500)).len(), MAX_CLIENT_NAME);
     }

@@ -33,6 +33,9 @@ pub struct DeviceCodeRecord {
     /// What the device says it is (`pd2 0.1.0 on ws1 (alice)`), shown to
     /// whoever is asked to approve it.
     pub client_name: String,
+    /// The address it asked from (shown beside the name).
+    #[serde(default)]
+    pub client_ip: String,
     /// Unix milliseconds.
     pub create_time: i64,
     pub expires: i64,
@@ -56,6 +59,9 @@ pub struct DeviceSessionRecord {
     pub client_name: String,
     /// Unix milliseconds.
     pub create_time: i64,
+    /// When its token expires unless renewed (unix ms): a session past it
+    /// is over (its terminal was left alone that long).
+    pub expires: i64,
 }
 
 /// What a poll found.
@@ -177,7 +183,13 @@ impl DeviceStore {
 
     /// A device asking whether its code was approved. `session_id` names
     /// the session an approved code becomes.
-    pub async fn poll(&self, code_hash: &str, now: i64, session_id: &str) -> Result<Poll> {
+    pub async fn poll(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session_id: &str,
+        session_expires: i64,
+    ) -> Result<Poll> {
         let codes = self.codes.clone();
         let sessions = self.sessions.clone();
         let id = code_hash.to_owned();
@@ -214,6 +226,7 @@ impl DeviceStore {
                                 user_id: approver.id.clone(),
                                 client_name: client_name.clone(),
                                 create_time: now,
+                                expires: session_expires,
                             })
                             .await?;
                         return Ok(Poll::Approved(approver, client_name));
@@ -243,21 +256,50 @@ impl DeviceStore {
     }
 
     /// Whether this session is still signed in, for this user.
-    pub async fn session_alive(&self, session_id: &str, user_id: &str) -> Result<bool> {
+    pub async fn session_alive(&self, session_id: &str, user_id: &str, now: i64) -> Result<bool> {
         let sessions = self.sessions.clone();
-        let filter = doc! { "_id": session_id, "user_id": user_id };
+        let filter = doc! { "_id": session_id, "user_id": user_id, "expires": { "$gt": now } };
         self.gate
             .run(async move { Ok(sessions.find_one(filter).await?.is_some()) })
             .await
     }
 
-    /// A user's signed-in devices, newest first.
-    pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<DeviceSessionRecord>> {
+    /// Keeps a session signed in until `expires` (its token was renewed).
+    pub async fn extend_session(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        expires: i64,
+    ) -> Result<()> {
         let sessions = self.sessions.clone();
-        let filter = doc! { "user_id": user_id };
+        let filter = doc! { "_id": session_id, "user_id": user_id };
+        self.gate
+            .run(async move {
+                sessions
+                    .update_one(filter, doc! { "$set": { "expires": expires } })
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// A user's signed-in devices, newest first; those that expired are
+    /// removed on the way.
+    pub async fn sessions_of(&self, user_id: &str, now: i64) -> Result<Vec<DeviceSessionRecord>> {
+        let sessions = self.sessions.clone();
+        let user = user_id.to_owned();
         let mut all: Vec<DeviceSessionRecord> = self
             .gate
-            .run(async move { Ok(sessions.find(filter).await?.try_collect().await?) })
+            .run(async move {
+                sessions
+                    .delete_many(doc! { "user_id": &user, "expires": { "$lte": now } })
+                    .await?;
+                Ok(sessions
+                    .find(doc! { "user_id": &user })
+                    .await?
+                    .try_collect()
+                    .await?)
+            })
             .await?;
         all.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.id.cmp(&a.id)));
         Ok(all)
@@ -269,15 +311,6 @@ impl DeviceStore {
         let filter = doc! { "_id": session_id, "user_id": user_id };
         self.gate
             .run(async move { Ok(sessions.delete_one(filter).await?.deleted_count == 1) })
-            .await
-    }
-
-    /// Sessions a user has (the per-user bound).
-    pub async fn session_count(&self, user_id: &str) -> Result<u64> {
-        let sessions = self.sessions.clone();
-        let filter: Document = doc! { "user_id": user_id };
-        self.gate
-            .run(async move { Ok(sessions.count_documents(filter).await?) })
             .await
     }
 }

@@ -97,10 +97,14 @@ export async function devicePage(code) {
   if (!stillOn(now)) return;
   const me = session.claims?.display_name || session.claims?.username || "you";
   const status = el("div", { id: "device-status", "aria-live": "polite" });
-  const approve = el("button", { class: "primary", type: "button", id: "device-approve" }, "Approve");
+  const approve = el("button", { class: "primary", type: "button", id: "device-approve", disabled: true }, "Approve");
   const deny = el("button", { type: "button", id: "device-deny" }, "Deny");
+  // A link with a code can be sent by anyone: approving takes saying, in
+  // so many words, that the sign-in is one's own.
+  const mine = el("input", { type: "checkbox", id: "device-mine" });
+  mine.addEventListener("change", () => { approve.disabled = !mine.checked; });
   const decide = async (verb) => {
-    approve.disabled = deny.disabled = true;
+    approve.disabled = deny.disabled = mine.disabled = true;
     try {
       await api(`/device/requests/${encodeURIComponent(code)}/${verb}`, { method: "POST" });
     } catch (error) {
@@ -126,14 +130,17 @@ export async function devicePage(code) {
   };
   approve.addEventListener("click", () => decide("approve"));
   deny.addEventListener("click", () => decide("deny"));
-  const buttons = el("div", { class: "row device-buttons" }, approve, deny);
+  const buttons = el("div", {},
+    el("label", { class: "inline device-mine" }, mine,
+      " I just ran pd2 login myself, and my terminal shows this code"),
+    el("div", { class: "row device-buttons" }, approve, deny));
   const minutes = Math.max(1, Math.round(pending.expires_in / 60));
   show(el("h1", {}, "Sign in a terminal"),
     el("div", { class: "device-card", id: "device-request" },
-      el("p", {}, "A terminal asks to sign in as ", el("strong", {}, me), ":"),
+      el("p", {}, "A terminal asks to sign in as ", el("strong", {}, me), ". It says it is:"),
       el("p", { class: "device-name", id: "device-client" }, pending.client_name),
-      el("p", {}, "Code ", el("strong", { class: "mono device-code", id: "device-user-code" }, pending.user_code),
-        el("span", { class: "muted" }, ` · asked ${formatTime(pending.create_time)} · expires in about ${minutes} min`)),
+      el("p", { class: "muted", id: "device-from" }, `from ${pending.client_ip} · asked ${formatTime(pending.create_time)} · expires in about ${minutes} min`),
+      el("p", {}, "Code ", el("strong", { class: "mono device-code", id: "device-user-code" }, pending.user_code)),
       el("p", { class: "warning" },
         "Approve only a code you started yourself with pd2 login and that matches what your terminal shows. ",
         "Whoever has that terminal can then upload and read tickets as you, until it signs out."),

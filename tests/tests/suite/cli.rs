@@ -209,6 +209,59 @@ async fn a_terminal_signs_in_with_a_code_approved_once() {
     assert_eq!(status, 200, "{renewed}");
     let renewed = renewed["access_token"].as_str().expect("token").to_owned();
 
+    // A terminal left alone until its token expires is signed out: its
+    // session is over (here the clock moved on in the database).
+    let db = server.mongo().await;
+    let sessions_coll = db.collection::<mongodb::bson::Document>("device_sessions");
+    let live = sessions_coll
+        .find_one(doc! {})
+        .await
+        .expect("find")
+        .expect("a session");
+    let keep = live.get_i64("expires").expect("expires");
+    assert!(keep > 0);
+    sessions_coll
+        .update_many(doc! {}, doc! { "$set": { "expires": 1_i64 } })
+        .await
+        .expect("expire");
+    assert_eq!(
+        server
+            .get("/ticket", &renewed)
+            .send()
+            .await
+            .expect("list")
+            .status(),
+        403
+    );
+    one_line_error(
+        &terminal.run(&["list"]).await,
+        3,
+        "does not accept your sign-in",
+    );
+    sessions_coll
+        .update_many(doc! {}, doc! { "$set": { "expires": keep } })
+        .await
+        .expect("restore");
+    assert_eq!(
+        server
+            .get("/ticket", &renewed)
+            .send()
+            .await
+            .expect("list")
+            .status(),
+        200
+    );
+
+    // The server away: logging out says so and keeps the sign-in, which
+    // still works there, for another try.
+    let stored = std::fs::read_to_string(terminal.credentials()).expect("read");
+    let moved = stored.replace(&server.base, &format!("http://127.0.0.1:{}", free_port()));
+    std::fs::write(terminal.credentials(), &moved).expect("write");
+    let away = terminal.run(&["logout"]).await;
+    one_line_error(&away, 5, "still signed in: run `pd2 logout` again");
+    assert!(terminal.credentials().exists());
+    std::fs::write(terminal.credentials(), &stored).expect("write");
+
     // Signing out ends the session on the server: the token, and its
     // renewal, stop working at once.
     let out = terminal.run(&["logout"]).await;
@@ -707,6 +760,53 @@ async fn every_failure_is_one_line_and_an_exit_code() {
         1,
         "http:// or https://",
     );
+
+    // One address starts 10 sign-ins a minute; the 11th is told to wait.
+    for _ in 0..10 {
+        start_code(&server, "pd2").await;
+    }
+    let run = Terminal::new(&server.base)
+        .run(&["login", "--server", &server.base])
+        .await;
+    one_line_error(
+        &run,
+        4,
+        "Too many attempts: try again later (429); try again in ",
+    );
+    // Behind a proxy (`server.client_ip_header`), each client is its own.
+    let proxied =
+        server_with(ServerOptions::default().env("PD2_SERVER__CLIENT_IP_HEADER", "X-Real-IP"))
+            .await;
+    let start_from = |ip: &'static str| {
+        proxied
+            .http
+            .post(proxied.url("/device/code"))
+            .header("X-Real-IP", ip)
+            .json(&json!({ "client_name": "pd2" }))
+            .send()
+    };
+    for _ in 0..10 {
+        assert_eq!(start_from("10.0.0.1").await.expect("start").status(), 200);
+    }
+    assert_eq!(start_from("10.0.0.1").await.expect("start").status(), 429);
+    let (status, other) = json(start_from("10.0.0.2").await.expect("start")).await;
+    assert_eq!(status, 200, "{other}");
+    let viewer = proxied.token_named("7007", Some("frank"));
+    let (_, pending) = json(
+        proxied
+            .get(
+                &format!(
+                    "/device/requests/{}",
+                    other["user_code"].as_str().expect("code")
+                ),
+                &viewer,
+            )
+            .send()
+            .await
+            .expect("lookup"),
+    )
+    .await;
+    assert_eq!(pending["client_ip"], "10.0.0.2");
 
     // A server whose database is down answers 503: said as such.
     let down = Server::start_with(
