@@ -36,8 +36,23 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-plugins/build.sh
+# The wasm builds (the first-party plugins, and the misbehaving fixtures
+# the suite loads, in the plugins' target dir and profile so shared
+# dependencies build once) run beside the host build: its last minutes
+# compile one crate at a time and leave a core idle.
+wasm_log="$(mktemp -t pd2-wasm.XXXXXX)"
+(
+  plugins/build.sh \
+    && CARGO_TARGET_DIR="$PWD/plugins/target" plugins/build.sh tests/fixtures tests/fixtures/dist
+) >"$wasm_log" 2>&1 &
+wasm=$!
+trap 'kill "$wasm" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$wasm_log"' EXIT
 cargo test --workspace --no-run --quiet
+if ! wait "$wasm"; then
+  echo "==> building the plugins failed:" >&2
+  cat "$wasm_log" >&2
+  exit 1
+fi
 # While the suite runs (it mostly waits on servers, the database and the
 # browser), the plugins' own native unit tests (their workspace is
 # separate: it builds for wasm32-wasip2) and the SDK's documentation
@@ -51,7 +66,7 @@ side_log="$(mktemp -t pd2-side.XXXXXX)"
       cargo doc --no-deps --quiet -p pd2-plugin-sdk
 ) >"$side_log" 2>&1 &
 side=$!
-trap 'kill "$side" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$side_log"' EXIT
+trap 'kill "$side" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$side_log" "$wasm_log"' EXIT
 # Three tests at a time: each mostly waits on its server, the database or
 # the browser (on 2 cores a run of the suite keeps them about half busy), so
 # the suite is quicker than with one per core. Every test waits for
