@@ -47,7 +47,10 @@ wasm_log="$(mktemp -t pd2-wasm.XXXXXX)"
 ) >"$wasm_log" 2>&1 &
 wasm=$!
 trap 'kill "$wasm" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$wasm_log"' EXIT
-cargo test --workspace --no-run --quiet
+# Every test target, and the plain binaries the suite runs (the server,
+# `pd2`) in the same invocation: built side by side, not by the first test
+# that needs them while the others wait.
+cargo build --workspace --all-targets --quiet
 if ! wait "$wasm"; then
   echo "==> building the plugins failed:" >&2
   cat "$wasm_log" >&2
