@@ -113,6 +113,9 @@ impl Client {
             .map(crate::text::printable)
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         let mut message = format!("{detail} ({})", status.as_u16());
+        if detail == "Ticket not found" {
+            message.push_str(": check the id (`pd2 list` shows your tickets); another's private ticket is not found either");
+        }
         if let Some(rejections) = value["rejections"].as_array() {
             for r in rejections.iter().take(200) {
                 message.push_str(&format!(

@@ -98,7 +98,19 @@ pub async fn show(
     if let (Some(v), Some(n)) = (t["version"].as_i64(), t["versions"].as_i64())
         && n > 1
     {
-        text.push(format!("version {v} of {n}"));
+        // Each version's own note (`upload --to --remark`) is in the list.
+        let versions: Vec<Value> = client
+            .get_json(&format!("{}/versions", ticket.path()))
+            .await
+            .unwrap_or_default();
+        let note = versions
+            .iter()
+            .find(|x| x["version"].as_i64() == Some(v))
+            .and_then(|x| x["remark"].as_str())
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(": {}", printable(r)))
+            .unwrap_or_default();
+        text.push(format!("version {v} of {n}{note}"));
     }
     let remark = t["remark"].as_str().unwrap_or_default();
     if !remark.is_empty() {
@@ -324,21 +336,17 @@ pub async fn comments(
                 format!(":{a}-{b}")
             });
         }
-        let mut flags = Vec::new();
+        let mut flags = vec![format!(
+            "on version {}",
+            thread["version"].as_i64().unwrap_or(0)
+        )];
         if thread["outdated"].as_bool() == Some(true) {
-            flags.push(format!(
-                "outdated: on version {}",
-                thread["version"].as_i64().unwrap_or(0)
-            ));
+            flags.push("outdated".to_owned());
         }
         if thread["resolved"].as_bool() == Some(true) {
             flags.push("resolved".to_owned());
         }
-        let flags = if flags.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", flags.join(", "))
-        };
+        let flags = format!(" ({})", flags.join(", "));
         text.push(format!("── {place}{flags}"));
         // A thread is its first comment, with the replies beside.
         let comments =

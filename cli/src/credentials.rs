@@ -148,3 +148,18 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
         .create_new(true)
         .open(path)
 }
+
+/// Remembers the server signed out of, so the next `pd2 login` needs no
+/// `--server` (best effort: it is a convenience).
+pub fn remember_server(server: &str) {
+    if let Ok(dir) = config_dir() {
+        let _ = std::fs::write(dir.join("last-server"), format!("{server}\n"));
+    }
+}
+
+/// The server last signed out of, if remembered.
+pub fn last_server() -> Option<String> {
+    let text = std::fs::read_to_string(config_dir().ok()?.join("last-server")).ok()?;
+    let server = text.trim();
+    (!server.is_empty()).then(|| server.to_owned())
+}

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 pub enum Kind {
     /// Anything local: a file that cannot be read or written (1).
     Local,
+    /// Asked wrongly: an argument that cannot be what it names (2, as
+    /// clap's own usage errors).
+    Usage,
     /// Not signed in, a token refused, a sign-in denied or expired (3).
     Auth,
     /// The server (or the check before sending) refused the request:
@@ -34,6 +37,9 @@ impl CliError {
     pub fn local(message: impl Into<String>) -> Self {
         Self::new(Kind::Local, message)
     }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, message)
+    }
     pub fn auth(message: impl Into<String>) -> Self {
         Self::new(Kind::Auth, message)
     }
@@ -47,6 +53,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self.kind {
             Kind::Local => 1,
+            Kind::Usage => 2,
             Kind::Auth => 3,
             Kind::Refused => 4,
             Kind::Unavailable => 5,

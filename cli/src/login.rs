@@ -72,9 +72,9 @@ pub async fn login(server: &str, out: &Output) -> Result<()> {
         }));
     } else {
         out.say(&format!(
-            "First copy your one-time code: {}\n\
-             Then open {}\n\
-             in a browser (on any computer), sign in with Discord and approve the code.\n\
+            "Your one-time code: {}\n\
+             Open {}\n\
+             in a browser (on any computer), sign in with Discord, check that it shows the same code, and approve it.\n\
              Waiting for approval (the code expires in {} minutes; Ctrl-C to stop)…",
             start.user_code,
             start.verification_url_complete,
@@ -219,6 +219,8 @@ pub async fn logout(out: &Output) -> Result<()> {
         }
     }
     credentials::remove()?;
+    // Not secret: where `pd2 login` signs in next time without --server.
+    credentials::remember_server(&stored.server);
     out.result(
         &json!({ "signed_out": true, "server": stored.server }),
         &format!("Signed out of {}.", stored.server),

@@ -139,6 +139,7 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
                 .server
                 .or_else(|| std::env::var("PD2_SERVER").ok().filter(|s| !s.is_empty()))
                 .or(credentials::load().ok().flatten().map(|c| c.server))
+                .or_else(credentials::last_server)
                 .ok_or_else(|| {
                     CliError::local(
                         "which server? `pd2 login --server https://…` (the address of the web app)",
@@ -171,9 +172,9 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
                 exclude,
             };
             if dry_run {
-                // Listing needs no server.
-                let (files, skipped) = upload::collect(&args.paths, no_ignore, &args.exclude)?;
-                return upload::list_dry(&files, skipped, out);
+                // Listing needs no server; signed in, it is checked too.
+                let client = session(cli.server).await.ok();
+                return upload::dry_run(&args, client.as_ref(), out).await;
             }
             let client = session(cli.server).await?;
             upload::upload(&client, args, out).await
@@ -221,9 +222,11 @@ async fn session(server_flag: Option<String>) -> Result<Client> {
         return Client::new(&server, Some(token));
     }
     let Some(mut stored) = credentials::load()? else {
-        return Err(CliError::auth(
-            "not signed in: run `pd2 login --server https://…` (or set PD2_SERVER and PD2_TOKEN)",
-        ));
+        return Err(CliError::auth(match credentials::last_server() {
+            Some(server) => format!("not signed in: run `pd2 login` (to {server}; or --server another)"),
+            None => "not signed in: run `pd2 login --server https://…` (or set PD2_SERVER and PD2_TOKEN)"
+                .to_owned(),
+        }));
     };
     if let Some(server) = server_flag.or(env_server)
         && client::normalise_server(&server)? != stored.server

@@ -31,8 +31,8 @@ impl TicketRef {
             && user.len() <= 64
             && (user == "@me" || user.bytes().all(|b| b.is_ascii_alphanumeric()));
         if !is_id || !is_user {
-            return Err(CliError::refused(format!(
-                "`{text}` is not a ticket: give its id (20 hex characters), USER/ID or its link"
+            return Err(CliError::usage(format!(
+                "`{text}` is not a ticket: give its id (20 hex characters, `pd2 list` shows yours), USER/ID or its link"
             )));
         }
         Ok(Self {
@@ -111,6 +111,7 @@ pub fn html_to_text(html: &str) -> String {
     let mut out = String::new();
     let mut rest = html;
     let mut href: Option<(String, usize)> = None;
+    let mut in_pre = false;
     while let Some(at) = rest.find('<') {
         out.push_str(&decode_entities(&rest[..at]));
         let Some(end) = rest[at..].find('>') else {
@@ -142,11 +143,17 @@ pub fn html_to_text(html: &str) -> String {
                 }
             }
             ("br", _) => out.push('\n'),
+            // Inline code keeps its backticks, as it was written.
+            ("code", _) if !in_pre => out.push('`'),
+            ("pre", false) => in_pre = true,
             ("li", false) => out.push_str("\n• "),
-            (
-                "p" | "pre" | "ul" | "ol" | "blockquote" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6",
-                true,
-            ) => out.push('\n'),
+            ("pre", true) => {
+                in_pre = false;
+                out.push('\n');
+            }
+            ("p" | "ul" | "ol" | "blockquote" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6", true) => {
+                out.push('\n')
+            }
             _ => {}
         }
         rest = &rest[at + end + 1..];
@@ -244,7 +251,7 @@ mod tests {
             html_to_text(
                 "<p>Use <code>&lt;vector&gt;</code> &amp; see <a href=\"https://x.example/?a=1&amp;b=2\" rel=\"x\">docs</a></p>\n<ul>\n<li>one</li>\n</ul>"
             ),
-            "Use <vector> & see docs <https://x.example/?a=1&b=2>\n\n• one"
+            "Use `<vector>` & see docs <https://x.example/?a=1&b=2>\n\n• one"
         );
         assert_eq!(html_to_text("a\u{1b}[31mred"), "a[31mred");
         assert_eq!(

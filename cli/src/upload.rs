@@ -85,26 +85,36 @@ pub async fn upload(client: &Client, args: UploadArgs, out: &Output) -> Result<(
         return Err(CliError::refused(format!(
             "nothing to upload: no files in {}{}",
             shown_paths(&args.paths),
-            if skipped > 0 {
-                format!(" ({skipped} left out as ignored; --no-ignore includes them)")
-            } else {
+            if skipped.is_empty() {
                 String::new()
+            } else {
+                format!(
+                    " ({} left out; --dry-run lists them, --no-ignore includes them)",
+                    skipped.len()
+                )
             }
         )));
     }
     let total: u64 = files.iter().map(|f| f.size).sum();
     check(client, &files).await?;
-    if skipped > 0 {
+    if !skipped.is_empty() {
         out.note(&format!(
-            "{skipped} files left out (.gitignore, hidden, build outputs; --dry-run lists what is sent, --no-ignore includes them)"
+            "{} files left out (.gitignore, hidden, build outputs, --exclude; --dry-run lists them, --no-ignore includes them)",
+            skipped.len()
         ));
     }
     send(client, &args, files, total, out).await
 }
 
-/// `--dry-run`: what would be sent (no server needed).
-pub fn list_dry(files: &[Planned], skipped: usize, out: &Output) -> Result<()> {
+/// `--dry-run`: what would be sent and what is left out; with a server
+/// (`checked`: signed in), whether it would take it.
+pub async fn dry_run(args: &UploadArgs, client: Option<&Client>, out: &Output) -> Result<()> {
+    let (files, skipped) = collect(&args.paths, args.no_ignore, &args.exclude)?;
     let total: u64 = files.iter().map(|f| f.size).sum();
+    let verdict = match client {
+        Some(client) if !files.is_empty() => Some(check(client, &files).await),
+        _ => None,
+    };
     let list: Vec<Value> = files
         .iter()
         .map(|f| json!({ "path": f.name, "size": f.size }))
@@ -113,16 +123,34 @@ pub fn list_dry(files: &[Planned], skipped: usize, out: &Output) -> Result<()> {
         .iter()
         .map(|f| format!("{:>10}  {}", size(f.size), f.name))
         .collect();
+    text.extend(skipped.iter().map(|name| format!("  left out  {name}")));
     text.push(format!(
-        "{} files, {}; {skipped} left out (.gitignore, hidden, build outputs)",
+        "{} files, {} to send; {} left out (.gitignore, hidden, build outputs, --exclude)",
         files.len(),
-        size(total)
+        size(total),
+        skipped.len()
     ));
+    let checked = match &verdict {
+        Some(Ok(())) => "accepted",
+        Some(Err(_)) => "refused",
+        None => "not checked",
+    };
+    text.push(
+        match checked {
+            "accepted" => "The server's limits and the course's policy would accept it (nothing was sent).",
+            "refused" => "The server would refuse it (below); nothing was sent.",
+            _ => "Not checked against the server's limits and policy (not signed in); nothing was sent.",
+        }
+        .to_owned(),
+    );
     out.result(
-        &json!({ "files": list, "skipped": skipped }),
+        &json!({ "files": list, "left_out": skipped, "check": checked }),
         &text.join("\n"),
     );
-    Ok(())
+    match verdict {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn shown_paths(paths: &[PathBuf]) -> String {
@@ -141,9 +169,9 @@ pub fn collect(
     paths: &[PathBuf],
     no_ignore: bool,
     exclude: &[String],
-) -> Result<(Vec<Planned>, usize)> {
+) -> Result<(Vec<Planned>, Vec<String>)> {
     let mut files = Vec::new();
-    let mut skipped = 0;
+    let mut skipped = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path)
             .map_err(|e| CliError::local(format!("cannot read {}: {e}", path.display())))?;
@@ -160,7 +188,7 @@ pub fn collect(
             .map_err(|e| CliError::local(format!("cannot read {}: {e}", path.display())))?;
         let prefix = format!("{}/", file_name(&absolute)?);
         let (found, left_out) = walk(path, no_ignore, exclude)?;
-        skipped += left_out;
+        skipped.extend(left_out.into_iter().map(|name| format!("{prefix}{name}")));
         files.extend(found.into_iter().map(|f| Planned {
             name: format!("{prefix}{}", f.name),
             ..f
@@ -183,7 +211,7 @@ fn file_name(path: &Path) -> Result<String> {
 
 /// A folder's files (sorted by path) with their names relative to it,
 /// and how many files were left out.
-fn walk(root: &Path, no_ignore: bool, exclude: &[String]) -> Result<(Vec<Planned>, usize)> {
+fn walk(root: &Path, no_ignore: bool, exclude: &[String]) -> Result<(Vec<Planned>, Vec<String>)> {
     let mut overrides = ignore::overrides::OverrideBuilder::new(root);
     let mut globs: Vec<String> = exclude.to_vec();
     if no_ignore {
@@ -242,16 +270,24 @@ fn walk(root: &Path, no_ignore: bool, exclude: &[String]) -> Result<(Vec<Planned
             size,
         });
     }
-    // What the filters left out, counted by a walk without them.
-    let all = ignore::WalkBuilder::new(root)
+    // What the filters left out: a walk without them, less what was found
+    // (inside `.git` is never counted).
+    let kept: std::collections::HashSet<&Path> = found.iter().map(|f| f.local.as_path()).collect();
+    let left_out: Vec<String> = ignore::WalkBuilder::new(root)
         .standard_filters(false)
         .follow_links(false)
         .filter_entry(|e| e.file_name() != ".git")
+        .sort_by_file_path(|a, b| a.cmp(b))
         .build()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
-        .count();
-    let left_out = all.saturating_sub(found.len());
+        .filter(|e| e.file_type().is_some_and(|t| t.is_file()) && !kept.contains(e.path()))
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(root)
+                .ok()
+                .map(|r| r.to_string_lossy().replace('\\', "/"))
+        })
+        .collect();
     Ok((found, left_out))
 }
 
@@ -284,37 +320,42 @@ async fn check(client: &Client, files: &[Planned]) -> Result<()> {
             size(limits.max_ticket_size)
         ));
     }
-    if problems.is_empty() {
-        let planned: Vec<Value> = files
-            .iter()
-            .map(|f| json!({ "path": f.name, "size": f.size }))
-            .collect();
-        let response = client
-            .request(Method::POST, "/ticket/check")
-            .json(&json!({ "files": planned }))
-            .send()
-            .await
-            .map_err(|e| client.unreachable(e))?;
-        // A list too long for the check (413) is checked by the upload
-        // itself.
-        if response.status() != reqwest::StatusCode::PAYLOAD_TOO_LARGE {
-            if !response.status().is_success() {
-                return Err(client.refusal(response).await);
+    // The server's own check too, whatever the limits said: every problem
+    // at once, so one round of edits fixes them all. Its size and count
+    // findings are the ones above, said with the sizes.
+    let planned: Vec<Value> = files
+        .iter()
+        .map(|f| json!({ "path": f.name, "size": f.size }))
+        .collect();
+    let response = client
+        .request(Method::POST, "/ticket/check")
+        .json(&json!({ "files": planned }))
+        .send()
+        .await
+        .map_err(|e| client.unreachable(e))?;
+    // A list too long for the check (413) is checked by the upload itself.
+    if response.status() != reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+        if !response.status().is_success() {
+            return Err(client.refusal(response).await);
+        }
+        let answer: Value = client.json(response).await?;
+        const SAID_ABOVE: [&str; 3] =
+            ["File is too large", "Too many files", "Ticket is too large"];
+        for r in answer["rejections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(200)
+        {
+            let message = printable(r["message"].as_str().unwrap_or("refused"));
+            let plugin = printable(r["plugin"].as_str().unwrap_or("?"));
+            if plugin == "pd2-ticket" && SAID_ABOVE.iter().any(|m| message.starts_with(m)) {
+                continue;
             }
-            let answer: Value = client.json(response).await?;
-            for r in answer["rejections"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .take(200)
-            {
-                problems.push(format!(
-                    "{}: {} ({})",
-                    printable(r["file"].as_str().unwrap_or("?")),
-                    printable(r["message"].as_str().unwrap_or("refused")),
-                    printable(r["plugin"].as_str().unwrap_or("?"))
-                ));
-            }
+            problems.push(match r["file"].as_str() {
+                Some(file) => format!("{}: {message} ({plugin})", printable(file)),
+                None => format!("{message} ({plugin})"),
+            });
         }
     }
     if problems.is_empty() {

@@ -277,7 +277,12 @@ async fn a_terminal_signs_in_with_a_code_approved_once() {
             .status();
         assert_eq!(status, 403);
     }
-    one_line_error(&terminal.run(&["list"]).await, 3, "not signed in");
+    // Signed out, the next sign-in remembers where.
+    one_line_error(
+        &terminal.run(&["list"]).await,
+        3,
+        &format!("not signed in: run `pd2 login` (to {}", server.base),
+    );
 }
 
 #[tokio::test]
@@ -491,7 +496,29 @@ async fn a_folder_goes_up_without_what_it_ignores_and_comes_back_byte_exact() {
         .map(|f| f["path"].as_str().expect("path").to_owned())
         .collect();
     assert_eq!(listed, wanted.keys().cloned().collect::<Vec<_>>());
-    assert_eq!(dry.json()["skipped"], 9);
+    let left_out: Vec<String> = dry.json()["left_out"]
+        .as_array()
+        .expect("left_out")
+        .iter()
+        .map(|f| f.as_str().expect("name").to_owned())
+        .collect();
+    assert_eq!(
+        left_out,
+        [
+            "observer/.DS_Store",
+            "observer/.gitignore",
+            "observer/.idea/workspace.xml",
+            "observer/build/main.o",
+            "observer/node_modules/left-pad/index.js",
+            "observer/run.log",
+            "observer/secret/token.txt",
+            "observer/src/main/java/com/iluwatar/observer/Weather.class",
+            "observer/target/classes/App.class",
+        ]
+        .map(String::from)
+    );
+    // Signed in, the dry run is checked by the server too.
+    assert_eq!(dry.json()["check"], "accepted");
 
     let up = terminal
         .run_in(
@@ -603,11 +630,13 @@ async fn a_folder_goes_up_without_what_it_ignores_and_comes_back_byte_exact() {
     let comments = terminal.run(&["comments", &id]).await;
     assert_eq!(comments.code, 0, "{}", comments.stderr);
     assert!(
-        comments.stdout.contains("── observer/README.md:1")
+        comments
+            .stdout
+            .contains("── observer/README.md:1 (on version 2)")
             && comments.stdout.contains("\nta · ")
             && comments
                 .stdout
-                .contains("  Use List<Observer> & see https://example.org/a?b=1&c=2\n")
+                .contains("  Use `List<Observer>` & see https://example.org/a?b=1&c=2\n")
             && comments.stdout.contains("<script>alert(1)</script>"),
         "{}",
         comments.stdout
@@ -732,7 +761,7 @@ async fn every_failure_is_one_line_and_an_exit_code() {
         4,
         "Ticket not found (404)",
     );
-    one_line_error(&me.run(&["show", "../../etc"]).await, 4, "is not a ticket");
+    one_line_error(&me.run(&["show", "../../etc"]).await, 2, "is not a ticket");
     one_line_error(
         &me.run(&["upload", "/nonexistent/folder"]).await,
         1,
