@@ -52,6 +52,17 @@ fn one_line_error(run: &Run, code: i32, says: &str) {
     );
 }
 
+/// What `GET /ticket` answers this token.
+async fn tickets_status(server: &Server, token: &str) -> u16 {
+    server
+        .get("/ticket", token)
+        .send()
+        .await
+        .expect("list tickets")
+        .status()
+        .as_u16()
+}
+
 async fn approve(server: &Server, token: &str, code: &str, verb: &str) -> u16 {
     server
         .post(&format!("/device/requests/{code}/{verb}"), token)
@@ -224,15 +235,7 @@ async fn a_terminal_signs_in_with_a_code_approved_once() {
         .update_many(doc! {}, doc! { "$set": { "expires": 1_i64 } })
         .await
         .expect("expire");
-    assert_eq!(
-        server
-            .get("/ticket", &renewed)
-            .send()
-            .await
-            .expect("list")
-            .status(),
-        403
-    );
+    assert_eq!(tickets_status(&server, &renewed).await, 403);
     one_line_error(
         &terminal.run(&["list"]).await,
         3,
@@ -242,15 +245,7 @@ async fn a_terminal_signs_in_with_a_code_approved_once() {
         .update_many(doc! {}, doc! { "$set": { "expires": keep } })
         .await
         .expect("restore");
-    assert_eq!(
-        server
-            .get("/ticket", &renewed)
-            .send()
-            .await
-            .expect("list")
-            .status(),
-        200
-    );
+    assert_eq!(tickets_status(&server, &renewed).await, 200);
 
     // The server away: logging out says so and keeps the sign-in, which
     // still works there, for another try.
@@ -269,12 +264,7 @@ async fn a_terminal_signs_in_with_a_code_approved_once() {
     assert!(out.stdout.contains("Signed out of"), "{}", out.stdout);
     assert!(!terminal.credentials().exists());
     for token in [&first_token, &device_token, &renewed] {
-        let status = server
-            .get("/ticket", token)
-            .send()
-            .await
-            .expect("list")
-            .status();
+        let status = tickets_status(&server, token).await;
         assert_eq!(status, 403);
     }
     // Signed out, the next sign-in remembers where.
@@ -329,15 +319,7 @@ async fn device_codes_expire_are_denied_and_give_one_token() {
     assert_eq!(token["token_type"], "Bearer");
     assert_eq!(token["expires_in"], 30 * 86_400);
     let access = token["access_token"].as_str().expect("token");
-    assert_eq!(
-        server
-            .get("/ticket", access)
-            .send()
-            .await
-            .expect("use")
-            .status(),
-        200
-    );
+    assert_eq!(tickets_status(&server, access).await, 200);
     let (status, again) = poll(&server, device_code).await;
     assert_eq!(
         (status, again["error"].as_str()),
