@@ -56,6 +56,8 @@ if ! wait "$wasm"; then
   cat "$wasm_log" >&2
   exit 1
 fi
+# Built: the suite uses them as they are (tests/src/lib.rs).
+export TEST_PLUGINS_PREBUILT=1
 # While the suite runs (it mostly waits on servers, the database and the
 # browser), the plugins' own native unit tests (their workspace is
 # separate: it builds for wasm32-wasip2) and the SDK's documentation
