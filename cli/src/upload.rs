@@ -394,6 +394,12 @@ async fn send(
         let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
             if let Ok(bytes) = chunk {
                 progress.inc(bytes.len() as u64);
+                // All sent: what is left is the server's (validation by the
+                // course's plugins, storage), said so the bar at 100 % does
+                // not look stuck.
+                if progress.length().is_some_and(|total| progress.position() >= total) {
+                    progress.set_message("sent; the server is checking and storing");
+                }
             }
         });
         let part = Part::stream_with_length(Body::wrap_stream(stream), f.size)
