@@ -397,7 +397,10 @@ async fn send(
                 // All sent: what is left is the server's (validation by the
                 // course's plugins, storage), said so the bar at 100 % does
                 // not look stuck.
-                if progress.length().is_some_and(|total| progress.position() >= total) {
+                if progress
+                    .length()
+                    .is_some_and(|total| progress.position() >= total)
+                {
                     progress.set_message("sent; the server is checking and storing");
                 }
             }

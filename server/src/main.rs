@@ -211,14 +211,17 @@ async fn print_token(
         "--user-id must be a Discord user id"
     );
     let ctx = Context::new(config).await?;
-    let user = ctx.store.users.ensure(user_id, username).await?;
-    let display = DisplayData::new(&user.profile, ctx.is_admin(user_id));
-    let token = ctx
-        .tokens
-        .issue(display, i64::from(days) * 24 * 60 * 60)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
-    println!("{token}");
+    let signed = async {
+        let user = ctx.store.users.ensure(user_id, username).await?;
+        let display = DisplayData::new(&user.profile, ctx.is_admin(user_id));
+        ctx.tokens
+            .issue(display, i64::from(days) * 24 * 60 * 60)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))
+    }
+    .await;
+    ctx.store.shutdown().await;
+    println!("{}", signed?);
     Ok(())
 }
 

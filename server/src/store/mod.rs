@@ -324,6 +324,20 @@ impl Store {
         self.users.upsert_login(profile, tokens).await
     }
 
+    /// Closes both clients before the runtime goes: a command-line run
+    /// (`pd2-ticket token`) that let them drop as it exits left the
+    /// driver's session cleanup running on a runtime shutting down, which
+    /// panicked in the driver.
+    pub async fn shutdown(&self) {
+        self.db.client().clone().shutdown().immediate(true).await;
+        self.monitor_db
+            .client()
+            .clone()
+            .shutdown()
+            .immediate(true)
+            .await;
+    }
+
     /// An empty batch of writes (see `batch`).
     pub fn batch(&self) -> WriteBatch {
         WriteBatch::new(self.db.clone(), self.gate.clone(), self.bulk.clone())
