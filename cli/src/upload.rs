@@ -387,11 +387,29 @@ async fn send(
     });
     let mut form = Form::new().text("data", data.to_string());
     for f in files {
-        let file = tokio::fs::File::open(&f.local)
+        // Read whole before anything is sent (at most the server's ticket
+        // limit, checked above): what goes is what was checked, and a file
+        // a build is still writing stops the upload instead of arriving
+        // cut or padded.
+        let bytes = tokio::fs::read(&f.local)
             .await
             .map_err(|e| CliError::local(format!("cannot read {}: {e}", f.local.display())))?;
+        if bytes.len() as u64 != f.size {
+            bar.finish_and_clear();
+            return Err(CliError::local(format!(
+                "{} changed while the upload was prepared ({} bytes, then {}): nothing was sent; run `pd2 upload` again once it is written",
+                f.name,
+                f.size,
+                bytes.len()
+            )));
+        }
+        let bytes = bytes::Bytes::from(bytes);
+        let chunks: Vec<std::io::Result<bytes::Bytes>> = (0..bytes.len())
+            .step_by(64 * 1024)
+            .map(|at| Ok(bytes.slice(at..(at + 64 * 1024).min(bytes.len()))))
+            .collect();
         let progress = bar.clone();
-        let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+        let stream = futures_util::stream::iter(chunks).inspect(move |chunk| {
             if let Ok(bytes) = chunk {
                 progress.inc(bytes.len() as u64);
                 // All sent: what is left is the server's (validation by the
