@@ -377,6 +377,14 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
+    /// What an operator runs: the repository's `config.toml` with the
+    /// first-party plugins.
+    pub fn shipped() -> Self {
+        Self::default()
+            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
+            .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+    }
+
     pub fn env(mut self, key: &str, value: impl ToString) -> Self {
         self.env.push((key.to_owned(), value.to_string()));
         self

@@ -14,21 +14,20 @@ use std::{
 
 use mongodb::bson::doc;
 use pd2_ticket_tests::{
-    Server, ServerOptions, first_party_plugins, free_port, json,
+    Server, ServerOptions, free_port, json,
     pd2::{Run, Terminal},
     temp_dir, workspace_root,
 };
 use serde_json::{Value, json};
 
 async fn server() -> Server {
-    server_with(ServerOptions::default()).await
+    server_with(ServerOptions::shipped()).await
 }
 
+/// A server of `options` (the shipped config, with changes) for the CLI.
 async fn server_with(options: ServerOptions) -> Server {
     Server::start_with(
         options
-            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-            .env("PD2_PLUGINS__DIR", first_party_plugins().display())
             .secret("cli-secret-0123456789abcdef")
             // Nothing a student's shell may export breaks the server.
             .env("PD2_TOKEN", "a-student-token")
@@ -104,7 +103,7 @@ async fn start_code(server: &Server, name: &str) -> Value {
 #[tokio::test]
 async fn a_terminal_signs_in_with_a_code_approved_once() {
     // Device tokens of a day: the terminal renews them (under a week left).
-    let server = server_with(ServerOptions::default().env("PD2_AUTH__DEVICE_TOKEN_DAYS", 1)).await;
+    let server = server_with(ServerOptions::shipped().env("PD2_AUTH__DEVICE_TOKEN_DAYS", 1)).await;
     let student = server.token_named("7001", Some("alice"));
     let terminal = Terminal::new(&server.base);
 
@@ -786,7 +785,7 @@ async fn every_failure_is_one_line_and_an_exit_code() {
     );
     // Behind a proxy (`server.client_ip_header`), each client is its own.
     let proxied =
-        server_with(ServerOptions::default().env("PD2_SERVER__CLIENT_IP_HEADER", "X-Real-IP"))
+        server_with(ServerOptions::shipped().env("PD2_SERVER__CLIENT_IP_HEADER", "X-Real-IP"))
             .await;
     let start_from = |ip: &'static str| {
         proxied

@@ -7,16 +7,10 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId};
 use pd2_ticket_tests::{
-    Server, ServerOptions, assert_error, create_ticket, discord::FakeDiscord, eventually,
-    first_party_plugins, json, post_form, workspace_root,
+    Server, ServerOptions, assert_error, create_ticket, discord::FakeDiscord, eventually, json,
+    post_form,
 };
 use serde_json::{Value, json};
-
-fn shipped() -> ServerOptions {
-    ServerOptions::default()
-        .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-        .env("PD2_PLUGINS__DIR", first_party_plugins().display())
-}
 
 const MAIN: &str = "public class Main {\n    static int twice(int x) {\n        return x * 2;\n    }\n\n    public static void main(String[] args) {\n        System.out.println(twice(21));\n    }\n}\n";
 
@@ -50,7 +44,7 @@ async fn threads(server: &Server, token: &str, ticket: &str, query: &str) -> Val
 
 #[tokio::test]
 async fn who_may_comment_edit_delete_and_resolve() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (author, ta, stranger) = (
         server.token("100"),
         server.token("200"),
@@ -255,7 +249,7 @@ async fn who_may_comment_edit_delete_and_resolve() {
 
 #[tokio::test]
 async fn bodies_and_anchors_are_bounded_and_checked() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let author = server.token("100");
     let t = create_ticket(
         &server,
@@ -347,7 +341,7 @@ async fn bodies_and_anchors_are_bounded_and_checked() {
 
 #[tokio::test]
 async fn a_fast_commenter_is_slowed_with_a_clear_429() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let author = server.token("100");
     let t = create_ticket(&server, &author, &[("a.txt", b"a\n")], None).await;
     let t = t["id"].as_str().expect("id").to_owned();
@@ -390,7 +384,7 @@ async fn a_fast_commenter_is_slowed_with_a_clear_429() {
 
 #[tokio::test]
 async fn markdown_is_rendered_safe_and_the_source_stays_text() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let author = server.token("100");
     let t = create_ticket(&server, &author, &[("a.txt", b"a\n")], None).await;
     let t = t["id"].as_str().expect("id").to_owned();
@@ -413,7 +407,7 @@ async fn markdown_is_rendered_safe_and_the_source_stays_text() {
 
 #[tokio::test]
 async fn threads_follow_their_lines_into_later_versions_or_say_they_are_outdated() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (author, ta) = (server.token("100"), server.token("200"));
     let t = create_ticket(
         &server,
@@ -517,7 +511,7 @@ async fn threads_follow_their_lines_into_later_versions_or_say_they_are_outdated
 async fn notifications_and_direct_messages_reach_only_who_may_read() {
     let discord = FakeDiscord::start().await;
     let server = Server::start_with(
-        shipped()
+        ServerOptions::shipped()
             .discord(&discord.base)
             .env("PD2_DISCORD__BOT_TOKEN", "bot-secret")
             .env("PD2_DISCORD__REDIRECT_URI", "https://tickets.example/"),

@@ -4,10 +4,7 @@
 //! a tiny answer; a repeat view is still a 304.
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
-use pd2_ticket_tests::{
-    Server, ServerOptions, create_ticket, first_party_plugins, largest, project_files,
-    workspace_root,
-};
+use pd2_ticket_tests::{Server, ServerOptions, create_ticket, largest, project_files};
 use tokio::io::AsyncReadExt;
 
 async fn decompress(encoding: &str, bytes: &[u8]) -> Vec<u8> {
@@ -33,12 +30,7 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 
 #[tokio::test]
 async fn answers_are_compressed_as_the_client_accepts() {
-    let server = Server::start_with(
-        ServerOptions::default()
-            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-            .env("PD2_PLUGINS__DIR", first_party_plugins().display()),
-    )
-    .await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let token = server.token("71");
     // The largest source of a real project, and an image beside it.
     let project = project_files("java-design-patterns");

@@ -9,13 +9,7 @@ use serde_json::Value;
 /// The shipped configuration; user 1 is an admin, who is shown
 /// `X-Preview-Cache`.
 async fn default_server() -> Server {
-    Server::start_with(
-        ServerOptions::default()
-            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-            .env("PD2_PLUGINS__DIR", first_party_plugins().display())
-            .admins(&["1"]),
-    )
-    .await
+    Server::start_with(ServerOptions::shipped().admins(&["1"])).await
 }
 
 /// Uploads one file and fetches its preview, asserting the status, content

@@ -4,17 +4,8 @@
 //! legacy encodings once and say so, the bytes stay as uploaded, and a
 //! search finds lines across the ticket within its bounds.
 
-use pd2_ticket_tests::{
-    Server, ServerOptions, assert_error, create_ticket, first_party_plugins, json, project_files,
-    workspace_root,
-};
+use pd2_ticket_tests::{Server, ServerOptions, assert_error, create_ticket, json, project_files};
 use serde_json::Value;
-
-fn shipped() -> ServerOptions {
-    ServerOptions::default()
-        .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-        .env("PD2_PLUGINS__DIR", first_party_plugins().display())
-}
 
 /// The Big5 homework and the Java project, as one folder.
 fn folder() -> Vec<(String, Vec<u8>)> {
@@ -40,7 +31,7 @@ async fn upload_folder(
 
 #[tokio::test]
 async fn a_big5_homework_is_previewed_decoded_and_kept_as_uploaded() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let token = server.token("31");
     let files = folder();
     assert!(files.len() >= 40, "{} files", files.len());
@@ -122,7 +113,7 @@ async fn search(server: &Server, token: &str, user: &str, id: &str, q: &str) -> 
 #[tokio::test]
 async fn search_finds_lines_across_the_ticket_within_its_bounds() {
     let server = Server::start_with(
-        shipped()
+        ServerOptions::shipped()
             .env("PD2_LIMITS__MAX_FILE_SIZE", 3 << 20)
             .env("PD2_LIMITS__MAX_TICKET_SIZE", 64 << 20),
     )
@@ -240,7 +231,7 @@ async fn check(server: &Server, token: &str, files: Value) -> (u16, Value) {
 /// the upload would give. Nothing is stored.
 #[tokio::test]
 async fn an_upload_is_checked_by_name_before_its_bytes_are_sent() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let token = server.token("51");
     let max = 1u64 << 20;
     let (status, found) = check(

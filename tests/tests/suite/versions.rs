@@ -11,15 +11,9 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 use pd2_ticket_tests::{
-    Server, ServerOptions, assert_error, create_ticket, eventually, first_party_plugins, json,
-    post_form, project_files, workspace_root,
+    Server, ServerOptions, assert_error, create_ticket, eventually, json, post_form, project_files,
+    workspace_root,
 };
-
-fn shipped() -> ServerOptions {
-    ServerOptions::default()
-        .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-        .env("PD2_PLUGINS__DIR", first_party_plugins().display())
-}
 
 type Files = Vec<(String, Vec<u8>)>;
 
@@ -119,7 +113,7 @@ fn second_version(v1: &Files) -> Files {
 
 #[tokio::test]
 async fn a_new_version_keeps_the_link_and_every_read_can_ask_for_the_old_one() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (student, ta) = (server.token("100"), server.token_named("200", Some("ta")));
     let v1 = observer();
     let created = create_ticket(
@@ -344,7 +338,7 @@ async fn a_new_version_keeps_the_link_and_every_read_can_ask_for_the_old_one() {
 
 #[tokio::test]
 async fn only_the_author_adds_versions_and_nobody_learns_of_a_hidden_ticket() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (student, other) = (server.token("100"), server.token("300"));
     let file: &[(&str, &[u8])] = &[("a.txt", b"one\n")];
     let public = create_ticket(&server, &student, file, Some(r#"{"is_public": true}"#)).await;
@@ -412,7 +406,7 @@ async fn only_the_author_adds_versions_and_nobody_learns_of_a_hidden_ticket() {
 
 #[tokio::test]
 async fn diffs_list_every_change_and_show_a_files_lines() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (student, ta) = (server.token("100"), server.token("200"));
     let v1 = observer();
     let created = create_ticket(
@@ -555,7 +549,9 @@ async fn diffs_list_every_change_and_show_a_files_lines() {
 
 #[tokio::test]
 async fn a_large_source_diffs_by_its_lines_and_binary_or_huge_files_say_changed() {
-    let server = Server::start_with(shipped().env("PD2_LIMITS__MAX_FILE_SIZE", 4 << 20)).await;
+    let server =
+        Server::start_with(ServerOptions::shipped().env("PD2_LIMITS__MAX_FILE_SIZE", 4 << 20))
+            .await;
     let token = server.token("100");
     let source =
         std::fs::read(workspace_root().join("tests/fixtures/projects/tinyxml2/tinyxml2.cpp"))
@@ -662,7 +658,7 @@ async fn a_large_source_diffs_by_its_lines_and_binary_or_huge_files_say_changed(
 
 #[tokio::test]
 async fn compare_two_tickets_a_student_can_see() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (ta, student, stranger) = (
         server.token("200"),
         server.token("100"),
@@ -727,7 +723,7 @@ async fn compare_two_tickets_a_student_can_see() {
 
 #[tokio::test]
 async fn shared_bytes_outlive_one_ticket_and_go_with_the_last() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (a, b) = (server.token("100"), server.token("101"));
     let v1 = observer();
     let empty = server.stored().await;
@@ -775,7 +771,7 @@ async fn shared_bytes_outlive_one_ticket_and_go_with_the_last() {
 /// contents still reads them.
 #[tokio::test]
 async fn a_version_racing_a_delete_leaves_nothing_behind() {
-    let server = Server::start_with(shipped()).await;
+    let server = Server::start_with(ServerOptions::shipped()).await;
     let (a, b) = (server.token("100"), server.token("101"));
     let v1 = observer();
     let v2 = second_version(&v1);
@@ -830,7 +826,7 @@ async fn a_version_racing_a_delete_leaves_nothing_behind() {
 }
 
 fn crashing_at(point: &str) -> ServerOptions {
-    shipped()
+    ServerOptions::shipped()
         .env("TEST_PD2_CRASH_AT", point)
         .env("PD2_LIMITS__UPLOAD_IDLE_SECS", 1)
 }
@@ -839,7 +835,7 @@ fn crashing_at(point: &str) -> ServerOptions {
 /// what the first left (entries are stale after 10 idle periods of 1 s).
 async fn survivor_of(crashed: &Server) -> Server {
     Server::start_with(
-        shipped()
+        ServerOptions::shipped()
             .env("PD2_LIMITS__UPLOAD_IDLE_SECS", 1)
             .database(&crashed.db_uri.clone(), &crashed.database.clone()),
     )

@@ -5,18 +5,14 @@
 
 use std::{path::PathBuf, process::Command};
 
-use pd2_ticket_tests::{
-    Server, ServerOptions, discord::FakeDiscord, first_party_plugins, json, workspace_root,
-};
+use pd2_ticket_tests::{Server, ServerOptions, discord::FakeDiscord, json, workspace_root};
 use serde_json::json;
 
 const SECRET: &str = "web-app-secret-0123456789";
 
 async fn app_server(discord: &FakeDiscord) -> Server {
     Server::start_with(
-        ServerOptions::default()
-            .env("PD2_CONFIG", workspace_root().join("config.toml").display())
-            .env("PD2_PLUGINS__DIR", first_party_plugins().display())
+        ServerOptions::shipped()
             .discord(&discord.base)
             .secret(SECRET)
             .admins(&["4242"]),
