@@ -118,12 +118,7 @@ impl Client {
         }
         if let Some(rejections) = value["rejections"].as_array() {
             for r in rejections.iter().take(200) {
-                message.push_str(&format!(
-                    "\n  {}: {} ({})",
-                    crate::text::printable(r["file"].as_str().unwrap_or("?")),
-                    crate::text::printable(r["message"].as_str().unwrap_or("refused")),
-                    crate::text::printable(r["plugin"].as_str().unwrap_or("?")),
-                ));
+                message.push_str(&format!("\n  {}", crate::text::rejection(r)));
             }
         }
         match status {

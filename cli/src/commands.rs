@@ -195,9 +195,10 @@ pub async fn download(
                     printable(name)
                 ))
             })?;
-        // Nothing of the way there may be a link out of the folder.
+        // Nothing of the way there, the file included, may be a link out
+        // of the folder.
         let mut at = dir.clone();
-        for part in relative.parent().into_iter().flat_map(Path::components) {
+        for part in relative.components() {
             at.push(part);
             if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
                 return Err(CliError::local(format!(
@@ -206,13 +207,7 @@ pub async fn download(
                 )));
             }
         }
-        let target = dir.join(relative);
-        if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(CliError::local(format!(
-                "{} is a symbolic link; nothing was written",
-                target.display()
-            )));
-        }
+        let target = at;
         if !force && target.exists() {
             return Err(CliError::local(format!(
                 "{} exists; nothing was written (--force overwrites)",

@@ -213,6 +213,18 @@ fn decode_entities(text: &str) -> String {
     out
 }
 
+/// One of the server's `rejections` (`{file, plugin, message}`; `file`
+/// null for a rule about the whole ticket) as a line: `file: message
+/// (plugin)`.
+pub fn rejection(r: &serde_json::Value) -> String {
+    let message = printable(r["message"].as_str().unwrap_or("refused"));
+    let plugin = printable(r["plugin"].as_str().unwrap_or("?"));
+    match r["file"].as_str() {
+        Some(file) => format!("{}: {message} ({plugin})", printable(file)),
+        None => format!("{message} ({plugin})"),
+    }
+}
+
 /// Text from the server shown on a terminal: no escape sequences.
 pub fn printable(text: &str) -> String {
     text.chars()

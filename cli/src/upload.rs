@@ -18,7 +18,7 @@ use crate::{
     client::Client,
     error::{CliError, Result},
     output::Output,
-    text::{TicketRef, printable, size, ticket_link},
+    text::{self, TicketRef, size, ticket_link},
 };
 
 /// Left out unless `--no-ignore`: what compilers, package managers and
@@ -347,15 +347,11 @@ async fn check(client: &Client, files: &[Planned]) -> Result<()> {
             .flatten()
             .take(200)
         {
-            let message = printable(r["message"].as_str().unwrap_or("refused"));
-            let plugin = printable(r["plugin"].as_str().unwrap_or("?"));
-            if plugin == "pd2-ticket" && SAID_ABOVE.iter().any(|m| message.starts_with(m)) {
+            let message = r["message"].as_str().unwrap_or_default();
+            if r["plugin"] == "pd2-ticket" && SAID_ABOVE.iter().any(|m| message.starts_with(m)) {
                 continue;
             }
-            problems.push(match r["file"].as_str() {
-                Some(file) => format!("{}: {message} ({plugin})", printable(file)),
-                None => format!("{message} ({plugin})"),
-            });
+            problems.push(text::rejection(r));
         }
     }
     if problems.is_empty() {

@@ -57,6 +57,10 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// `public_url` without its trailing `/`; `None` when unset.
+    pub fn public_base(&self) -> Option<&str> {
+        Some(self.public_url.trim_end_matches('/')).filter(|b| !b.is_empty())
+    }
     pub fn header_read_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.header_read_timeout_secs.max(1))
     }

@@ -128,9 +128,8 @@ pub(super) struct DeviceTokenReply {
 /// The web app's address: `server.public_url`, or else the address this
 /// request was sent to (what the device itself reached).
 fn app_base(ctx: &Ctx, host: Option<String>, proto: Option<String>) -> String {
-    let configured = ctx.config.server.public_url.trim_end_matches('/');
-    if !configured.is_empty() {
-        return configured.to_owned();
+    if let Some(base) = ctx.config.server.public_base() {
+        return base.to_owned();
     }
     // Only a well-formed host goes into the address the device prints.
     let host = host

@@ -244,12 +244,11 @@ fn escape_markdown(text: &str) -> String {
 /// `discord.redirect_uri` (the app's own address when the web app is the
 /// one signing in); a relative one when neither is set.
 fn ticket_link(ctx: &Context, record: &NotificationRecord) -> String {
-    let public = ctx.config.server.public_url.trim_end_matches('/');
-    let base = if public.is_empty() {
-        ctx.config.discord.redirect_uri.trim_end_matches('/')
-    } else {
-        public
-    };
+    let base = ctx
+        .config
+        .server
+        .public_base()
+        .unwrap_or_else(|| ctx.config.discord.redirect_uri.trim_end_matches('/'));
     format!("{base}/#/t/{}/{}", record.ticket_author, record.ticket_id)
 }
 
