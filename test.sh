@@ -56,19 +56,20 @@ if ! wait "$wasm"; then
   cat "$wasm_log" >&2
   exit 1
 fi
-# Built: the suite uses them as they are (tests/src/lib.rs).
-export TEST_PLUGINS_PREBUILT=1
+# Built: the suite runs the binaries and plugins as they are
+# (tests/src/lib.rs) instead of asking cargo for each again.
+export TEST_PREBUILT=1
 # While the suite runs (it mostly waits on servers, the database and the
 # browser), the plugins' own native unit tests (their workspace is
 # separate: it builds for wasm32-wasip2) and the SDK's documentation
-# (what plugin authors read: no broken links; in a target dir of its own,
-# as the suite holds the main one's lock) build beside it: about a minute
-# less on a fresh 2-core machine.
+# (what plugin authors read: no broken links) build beside it. The docs go
+# to the main target dir, where the build above left what they need (the
+# SDK's macros, built with this workspace's features); cargo holds a
+# target dir's lock only while building, not while tests run.
 side_log="$(mktemp -t pd2-side.XXXXXX)"
 (
   (cd plugins && cargo test --workspace --quiet) \
-    && RUSTDOCFLAGS="-D warnings" CARGO_TARGET_DIR=target/sdk-doc \
-      cargo doc --no-deps --quiet -p pd2-plugin-sdk
+    && RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p pd2-plugin-sdk
 ) >"$side_log" 2>&1 &
 side=$!
 trap 'kill "$side" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$side_log" "$wasm_log"' EXIT

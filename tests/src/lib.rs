@@ -55,6 +55,12 @@ pub fn cli_binary() -> &'static Path {
     BIN.get_or_init(|| workspace_binary("pd2", "pd2"))
 }
 
+/// Whether `./test.sh` built everything the suite runs (the binaries, the
+/// plugins and the wasm fixtures) before starting it.
+fn prebuilt() -> bool {
+    std::env::var_os("TEST_PREBUILT").is_some()
+}
+
 /// Builds `bin` of `package` in this test's profile (quick when fresh)
 /// and gives its path.
 fn workspace_binary(package: &str, bin: &str) -> PathBuf {
@@ -63,6 +69,14 @@ fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let mut profile_dir = exe.parent().expect("exe has a folder").to_path_buf();
     if profile_dir.ends_with("deps") {
         profile_dir.pop();
+    }
+    // `./test.sh` built it with every target of the workspace. Building it
+    // alone (`-p`) resolves features without the test targets' (tokio's
+    // `test-util`, from the server's dev-dependencies), a different build
+    // of tokio and of everything above it: on a fresh machine that was
+    // ~150 s of CPU while the first tests waited.
+    if prebuilt() {
+        return profile_dir.join(bin);
     }
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev".to_owned(),
@@ -121,7 +135,7 @@ fn build_plugins(workspace: &str, dist: &str) -> PathBuf {
     // `./test.sh` builds both sets before the suite: building again here
     // would only wait for the plugins' target dir, which its side job
     // (the plugins' native tests) holds for the first minute of a cold run.
-    if std::env::var_os("TEST_PLUGINS_PREBUILT").is_some() {
+    if prebuilt() {
         return root.join(dist);
     }
     let mut command = Command::new("bash");
