@@ -6,24 +6,29 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/db.sh
 
-# A run stopped by a signal exits through its EXIT trap too, so the
-# database and builds it started do not outlive it.
+# Everything this run starts in the background is stopped on the way out,
+# and a run stopped by a signal exits through the EXIT trap too.
+wasm="" side="" storage="" logs=()
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+cleanup() {
+  for job in $wasm $side; do kill_tree "$job"; done
+  pd2_stop_secantusdb
+  rm -rf ${storage:+"$storage"} ${logs[@]+"${logs[@]}"}
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 pd2_ensure_secantusdb
-if [ -z "${TEST_MONGODB_URI:-}" ]; then
-  port="$(pd2_free_port)"
-  storage="$(mktemp -d -t pd2-test-db.XXXXXX)"
-  pd2_start_secantusdb "$port" "$storage/db" "$storage/secantusdb.log"
-  trap 'pd2_stop_secantusdb; rm -rf "$storage"' EXIT
-  export TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
-fi
-export SECANTUSD="$PD2_VENV/bin/secantusd-py"
 # The OpenAPI test validates the served document with the reference
 # validator.
 if [ ! -x "$PD2_VENV/bin/openapi-spec-validator" ]; then
   "$PD2_VENV/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator
 fi
 export OPENAPI_SPEC_VALIDATOR="$PD2_VENV/bin/openapi-spec-validator"
+export SECANTUSD="$PD2_VENV/bin/secantusd-py"
 
 # The web app's browser tests drive Debian's Chromium with playwright-core
 # (from the npm registry; it never downloads a browser of its own).
@@ -41,12 +46,12 @@ fi
 # dependencies build once) run beside the host build: its last minutes
 # compile one crate at a time and leave a core idle.
 wasm_log="$(mktemp -t pd2-wasm.XXXXXX)"
+logs+=("$wasm_log")
 (
   plugins/build.sh \
     && CARGO_TARGET_DIR="$PWD/plugins/target" plugins/build.sh tests/fixtures tests/fixtures/dist
 ) >"$wasm_log" 2>&1 &
 wasm=$!
-trap 'kill "$wasm" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$wasm_log"' EXIT
 # Every test target, and the plain binaries the suite runs (the server,
 # `pd2`) in the same invocation: built side by side, not by the first test
 # that needs them while the others wait.
@@ -56,9 +61,20 @@ if ! wait "$wasm"; then
   cat "$wasm_log" >&2
   exit 1
 fi
+wasm=""
 # Built: the suite runs the binaries and plugins as they are
 # (tests/src/lib.rs) instead of asking cargo for each again.
 export TEST_PREBUILT=1
+
+# The database, started only now: idle, it still takes a few percent of a
+# core, which the builds above can use.
+if [ -z "${TEST_MONGODB_URI:-}" ]; then
+  port="$(pd2_free_port)"
+  storage="$(mktemp -d -t pd2-test-db.XXXXXX)"
+  pd2_start_secantusdb "$port" "$storage/db" "$storage/secantusdb.log"
+  export TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
+fi
+
 # While the suite runs (it mostly waits on servers, the database and the
 # browser), the plugins' own native unit tests (their workspace is
 # separate: it builds for wasm32-wasip2) and the SDK's documentation
@@ -67,12 +83,12 @@ export TEST_PREBUILT=1
 # SDK's macros, built with this workspace's features); cargo holds a
 # target dir's lock only while building, not while tests run.
 side_log="$(mktemp -t pd2-side.XXXXXX)"
+logs+=("$side_log")
 (
   (cd plugins && cargo test --workspace --quiet) \
     && RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p pd2-plugin-sdk
 ) >"$side_log" 2>&1 &
 side=$!
-trap 'kill "$side" 2>/dev/null || true; pd2_stop_secantusdb; rm -rf "${storage:-/nonexistent}" "$side_log" "$wasm_log"' EXIT
 # Three tests at a time: each mostly waits on its server, the database or
 # the browser (on 2 cores a run of the suite keeps them about half busy), so
 # the suite is quicker than with one per core. Every test waits for
@@ -85,4 +101,5 @@ if ! wait "$side"; then
   cat "$side_log" >&2
   status=1
 fi
+side=""
 exit "$status"

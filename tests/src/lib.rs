@@ -6,6 +6,7 @@
 //! so tests run in parallel without seeing each other's data.
 
 pub mod discord;
+pub mod images;
 pub mod multipart;
 pub mod pd2;
 pub mod proxy;

@@ -15,7 +15,7 @@ use std::{
 
 use futures_util::{AsyncReadExt, AsyncWriteExt};
 use pd2_ticket_tests::{
-    DbServer, Server, bench_options, create_ticket, first_party_plugins, fixture_plugins,
+    DbServer, Server, bench_options, create_ticket, first_party_plugins, fixture_plugins, images,
     plugin_dir, server_binary, upload,
 };
 
@@ -663,17 +663,13 @@ fn notebook(variant: usize) -> Vec<u8> {
             "output_type": "stream", "name": "stdout", "text": format!("mean = {i}.5\n"),
         })];
         if i % 5 == 0 {
-            let img = image::RgbImage::from_fn(300, 200, |x, y| {
-                image::Rgb([(x * y % 251) as u8, (x ^ y) as u8, (i * 10 + variant) as u8])
+            let png = images::png(300, 200, |x, y| {
+                [(x * y % 251) as u8, (x ^ y) as u8, (i * 10 + variant) as u8]
             });
-            let mut png = std::io::Cursor::new(Vec::new());
-            image::DynamicImage::ImageRgb8(img)
-                .write_to(&mut png, image::ImageFormat::Png)
-                .expect("encode png");
             outputs.push(serde_json::json!({
                 "output_type": "display_data",
                 "data": {
-                    "image/png": base64::engine::general_purpose::STANDARD.encode(png.into_inner()),
+                    "image/png": base64::engine::general_purpose::STANDARD.encode(png),
                     "text/plain": "<Figure>",
                 },
             }));
@@ -725,19 +721,14 @@ fn markdown(variant: usize) -> Vec<u8> {
 }
 
 fn jpeg(variant: usize) -> Vec<u8> {
-    let (w, h) = (2560u32, 1600u32); // 4.1 MP
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([
+    // 4.1 MP
+    images::jpeg(2560, 1600, |x, y| {
+        [
             (x / 10) as u8,
             (y / 7) as u8,
             ((x + y) as usize / 13 + variant) as u8,
-        ])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Jpeg)
-        .expect("encode jpeg");
-    out.into_inner()
+        ]
+    })
 }
 
 /// Makes one variant of a benchmark input.

@@ -318,12 +318,7 @@ async fn eight_concurrent_cold_previews_all_answer() {
 }
 
 fn png(rgb: [u8; 3]) -> Vec<u8> {
-    let img = image::RgbImage::from_pixel(2, 2, image::Rgb(rgb));
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap();
-    out.into_inner()
+    pd2_ticket_tests::images::png(2, 2, |_, _| rgb)
 }
 
 /// The preview of one file of an existing ticket of the requester,
