@@ -172,6 +172,21 @@ pub fn shared_compile_cache() -> PathBuf {
     workspace_root().join("target/test-plugin-cache")
 }
 
+/// Has the first-party plugins compiled into the shared compile cache once,
+/// by one server, before the first server that loads them starts: the
+/// suite's first tests start together, and each server would otherwise
+/// compile all of them at once, on the same cores (~50 s of CPU cold).
+async fn warm_compile_cache() {
+    static WARM: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    WARM.get_or_init(|| async {
+        let options =
+            ServerOptions::default().env("PD2_PLUGINS__DIR", first_party_plugins().display());
+        // Started, it has loaded them (`wait_ready`); dropped, it stops.
+        drop(Box::pin(Server::start_unwarmed(options)).await);
+    })
+    .await;
+}
+
 /// A fresh plugin directory holding copies of the given `.wasm` files.
 pub fn plugin_dir(files: &[&Path]) -> PathBuf {
     let dir = temp_dir("plugins");
@@ -334,14 +349,45 @@ fn kill_with_parent(command: &mut Command) {
     }
 }
 
+/// A new folder for one test's files (a server's working folder and log, a
+/// student's project, a plugin folder), under `$TMPDIR/pd2-test-<pid>`:
+/// every folder of a test process in one place. They stay after the
+/// process ends, for a look at a failed run's server logs; the next test
+/// process removes the folders of processes that are gone.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "pd2-test-{tag}-{}-{:x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        remove_dead_runs_folders();
+        let root = std::env::temp_dir().join(format!("pd2-test-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("test folder");
+        root
+    });
+    let dir = root.join(format!("{tag}-{:x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Removes `$TMPDIR/pd2-test-<pid>` of every process no longer running.
+fn remove_dead_runs_folders() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("pd2-test-"))
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The port `child` listens on: the first socket address on the first line
@@ -466,6 +512,24 @@ impl Server {
     }
 
     pub async fn start_with(options: ServerOptions) -> Self {
+        let first_party = first_party_plugins().display().to_string();
+        let setting = |key: &str| {
+            options
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        if setting("PD2_PLUGINS__DIR") == Some(first_party.as_str())
+            && setting("PD2_PLUGINS__CACHE_DIR").is_none()
+        {
+            warm_compile_cache().await;
+        }
+        Self::start_unwarmed(options).await
+    }
+
+    async fn start_unwarmed(options: ServerOptions) -> Self {
         let db_uri = options
             .db_uri
             .clone()

@@ -195,6 +195,9 @@ async fn the_web_app_in_a_real_browser() {
         .env("DEVICE_CODE", &login.user_code)
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
+        // The student folders it makes, and Chromium's profile, among the
+        // test's other folders (removed by a later run).
+        .env("TMPDIR", pd2_ticket_tests::temp_dir("browser"))
         .kill_on_drop(true);
     if let Ok(shots) = std::env::var("APP_SCREENSHOTS") {
         command.env("SCREENSHOTS", shots);
