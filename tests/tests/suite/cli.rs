@@ -1,7 +1,7 @@
 //! The student's command line (SPEC §8): the real `pd2` binary against the
 //! real server with the shipped config and the first-party plugins. The
 //! device sign-in end to end (approved through the API here, in the
-//! browser in `web_app`), codes expired, denied and used twice; a real
+//! browser in `app`), codes expired, denied and used twice; a real
 //! project uploaded with its `.gitignore` and build outputs left out,
 //! downloaded byte-exact; each refusal and failure as one line and an exit
 //! code.

@@ -3,8 +3,13 @@
 //! no longer leaves a thread idle while the next file waits its turn
 //! (BENCHMARKS.md, "Build times"). One module per concern; run one with
 //! `cargo test -p pd2-ticket-tests --test suite versions::`.
+//!
+//! libtest starts tests in the order of their names: the web app's, with
+//! the browser test, the longest (~30 s), is `app`, so it starts among the
+//! first instead of last, when the whole suite would wait for it alone.
 
 mod api_docs;
+mod app;
 mod auth;
 mod cli;
 mod comments;
@@ -24,4 +29,3 @@ mod tickets;
 mod upload_shapes;
 mod uploads;
 mod versions;
-mod web_app;
