@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/db.sh
 
-# The quick start builds the binary the tests build (the dev profile, with
-# the code generator and the hot libraries optimised: see Cargo.toml), so
-# the first run takes about half a release build and `./test.sh` after it
-# reuses it; production builds `--release` (docs/operations.md). The
+# The quick start builds the binary in the tests' profile (dev, with the
+# code generator and the hot libraries optimised: see Cargo.toml), so the
+# first run takes about half a release build and `./test.sh` after it
+# reuses most of it (cranelift among it; a few dozen crates, tokio and the
+# server among them, are built again with the test targets' features);
+# production builds `--release` (docs/operations.md). The
 # plugins build beside it while the database is provisioned.
 # A run stopped by a signal exits through its EXIT trap too, so the
 # database and builds it started do not outlive it.

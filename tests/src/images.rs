@@ -37,3 +37,27 @@ fn rgb(width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> 
         .flat_map(|(x, y)| pixel(x, y))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn images_carry_their_size() {
+        let png = super::png(300, 200, |x, y| [x as u8, y as u8, 0]);
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 300);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 200);
+
+        let jpeg = super::jpeg(2560, 1600, |x, y| [x as u8, y as u8, 0]);
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+        assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9]);
+        // The frame header (baseline SOF0): precision, height, width.
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline frame");
+        let height = u16::from_be_bytes([jpeg[sof + 5], jpeg[sof + 6]]);
+        let width = u16::from_be_bytes([jpeg[sof + 7], jpeg[sof + 8]]);
+        assert_eq!((width, height), (2560, 1600));
+    }
+}
