@@ -9,12 +9,18 @@ source scripts/db.sh
 # Everything this run starts in the background is stopped on the way out,
 # and a run stopped by a signal exits through the EXIT trap too.
 wasm="" side="" storage="" logs=()
+# Each process is stopped before its children are listed, so none starts
+# another one unseen, then killed (and continued, to receive it).
 kill_tree() {
   local child
+  kill -STOP "$1" 2>/dev/null || return 0
   for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
-  kill "$1" 2>/dev/null || true
+  kill -TERM "$1" 2>/dev/null || true
+  kill -CONT "$1" 2>/dev/null || true
 }
 cleanup() {
+  # A second Ctrl-C must not cut the cleanup short.
+  trap '' INT TERM
   for job in $wasm $side; do kill_tree "$job"; done
   pd2_stop_secantusdb
   rm -rf ${storage:+"$storage"} ${logs[@]+"${logs[@]}"}
@@ -56,15 +62,22 @@ wasm=$!
 # `pd2`) in the same invocation: built side by side, not by the first test
 # that needs them while the others wait.
 cargo build --workspace --all-targets --quiet
-if ! wait "$wasm"; then
+wasm_status=0
+wait "$wasm" || wasm_status=$?
+wasm=""
+if [ "$wasm_status" -ne 0 ]; then
   echo "==> building the plugins failed:" >&2
   cat "$wasm_log" >&2
   exit 1
 fi
-wasm=""
 # Built: the suite runs the binaries and plugins as they are
-# (tests/src/lib.rs) instead of asking cargo for each again.
-export TEST_PREBUILT=1
+# (tests/src/lib.rs) instead of asking cargo for each again; unless cargo
+# options were given (`./test.sh --release`, features), which the build
+# above did not use: then the suite builds what it runs itself. Test
+# names after `--` are fine.
+if [ "$#" -eq 0 ] || [ "$1" = "--" ]; then
+  export TEST_PREBUILT=1
+fi
 
 # The database, started only now: idle, it still takes a few percent of a
 # core, which the builds above can use.
@@ -92,16 +105,18 @@ side=$!
 # Four tests at a time: each mostly waits on its server, the database or
 # the browser (on 2 cores a run of the suite with three keeps them about
 # half busy; the database, one Python process, is what they queue for), so
-# the suite is quicker than with one per core: warm, 127 s with three, 105 s
-# with five. Every test waits for conditions, not for fixed short times
-# (CONTRIBUTING.md).
+# the suite is quicker than with one per core: warm, 127 s with three,
+# 104 s with four, 105 s with five. Every test waits for conditions, not
+# for fixed short times (CONTRIBUTING.md).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 status=0
 cargo test --workspace "$@" || status=$?
-if ! wait "$side"; then
+side_status=0
+wait "$side" || side_status=$?
+side=""
+if [ "$side_status" -ne 0 ]; then
   echo "==> the plugins' unit tests or the SDK's docs failed:" >&2
   cat "$side_log" >&2
   status=1
 fi
-side=""
 exit "$status"

@@ -76,8 +76,9 @@ fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     // `test-util`, from the server's dev-dependencies), a different build
     // of tokio and of everything above it: on a fresh machine that was
     // ~150 s of CPU while the first tests waited.
-    if prebuilt() {
-        return profile_dir.join(bin);
+    let built = profile_dir.join(bin);
+    if prebuilt() && built.is_file() {
+        return built;
     }
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev".to_owned(),
@@ -158,8 +159,11 @@ fn build_plugins(workspace: &str, dist: &str) -> PathBuf {
 /// The first-party plugins, built (`plugins/dist`).
 pub fn first_party_plugins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build_plugins("plugins", "plugins/dist"))
+    DIR.get_or_init(|| build_plugins("plugins", FIRST_PARTY_DIST))
 }
+
+/// Where `plugins/build.sh` puts the first-party plugins.
+const FIRST_PARTY_DIST: &str = "plugins/dist";
 
 /// The misbehaving test plugins, built (`tests/fixtures/dist`).
 pub fn fixture_plugins() -> &'static Path {
@@ -176,11 +180,14 @@ pub fn shared_compile_cache() -> PathBuf {
 /// by one server, before the first server that loads them starts: the
 /// suite's first tests start together, and each server would otherwise
 /// compile all of them at once, on the same cores (~50 s of CPU cold).
-async fn warm_compile_cache() {
+/// It uses the caller's database when it names one (the bench: no second
+/// database started for it).
+async fn warm_compile_cache(db_uri: Option<String>) {
     static WARM: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     WARM.get_or_init(|| async {
-        let options =
+        let mut options =
             ServerOptions::default().env("PD2_PLUGINS__DIR", first_party_plugins().display());
+        options.db_uri = db_uri;
         // Started, it has loaded them (`wait_ready`); dropped, it stops.
         drop(Box::pin(Server::start_unwarmed(options)).await);
     })
@@ -350,16 +357,26 @@ fn kill_with_parent(command: &mut Command) {
 }
 
 /// A new folder for one test's files (a server's working folder and log, a
-/// student's project, a plugin folder), under `$TMPDIR/pd2-test-<pid>`:
+/// student's project, a plugin folder), under `$TMPDIR/pd2-test-<pid>-<n>`:
 /// every folder of a test process in one place. They stay after the
 /// process ends, for a look at a failed run's server logs; the next test
 /// process removes the folders of processes that are gone.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     let root = ROOT.get_or_init(|| {
+        use std::os::unix::fs::DirBuilderExt;
         remove_dead_runs_folders();
-        let root = std::env::temp_dir().join(format!("pd2-test-{}", std::process::id()));
-        std::fs::create_dir_all(&root).expect("test folder");
+        // A new folder of ours alone (a random part, created, not taken
+        // over: `/tmp` may be shared with other users).
+        let root = std::env::temp_dir().join(format!(
+            "pd2-test-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&root)
+            .expect("test folder");
         root
     });
     let dir = root.join(format!("{tag}-{:x}", rand::random::<u64>()));
@@ -367,7 +384,9 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Removes `$TMPDIR/pd2-test-<pid>` of every process no longer running.
+/// Removes `$TMPDIR/pd2-test-<pid>-<n>` of every process no longer running
+/// (on this machine: a `/tmp` shared between containers would need a
+/// `TMPDIR` of each's own).
 fn remove_dead_runs_folders() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -377,7 +396,9 @@ fn remove_dead_runs_folders() {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix("pd2-test-"))
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+            .and_then(|rest| rest.split_once('-'))
+            .filter(|(_, random)| u64::from_str_radix(random, 16).is_ok())
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
         else {
             continue;
         };
@@ -512,7 +533,6 @@ impl Server {
     }
 
     pub async fn start_with(options: ServerOptions) -> Self {
-        let first_party = first_party_plugins().display().to_string();
         let setting = |key: &str| {
             options
                 .env
@@ -521,10 +541,13 @@ impl Server {
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| v.as_str())
         };
-        if setting("PD2_PLUGINS__DIR") == Some(first_party.as_str())
+        // Compared by path, not through `first_party_plugins()`, which
+        // would build the plugins for servers that load none.
+        if setting("PD2_PLUGINS__DIR")
+            .is_some_and(|dir| Path::new(dir) == workspace_root().join(FIRST_PARTY_DIST))
             && setting("PD2_PLUGINS__CACHE_DIR").is_none()
         {
-            warm_compile_cache().await;
+            warm_compile_cache(options.db_uri.clone()).await;
         }
         Self::start_unwarmed(options).await
     }
