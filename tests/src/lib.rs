@@ -504,6 +504,14 @@ impl ServerOptions {
     }
 }
 
+/// The value a server given `env` sees for `key`: the last one set.
+fn env_value<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// A running `pd2-ticket serve`, killed on drop.
 pub struct Server {
     child: Child,
@@ -533,19 +541,11 @@ impl Server {
     }
 
     pub async fn start_with(options: ServerOptions) -> Self {
-        let setting = |key: &str| {
-            options
-                .env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
         // Compared by path, not through `first_party_plugins()`, which
         // would build the plugins for servers that load none.
-        if setting("PD2_PLUGINS__DIR")
+        if env_value(&options.env, "PD2_PLUGINS__DIR")
             .is_some_and(|dir| Path::new(dir) == workspace_root().join(FIRST_PARTY_DIST))
-            && setting("PD2_PLUGINS__CACHE_DIR").is_none()
+            && env_value(&options.env, "PD2_PLUGINS__CACHE_DIR").is_none()
         {
             warm_compile_cache(options.db_uri.clone()).await;
         }
@@ -579,12 +579,7 @@ impl Server {
         env.extend(options.env.iter().cloned());
         // Whatever level a test chooses, the "listening" line must be logged:
         // it is how the harness learns the port.
-        let level = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "RUST_LOG")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let level = env_value(&env, "RUST_LOG").unwrap_or_default().to_owned();
         env.push((
             "RUST_LOG".to_owned(),
             // `app` is where older builds (TEST_SERVER_BIN) log it.
